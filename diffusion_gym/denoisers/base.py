@@ -1,0 +1,162 @@
+"""The denoiser contract (EDM convention) and the guided denoiser.
+
+A denoiser maps a noisy sample to an estimate of the clean one,
+``D(x, sigma, class_labels) -> x0_hat`` with ``x_sigma = x0 + sigma * n`` (Karras et al. 2022).
+Shapes: ``x: [B, *shape]``, ``sigma: [B]`` (or a scalar), ``class_labels: [B] long`` or
+``None``. Inside a labelled batch the label ``-1`` (:data:`NULL_LABEL`) selects the
+unconditional model for that sample, which is how a guided call evaluates the conditional
+and the unconditional model in one batch of size 2B.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+__all__ = ["NULL_LABEL", "Denoiser", "guided_denoise", "check_finite"]
+
+NULL_LABEL = -1
+
+
+class Denoiser(nn.Module):
+    """Base class of every denoiser in the package.
+
+    Subclasses implement :meth:`denoise` on validated inputs; calling the module validates
+    shapes, σ and labels first (cheap checks on metadata, one reduction for σ).
+
+    Attributes:
+        shape: shape of one sample, e.g. ``(2,)`` or ``(1, 8, 8)``.
+        num_classes: number of classes, 0 for an unconditional model.
+        sigma_min, sigma_max: the σ range the model was trained for (schedules use it).
+        sigma_data: standard deviation of the data (EDM's σ_data).
+        dtype: the floating dtype the model computes in (float64 for analytic mixtures).
+    """
+
+    def __init__(
+        self,
+        shape: tuple[int, ...],
+        num_classes: int,
+        sigma_min: float,
+        sigma_max: float,
+        sigma_data: float,
+        dtype: torch.dtype = torch.float32,
+    ):
+        super().__init__()
+        if not 0 < sigma_min < sigma_max:
+            raise ValueError(f"need 0 < sigma_min < sigma_max, got {sigma_min}, {sigma_max}")
+        self.shape = tuple(int(s) for s in shape)
+        self.num_classes = int(num_classes)
+        self.sigma_min = float(sigma_min)
+        self.sigma_max = float(sigma_max)
+        self.sigma_data = float(sigma_data)
+        self.dtype = dtype
+        self.register_buffer("_device_probe", torch.zeros(0), persistent=False)
+
+    @property
+    def device(self) -> torch.device:
+        return self._device_probe.device
+
+    @property
+    def dim(self) -> int:
+        """Number of scalars in one sample."""
+        n = 1
+        for s in self.shape:
+            n *= s
+        return n
+
+    def denoise(self, x: torch.Tensor, sigma: torch.Tensor, class_labels: torch.Tensor | None):
+        """Estimate x0 from validated ``x [B, *shape]``, ``sigma [B]``, labels or None."""
+        raise NotImplementedError
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        sigma: torch.Tensor | float,
+        class_labels: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        x, sigma, class_labels = self.check_inputs(x, sigma, class_labels)
+        return self.denoise(x, sigma, class_labels)
+
+    def check_inputs(self, x, sigma, class_labels):
+        """Validate and broadcast inputs; raise ``TypeError``/``ValueError`` naming the issue."""
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
+        if not x.is_floating_point():
+            raise TypeError(f"x must be a floating tensor, got dtype {x.dtype}")
+        if tuple(x.shape[1:]) != self.shape:
+            raise ValueError(
+                f"x must have shape [B, {', '.join(map(str, self.shape))}], got {tuple(x.shape)}"
+            )
+        sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device)
+        if sigma.ndim == 0:
+            sigma = sigma.expand(x.shape[0])
+        if sigma.shape != (x.shape[0],):
+            raise ValueError(
+                f"sigma must be a scalar or have shape [{x.shape[0]}], got {tuple(sigma.shape)}"
+            )
+        if not bool((sigma >= 0).all()):
+            raise ValueError("sigma must be >= 0 (and not NaN)")
+        if class_labels is not None:
+            class_labels = self.check_labels(class_labels, x.shape[0], x.device)
+        return x, sigma, class_labels
+
+    def check_labels(self, class_labels, batch: int, device) -> torch.Tensor:
+        """Validate class labels: ``[batch]`` integers in ``[-1, num_classes)``."""
+        if self.num_classes == 0:
+            raise ValueError(
+                "this denoiser is unconditional (num_classes=0): pass class_labels=None"
+            )
+        labels = torch.as_tensor(class_labels, device=device)
+        if labels.dtype.is_floating_point or labels.dtype == torch.bool:
+            raise TypeError(f"class_labels must be an integer tensor, got {labels.dtype}")
+        labels = labels.long()
+        if labels.ndim == 0:
+            labels = labels.expand(batch)
+        if labels.shape != (batch,):
+            raise ValueError(f"class_labels must have shape [{batch}], got {tuple(labels.shape)}")
+        if labels.numel() and not bool(
+            ((labels >= NULL_LABEL) & (labels < self.num_classes)).all()
+        ):
+            raise ValueError(
+                f"class_labels must lie in [0, {self.num_classes}) (or -1 for unconditional), "
+                f"got values in [{int(labels.min())}, {int(labels.max())}]"
+            )
+        return labels
+
+
+def guided_denoise(
+    denoiser: Denoiser,
+    x: torch.Tensor,
+    sigma: torch.Tensor,
+    class_labels: torch.Tensor | None,
+    guidance: torch.Tensor | float | None,
+) -> torch.Tensor:
+    """Classifier-free guided estimate D_w = D_u + w (D_c − D_u) (Ho & Salimans 2022).
+
+    ``guidance`` is a scalar or a ``[B]`` tensor of per-sample weights (w = 1: conditional
+    model, w = 0: unconditional). The conditional and unconditional halves go through the
+    denoiser in ONE call of size 2B. Without labels (or with ``guidance=None``) this is the
+    plain call ``D(x, sigma, class_labels)``.
+    """
+    if class_labels is None or guidance is None:
+        return denoiser(x, sigma, class_labels)
+    batch = x.shape[0]
+    sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device).expand(batch)
+    labels = denoiser.check_labels(class_labels, batch, x.device)
+    both = denoiser(
+        torch.cat([x, x]),
+        torch.cat([sigma, sigma]),
+        torch.cat([labels, torch.full_like(labels, NULL_LABEL)]),
+    )
+    d_c, d_u = both[:batch], both[batch:]
+    w = torch.as_tensor(guidance, dtype=d_c.dtype, device=x.device)
+    if w.ndim == 1:
+        w = w.reshape(-1, *([1] * (x.ndim - 1)))
+    return d_u + w * (d_c - d_u)
+
+
+def check_finite(x: torch.Tensor, what: str) -> torch.Tensor:
+    """Raise ``ValueError`` if ``x`` holds NaN or ±inf (never continue with NaN)."""
+    if not bool(torch.isfinite(x).all()):
+        raise ValueError(f"{what} produced non-finite values (NaN or inf)")
+    return x

@@ -1,0 +1,128 @@
+"""Per-sample, counter-based random streams.
+
+A trajectory must depend only on its own seed: not on the global RNG, not on how many other
+trajectories share its batch, and not on the device. One ``torch.Generator`` per sample
+(EDM's ``StackedRandomGenerator``) gives that, but costs a Python loop over the batch at every
+draw. :class:`SampleStreams` gives the same guarantee with one batched computation: sample
+``i`` draws element ``j`` of its ``n``-th draw as a hash of ``(key_i, n, j)`` (SplitMix64's
+finaliser), turned into a standard normal by the inverse CDF. All of it is int64 tensor
+arithmetic, so the numbers are identical on CPU and CUDA.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+__all__ = ["SampleStreams", "derive_keys", "draw_normal"]
+
+_GOLDEN = -7046029254386353131  # 0x9E3779B97F4A7C15 as a signed int64
+_MIX1 = -4658895280553007687  # 0xBF58476D1CE4E5B9
+_MIX2 = -7723592293110705685  # 0x94D049BB133111EB
+_STREAM = 0x632BE59BD9B4E019  # separates the counter from the element index
+
+
+def _shr(x: torch.Tensor, s: int) -> torch.Tensor:
+    """Logical right shift of int64 (torch's ``>>`` is arithmetic)."""
+    return (x >> s) & ((1 << (64 - s)) - 1)
+
+
+def _mix(z: torch.Tensor) -> torch.Tensor:
+    """SplitMix64 finaliser: a bijective avalanche on int64 (wrapping arithmetic)."""
+    z = (z ^ _shr(z, 30)) * _MIX1
+    z = (z ^ _shr(z, 27)) * _MIX2
+    return z ^ _shr(z, 31)
+
+
+def derive_keys(seeds: torch.Tensor | np.ndarray | int, salt: int = 0) -> torch.Tensor:
+    """Hash integer seeds (and a salt, e.g. an episode counter) into stream keys (int64)."""
+    seeds = torch.as_tensor(seeds, dtype=torch.int64)
+    salt = torch.as_tensor(salt, dtype=torch.int64, device=seeds.device)
+    return _mix(_mix(seeds * _GOLDEN + 1) ^ (salt * _STREAM))
+
+
+def _uniform53(bits: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Map 64 random bits to a uniform in the open interval (0, 1)."""
+    top = _shr(bits, 11).to(torch.float64)
+    return ((top + 0.5) * 2.0**-53).to(dtype)
+
+
+def draw_normal(
+    keys: torch.Tensor, counter: int | torch.Tensor, shape: tuple[int, ...], dtype: torch.dtype
+) -> torch.Tensor:
+    """Standard normals of shape ``[B, *shape]``: row ``i`` is a function of ``keys[i]`` and
+    ``counter`` only. ``counter`` is a scalar or a ``[B]`` tensor of per-sample counters."""
+    n = int(np.prod(shape)) if len(shape) else 1
+    idx = torch.arange(n, device=keys.device, dtype=torch.int64)
+    counter = torch.as_tensor(counter, dtype=torch.int64, device=keys.device)
+    if counter.ndim == 1:
+        counter = counter[:, None]
+    base = _mix(keys[:, None] ^ (counter * _STREAM))
+    u = _uniform53(_mix(base + idx[None, :] * _GOLDEN), torch.float64)
+    z = torch.special.ndtri(u).to(dtype)
+    return z.reshape(keys.shape[0], *shape)
+
+
+def draw_uniform_int(keys: torch.Tensor, counter: int, high: int) -> torch.Tensor:
+    """Integers uniform in ``[0, high)``, one per key (for per-episode class labels)."""
+    counter = torch.as_tensor(counter, dtype=torch.int64, device=keys.device)
+    u = _uniform53(_mix(_mix(keys ^ (counter * _STREAM)) + 12345), torch.float64)
+    return torch.clamp((u * high).long(), max=high - 1)
+
+
+class SampleStreams:
+    """A batch of independent random streams, one per sample.
+
+    Each call to :meth:`randn` advances every stream by one draw. Row ``i`` of every draw
+    depends only on ``keys[i]`` and on how many draws came before, so sub-batches of the
+    same keys reproduce the same numbers. Pass it wherever the package accepts a
+    ``generator``.
+
+    :param keys: ``[B]`` int64 stream keys, e.g. from :func:`derive_keys`.
+    """
+
+    def __init__(self, keys: torch.Tensor):
+        if not isinstance(keys, torch.Tensor) or keys.dtype != torch.int64 or keys.ndim != 1:
+            raise TypeError("keys must be a 1-D torch.int64 tensor (one key per sample)")
+        self.keys = keys
+        self.counter = 0
+
+    @classmethod
+    def from_seeds(cls, seeds, device: torch.device | str = "cpu") -> SampleStreams:
+        """Streams for integer seeds (one per sample); equal seeds give equal streams."""
+        return cls(derive_keys(torch.as_tensor(seeds, dtype=torch.int64, device=device)))
+
+    def __len__(self) -> int:
+        return self.keys.shape[0]
+
+    def randn(self, shape: tuple[int, ...], dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """Next draw of standard normals, ``[B, *shape]``."""
+        z = draw_normal(self.keys, self.counter, tuple(shape), dtype)
+        self.counter += 1
+        return z
+
+    def __getitem__(self, index) -> SampleStreams:
+        sub = SampleStreams(self.keys[index].reshape(-1))
+        sub.counter = self.counter
+        return sub
+
+
+def randn(
+    shape: tuple[int, ...],
+    generator: torch.Generator | SampleStreams | None,
+    dtype: torch.dtype,
+    device: torch.device | str,
+) -> torch.Tensor:
+    """Standard normals of ``shape`` (``shape[0]`` = batch) from either kind of generator."""
+    if isinstance(generator, SampleStreams):
+        if len(generator) != shape[0]:
+            raise ValueError(
+                f"SampleStreams holds {len(generator)} streams but the batch has {shape[0]}"
+            )
+        return generator.randn(tuple(shape[1:]), dtype).to(device)
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(
+            f"generator must be a torch.Generator, a SampleStreams or None, got {type(generator)}"
+        )
+    gen_device = generator.device if generator is not None else device
+    return torch.randn(shape, generator=generator, dtype=dtype, device=gen_device).to(device)

@@ -1,0 +1,253 @@
+"""Named denoiser + data presets.
+
+A preset bundles a denoiser (what the sampler calls), the true data distribution (what the
+samples are judged against) and the σ range and prior the sampler starts from. The exact
+presets use the mixture as both; the ``-imperfect`` variants pair the true mixture with a
+misspecified one as the denoiser ("pretrained-like": over-dispersed components and a wrong
+class balance), so guidance and noise injection have something to correct.
+
+>>> from diffusion_gym import presets
+>>> p = presets.make("gmm-ring8-imperfect")
+>>> p.denoiser, p.data  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from .denoisers.base import Denoiser
+from .denoisers.mixture import GaussianMixture
+
+__all__ = ["Preset", "make", "names", "register", "describe"]
+
+
+@dataclass
+class Preset:
+    """A ready denoiser and the distribution it should sample.
+
+    :param name: the preset's name.
+    :param denoiser: the model the sampler calls.
+    :param data: the true distribution: ``.sample(n, class_labels, generator)``, and
+        ``.log_prob(x, sigma, class_labels)`` where it is exact (mixtures).
+    :param prior_std: std of x_T at σ_max (σ_max itself, or sqrt(σ_max² + σ_data²) when σ_max
+        is not large against the data, as in ART's 1-D toy).
+    :param defaults: suggested sampler settings (``num_steps``, ``solver``, ``budget``).
+    :param description: one line for listings.
+    """
+
+    name: str
+    denoiser: Denoiser
+    data: Any
+    prior_std: float
+    defaults: dict = field(default_factory=dict)
+    description: str = ""
+
+    @property
+    def sigma_min(self) -> float:
+        return self.denoiser.sigma_min
+
+    @property
+    def sigma_max(self) -> float:
+        return self.denoiser.sigma_max
+
+    @property
+    def num_classes(self) -> int:
+        return self.denoiser.num_classes
+
+    @property
+    def exact(self) -> bool:
+        """True when the denoiser is the data's exact denoiser."""
+        return self.denoiser is self.data
+
+    def to(self, device) -> Preset:
+        self.denoiser.to(device)
+        if isinstance(self.data, torch.nn.Module):
+            self.data.to(device)
+        return self
+
+
+_REGISTRY: dict[str, tuple[Callable[..., Preset], str]] = {}
+
+
+def register(name: str, factory: Callable[..., Preset], description: str = "") -> None:
+    """Add a preset: ``factory(**overrides) -> Preset``."""
+    _REGISTRY[name] = (factory, description)
+
+
+def names() -> list[str]:
+    """The names of all presets."""
+    return sorted(_REGISTRY)
+
+
+def describe() -> dict[str, str]:
+    """``{name: one-line description}`` of all presets."""
+    return {n: _REGISTRY[n][1] for n in names()}
+
+
+def make(name: str, **overrides) -> Preset:
+    """Build the preset ``name``; keyword overrides go to its factory (``device`` always).
+
+    Raises ``ValueError`` for an unknown name and ``TypeError`` for an unknown keyword, each
+    listing the valid ones.
+    """
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown preset {name!r}; valid presets: {', '.join(names())}")
+    factory = _REGISTRY[name][0]
+    params = inspect.signature(factory).parameters
+    unknown = sorted(set(overrides) - set(params))
+    if unknown:
+        raise TypeError(
+            f"unknown keyword(s) {unknown} for preset {name!r}; valid: {sorted(params)}"
+        )
+    return factory(**overrides)
+
+
+# ---------------------------------------------------------------------------------------------
+# Mixture data sets
+
+
+def ring8(radius: float = 2.0, std: float = 0.2, **kw) -> GaussianMixture:
+    """8 isotropic Gaussians on a circle, one class each."""
+    angle = torch.arange(8, dtype=torch.float64) * (2 * math.pi / 8)
+    means = radius * torch.stack([angle.cos(), angle.sin()], 1)
+    return GaussianMixture(means, torch.full((8,), std**2), None, torch.arange(8), **kw)
+
+
+def grid(side: int = 4, spacing: float = 1.5, std: float = 0.15, **kw) -> GaussianMixture:
+    """A side×side grid of isotropic Gaussians, one class per component (AYS-style 2-D toy)."""
+    ax = (torch.arange(side, dtype=torch.float64) - (side - 1) / 2) * spacing
+    means = torch.cartesian_prod(ax, ax)
+    k = side * side
+    return GaussianMixture(means, torch.full((k,), std**2), None, torch.arange(k), **kw)
+
+
+def gmm64d(dim: int = 64, num_classes: int = 8, per_class: int = 2, seed: int = 0, **kw):
+    """A ``dim``-D mixture with full covariances (random rotations, anisotropic spectra),
+    ``per_class`` components per class; built from a fixed seed."""
+    g = torch.Generator().manual_seed(seed)
+    k = num_classes * per_class
+    means = torch.randn(k, dim, generator=g, dtype=torch.float64) * 1.0
+    q, _ = torch.linalg.qr(torch.randn(k, dim, dim, generator=g, dtype=torch.float64))
+    spectrum = torch.logspace(-2, -0.3, dim, dtype=torch.float64)  # 0.01 .. 0.5
+    covs = q @ torch.diag_embed(spectrum.expand(k, dim)) @ q.transpose(1, 2)
+    covs = 0.5 * (covs + covs.transpose(1, 2))
+    weights = 0.5 + torch.rand(k, generator=g, dtype=torch.float64)
+    classes = torch.arange(k) % num_classes
+    return GaussianMixture(means, covs, weights, classes, **kw)
+
+
+def _imperfect(
+    true: GaussianMixture, variance_scale: float, uncond_scale: float, weight_tilt: float, seed: int
+) -> Denoiser:
+    """Over-dispersed components and tilted weights; the unconditional branch is worse."""
+    g = torch.Generator().manual_seed(seed)
+    tilt = torch.exp(weight_tilt * torch.randn(true.num_components, generator=g, dtype=true.dtype))
+    return true.misspecified(
+        variance_scale=variance_scale,
+        weights=true.weights * tilt,
+        unconditional_variance_scale=uncond_scale,
+    )
+
+
+def _mixture_factory(build, defaults: dict, sigma_min=0.002, sigma_max=80.0):
+    def exact(
+        device: str | torch.device = "cpu",
+        sigma_min: float = sigma_min,
+        sigma_max: float = sigma_max,
+        name: str = "",
+    ) -> Preset:
+        gm = build(sigma_min=sigma_min, sigma_max=sigma_max).to(device)
+        return Preset(name, gm, gm, sigma_max, dict(defaults))
+
+    def imperfect(
+        device: str | torch.device = "cpu",
+        sigma_min: float = sigma_min,
+        sigma_max: float = sigma_max,
+        variance_scale: float = 2.5,
+        unconditional_variance_scale: float = 4.0,
+        weight_tilt: float = 0.8,
+        seed: int = 1,
+        name: str = "",
+    ) -> Preset:
+        gm = build(sigma_min=sigma_min, sigma_max=sigma_max)
+        model = _imperfect(gm, variance_scale, unconditional_variance_scale, weight_tilt, seed)
+        return Preset(name, model.to(device), gm.to(device), sigma_max, dict(defaults))
+
+    return exact, imperfect
+
+
+def _named(factory, name):
+    def f(**kw):
+        p = factory(**kw)
+        p.name = name
+        return p
+
+    f.__signature__ = inspect.signature(factory).replace(
+        parameters=[p for p in inspect.signature(factory).parameters.values() if p.name != "name"]
+    )
+    return f
+
+
+def _gauss1d(
+    device: str | torch.device = "cpu", sigma_min: float = 0.002, sigma_max: float = 3.0
+) -> Preset:
+    gm = GaussianMixture([[0.0]], 1.0, sigma_min=sigma_min, sigma_max=sigma_max).to(device)
+    return Preset(
+        "art-gauss1d",
+        gm,
+        gm,
+        math.sqrt(sigma_max**2 + 1.0),
+        {"solver": "euler", "budget": 5, "num_steps": 5},
+    )
+
+
+def _gauss1d_imperfect(
+    device: str | torch.device = "cpu",
+    sigma_min: float = 0.002,
+    sigma_max: float = 3.0,
+    variance_scale: float = 1.5,
+) -> Preset:
+    gm = GaussianMixture([[0.0]], 1.0, sigma_min=sigma_min, sigma_max=sigma_max)
+    model = gm.misspecified(variance_scale=variance_scale)
+    return Preset(
+        "art-gauss1d-imperfect",
+        model.to(device),
+        gm.to(device),
+        math.sqrt(sigma_max**2 + 1.0),
+        {"solver": "euler", "budget": 5, "num_steps": 5},
+    )
+
+
+_SPECS = {
+    "gmm-ring8": (ring8, "2-D ring of 8 Gaussians, 8 classes", {"num_steps": 4, "budget": 3}),
+    "gmm-grid": (
+        grid,
+        "2-D 4x4 grid of Gaussians, 16 classes (AYS toy)",
+        {"num_steps": 4, "budget": 3},
+    ),
+    "gmm-64d": (
+        gmm64d,
+        "64-D mixture, full covariances, 8 classes x 2 components",
+        {"num_steps": 6, "budget": 5},
+    ),
+}
+for _name, (_build, _desc, _defaults) in _SPECS.items():
+    _exact, _imp = _mixture_factory(_build, _defaults)
+    register(_name, _named(_exact, _name), f"{_desc}; exact denoiser")
+    register(
+        f"{_name}-imperfect",
+        _named(_imp, f"{_name}-imperfect"),
+        f"{_desc}; misspecified denoiser (over-dispersed, wrong weights)",
+    )
+register("art-gauss1d", _gauss1d, "ART 1-D toy: data N(0,1), sigma_max=3, exact denoiser")
+register(
+    "art-gauss1d-imperfect",
+    _gauss1d_imperfect,
+    "ART 1-D toy with an over-dispersed denoiser (N(0, 1.5) learned)",
+)

@@ -1,0 +1,132 @@
+"""Noise-level schedules: pure functions returning n+1 descending σ ending in 0.
+
+Every function has the shape of k-diffusion's ``get_sigmas_*``: ``n`` solver steps between
+``sigma_max`` and ``sigma_min``, then a final 0 (the last step lands on the clean sample).
+Results are float64 tensors on ``device``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+__all__ = [
+    "karras",
+    "uniform",
+    "linear",
+    "log_linear",
+    "vp_uniform_t",
+    "interpolate",
+    "validate",
+]
+
+
+def _check(n: int, sigma_min: float, sigma_max: float) -> None:
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        raise ValueError(f"n (number of steps) must be an int >= 1, got {n!r}")
+    if not 0 < sigma_min < sigma_max or not math.isfinite(sigma_max):
+        raise ValueError(f"need 0 < sigma_min < sigma_max < inf, got {sigma_min}, {sigma_max}")
+
+
+def _append_zero(s: torch.Tensor) -> torch.Tensor:
+    return torch.cat([s, s.new_zeros(1)])
+
+
+def _ramp(n: int, device) -> torch.Tensor:
+    """i / (n − 1) for i = 0..n−1 (a single step sits at the start)."""
+    return torch.linspace(0, 1, n, dtype=torch.float64, device=device)
+
+
+def karras(n: int, sigma_min: float, sigma_max: float, rho: float = 7.0, device="cpu"):
+    """EDM schedule (Karras et al. 2022, eq. 5): σ_i = (σ_max^(1/ρ) + i/(n−1) (σ_min^(1/ρ) −
+    σ_max^(1/ρ)))^ρ, then 0. ρ = 1 is uniform in σ; ρ → ∞ approaches log-linear."""
+    _check(n, sigma_min, sigma_max)
+    if not rho > 0:
+        raise ValueError(f"rho must be > 0, got {rho}")
+    lo, hi = sigma_min ** (1 / rho), sigma_max ** (1 / rho)
+    return _append_zero((hi + _ramp(n, device) * (lo - hi)) ** rho)
+
+
+def uniform(n: int, sigma_min: float, sigma_max: float, device="cpu"):
+    """Uniform in σ from σ_max to σ_min, then 0 (``karras`` with ρ = 1)."""
+    _check(n, sigma_min, sigma_max)
+    return _append_zero(sigma_max + _ramp(n, device) * (sigma_min - sigma_max))
+
+
+def linear(n: int, sigma_max: float, device="cpu"):
+    """ART's uniform grid of the linear clock σ = T − ψ: n equal steps from T to 0."""
+    _check(n, sigma_max / 2, sigma_max)
+    return torch.linspace(sigma_max, 0.0, n + 1, dtype=torch.float64, device=device)
+
+
+def log_linear(n: int, sigma_min: float, sigma_max: float, device="cpu"):
+    """Uniform in log σ (= uniform in log-SNR), then 0."""
+    _check(n, sigma_min, sigma_max)
+    return _append_zero(
+        torch.exp(
+            math.log(sigma_max) + _ramp(n, device) * (math.log(sigma_min) - math.log(sigma_max))
+        )
+    )
+
+
+def vp_uniform_t(
+    n: int,
+    sigma_min: float,
+    sigma_max: float,
+    beta_min: float = 0.1,
+    beta_d: float = 19.9,
+    eps_t: float = 1e-3,
+    device="cpu",
+):
+    """DDPM/DDIM-style: uniform steps in VP time t, mapped to EDM σ(t) = sqrt(exp(½β_d t² +
+    β_min t) − 1) (Song et al. 2021; EDM Table 1), clipped to [σ_min, σ_max], then 0."""
+    _check(n, sigma_min, sigma_max)
+
+    def sigma_of(t):
+        return torch.sqrt(torch.expm1(0.5 * beta_d * t**2 + beta_min * t))
+
+    def t_of(s):  # inverse of sigma_of
+        return (math.sqrt(beta_min**2 + 2 * beta_d * math.log1p(s**2)) - beta_min) / beta_d
+
+    t_hi, t_lo = t_of(sigma_max), max(t_of(sigma_min), eps_t)
+    t = t_hi + _ramp(n, device) * (t_lo - t_hi)
+    return _append_zero(sigma_of(t).clamp(sigma_min, sigma_max))
+
+
+def interpolate(sigmas: torch.Tensor, n: int) -> torch.Tensor:
+    """Resample a schedule to ``n`` steps by linear interpolation of log σ over the step index
+    (Align Your Steps' log-linear interpolation). Endpoints σ_max, σ_min and the final 0 stay."""
+    sigmas = validate(sigmas)
+    if not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be an int >= 1, got {n!r}")
+    pos = sigmas[:-1]
+    if n == 1:
+        return _append_zero(pos[:1].to(torch.float64))
+    logs = pos.to(torch.float64).log()
+    m = logs.shape[0]
+    if m == 1:
+        return _append_zero(logs.exp().expand(n).clone())
+    src = torch.linspace(0, 1, m, dtype=torch.float64, device=sigmas.device)
+    dst = torch.linspace(0, 1, n, dtype=torch.float64, device=sigmas.device)
+    idx = torch.searchsorted(src, dst, right=True).clamp(1, m - 1)
+    t = (dst - src[idx - 1]) / (src[idx] - src[idx - 1])
+    return _append_zero(torch.exp(logs[idx - 1] + t * (logs[idx] - logs[idx - 1])))
+
+
+def validate(sigmas) -> torch.Tensor:
+    """Check a schedule: 1-D, finite, strictly decreasing, last entry 0. Returns a tensor."""
+    s = torch.as_tensor(sigmas)
+    if not s.is_floating_point():
+        s = s.to(torch.float64)
+    if s.ndim != 1 or s.shape[0] < 2:
+        raise ValueError(
+            f"a schedule must be a 1-D tensor of n+1 >= 2 sigmas, got {tuple(s.shape)}"
+        )
+    if not bool(torch.isfinite(s).all()):
+        raise ValueError("a schedule must be finite")
+    if float(s[-1]) != 0.0:
+        raise ValueError(f"a schedule must end in 0, got {float(s[-1])}")
+    if not bool((s[1:] < s[:-1]).all()):
+        raise ValueError("a schedule must be strictly decreasing")
+    return s

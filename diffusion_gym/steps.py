@@ -1,0 +1,175 @@
+"""One sampler step, written once, and the reference sampler built on it.
+
+The step is EDM's stochastic sampler (Karras et al. 2022, Algorithm 2) with classifier-free
+guidance folded into the denoiser call: churn γ raises the noise level from σ to
+σ̂ = σ(1 + γ) by adding fresh noise, then an Euler or Heun step of the probability-flow ODE
+dx/dσ = (x − D_w(x; σ))/σ goes from σ̂ to σ_next. Every quantity may differ per sample
+(σ, σ_next, w, γ), which is what the environments need. The environments, the baselines and
+the evaluation harness all call :func:`step`, so an environment rollout with fixed actions
+equals :func:`sample` with the same schedule, weights, churn and seed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from .denoisers.base import Denoiser, check_finite, guided_denoise
+from .noise import SampleStreams, draw_normal, randn
+from .schedules import validate
+
+__all__ = ["step", "sample", "churn_noise", "SOLVERS"]
+
+SOLVERS = ("euler", "heun")
+
+
+def _bcast(v: torch.Tensor | float, x: torch.Tensor) -> torch.Tensor:
+    """A scalar or ``[B]`` value shaped to broadcast against ``x [B, ...]``."""
+    v = torch.as_tensor(v, dtype=x.dtype, device=x.device)
+    return v.reshape(-1, *([1] * (x.ndim - 1))) if v.ndim == 1 else v
+
+
+def churn_noise(
+    generator: torch.Generator | SampleStreams | None, index: int, x: torch.Tensor
+) -> torch.Tensor:
+    """ε for the churn of step ``index``. With :class:`SampleStreams` it is the stateless draw
+    number ``index + 1`` of each sample's stream (draw 0 is reserved for x_T), so it does not
+    matter which earlier steps drew noise."""
+    if isinstance(generator, SampleStreams):
+        if len(generator) != x.shape[0]:
+            raise ValueError(f"generator holds {len(generator)} streams, batch is {x.shape[0]}")
+        return draw_normal(generator.keys, index + 1, tuple(x.shape[1:]), x.dtype).to(x.device)
+    return randn(tuple(x.shape), generator, x.dtype, x.device)
+
+
+def step(
+    denoiser: Denoiser,
+    x: torch.Tensor,
+    sigma: torch.Tensor | float,
+    sigma_next: torch.Tensor | float,
+    *,
+    class_labels: torch.Tensor | None = None,
+    guidance: torch.Tensor | float | None = None,
+    gamma: torch.Tensor | float = 0.0,
+    solver: str = "heun",
+    noise: torch.Tensor | None = None,
+    s_noise: float = 1.0,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One step from σ to σ_next; returns ``(x_next, denoised)``.
+
+    :param x: ``[B, *shape]`` samples at noise level ``sigma``.
+    :param sigma, sigma_next: scalars or ``[B]`` per-sample noise levels, σ_next < σ.
+        Where σ_next = 0 the step is Euler (the last step lands on D(x̂; σ̂)).
+    :param guidance: CFG weight w (scalar or ``[B]``); None = plain call with the labels.
+    :param gamma: churn γ >= 0 (scalar or ``[B]``); needs ``noise`` where it is non-zero.
+    :param solver: ``"euler"`` (1 NFE) or ``"heun"`` (2 NFE, 1 on the last step).
+    :param noise: ``[B, *shape]`` standard normals for the churn.
+    :param s_noise: EDM's S_noise, scale of the churn noise.
+    """
+    if solver not in SOLVERS:
+        raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}")
+    t_cur, t_next = _bcast(sigma, x), _bcast(sigma_next, x)
+    churn = not (isinstance(gamma, (int, float)) and gamma == 0)
+
+    def D(x_in, t):  # noqa: N802 - the paper's name
+        out = guided_denoise(
+            denoiser, x_in, t.reshape(-1).expand(x.shape[0]), class_labels, guidance
+        )
+        return check_finite(out, "the denoiser")
+
+    # Increase noise temporarily: t_hat = t_cur (1 + gamma).
+    if churn:
+        if noise is None:
+            raise ValueError("gamma > 0 needs churn noise: pass noise= (standard normals)")
+        g = _bcast(gamma, x)
+        t_hat = t_cur * (1 + g)
+        x_hat = x + (t_hat**2 - t_cur**2).sqrt() * s_noise * noise
+    else:
+        t_hat, x_hat = t_cur, x
+    # Euler step.
+    denoised = D(x_hat, t_hat)
+    d_cur = (x_hat - denoised) / t_hat
+    x_next = x_hat + (t_next - t_hat) * d_cur
+    # Apply 2nd order correction where t_next > 0.
+    if solver == "heun":
+        last = t_next == 0
+        if not bool(last.all()):
+            t_safe = torch.where(last, torch.ones_like(t_next), t_next)
+            d_prime = (x_next - D(x_next, t_safe)) / t_safe
+            x_heun = x_hat + (t_next - t_hat) * (0.5 * d_cur + 0.5 * d_prime)
+            x_next = torch.where(last, x_next, x_heun)
+    return x_next, denoised
+
+
+def _per_step(value, n: int, name: str, device) -> list:
+    """Expand a scalar / ``[n]`` / ``[n, B]`` argument into n per-step values."""
+    if value is None or isinstance(value, (int, float)):
+        return [value] * n
+    v = torch.as_tensor(value, device=device)
+    if v.ndim == 0:
+        return [float(v)] * n
+    if v.shape[0] != n:
+        raise ValueError(
+            f"{name} must be a scalar or have one entry per step ({n}), got shape {tuple(v.shape)}"
+        )
+    return [v[i] if v.ndim > 1 else float(v[i]) for i in range(n)]
+
+
+@torch.no_grad()
+def sample(
+    denoiser: Denoiser,
+    noise: torch.Tensor,
+    sigmas: torch.Tensor,
+    *,
+    class_labels: torch.Tensor | None = None,
+    guidance: float | torch.Tensor = 1.0,
+    gamma: float | torch.Tensor = 0.0,
+    solver: str = "heun",
+    generator: torch.Generator | SampleStreams | None = None,
+    callback: Callable[[dict[str, Any]], None] | None = None,
+    s_noise: float = 1.0,
+) -> torch.Tensor:
+    """Reference sampler: integrate from ``noise`` at σ_0 down the schedule to σ = 0.
+
+    :param noise: x_T ``[B, *shape]``, the initial sample at ``sigmas[0]`` (already scaled,
+        e.g. ``sigmas[0] * randn``).
+    :param sigmas: descending schedule of n+1 σ ending in 0 (see :mod:`diffusion_gym.schedules`).
+    :param guidance: CFG weight: a scalar, ``[n]`` per step or ``[n, B]`` per step and sample.
+        ``1.0`` with labels is the plain conditional model (one call of size B).
+    :param gamma: churn γ, same shapes as ``guidance``.
+    :param generator: source of churn noise (``torch.Generator`` or :class:`SampleStreams`).
+    :param callback: called after every step with ``{'x', 'i', 'sigma', 'sigma_next',
+        'denoised'}``.
+    :returns: the samples at σ = 0, ``[B, *shape]``.
+    """
+    sigmas = validate(sigmas).to(device=noise.device)
+    n = sigmas.shape[0] - 1
+    ws = _per_step(guidance, n, "guidance", noise.device)
+    gs = _per_step(gamma, n, "gamma", noise.device)
+    x = noise
+    for i in range(n):
+        w = None if (isinstance(ws[i], float) and ws[i] == 1.0) else ws[i]
+        g = gs[i]
+        eps = None
+        if not (isinstance(g, (int, float)) and g == 0):
+            eps = churn_noise(generator, i, x)
+        sigma, sigma_next = float(sigmas[i]), float(sigmas[i + 1])
+        x, denoised = step(
+            denoiser,
+            x,
+            sigma,
+            sigma_next,
+            class_labels=class_labels,
+            guidance=w,
+            gamma=g,
+            solver=solver,
+            noise=eps,
+            s_noise=s_noise,
+        )
+        if callback is not None:
+            callback(
+                {"x": x, "i": i, "sigma": sigma, "sigma_next": sigma_next, "denoised": denoised}
+            )
+    return x
