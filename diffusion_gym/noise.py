@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-__all__ = ["SampleStreams", "derive_keys", "draw_normal"]
+__all__ = ["SampleStreams", "derive_keys", "draw_normal", "draw_uniform_int"]
 
 _GOLDEN = -7046029254386353131  # 0x9E3779B97F4A7C15 as a signed int64
 _MIX1 = -4658895280553007687  # 0xBF58476D1CE4E5B9
@@ -43,7 +43,9 @@ def derive_keys(seeds: torch.Tensor | np.ndarray | int, salt: int = 0) -> torch.
 
 def _uniform53(bits: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """Map 64 random bits to a uniform in the open interval (0, 1)."""
-    top = _shr(bits, 11).to(torch.float64)
+    # The top 53 bits; 2^53 − 1 is capped one lower, since (2^53 − 0.5) 2^-53 rounds to 1.0
+    # (ndtri(1) = inf). Every other value maps to a distinct u in (0, 1).
+    top = _shr(bits, 11).clamp(max=2**53 - 2).to(torch.float64)
     return ((top + 0.5) * 2.0**-53).to(dtype)
 
 

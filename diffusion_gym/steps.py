@@ -25,9 +25,15 @@ __all__ = ["step", "sample", "churn_noise", "SOLVERS"]
 SOLVERS = ("euler", "heun")
 
 
-def _bcast(v: torch.Tensor | float, x: torch.Tensor) -> torch.Tensor:
+def _bcast(v: torch.Tensor | float, x: torch.Tensor, name: str = "value") -> torch.Tensor:
     """A scalar or ``[B]`` value shaped to broadcast against ``x [B, ...]``."""
     v = torch.as_tensor(v, dtype=x.dtype, device=x.device)
+    if v.ndim > 1 or (v.ndim == 1 and v.shape[0] != x.shape[0]):
+        raise ValueError(
+            f"{name} must be a scalar or have shape [{x.shape[0]}], got {tuple(v.shape)}"
+        )
+    if not bool(torch.isfinite(v).all()):
+        raise ValueError(f"{name} must be finite, got NaN or inf")
     return v.reshape(-1, *([1] * (x.ndim - 1))) if v.ndim == 1 else v
 
 
@@ -70,8 +76,17 @@ def step(
     """
     if solver not in SOLVERS:
         raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}")
-    t_cur, t_next = _bcast(sigma, x), _bcast(sigma_next, x)
-    churn = not (isinstance(gamma, (int, float)) and gamma == 0)
+    if not isinstance(x, torch.Tensor) or not x.is_floating_point() or x.ndim < 1:
+        raise TypeError("x must be a floating torch.Tensor [B, *shape]")
+    t_cur, t_next = _bcast(sigma, x, "sigma"), _bcast(sigma_next, x, "sigma_next")
+    if not bool((t_cur > 0).all()):
+        raise ValueError("sigma must be > 0 (the step divides by it)")
+    if not bool((t_next >= 0).all()):
+        raise ValueError("sigma_next must be >= 0")
+    g = _bcast(gamma, x, "gamma")
+    if not bool((g >= 0).all()):
+        raise ValueError("gamma (churn) must be >= 0")
+    churn = bool((g != 0).any())
 
     def D(x_in, t):  # noqa: N802 - the paper's name
         out = guided_denoise(
@@ -83,7 +98,9 @@ def step(
     if churn:
         if noise is None:
             raise ValueError("gamma > 0 needs churn noise: pass noise= (standard normals)")
-        g = _bcast(gamma, x)
+        if not isinstance(noise, torch.Tensor) or noise.shape != x.shape:
+            got = tuple(noise.shape) if isinstance(noise, torch.Tensor) else type(noise).__name__
+            raise ValueError(f"noise must be a tensor of x's shape {tuple(x.shape)}, got {got}")
         t_hat = t_cur * (1 + g)
         x_hat = x + (t_hat**2 - t_cur**2).sqrt() * s_noise * noise
     else:

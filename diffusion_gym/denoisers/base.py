@@ -94,8 +94,8 @@ class Denoiser(nn.Module):
             raise ValueError(
                 f"sigma must be a scalar or have shape [{x.shape[0]}], got {tuple(sigma.shape)}"
             )
-        if not bool((sigma >= 0).all()):
-            raise ValueError("sigma must be >= 0 (and not NaN)")
+        if not bool(((sigma >= 0) & torch.isfinite(sigma)).all()):
+            raise ValueError("sigma must be finite and >= 0 (got a negative, NaN or inf value)")
         if class_labels is not None:
             class_labels = self.check_labels(class_labels, x.shape[0], x.device)
         return x, sigma, class_labels
@@ -150,6 +150,10 @@ def guided_denoise(
     )
     d_c, d_u = both[:batch], both[batch:]
     w = torch.as_tensor(guidance, dtype=d_c.dtype, device=x.device)
+    if w.ndim > 1 or (w.ndim == 1 and w.shape[0] != batch):
+        raise ValueError(f"guidance must be a scalar or have shape [{batch}], got {tuple(w.shape)}")
+    if not bool(torch.isfinite(w).all()):
+        raise ValueError("guidance must be finite")
     if w.ndim == 1:
         w = w.reshape(-1, *([1] * (x.ndim - 1)))
     return d_u + w * (d_c - d_u)

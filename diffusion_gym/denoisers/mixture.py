@@ -18,7 +18,7 @@ import torch
 
 from .base import NULL_LABEL, Denoiser
 
-__all__ = ["GaussianMixture"]
+__all__ = ["GaussianMixture", "SplitMixture"]
 
 
 def _as_covariance(covariances, k: int, d: int, dtype) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -173,6 +173,8 @@ class GaussianMixture(Denoiser):
 
     def class_log_posterior(self, x, sigma=0.0) -> torch.Tensor:
         """``[B, C]`` exact log p(c | x_σ): the Bayes classifier of a conditional mixture."""
+        if self.num_classes == 0:
+            raise ValueError("an unconditional mixture has no classes to classify")
         logp = self.component_log_posterior(x, sigma)
         out = torch.full(
             (x.shape[0], self.num_classes), -math.inf, dtype=logp.dtype, device=logp.device
@@ -185,6 +187,8 @@ class GaussianMixture(Denoiser):
         """Draw ``n`` samples ``[n, d]`` (from class ``class_labels[i]`` if given)."""
         if not isinstance(n, int) or n < 0:
             raise ValueError(f"n must be a non-negative int, got {n!r}")
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise TypeError(f"generator must be a torch.Generator or None, got {type(generator)}")
         dev = generator.device if generator is not None else self.device
         labels = None
         if class_labels is not None:

@@ -1,0 +1,133 @@
+"""Per-sample counter-based noise streams."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from diffusion_gym.noise import (
+    SampleStreams,
+    _uniform53,
+    derive_keys,
+    draw_normal,
+    draw_uniform_int,
+    randn,
+)
+
+
+def _ks_normal(z: torch.Tensor) -> float:
+    """Kolmogorov–Smirnov statistic of ``z`` against N(0, 1)."""
+    z = z.reshape(-1).double().sort().values
+    n = z.numel()
+    cdf = torch.special.ndtr(z)
+    i = torch.arange(1, n + 1, dtype=torch.float64)
+    return float(torch.maximum(i / n - cdf, cdf - (i - 1) / n).max())
+
+
+def test_deterministic_and_seed_dependent():
+    a = SampleStreams.from_seeds([1, 2, 3]).randn((4,), torch.float64)
+    b = SampleStreams.from_seeds([1, 2, 3]).randn((4,), torch.float64)
+    c = SampleStreams.from_seeds([1, 2, 4]).randn((4,), torch.float64)
+    assert torch.equal(a, b)
+    assert torch.equal(a[:2], c[:2]) and not torch.equal(a[2], c[2])
+    # Equal seeds give equal streams; the salt separates episodes.
+    twice = draw_normal(derive_keys(torch.tensor([7, 7])), 0, (3,), torch.float64)
+    once = draw_normal(derive_keys(torch.tensor([7])), 0, (3,), torch.float64)
+    assert torch.equal(twice[0], twice[1]) and torch.equal(twice[:1], once)
+    assert not torch.equal(derive_keys(5, salt=0), derive_keys(5, salt=1))
+
+
+def test_moments_and_normality():
+    """One stream of 200k values and 2000 streams of 100: mean 0, std 1, KS-normal."""
+    z = SampleStreams.from_seeds([0]).randn((200_000,), torch.float64)
+    assert abs(float(z.mean())) < 4 / math.sqrt(z.numel())
+    assert abs(float(z.std()) - 1) < 4 / math.sqrt(2 * z.numel())
+    # KS 1% critical value ≈ 1.63 / sqrt(n).
+    assert _ks_normal(z) < 1.63 / math.sqrt(z.numel())
+    w = SampleStreams.from_seeds(torch.arange(2000)).randn((100,), torch.float64)
+    assert _ks_normal(w) < 1.63 / math.sqrt(w.numel())
+    # Fourth moment of a normal is 3.
+    assert abs(float((z**4).mean()) - 3) < 0.1
+
+
+def test_rows_counters_and_elements_are_uncorrelated():
+    n = 4000
+    keys = derive_keys(torch.arange(64))
+    draws = [draw_normal(keys, k, (n,), torch.float64) for k in range(3)]
+    bound = 4 / math.sqrt(n)
+    # Adjacent seeds (rows) within one draw.
+    rows = torch.corrcoef(draws[0])
+    off = rows - torch.eye(64, dtype=torch.float64)
+    assert float(off.abs().max()) < 1.3 * bound
+    # The same stream at adjacent counters.
+    for a, b in [(0, 1), (1, 2)]:
+        c = (draws[a] * draws[b]).mean(1)
+        assert float(c.abs().max()) < 1.3 * bound
+    # Adjacent elements of one draw.
+    lag = (draws[0][:, 1:] * draws[0][:, :-1]).mean(1)
+    assert float(lag.abs().max()) < 1.3 * bound
+
+
+def test_batch_composition_does_not_matter():
+    """Row i depends only on key i and the counter: sub-batches, permutations, other keys."""
+    seeds = torch.tensor([11, 3, 99, 42, 5, 8, 1000, 7])
+    full = SampleStreams.from_seeds(seeds)
+    x = torch.stack([full.randn((3, 2), torch.float32) for _ in range(3)])  # [3 draws, 8, 3, 2]
+    perm = torch.tensor([7, 2, 0])
+    sub = SampleStreams.from_seeds(seeds[perm])
+    y = torch.stack([sub.randn((3, 2), torch.float32) for _ in range(3)])
+    assert torch.equal(y, x[:, perm])
+    # Mixed with unrelated keys in a bigger batch.
+    big = torch.cat([seeds[perm], torch.arange(500, 600)])
+    z = torch.stack([SampleStreams.from_seeds(big).randn((3, 2)) for _ in range(1)])
+    assert torch.equal(z[0, :3], x[0, perm])
+    # Indexing a stream set keeps the counter.
+    s = SampleStreams.from_seeds(seeds)
+    s.randn((2,))
+    assert torch.equal(s[perm].randn((3, 2)), x[1, perm])
+    assert s[3].randn((3, 2)).shape == (1, 3, 2)
+
+
+def test_per_sample_counters():
+    keys = derive_keys(torch.arange(4))
+    per = draw_normal(keys, torch.tensor([0, 1, 2, 0]), (5,), torch.float64)
+    for i, c in enumerate([0, 1, 2, 0]):
+        assert torch.equal(per[i], draw_normal(keys[i : i + 1], c, (5,), torch.float64)[0])
+
+
+def test_uniform_never_reaches_one():
+    """All-ones bits (the largest 53-bit value) stay below 1, so ndtri stays finite."""
+    bits = torch.tensor([-1, 0, 2**62], dtype=torch.int64)
+    u = _uniform53(bits, torch.float64)
+    assert bool(((u > 0) & (u < 1)).all())
+    assert bool(torch.isfinite(torch.special.ndtri(u)).all())
+
+
+def test_uniform_int():
+    keys = derive_keys(torch.arange(30000))
+    v = draw_uniform_int(keys, 0, 7)
+    assert int(v.min()) == 0 and int(v.max()) == 6
+    freq = torch.bincount(v, minlength=7).double() / v.numel()
+    assert float((freq - 1 / 7).abs().max()) < 0.01
+    assert torch.equal(draw_uniform_int(keys[:5], 0, 7), v[:5])
+    assert not torch.equal(draw_uniform_int(keys, 1, 7), v)
+
+
+def test_randn_dispatch_and_errors():
+    g = torch.Generator().manual_seed(0)
+    a = randn((3, 2), g, torch.float64, "cpu")
+    b = torch.randn(3, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    assert torch.equal(a, b)
+    s = SampleStreams.from_seeds([1, 2, 3])
+    expected = SampleStreams.from_seeds([1, 2, 3]).randn((2,), torch.float64)
+    assert torch.equal(randn((3, 2), s, torch.float64, "cpu"), expected)
+    with pytest.raises(ValueError, match="3 streams"):
+        randn((4, 2), SampleStreams.from_seeds([1, 2, 3]), torch.float64, "cpu")
+    with pytest.raises(TypeError, match="generator"):
+        randn((4, 2), 123, torch.float64, "cpu")
+    with pytest.raises(TypeError, match="int64"):
+        SampleStreams(torch.tensor([1.0, 2.0]))
+    with pytest.raises(TypeError, match="1-D"):
+        SampleStreams(torch.ones(2, 2, dtype=torch.int64))
