@@ -56,7 +56,9 @@ def uniform(n: int, sigma_min: float, sigma_max: float, device="cpu"):
 
 def linear(n: int, sigma_max: float, device="cpu"):
     """ART's uniform grid of the linear clock σ = T − ψ: n equal steps from T to 0."""
-    _check(n, sigma_max / 2, sigma_max)
+    if not 0 < float(sigma_max) < math.inf:
+        raise ValueError(f"sigma_max must be a finite number > 0, got {sigma_max!r}")
+    _check(n, float(sigma_max) / 2, float(sigma_max))
     return torch.linspace(sigma_max, 0.0, n + 1, dtype=torch.float64, device=device)
 
 
@@ -90,28 +92,40 @@ def vp_uniform_t(
         return (math.sqrt(beta_min**2 + 2 * beta_d * math.log1p(s**2)) - beta_min) / beta_d
 
     t_hi, t_lo = t_of(sigma_max), max(t_of(sigma_min), eps_t)
+    if n > 1 and not t_lo < t_hi:
+        raise ValueError(
+            f"sigma_max={sigma_max} lies below sigma(eps_t={eps_t}); lower eps_t or raise sigma_max"
+        )
     t = t_hi + _ramp(n, device) * (t_lo - t_hi)
-    return _append_zero(sigma_of(t).clamp(sigma_min, sigma_max))
+    # The clamp only removes float rounding at the two ends.
+    return validate(_append_zero(sigma_of(t).clamp(sigma_min, sigma_max)))
 
 
 def interpolate(sigmas: torch.Tensor, n: int) -> torch.Tensor:
     """Resample a schedule to ``n`` steps by linear interpolation of log σ over the step index
-    (Align Your Steps' log-linear interpolation). Endpoints σ_max, σ_min and the final 0 stay."""
+    (Align Your Steps' log-linear interpolation). Endpoints σ_max, σ_min and the final 0 stay
+    exactly (for n = 1 only σ_max and 0). Float64 result on the input's device."""
     sigmas = validate(sigmas)
-    if not isinstance(n, int) or n < 1:
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
         raise ValueError(f"n must be an int >= 1, got {n!r}")
-    pos = sigmas[:-1]
+    pos = sigmas[:-1].to(torch.float64)
     if n == 1:
-        return _append_zero(pos[:1].to(torch.float64))
-    logs = pos.to(torch.float64).log()
+        return _append_zero(pos[:1].clone())
+    logs = pos.log()
     m = logs.shape[0]
     if m == 1:
-        return _append_zero(logs.exp().expand(n).clone())
+        raise ValueError(
+            "cannot interpolate a 1-step schedule [sigma_max, 0] to n > 1 steps: it has no "
+            "sigma_min; build the schedule at the target budget instead"
+        )
     src = torch.linspace(0, 1, m, dtype=torch.float64, device=sigmas.device)
     dst = torch.linspace(0, 1, n, dtype=torch.float64, device=sigmas.device)
     idx = torch.searchsorted(src, dst, right=True).clamp(1, m - 1)
     t = (dst - src[idx - 1]) / (src[idx] - src[idx - 1])
-    return _append_zero(torch.exp(logs[idx - 1] + t * (logs[idx] - logs[idx - 1])))
+    out = torch.exp(logs[idx - 1] + t * (logs[idx] - logs[idx - 1]))
+    # exp(log σ) need not round-trip: pin the endpoints to the source's exact values.
+    out[0], out[-1] = pos[0], pos[-1]
+    return validate(_append_zero(out))
 
 
 def validate(sigmas) -> torch.Tensor:
@@ -130,3 +144,75 @@ def validate(sigmas) -> torch.Tensor:
     if not bool((s[1:] < s[:-1]).all()):
         raise ValueError("a schedule must be strictly decreasing")
     return s
+
+
+# ---------------------------------------------------------------------------------------------
+# Export: a schedule as a plain list / JSON file any sampler can use (k-diffusion's
+# ``sigmas``, diffusers' ``set_timesteps(sigmas=...)``, :func:`diffusion_gym.steps.sample`).
+
+__all__ += ["schedule_to_list", "save_schedule", "load_schedule"]
+
+_SCHEDULE_KEYS = ("sigmas", "solver", "budget", "preset")
+
+
+def schedule_to_list(sigmas) -> list[float]:
+    """A validated schedule as a plain list of Python floats (descending, ending in 0)."""
+    return [float(s) for s in validate(sigmas).to(torch.float64).cpu()]
+
+
+def save_schedule(path, sigmas, solver: str, budget: int, preset: str | None) -> None:
+    """Write ``{"sigmas": [...], "solver": ..., "budget": K, "preset": ...}`` as JSON.
+
+    :param sigmas: n+1 descending σ ending in 0 (validated); ``budget`` must equal n.
+    :param solver: ``"euler"`` or ``"heun"`` (the solver the schedule was made for).
+    :param preset: the preset (denoiser) name it was tuned on, or None.
+    """
+    import json
+    import pathlib
+
+    values = schedule_to_list(sigmas)
+    _check_record(values, solver, budget, preset, "save_schedule")
+    record = {"sigmas": values, "solver": solver, "budget": budget, "preset": preset}
+    pathlib.Path(path).write_text(json.dumps(record, indent=2) + "\n")
+
+
+def load_schedule(path) -> dict:
+    """Read a file written by :func:`save_schedule`; returns the dict with ``"sigmas"`` as a
+    float64 tensor. Raises ``FileNotFoundError`` / ``ValueError`` naming what is wrong."""
+    import json
+    import pathlib
+
+    p = pathlib.Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"no schedule file at {str(p)!r}")
+    try:
+        record = json.loads(p.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{str(p)!r} is not valid JSON: {e}") from e
+    if not isinstance(record, dict):
+        raise ValueError(f"{str(p)!r} must hold a JSON object with keys {_SCHEDULE_KEYS}")
+    missing = [k for k in _SCHEDULE_KEYS if k not in record]
+    unknown = sorted(set(record) - set(_SCHEDULE_KEYS))
+    if missing or unknown:
+        raise ValueError(
+            f"{str(p)!r}: missing keys {missing}, unknown keys {unknown}; "
+            f"valid keys: {list(_SCHEDULE_KEYS)}"
+        )
+    try:
+        sigmas = validate(torch.as_tensor(record["sigmas"], dtype=torch.float64))
+    except (TypeError, ValueError, RuntimeError) as e:
+        raise ValueError(f"{str(p)!r}: invalid 'sigmas': {e}") from e
+    _check_record(sigmas.tolist(), record["solver"], record["budget"], record["preset"], str(p))
+    return {**record, "sigmas": sigmas}
+
+
+def _check_record(values: list, solver, budget, preset, where: str) -> None:
+    """Validate the metadata of a schedule record."""
+    if solver not in ("euler", "heun"):
+        raise ValueError(f"{where}: solver must be 'euler' or 'heun', got {solver!r}")
+    if not isinstance(budget, int) or isinstance(budget, bool) or budget != len(values) - 1:
+        raise ValueError(
+            f"{where}: budget must be the int number of steps ({len(values) - 1}), got {budget!r}"
+        )
+    if preset is not None and not isinstance(preset, str):
+        raise ValueError(f"{where}: preset must be a string or null, got {preset!r}")

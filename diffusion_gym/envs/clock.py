@@ -1,0 +1,786 @@
+"""The continuous clock-speed environment: where the K steps of a fixed budget land.
+
+ART / ART-RL (arXiv 2601.18681) reparameterises the sampler's time by a clock whose speed an
+agent sets at every step, so a fixed number of solver steps is spent where the
+discretisation error is largest. :class:`ClockVectorEnv` holds a batch of trajectories as
+tensors (one batched denoiser call per solver stage, per-sample σ since every sample has its
+own schedule); :class:`ClockEnv` is the single-env view over a batch of one (``gym.make``,
+``check_env``, RL Zoo). :func:`schedule_from_actions` maps action sequences to schedules, so a
+learned policy distils into a fixed schedule usable by any sampler.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from gymnasium import spaces
+from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector.utils import batch_space
+
+from .. import schedules, steps
+from ..denoisers.base import NULL_LABEL, Denoiser
+from ..noise import derive_keys, draw_normal, draw_uniform_int
+from .common import base_seeds, episode_keys, resolve_preset
+
+__all__ = ["Clock", "ClockVectorEnv", "ClockEnv", "schedule_from_actions", "BASES", "REWARDS"]
+
+BASES = ("edm", "linear")
+REWARDS = ("terminal_error", "local_error")
+OBS_MODES = ("state", "features")
+TERMINAL_LOG_SIGMA = math.log(1e-6)  # log σ feature of the terminal state (σ = 0)
+_BANK_SALT = 0x0C10C  # separates the bank's streams from the episodes' streams
+
+
+# ---------------------------------------------------------------------------------------------
+# The warped clock
+
+
+class Clock:
+    """The clock u ∈ [0, u*) over a base σ curve, and the speed action that advances it.
+
+    ``base="edm"``: σ_base(u) = (σ_max^(1/ρ) + u (σ_min^(1/ρ) − σ_max^(1/ρ)))^ρ, continued past
+    u = 1 until it reaches 0 at u* = σ_max^(1/ρ) / (σ_max^(1/ρ) − σ_min^(1/ρ)); base positions
+    u_k = k/(K−1), k = 0..K−1 (σ_base(u_k) = ``karras(K)``). ``base="linear"`` (ART):
+    σ_base(u) = T (1 − u) with T = σ_max, u* = 1, base positions u_k = k/K (``linear(K)``).
+
+    Step k's action a_k ∈ [−1, 1] covers the fraction f_k = sigmoid(logit(f_k^base) + β a_k)
+    of the remaining clock, u_{k+1} = u_k + (u* − u_k) f_k, with the fixed base fractions
+    f_k^base = (u^base_{k+1} − u^base_k)/(u* − u^base_k) and β = ``speed_scale``. a_k = 0 gives
+    f_k = f_k^base exactly; while every action so far was 0 the position and σ are read from
+    the base tables, so all-zero actions reproduce the base schedule bit for bit. The last
+    step (k = K−1) ignores its action and lands on σ = 0.
+
+    :param budget: K, the number of solver steps (>= 1).
+    :param base: ``"edm"`` or ``"linear"``.
+    :param sigma_min, sigma_max: the σ range (σ_max is the start σ_0 = T).
+    :param rho: ρ of the EDM base (ignored by ``"linear"``).
+    :param speed_scale: β, how far one unit of action moves the logit of f.
+    """
+
+    def __init__(
+        self,
+        budget: int,
+        base: str = "edm",
+        sigma_min: float = 0.002,
+        sigma_max: float = 80.0,
+        rho: float = 7.0,
+        speed_scale: float = 3.0,
+        device: torch.device | str = "cpu",
+    ):
+        if not isinstance(budget, int) or isinstance(budget, bool) or budget < 1:
+            raise ValueError(f"budget (K solver steps) must be an int >= 1, got {budget!r}")
+        if base not in BASES:
+            raise ValueError(f"base must be one of {BASES}, got {base!r}")
+        if not (isinstance(speed_scale, (int, float)) and 0 < speed_scale < math.inf):
+            raise ValueError(f"speed_scale (β) must be a finite number > 0, got {speed_scale!r}")
+        if not 0 < sigma_min < sigma_max < math.inf:
+            raise ValueError(f"need 0 < sigma_min < sigma_max < inf, got {sigma_min}, {sigma_max}")
+        if not (isinstance(rho, (int, float)) and rho > 0):
+            raise ValueError(f"rho must be a number > 0, got {rho!r}")
+        self.budget, self.base, self.rho = budget, base, float(rho)
+        self.sigma_min, self.sigma_max = float(sigma_min), float(sigma_max)
+        self.speed_scale = float(speed_scale)
+        self.device = torch.device(device)
+        k = budget
+        if base == "edm":
+            self._hi, self._lo = sigma_max ** (1 / rho), sigma_min ** (1 / rho)
+            self.u_star = self._hi / (self._hi - self._lo)
+            self.u_base = torch.linspace(0, 1, k, dtype=torch.float64, device=device)
+            self.sigma_base = schedules.karras(k, sigma_min, sigma_max, rho, device=device)
+        else:
+            self.u_star = 1.0
+            self.u_base = torch.linspace(0, 1, k + 1, dtype=torch.float64, device=device)[:k]
+            self.sigma_base = schedules.linear(k, sigma_max, device=device)
+        # Base fraction of the remaining clock covered by step k (k = 0..K−2).
+        u = self.u_base
+        self.f_base = (u[1:] - u[:-1]) / (self.u_star - u[:-1])
+        self.logit_f_base = torch.logit(self.f_base)
+
+    def sigma_of(self, u: torch.Tensor) -> torch.Tensor:
+        """σ_base(u) (float64), for clock positions u ∈ [0, u*]."""
+        if self.base == "edm":
+            return (self._hi + u * (self._lo - self._hi)) ** self.rho
+        return self.sigma_max * (1 - u)
+
+    def start(self, batch: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Initial ``(u, sigma, on_base)`` for a batch: u = 0, σ = σ_max, on the base path."""
+        u = torch.zeros(batch, dtype=torch.float64, device=self.device)
+        sigma = self.sigma_base[:1].expand(batch).clone()
+        return u, sigma, torch.ones(batch, dtype=torch.bool, device=self.device)
+
+    def advance(
+        self, k: int, u: torch.Tensor, on_base: torch.Tensor, action: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Clock step k: ``(u_{k+1}, σ_{k+1}, on_base_{k+1})`` from ``u_k [B]`` and ``a_k [B]``."""
+        if k == self.budget - 1:
+            # Forced last step: land on σ = 0 whatever the action.
+            return torch.full_like(u, self.u_star), torch.zeros_like(u), on_base
+        a = action.to(torch.float64)
+        # f_k = sigmoid(logit f_k^base + β a_k), exactly f_k^base at a_k = 0.
+        f = torch.where(
+            a == 0, self.f_base[k], torch.sigmoid(self.logit_f_base[k] + self.speed_scale * a)
+        )
+        # u_{k+1} = u_k + (u* − u_k) f_k.
+        u_next = u + (self.u_star - u) * f
+        on_base = on_base & (a == 0)
+        u_next = torch.where(on_base, self.u_base[k + 1], u_next)
+        sigma_next = torch.where(on_base, self.sigma_base[k + 1], self.sigma_of(u_next))
+        return u_next, sigma_next, on_base
+
+
+def schedule_from_actions(
+    actions,
+    budget: int | None = None,
+    *,
+    base: str = "edm",
+    sigma_min: float = 0.002,
+    sigma_max: float = 80.0,
+    rho: float = 7.0,
+    speed_scale: float = 3.0,
+) -> torch.Tensor:
+    """The σ schedule(s) that an action sequence produces on the clock (see :class:`Clock`).
+
+    :param actions: ``[K]`` (one sequence) or ``[B, K]`` actions in [−1, 1]; the last action
+        of each sequence is ignored (the last step is forced to σ = 0).
+    :param budget: K; defaults to the actions' last dimension (must match it if given).
+    :returns: float64 ``[K+1]`` (or ``[B, K+1]``) descending σ ending in 0, usable by
+        :func:`diffusion_gym.steps.sample` (``sigmas=``) and exportable with
+        :func:`diffusion_gym.schedules.save_schedule`.
+    """
+    a = torch.as_tensor(np.asarray(actions) if not isinstance(actions, torch.Tensor) else actions)
+    single = a.ndim == 1
+    if a.ndim not in (1, 2) or a.shape[-1] < 1:
+        raise ValueError(f"actions must have shape [K] or [B, K], got {tuple(a.shape)}")
+    if not a.is_floating_point():
+        a = a.to(torch.float64)
+    if budget is not None and budget != a.shape[-1]:
+        raise ValueError(f"actions have {a.shape[-1]} steps but budget={budget}")
+    _check_actions(a, "actions")
+    clock = Clock(a.shape[-1], base, sigma_min, sigma_max, rho, speed_scale, device=a.device)
+    a = a.reshape(-1, a.shape[-1])
+    u, sigma, on_base = clock.start(a.shape[0])
+    out = [sigma]
+    for k in range(clock.budget):
+        u, sigma, on_base = clock.advance(k, u, on_base, a[:, k])
+        out.append(sigma)
+    sig = torch.stack(out, 1)
+    if not bool((sig[:, 1:] < sig[:, :-1]).all()):
+        raise ValueError("speed_scale is too large: the clock reached σ = 0 before its last step")
+    return sig[0] if single else sig
+
+
+def _check_actions(a: torch.Tensor, name: str) -> None:
+    """Raise ``ValueError`` unless every action is finite and in [−1, 1]."""
+    if bool(((a >= -1) & (a <= 1)).all()):  # False for NaN too: one reduction when valid
+        return
+    if not bool(torch.isfinite(a).all()):
+        raise ValueError(f"{name} must be finite (got NaN or inf)")
+    lo, hi = float(a.min()), float(a.max())
+    raise ValueError(f"{name} must lie in [-1, 1] (the action space), got [{lo}, {hi}]")
+
+
+def _check_decreasing(sigma_next: torch.Tensor, sigma: torch.Tensor) -> None:
+    """0 < σ_{k+1} < σ_k before the last step; only a huge ``speed_scale`` can break it."""
+    if not bool(((sigma_next > 0) & (sigma_next < sigma)).all()):
+        raise ValueError("speed_scale is too large: the clock reached σ = 0 before its last step")
+
+
+# ---------------------------------------------------------------------------------------------
+# The batched environment core (shared by the vector env and the single-env view)
+
+
+class _ClockBatch:
+    """Tensors and transition of B clock trajectories; the envs below are thin views of it."""
+
+    def __init__(
+        self,
+        denoiser,
+        budget,
+        solver,
+        base,
+        rho,
+        speed_scale,
+        obs_mode,
+        reward,
+        reference_steps,
+        bank_size,
+        bank_seed,
+        class_labels,
+        guidance,
+        device,
+        num_envs,
+        max_episode_steps,
+        data,
+        prior_std,
+    ):
+        self.device = torch.device(device)
+        preset = resolve_preset(denoiser, data, self.device)
+        self.preset_name, self.denoiser, self.data = preset.name, preset.denoiser, preset.data
+        if prior_std is not None and not (isinstance(prior_std, (int, float)) and prior_std > 0):
+            raise ValueError(f"prior_std must be None or a number > 0, got {prior_std!r}")
+        self.prior_std = float(prior_std if prior_std is not None else preset.prior_std)
+        den = self.denoiser
+        if solver not in steps.SOLVERS:
+            raise ValueError(f"solver must be one of {steps.SOLVERS}, got {solver!r}")
+        if obs_mode not in OBS_MODES:
+            raise ValueError(f"obs_mode must be one of {OBS_MODES}, got {obs_mode!r}")
+        if not (callable(reward) or reward in REWARDS):
+            raise ValueError(f"reward must be one of {REWARDS} or a callable, got {reward!r}")
+        for name, v in (("reference_steps", reference_steps), ("bank_size", bank_size)):
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ValueError(f"{name} must be an int >= 1, got {v!r}")
+        if not isinstance(num_envs, int) or isinstance(num_envs, bool) or num_envs < 1:
+            raise ValueError(f"num_envs must be an int >= 1, got {num_envs!r}")
+        if max_episode_steps is not None and (
+            not isinstance(max_episode_steps, int) or max_episode_steps < 1
+        ):
+            raise ValueError(
+                f"max_episode_steps must be None or an int >= 1, got {max_episode_steps!r}"
+            )
+        if guidance is not None:
+            if den.num_classes == 0:
+                raise ValueError("guidance needs a class-conditional denoiser (num_classes > 0)")
+            if not (isinstance(guidance, (int, float)) and math.isfinite(guidance)):
+                raise TypeError(f"guidance must be None or a finite number, got {guidance!r}")
+            guidance = float(guidance)
+        self.clock = Clock(budget, base, den.sigma_min, den.sigma_max, rho, speed_scale, device)
+        self.K, self.solver, self.obs_mode, self.reward = budget, solver, obs_mode, reward
+        self.guidance, self.num_envs = guidance, num_envs
+        self.reference_steps, self.bank_size, self.bank_seed = reference_steps, bank_size, bank_seed
+        self.max_episode_steps = max_episode_steps
+        self.label_choices = self._label_choices(class_labels)
+        self.bank: dict[str, torch.Tensor] | None = None
+        self.bank_build_seconds: float | None = None
+        self.seeds: torch.Tensor | None = None
+        self.episode = torch.zeros(num_envs, dtype=torch.int64, device=self.device)
+        self.k = -1  # step index; -1 = never reset
+        n_cls = den.num_classes if self.label_choices is not None else 0
+        n_x = den.dim if obs_mode == "state" else 3
+        self.obs_dim = 3 + n_x + n_cls
+
+    # -- configuration -------------------------------------------------------------------------
+    def _label_choices(self, class_labels) -> torch.Tensor | None:
+        """None (unconditional), or the labels episodes draw from (empty = data's histogram)."""
+        den = self.denoiser
+        if den.num_classes == 0:
+            if class_labels is not None:
+                raise ValueError("class_labels given but the denoiser is unconditional")
+            return None
+        if class_labels is None:
+            return torch.zeros(0, dtype=torch.long)
+        labels = torch.as_tensor(class_labels).reshape(-1)
+        if labels.numel() == 0 or labels.is_floating_point() or labels.dtype == torch.bool:
+            raise TypeError(f"class_labels must be None, an int or a list of ints, got {labels}")
+        if not bool(((labels >= NULL_LABEL) & (labels < den.num_classes)).all()):
+            raise ValueError(f"class_labels must lie in [-1, {den.num_classes}), got {labels}")
+        return labels.long()
+
+    # -- the reference bank --------------------------------------------------------------------
+    @torch.no_grad()
+    def build_bank(self) -> None:
+        """(x_T, class, x_ref, x''_0) for ``bank_size`` entries: x_ref solves the same PF-ODE
+        from x_T with ``reference_steps`` Heun steps on karras(ρ=7); x''_0 is d²x/dσ² at σ_max
+        from the reference's first step (for ``reward="local_error"``)."""
+        t0 = time.perf_counter()
+        den, n, dev = self.denoiser, self.bank_size, self.device
+        keys = derive_keys(torch.arange(n, device=dev), salt=_BANK_SALT + self.bank_seed)
+        x_T = self.prior_std * draw_normal(keys, 0, den.shape, den.dtype)
+        labels = self._bank_labels(n)
+        fine = schedules.karras(self.reference_steps, den.sigma_min, den.sigma_max, 7.0, dev)
+        x_ref, d2 = torch.empty_like(x_T), torch.empty_like(x_T)
+        for lo in range(0, n, 1024):
+            sl = slice(lo, min(lo + 1024, n))
+            x_ref[sl], d2[sl] = self._reference(
+                x_T[sl], None if labels is None else labels[sl], fine
+            )
+        self.bank = {"x_T": x_T, "labels": labels, "x_ref": x_ref, "d2": d2}
+        self.bank_build_seconds = time.perf_counter() - t0
+
+    def _bank_labels(self, n: int) -> torch.Tensor | None:
+        choices = self.label_choices
+        if choices is None:
+            return None
+        g = torch.Generator().manual_seed(int(self.bank_seed))
+        if choices.numel() == 0:  # the data's class histogram, else uniform
+            w = getattr(self.data, "class_weights", None)
+            w = torch.ones(self.denoiser.num_classes) if w is None else w.detach().cpu()
+            return torch.multinomial(w.double(), n, replacement=True, generator=g).to(self.device)
+        idx = torch.randint(len(choices), (n,), generator=g)
+        return choices[idx].to(self.device)
+
+    def _reference(self, x_T, labels, fine):
+        first: list[dict] = []
+
+        def keep(info):  # x_1 and D at σ_0, σ_1, for x'' at σ_max
+            if info["i"] < 2:
+                first.append(info)
+
+        x_ref = steps.sample(
+            self.denoiser,
+            x_T,
+            fine,
+            class_labels=labels,
+            guidance=1.0 if self.guidance is None else self.guidance,
+            solver="heun",
+            callback=keep,
+        )
+        if len(first) < 2:  # a one-step reference has no second point
+            return x_ref, torch.zeros_like(x_T)
+        s_0, s_1 = fine[0].item(), fine[1].item()
+        d_0 = (x_T - first[0]["denoised"]) / s_0
+        d_1 = (first[0]["x"] - first[1]["denoised"]) / s_1
+        return x_ref, (d_1 - d_0) / (s_1 - s_0)
+
+    # -- episodes ------------------------------------------------------------------------------
+    def set_seeds(self, seed, rng: np.random.Generator) -> None:
+        """Per-env base seeds ``seed + i`` (int), ``seed[i]`` (list) or random (None, from
+        ``rng``); episode counters restart at 0."""
+        self.seeds = base_seeds(seed, self.num_envs, rng).to(self.device)
+        self.episode.zero_()
+
+    def start_episodes(self) -> None:
+        """Draw every env's bank entry by its own stream and put the batch at σ_max."""
+        if self.bank is None:
+            self.build_bank()
+        keys = episode_keys(self.seeds, self.episode)
+        idx = draw_uniform_int(keys, 0, self.bank_size)
+        self.idx = idx
+        self.x = self.bank["x_T"][idx].clone()
+        self.x_T = self.x
+        self.x_ref = self.bank["x_ref"][idx]
+        self.labels = None if self.bank["labels"] is None else self.bank["labels"][idx]
+        self.u, self.sigma, self.on_base = self.clock.start(self.num_envs)
+        self.schedule = torch.zeros(
+            self.num_envs, self.K + 1, dtype=torch.float64, device=self.device
+        )
+        self.schedule[:, 0] = self.sigma
+        self.prev_denoised = torch.zeros_like(self.x)
+        self.prev_d = None
+        self.k = 0
+
+    def observe(self) -> torch.Tensor:
+        """``[B, obs_dim]`` float32: log σ_k, k/K, (u* − u_k)/u*, x features, one-hot c."""
+        b, den = self.num_envs, self.denoiser
+        sig = self.sigma
+        log_sig = torch.where(sig > 0, sig.clamp_min(1e-300).log(), TERMINAL_LOG_SIGMA)
+        head = [
+            log_sig,
+            torch.full_like(sig, self.k / self.K),
+            (self.clock.u_star - self.u) / self.clock.u_star,
+        ]
+        scale = (sig**2 + den.sigma_data**2).sqrt().reshape(-1, *([1] * len(den.shape)))
+        xs = (self.x / scale).reshape(b, -1).to(torch.float64)
+        if self.obs_mode == "state":
+            feats = xs
+        else:
+            dn = self.prev_denoised.reshape(b, -1).to(torch.float64) / den.sigma_data
+            feats = torch.stack([xs.pow(2).mean(1).sqrt(), xs.mean(1), dn.pow(2).mean(1).sqrt()], 1)
+        parts = [torch.stack(head, 1), feats]
+        if self.label_choices is not None:
+            onehot = torch.zeros(b, den.num_classes, dtype=torch.float64, device=self.device)
+            valid = self.labels >= 0
+            onehot[valid, self.labels[valid]] = 1.0  # label −1 (unconditional) = all zeros
+            parts.append(onehot)
+        return torch.cat(parts, 1).to(torch.float32)
+
+    @torch.no_grad()
+    def advance(self, action: torch.Tensor) -> dict[str, Any]:
+        """One env step of every trajectory; returns the transition (tensors, reward [B])."""
+        k = self.k
+        u_next, sigma_next, on_base = self.clock.advance(k, self.u, self.on_base, action)
+        if k < self.K - 1:
+            _check_decreasing(sigma_next, self.sigma)
+        x_next, denoised = steps.step(
+            self.denoiser,
+            self.x,
+            self.sigma,
+            sigma_next,
+            class_labels=self.labels,
+            guidance=self.guidance,
+            solver=self.solver,
+        )
+        tr = {
+            "x": self.x, "x_next": x_next, "denoised": denoised, "sigma": self.sigma,
+            "sigma_next": sigma_next, "step": k, "terminal": k == self.K - 1,
+            "x_ref": self.x_ref, "x_T": self.x_T, "class_labels": self.labels,
+        }  # fmt: skip
+        tr["reward"] = self._reward(tr)
+        self.schedule[:, k + 1] = sigma_next
+        self.x, self.sigma, self.u, self.on_base = x_next, sigma_next, u_next, on_base
+        self.prev_denoised = denoised
+        self.k = k + 1
+        return tr
+
+    def _reward(self, tr: dict[str, Any]) -> torch.Tensor:
+        b = self.num_envs
+        if callable(self.reward):
+            r = torch.as_tensor(self.reward(tr), dtype=torch.float64, device=self.device)
+            if r.shape != (b,) or not bool(torch.isfinite(r).all()):
+                raise ValueError(
+                    f"the reward callable must return {b} finite values, got {r.shape}"
+                )
+            return r
+        if self.reward == "terminal_error":
+            if not tr["terminal"]:
+                return torch.zeros(b, dtype=torch.float64, device=self.device)
+            err = (tr["x_next"] - tr["x_ref"]).reshape(b, -1).to(torch.float64)
+            return -err.pow(2).mean(1)
+        return self._local_error(tr)
+
+    def _local_error(self, tr: dict[str, Any]) -> torch.Tensor:
+        """ART's Euler local-error surrogate r_k = −|Q_k| θ_k² Δt (see the env docstring)."""
+        b, sig = self.num_envs, tr["sigma"]
+        shape = (-1, *([1] * len(self.denoiser.shape)))
+        d_k = (tr["x"] - tr["denoised"]) / sig.reshape(shape).to(tr["x"].dtype)
+        if self.prev_d is None:  # k = 0: x'' at σ_max from the bank's reference
+            d2 = self.bank["d2"][self.idx]
+        else:  # backward difference of dx/dσ along this trajectory
+            d2 = (d_k - self.prev_d) / (sig - self.prev_sigma).reshape(shape).to(d_k.dtype)
+        self.prev_d, self.prev_sigma = d_k, sig
+        dt = self.clock.sigma_max / self.K  # Δt: one uniform step of the linear clock, in σ
+        theta = (sig - tr["sigma_next"]) / dt  # θ_k: realised clock speed in those units
+        q = 0.5 * d2.reshape(b, -1).to(torch.float64).pow(2).mean(1).sqrt() * dt
+        return -q.abs() * theta**2 * dt
+
+    def to_actions(self, actions, batch: int) -> torch.Tensor:
+        """Validate a batch of actions (``[batch, 1]``) and return them as a float64 ``[batch]``."""
+        if self.k < 0:
+            raise gym.error.ResetNeeded("call reset() before step()")
+        if self.k >= self.K:
+            raise gym.error.ResetNeeded("the episode is over: call reset() before step()")
+        if isinstance(actions, torch.Tensor):
+            a = actions.detach().to(self.device, torch.float64)
+        else:
+            arr = np.asarray(actions)
+            if not np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_:
+                raise TypeError(f"actions must be numeric, got dtype {arr.dtype}")
+            a = torch.as_tensor(arr.astype(np.float64), device=self.device)
+        if tuple(a.shape) != (batch, 1):
+            raise ValueError(f"actions must have shape ({batch}, 1), got {tuple(a.shape)}")
+        _check_actions(a, "action")
+        return a[:, 0]
+
+    def truncated(self) -> bool:
+        return self.max_episode_steps is not None and self.k >= self.max_episode_steps < self.K
+
+
+# ---------------------------------------------------------------------------------------------
+# Gymnasium classes
+
+
+class ClockVectorEnv(VectorEnv):
+    """Clock (continuous): choose the clock speed of each of K solver steps.
+
+    ## Description
+
+    A batch of ``num_envs`` probability-flow ODE solves of a frozen denoiser, each with its
+    own schedule. Time is a warped clock u ∈ [0, u*) over a base σ curve (``base``):
+    ``"edm"`` σ_base(u) = (σ_max^(1/ρ) + u (σ_min^(1/ρ) − σ_max^(1/ρ)))^ρ, continued past
+    u = 1 to σ = 0 at u* = σ_max^(1/ρ)/(σ_max^(1/ρ) − σ_min^(1/ρ)), base positions
+    u_k = k/(K−1) (= ``karras(K)``); ``"linear"`` (ART) σ_base(u) = T(1 − u), u* = 1, base
+    positions u_k = k/K. Every step the agent sets the clock speed: the fraction of the
+    remaining clock covered, f_k = sigmoid(logit(f_k^base) + β a_k),
+    u_{k+1} = u_k + (u* − u_k) f_k, f_k^base = (u^base_{k+1} − u^base_k)/(u* − u^base_k),
+    β = ``speed_scale``. a = 0 gives f = f^base exactly, so all-zero actions reproduce the
+    base schedule bit for bit. The last step ignores its action and lands on σ = 0, so every
+    action sequence gives a strictly decreasing schedule ending at 0 in exactly K steps (NFE
+    K for Euler, 2K − 1 for Heun; one batched denoiser call per solver stage, via
+    :func:`diffusion_gym.steps.step` with per-sample σ and σ_next).
+
+    ## Action Space
+
+    ``Box(-1, 1, (1,), float32)`` per env: the clock speed a_k (0 = the base schedule's speed,
+    > 0 faster, < 0 slower). Outside [−1, 1], NaN, or a wrong-shaped batch: ``ValueError``.
+
+    ## Observation Space
+
+    ``Box(-inf, inf, (3 + n_x + C,), float32)``:
+
+    | index | observation |
+    |---|---|
+    | 0 | log σ_k (log 1e-6 at the terminal state σ = 0) |
+    | 1 | k / K |
+    | 2 | remaining clock (u* − u_k)/u* |
+    | 3 .. | x features: ``"state"`` x_k / sqrt(σ_k² + σ_data²) (n_x = dim); ``"features"`` (3) |
+    | last C | one-hot class (conditional denoisers only; all zeros for label −1) |
+
+    ``"features"`` (for image-scale x) = RMS and mean of the scaled x, and the RMS of the
+    previous step's D(x; σ)/σ_data (0 at reset).
+
+    ## Rewards
+
+    - ``"terminal_error"`` (default): −‖x_K − x_ref‖²/dim at the last step, 0 before; x_ref
+      solves the same PF-ODE (same x_T, class, guidance) with ``reference_steps`` Heun steps
+      on karras(ρ = 7) from σ_max.
+    - ``"local_error"``: ART's Euler local-error surrogate, every step r_k = −|Q_k| θ_k² Δt in
+      the linear clock's units: Δt = σ_max/K (one uniform step of the linear clock, in σ),
+      θ_k = (σ_k − σ_{k+1})/Δt (realised clock speed), |Q_k| = ½ Δt · RMS(x''_k), x'' = d²x/dσ²
+      estimated without extra NFE: at k = 0 from the bank (finite difference of
+      dx/dσ = (x − D)/σ over the reference's first step), at k ≥ 1 by the backward difference
+      (d_k − d_{k−1})/(σ_k − σ_{k−1}) of dx/dσ along the trajectory. So r_k = −½ RMS(x'') Δσ_k².
+    - a callable ``reward(transition) -> [B]`` on the batched transition dict with keys
+      ``x, x_next, denoised, sigma, sigma_next, step, terminal, x_ref, x_T, class_labels``.
+
+    ## Starting State
+
+    The first reset builds a bank of ``bank_size`` (x_T, class, x_ref) entries on ``device``
+    (x_T = prior_std · draw 0 of entry j's stream; build time in ``bank_build_seconds``).
+    Each episode of env i draws its bank entry with ``draw_uniform_int`` from the keys
+    ``derive_keys(seed + i, salt=episode_index)``, so env i's episodes depend only on
+    (seed, i). σ_0 = σ_max, u_0 = 0.
+
+    ## Episode End
+
+    Termination after exactly K steps (σ_K = 0); truncation only if ``max_episode_steps``
+    < K. Autoreset is ``SAME_STEP``: the returned observation is the next episode's first,
+    and ``info["final_obs"]``/``info["final_info"]`` hold the last observation and the last
+    step's info, with ``"schedule"`` (``[B, K+1]`` σ of each sample) and ``"x0"`` (x_K).
+    Every step's info has ``"sigma"``, ``"sigma_next"``, ``"step"``.
+
+    ## Arguments
+
+    | argument | default | meaning |
+    |---|---|---|
+    | ``denoiser`` | ``"gmm-ring8"`` | preset name or a Denoiser (+ ``data=``, ``prior_std=``) |
+    | ``budget`` | 3 | K solver steps (>= 1); NFE K (Euler) or 2K−1 (Heun) |
+    | ``solver`` | ``"heun"`` | ``"euler"`` or ``"heun"`` |
+    | ``base`` | ``"edm"`` | base clock: ``"edm"`` (ρ-warped) or ``"linear"`` (σ = T(1 − u)) |
+    | ``rho`` | 7.0 | ρ of the EDM base |
+    | ``speed_scale`` | 3.0 | β: f = sigmoid(logit f^base + β a) |
+    | ``obs_mode`` | ``"state"`` | ``"state"`` or ``"features"`` |
+    | ``reward`` | ``"terminal_error"`` | ``"terminal_error"``, ``"local_error"`` or a callable |
+    | ``reference_steps`` | 128 | Heun steps of the reference solve x_ref |
+    | ``bank_size`` | 4096 | bank entries (x_T, c, x_ref), built at the first reset |
+    | ``bank_seed`` | 0 | seed of the bank's x_T and labels |
+    | ``class_labels`` | None | None (data's class histogram), an int, or a list to draw from |
+    | ``guidance`` | None | CFG weight w (None = plain conditional call) |
+    | ``device`` | ``"cpu"`` | torch device of every tensor |
+    | ``num_envs`` | 1 | batch size (vector env only) |
+    | ``max_episode_steps`` | None | truncate episodes after this many steps (< K) |
+    | ``render_mode`` | None | ``"rgb_array"`` draws the batch |
+    ## Version History
+
+    - v0: initial version.
+    """
+
+    metadata = {"render_modes": ["rgb_array"], "autoreset_mode": AutoresetMode.SAME_STEP}
+
+    def __init__(
+        self,
+        denoiser: str | Denoiser = "gmm-ring8",
+        budget: int = 3,
+        solver: str = "heun",
+        base: str = "edm",
+        rho: float = 7.0,
+        speed_scale: float = 3.0,
+        obs_mode: str = "state",
+        reward: str | Callable[[dict], torch.Tensor] = "terminal_error",
+        reference_steps: int = 128,
+        bank_size: int = 4096,
+        bank_seed: int = 0,
+        class_labels: int | Sequence[int] | None = None,
+        guidance: float | None = None,
+        device: str | torch.device = "cpu",
+        num_envs: int = 1,
+        max_episode_steps: int | None = None,
+        render_mode: str | None = None,
+        data: Any = None,
+        prior_std: float | None = None,
+    ):
+        if render_mode not in (None, "rgb_array"):
+            raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
+        self.core = _ClockBatch(
+            denoiser, budget, solver, base, rho, speed_scale, obs_mode, reward,
+            reference_steps, bank_size, bank_seed, class_labels, guidance, device, num_envs,
+            max_episode_steps, data, prior_std,
+        )  # fmt: skip
+        self.num_envs = num_envs
+        self.render_mode = render_mode
+        self.single_action_space = spaces.Box(-1.0, 1.0, (1,), np.float32)
+        self.single_observation_space = spaces.Box(
+            -np.inf, np.inf, (self.core.obs_dim,), np.float32
+        )
+        self.action_space = batch_space(self.single_action_space, num_envs)
+        self.observation_space = batch_space(self.single_observation_space, num_envs)
+
+    # -- public attributes -----------------------------------------------------------------------
+    @property
+    def budget(self) -> int:
+        return self.core.K
+
+    @property
+    def clock(self) -> Clock:
+        return self.core.clock
+
+    @property
+    def denoiser(self) -> Denoiser:
+        return self.core.denoiser
+
+    @property
+    def base_schedule(self) -> torch.Tensor:
+        """The schedule of all-zero actions (``karras(K)`` or ``linear(K)``), float64 [K+1]."""
+        return self.core.clock.sigma_base
+
+    @property
+    def bank_build_seconds(self) -> float | None:
+        """Wall time of the bank build (None before the first reset)."""
+        return self.core.bank_build_seconds
+
+    def schedule_from_actions(self, actions) -> torch.Tensor:
+        """:func:`schedule_from_actions` with this env's clock (``[K]`` or ``[B, K]``)."""
+        c = self.core.clock
+        return schedule_from_actions(
+            actions, c.budget, base=c.base, sigma_min=c.sigma_min, sigma_max=c.sigma_max,
+            rho=c.rho, speed_scale=c.speed_scale,
+        )  # fmt: skip
+
+    # -- gymnasium API ----------------------------------------------------------------------------
+    def reset(self, *, seed: int | Sequence[int] | None = None, options: dict | None = None):
+        """Start a new episode in every env; ``seed`` (int or one per env) restarts the streams."""
+        first_seed = seed if isinstance(seed, (int, np.integer)) or seed is None else None
+        super().reset(seed=first_seed)
+        if seed is not None or self.core.seeds is None:
+            self.core.set_seeds(seed, self.np_random)
+        elif self.core.k >= 0:
+            self.core.episode += 1
+        self.core.start_episodes()
+        return self._obs(), {}
+
+    def step(self, actions):
+        """Advance every env one solver step with its clock speed; autoreset ``SAME_STEP``."""
+        core, b = self.core, self.num_envs
+        a = core.to_actions(actions, b)
+        tr = core.advance(a)
+        terminated = tr["terminal"]
+        truncated = (not terminated) and core.truncated()
+        info = self._step_info(tr)
+        obs = self._obs()
+        if terminated or truncated:
+            final_info = dict(info)
+            if terminated:
+                final_info["schedule"] = core.schedule.cpu().numpy()
+                final_info["x0"] = tr["x_next"].cpu().numpy()
+            mask = np.ones(b, dtype=np.bool_)
+            final_info.update({f"_{key}": mask for key in list(final_info)})
+            final_obs = np.empty(b, dtype=object)
+            final_obs[:] = list(obs)  # one row per env, as SyncVectorEnv gives it
+            core.episode += 1
+            core.start_episodes()
+            obs = self._obs()
+            info = {"final_obs": final_obs, "_final_obs": mask, "final_info": final_info}
+            info["_final_info"] = mask
+        reward = tr["reward"].cpu().numpy()
+        return (
+            obs,
+            reward,
+            np.full(b, terminated, dtype=np.bool_),
+            np.full(b, truncated, dtype=np.bool_),
+            info,
+        )
+
+    def _obs(self) -> np.ndarray:
+        return self.core.observe().cpu().numpy()
+
+    def _step_info(self, tr) -> dict[str, Any]:
+        b = self.num_envs
+        info = {
+            "sigma": tr["sigma"].cpu().numpy(),
+            "sigma_next": tr["sigma_next"].cpu().numpy(),
+            "step": np.full(b, tr["step"], dtype=np.int64),
+        }
+        mask = np.ones(b, dtype=np.bool_)
+        info.update({f"_{key}": mask for key in list(info)})
+        return info
+
+    def render(self):
+        """An RGB array of the current batch (scatter for 2-D, histogram for 1-D)."""
+        if self.render_mode != "rgb_array":
+            return None
+        from .rendering import render_batch
+
+        core = self.core
+        if core.k < 0:
+            raise gym.error.ResetNeeded("call reset() before render()")
+        sig = float(core.sigma[0]) if core.sigma.numel() else 0.0
+        return render_batch(
+            core.x.detach().cpu(), core.labels, title=f"step {core.k}/{core.K}  σ={sig:.3g}"
+        )
+
+    def close_extras(self, **kwargs):
+        self.core.bank = None
+
+
+class ClockEnv(gym.Env):
+    """Single-env view of :class:`ClockVectorEnv` (a batch of one, no autoreset).
+
+    Same Description, Action Space, Observation Space, Rewards, Starting State and Arguments
+    as :class:`ClockVectorEnv`, unbatched: the action has shape (1,), the reward is a float,
+    and the last step's info has ``"schedule"`` (``[K+1]`` σ) and ``"x0"`` directly. After the
+    K-th step, call ``reset()``. Registered as ``diffusion_gym/Clock-v0`` and per preset.
+    """
+
+    metadata = {"render_modes": ["rgb_array"]}
+
+    def __init__(self, **kwargs):
+        if "num_envs" in kwargs:
+            raise TypeError("ClockEnv is a single env; use ClockVectorEnv for num_envs")
+        self.vec = ClockVectorEnv(num_envs=1, **kwargs)
+        self.render_mode = self.vec.render_mode
+        self.action_space = self.vec.single_action_space
+        self.observation_space = self.vec.single_observation_space
+
+    @property
+    def core(self) -> _ClockBatch:
+        return self.vec.core
+
+    @property
+    def bank_build_seconds(self) -> float | None:
+        return self.vec.bank_build_seconds
+
+    def schedule_from_actions(self, actions) -> torch.Tensor:
+        """:func:`schedule_from_actions` with this env's clock."""
+        return self.vec.schedule_from_actions(actions)
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        core = self.core
+        if seed is not None or core.seeds is None:
+            core.set_seeds(seed, self.np_random)
+        elif core.k >= 0:
+            core.episode += 1
+        core.start_episodes()
+        return self.vec._obs()[0], {}
+
+    def step(self, action):
+        core = self.core
+        a = np.asarray(action) if not isinstance(action, torch.Tensor) else action
+        if tuple(a.shape) != (1,):
+            raise ValueError(f"action must have shape (1,), got {tuple(a.shape)}")
+        a = core.to_actions(a.reshape(1, 1), 1)
+        tr = core.advance(a)
+        terminated = bool(tr["terminal"])
+        truncated = (not terminated) and core.truncated()
+        info = {
+            "sigma": float(tr["sigma"][0]),
+            "sigma_next": float(tr["sigma_next"][0]),
+            "step": int(tr["step"]),
+        }
+        if terminated:
+            info["schedule"] = core.schedule[0].cpu().numpy()
+            info["x0"] = tr["x_next"][0].cpu().numpy()
+        obs = self.vec._obs()[0]
+        if truncated:
+            core.k = core.K  # the episode is over: the next step needs a reset
+        return obs, float(tr["reward"][0]), terminated, truncated, info
+
+    def render(self):
+        return self.vec.render()
+
+    def close(self):
+        self.vec.close()

@@ -1,0 +1,802 @@
+"""Guidance environment: choose the CFG weight and the churn of every sampler step.
+
+Diffusion sampling as a finite-horizon MDP whose actions modify the sampling dynamics (the
+environment of the inverse-RL sampler paper, arXiv 2602.08689). The σ schedule is fixed; at
+step k the agent picks a pair (w, γ) from two tables, and the state moves by one EDM step
+(Karras et al. 2022, Alg. 2): churn σ̂ = σ_k (1 + γ), then a guided Heun (or Euler) step to
+σ_{k+1} with D_w = D_u + w (D_c − D_u) (Ho & Salimans 2022).
+
+:class:`GuidanceVectorEnv` is a native :class:`gymnasium.vector.VectorEnv` holding the whole
+batch as tensors on ``device``; a step is one call of :func:`diffusion_gym.steps.step` on the
+batch (one guided denoiser call of size 2B per solver stage). :class:`GuidanceEnv` is the
+single-environment view over a batch of one, for ``gym.make``, ``check_env``, RL Zoo and
+CleanRL.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from gymnasium import spaces
+from gymnasium.error import ResetNeeded
+from gymnasium.utils import seeding
+from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector.utils import batch_space
+
+from .. import schedules, steps
+from ..denoisers.base import Denoiser, guided_denoise
+from ..noise import SampleStreams, draw_normal, randn
+from .common import as_index_array, base_seeds, draw_class_labels, episode_keys, resolve_preset
+
+__all__ = [
+    "GuidanceVectorEnv",
+    "GuidanceEnv",
+    "DEFAULT_GUIDANCE_WEIGHTS",
+    "DEFAULT_GAMMAS",
+    "SCHEDULES",
+    "REWARDS",
+]
+
+DEFAULT_GUIDANCE_WEIGHTS = (0.0, 1.0, 1.5, 2.0, 3.0, 5.0)
+DEFAULT_GAMMAS = (0.0, 0.1, 0.4)
+SCHEDULES = ("karras", "uniform", "log_linear", "linear", "vp_uniform_t")
+REWARDS = ("none", "log_prob", "classifier")
+OBS_MODES = ("state", "features")
+ACTION_FORMATS = ("discrete", "multidiscrete")
+NUM_FEATURES = 4  # ‖x‖, ‖D_c − D_u‖, ‖D_w‖, ‖x̂ − D_w‖/σ̂ (all scaled)
+
+RewardFn = Callable[[dict[str, Any]], torch.Tensor | np.ndarray]
+
+
+def _make_schedule(schedule, num_steps: int | None, preset, device) -> torch.Tensor:
+    """The fixed σ schedule (n+1 values ending in 0) from a name or explicit values."""
+    if isinstance(schedule, str):
+        if schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {SCHEDULES} or a list of sigmas")
+        n = num_steps if num_steps is not None else int(preset.defaults.get("num_steps", 4))
+        if schedule == "linear":
+            return schedules.linear(n, preset.sigma_max)
+        return getattr(schedules, schedule)(n, preset.sigma_min, preset.sigma_max)
+    sigmas = schedules.validate(torch.as_tensor(schedule, dtype=torch.float64).cpu())
+    if num_steps is not None and num_steps != len(sigmas) - 1:
+        raise ValueError(
+            f"num_steps={num_steps} disagrees with the explicit schedule of {len(sigmas) - 1} steps"
+        )
+    return sigmas
+
+
+def _table(values, name: str, low: float) -> np.ndarray:
+    """A 1-D float64 table of finite values >= ``low``."""
+    v = np.asarray(values, dtype=np.float64).reshape(-1)
+    if v.size == 0 or not np.isfinite(v).all() or (v < low).any():
+        raise ValueError(f"{name} must be a non-empty list of finite values >= {low}, got {values}")
+    return v
+
+
+class _RecordingDenoiser(Denoiser):
+    """Wraps a denoiser and keeps the output of the first call after :meth:`arm` (the guided
+    call of the Euler stage, ``[2B, *shape]``: conditional then unconditional half)."""
+
+    def __init__(self, inner: Denoiser):
+        super().__init__(
+            inner.shape,
+            inner.num_classes,
+            inner.sigma_min,
+            inner.sigma_max,
+            inner.sigma_data,
+            inner.dtype,
+        )
+        self.inner = inner
+        self.armed = False
+        self.last: torch.Tensor | None = None
+
+    def arm(self) -> None:
+        self.armed, self.last = True, None
+
+    def denoise(self, x, sigma, class_labels):
+        out = self.inner.denoise(x, sigma, class_labels)
+        if self.armed:
+            self.armed, self.last = False, out
+        return out
+
+
+class GuidanceVectorEnv(VectorEnv):
+    """Choose the classifier-free guidance weight and the churn of each sampler step.
+
+    ## Description
+
+    A batch of ``num_envs`` diffusion samplers runs down a fixed σ schedule
+    σ_0 > … > σ_N = 0 (EDM ρ = 7 by default). At step k each environment picks a guidance
+    weight w and a churn γ; the sample moves by one EDM step: churn
+    x̂ = x_k + sqrt(σ̂² − σ_k²) ε with σ̂ = σ_k (1 + γ), then a Heun (or Euler) step of the
+    probability-flow ODE from σ̂ to σ_{k+1} with the guided denoiser
+    D_w = D_u + w (D_c − D_u). The whole batch is one tensor on ``device``; every solver stage
+    is one denoiser call of size 2B. Environment ``i`` reset with ``seed=s`` draws all its
+    noise from its own stream keyed by ``(s + i, episode)``, so its trajectory does not
+    depend on ``num_envs``; a rollout with fixed actions equals
+    :func:`diffusion_gym.steps.sample` with the same schedule, weights and ``SampleStreams``.
+
+    ## Action Space
+
+    ``action_format="discrete"``: ``Discrete(len(guidance_weights) * len(gammas))``; action
+    ``a`` picks ``w = guidance_weights[a // len(gammas)]``, ``γ = gammas[a % len(gammas)]``.
+    ``action_format="multidiscrete"``: ``MultiDiscrete([len(guidance_weights), len(gammas)])``
+    = (weight index, γ index). Defaults: w ∈ {0, 1, 1.5, 2, 3, 5} × γ ∈ {0, 0.1, 0.4}.
+
+    ## Observation Space
+
+    ``Box(float32)``. With ``obs_mode="state"`` (d = data dimension, C = classes):
+
+    | Index          | Observation                                 | Min  | Max |
+    |----------------|---------------------------------------------|------|-----|
+    | 0 … d−1        | x_k / sqrt(σ_k² + σ_data²)                   | -Inf | Inf |
+    | d              | log σ_k (σ_N = 0 shown as log(σ_{N−1}/10))  | -Inf | Inf |
+    | d+1            | k / N                                       | 0    | 1   |
+    | d+2 … d+1+C    | one-hot class c (absent if unconditional)   | 0    | 1   |
+
+    With ``obs_mode="features"`` (compact, for image-scale x; s_k = sqrt(σ_k² + σ_data²)):
+
+    | Index      | Observation                                                   | Min  | Max |
+    |------------|---------------------------------------------------------------|------|-----|
+    | 0          | log σ_k (as above)                                            | -Inf | Inf |
+    | 1          | k / N                                                         | 0    | 1   |
+    | 2 … 1+C    | one-hot class c                                               | 0    | 1   |
+    | 2+C        | ‖x_k‖ / (s_k √d)                                              | 0    | Inf |
+    | 3+C        | ‖D_c − D_u‖ / (σ_data √d) of the previous step's guided call   | 0    | Inf |
+    | 4+C        | ‖D_w‖ / (σ_data √d) of the previous step's call                | 0    | Inf |
+    | 5+C        | ‖x̂ − D_w‖ / (σ̂ √d) of the previous step's call (≈ 1)          | 0    | Inf |
+
+    The last three are 0 at k = 0 (no call yet). :meth:`expert_observations` computes them
+    for expert states from one guided call (w = 1) at the state itself.
+
+    ## Rewards
+
+    ``reward="none"`` (default; the IRL agent supplies rewards): 0. ``"log_prob"``: at the
+    last step, the exact log p_data(x_0 | c) (mixtures: ``data.log_prob``), else 0.
+    ``"classifier"``: at the last step, log p(c | x_0) from ``classifier=`` (a callable
+    ``x0 [B, *shape] -> log-probs [B, C]``) or, for mixtures, the Bayes classifier
+    ``data.class_log_posterior(x0, 0)``. A callable ``reward(t: dict) -> [B]`` receives the
+    batched transition ``t`` with keys ``x`` (x_k), ``x_next``, ``denoised`` (D_w at σ̂),
+    ``sigma``, ``sigma_next`` (floats), ``step`` (k), ``guidance`` and ``gamma`` (``[B]``),
+    ``class_labels`` (``[B]`` or None), ``terminated`` (bool) and ``env``; it returns a
+    ``[B]`` tensor or array.
+
+    ## Starting State
+
+    The sampler's start x_T = ``preset.prior_std`` · ε with ε draw 0 of the env's stream
+    (at σ_0 = σ_max); class c fixed (``class_labels``) or drawn per episode from the data's
+    class histogram with the env's stream. Step k = 0.
+
+    ## Episode End
+
+    Terminated after ``num_steps`` steps (σ = 0; ``final_info["x0"]`` holds the sample).
+    Truncated after ``max_episode_steps`` steps when that is smaller. The vector env resets
+    finished environments in the same step (``AutoresetMode.SAME_STEP``): the last
+    observation and info are in ``info["final_obs"]`` / ``info["final_info"]``.
+
+    ## Arguments
+
+    ``gym.make_vec("diffusion_gym/Guidance-v0", num_envs=1024,
+    vectorization_mode="vector_entry_point", device="cpu", ...)``
+
+    :param num_envs: batch size B.
+    :param denoiser: preset name (see ``diffusion_gym.presets.names()``), a ``Preset``, or
+        a ``Denoiser`` object (then ``data=`` is the true distribution for rewards and
+        expert states).
+    :param data: the data distribution for a ``Denoiser`` object (``sample``, ``log_prob``).
+    :param num_steps: number of sampler steps N (default: the preset's).
+    :param solver: ``"heun"`` or ``"euler"`` (default: the preset's, else Heun).
+    :param schedule: a schedule name (``karras``, ``uniform``, ``log_linear``, ``linear``,
+        ``vp_uniform_t``) or explicit σ (N+1 values ending in 0).
+    :param guidance_weights: table of CFG weights w.
+    :param gammas: table of churn values γ >= 0.
+    :param action_format: ``"discrete"`` or ``"multidiscrete"``.
+    :param obs_mode: ``"state"`` or ``"features"``.
+    :param reward: ``"none"``, ``"log_prob"``, ``"classifier"`` or a callable (above).
+    :param classifier: ``x0 -> [B, C]`` log-probs for ``reward="classifier"``.
+    :param class_labels: an int (all envs), a ``[num_envs]`` sequence, or None (drawn).
+    :param device: torch device of the batch.
+    :param max_episode_steps: truncate after this many steps (<= ``num_steps``).
+    :param render_mode: None or ``"rgb_array"``.
+    :param mask_fn: optional ``mask_fn(env) -> bool [num_envs, n]`` for :meth:`action_masks`.
+    :param s_noise: EDM's S_noise (scale of the churn noise).
+
+    ## Version History
+
+    * v0: initial version.
+    """
+
+    metadata = {
+        "render_modes": ["rgb_array"],
+        "render_fps": 4,
+        "autoreset_mode": AutoresetMode.SAME_STEP,
+    }
+
+    def __init__(
+        self,
+        num_envs: int = 1,
+        denoiser: str | Denoiser = "gmm-ring8-imperfect",
+        *,
+        data: Any = None,
+        num_steps: int | None = None,
+        solver: str | None = None,
+        schedule: str | Sequence[float] | torch.Tensor = "karras",
+        guidance_weights: Sequence[float] = DEFAULT_GUIDANCE_WEIGHTS,
+        gammas: Sequence[float] = DEFAULT_GAMMAS,
+        action_format: str = "discrete",
+        obs_mode: str = "state",
+        reward: str | RewardFn = "none",
+        classifier: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        class_labels: int | Sequence[int] | torch.Tensor | None = None,
+        device: str | torch.device = "cpu",
+        max_episode_steps: int | None = None,
+        render_mode: str | None = None,
+        mask_fn: Callable[[GuidanceVectorEnv], np.ndarray] | None = None,
+        s_noise: float = 1.0,
+    ):
+        if not isinstance(num_envs, int) or isinstance(num_envs, bool) or num_envs < 1:
+            raise ValueError(f"num_envs must be an int >= 1, got {num_envs!r}")
+        self.num_envs = num_envs
+        self.device = torch.device(device)
+        self.preset = resolve_preset(denoiser, data, self.device)
+        self.denoiser = self.preset.denoiser
+        self.dtype = self.denoiser.dtype
+        self.solver = solver if solver is not None else self.preset.defaults.get("solver", "heun")
+        if self.solver not in steps.SOLVERS:
+            raise ValueError(f"solver must be one of {steps.SOLVERS}, got {self.solver!r}")
+        sig = _make_schedule(schedule, num_steps, self.preset, self.device)
+        self.sigmas = sig.to(self.device)
+        self._sigma_list = [float(s) for s in sig]
+        self.num_steps = len(sig) - 1
+        self.max_episode_steps = self._check_max_steps(max_episode_steps)
+        self.guidance_weights = _table(guidance_weights, "guidance_weights", -math.inf)
+        self.gammas = _table(gammas, "gammas", 0.0)
+        self._w_t = torch.as_tensor(self.guidance_weights, dtype=self.dtype, device=self.device)
+        self._g_t = torch.as_tensor(self.gammas, dtype=self.dtype, device=self.device)
+        self.s_noise = float(s_noise)
+        self.num_classes = self.denoiser.num_classes
+        self._init_action_space(action_format)
+        self._init_obs_space(obs_mode)
+        self._init_reward(reward, classifier)
+        self._fixed_labels = self._check_labels(class_labels, num_envs)
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
+        self.render_mode = render_mode
+        self.mask_fn = mask_fn
+        self._recorder = _RecordingDenoiser(self.denoiser).to(self.device)
+        self._label_weights = self._class_histogram()
+        self._onehot_table = torch.eye(max(self.num_classes, 1), device=self.device)
+        self._log_sigma = self._log_sigmas()
+        self._autoreset = True
+        self._np_random = None
+        self._seeds: torch.Tensor | None = None
+        self._episodes: torch.Tensor | None = None
+        self._k: int | None = None
+        self._needs_reset = True
+        self.x: torch.Tensor | None = None
+        self.class_labels: torch.Tensor | None = None
+        self.keys: torch.Tensor | None = None
+
+    # ------------------------------------------------------------------------------------
+    # Construction helpers
+
+    def _check_max_steps(self, m) -> int:
+        if m is None:
+            return self.num_steps
+        if not isinstance(m, int) or isinstance(m, bool) or not 1 <= m <= self.num_steps:
+            raise ValueError(
+                f"max_episode_steps must be an int in [1, {self.num_steps}], got {m!r}"
+            )
+        return m
+
+    def _init_action_space(self, action_format: str) -> None:
+        if action_format not in ACTION_FORMATS:
+            raise ValueError(
+                f"action_format must be one of {ACTION_FORMATS}, got {action_format!r}"
+            )
+        self.action_format = action_format
+        nw, ng = len(self.guidance_weights), len(self.gammas)
+        if action_format == "discrete":
+            self.single_action_space = spaces.Discrete(nw * ng)
+            self._action_shape: tuple[int, ...] = (self.num_envs,)
+        else:
+            self.single_action_space = spaces.MultiDiscrete([nw, ng])
+            self._action_shape = (self.num_envs, 2)
+        self.action_space = batch_space(self.single_action_space, self.num_envs)
+
+    def _init_obs_space(self, obs_mode: str) -> None:
+        if obs_mode not in OBS_MODES:
+            raise ValueError(f"obs_mode must be one of {OBS_MODES}, got {obs_mode!r}")
+        self.obs_mode = obs_mode
+        c, d = self.num_classes, self.denoiser.dim
+        head = d if obs_mode == "state" else 0
+        tail = NUM_FEATURES if obs_mode == "features" else 0
+        self.obs_dim = head + 2 + c + tail
+        low = np.full(self.obs_dim, -np.inf, dtype=np.float32)
+        high = np.full(self.obs_dim, np.inf, dtype=np.float32)
+        low[head + 1 : head + 2 + c] = 0.0  # k/N and the one-hot lie in [0, 1]
+        high[head + 1 : head + 2 + c] = 1.0
+        low[head + 2 + c :] = 0.0  # norms are >= 0
+        self.single_observation_space = spaces.Box(low, high, dtype=np.float32)
+        self.observation_space = batch_space(self.single_observation_space, self.num_envs)
+
+    def _init_reward(self, reward, classifier) -> None:
+        data = self.preset.data
+        if callable(reward) and not isinstance(reward, str):
+            self.reward_fn: RewardFn | None = reward
+            self.reward_mode = "callable"
+            return
+        if reward not in REWARDS:
+            raise ValueError(f"reward must be one of {REWARDS} or a callable, got {reward!r}")
+        self.reward_mode, self.reward_fn = reward, None
+        if reward == "log_prob" and not hasattr(data, "log_prob"):
+            raise ValueError(f"reward='log_prob' needs data with log_prob; {type(data).__name__}")
+        if reward == "classifier":
+            if self.num_classes == 0:
+                raise ValueError("reward='classifier' needs a class-conditional denoiser")
+            if classifier is None and not hasattr(data, "class_log_posterior"):
+                raise ValueError("reward='classifier' needs classifier= (x0 -> [B, C] log-probs)")
+        if classifier is not None and not callable(classifier):
+            raise TypeError(f"classifier must be callable, got {type(classifier).__name__}")
+        self.classifier = classifier
+
+    def _check_labels(self, labels, n: int) -> torch.Tensor | None:
+        """Fixed labels ``[n]`` on the device, or None (drawn per episode / unconditional)."""
+        if labels is None:
+            return None
+        if self.num_classes == 0:
+            raise ValueError("class_labels given but the denoiser is unconditional")
+        t = torch.as_tensor(labels, device=self.device)
+        if t.dtype.is_floating_point or t.dtype == torch.bool:
+            raise TypeError(f"class_labels must be integers, got {t.dtype}")
+        t = t.long().expand(n) if t.ndim == 0 else t.long()
+        if t.shape != (n,) or not bool(((t >= 0) & (t < self.num_classes)).all()):
+            raise ValueError(
+                f"class_labels must be an int or {n} ints in [0, {self.num_classes}), got {labels}"
+            )
+        return t.clone()
+
+    def _class_histogram(self) -> torch.Tensor | None:
+        """The data's class weights (for drawing labels), uniform if the data has none."""
+        if self.num_classes == 0:
+            return None
+        w = getattr(self.preset.data, "class_weights", None)
+        if isinstance(w, torch.Tensor) and w.shape == (self.num_classes,):
+            return w.double().cpu()
+        return torch.ones(self.num_classes, dtype=torch.float64)
+
+    def _log_sigmas(self) -> list[float]:
+        """log σ_k for the observation; σ_N = 0 is shown as log(σ_{N−1} / 10)."""
+        s = self._sigma_list
+        last = s[-2] / 10 if len(s) > 1 else 1e-3
+        return [math.log(v if v > 0 else last) for v in s]
+
+    # ------------------------------------------------------------------------------------
+    # Observations
+
+    @property
+    def step_index(self) -> torch.Tensor:
+        """``[num_envs]`` current step k of each env (all envs move in lockstep)."""
+        if self._k is None:
+            raise ResetNeeded("call reset() before reading step_index")
+        return torch.full((self.num_envs,), self._k, dtype=torch.long, device=self.device)
+
+    def _onehot(self, labels: torch.Tensor | None, n: int) -> torch.Tensor:
+        if self.num_classes == 0:
+            return torch.zeros(n, 0, device=self.device)
+        if labels is None:
+            raise ValueError("class_labels are required: the denoiser is class-conditional")
+        return self._onehot_table[labels]
+
+    def _encode(self, x, k: torch.Tensor | int, labels, stats: torch.Tensor | None):
+        """Observation ``[n, obs_dim]`` float32 of states ``x`` at steps ``k``."""
+        n = x.shape[0]
+        obs = torch.empty(n, self.obs_dim, dtype=torch.float32, device=x.device)
+        sd2 = self.denoiser.sigma_data**2
+        if isinstance(k, int):
+            sigma = self._sigma_list[k]
+            scale = torch.tensor(1.0 / math.sqrt(sigma**2 + sd2), dtype=x.dtype)
+            log_s, frac = self._log_sigma[k], k / self.num_steps
+        else:
+            sigma = self.sigmas[k].to(x.dtype)
+            scale = (sigma**2 + sd2).rsqrt()[:, None]
+            log_s = torch.as_tensor(self._log_sigma, device=x.device)[k]
+            frac = k.to(torch.float32) / self.num_steps
+        head = self.denoiser.dim if self.obs_mode == "state" else 0
+        xf = x.reshape(n, -1)
+        c = self.num_classes
+        if self.obs_mode == "state":
+            obs[:, :head] = xf * scale
+        obs[:, head] = log_s
+        obs[:, head + 1] = frac
+        if labels is self.class_labels and n == self.num_envs:
+            obs[:, head + 2 : head + 2 + c] = self._onehot_c  # cached for the episode
+        else:
+            obs[:, head + 2 : head + 2 + c] = self._onehot(labels, n)
+        if self.obs_mode == "features":
+            d = self.denoiser.dim
+            xnorm = xf.norm(dim=1, keepdim=True) * (scale / math.sqrt(d))
+            obs[:, head + 2 + c] = xnorm.reshape(n)
+            obs[:, head + 3 + c :] = stats if stats is not None else 0.0
+        return obs
+
+    def _denoiser_stats(self, x_hat, sigma_hat, denoised, both) -> torch.Tensor:
+        """``[B, 3]``: ‖D_c − D_u‖, ‖D_w‖ (over σ_data √d) and ‖x̂ − D_w‖ / (σ̂ √d)."""
+        n, d = x_hat.shape[0], self.denoiser.dim
+        ref = self.denoiser.sigma_data * math.sqrt(d)
+        out = torch.empty(n, 3, dtype=torch.float32, device=x_hat.device)
+        if both is not None and both.shape[0] == 2 * n:
+            out[:, 0] = (both[:n] - both[n:]).reshape(n, -1).norm(dim=1) / ref
+        else:
+            out[:, 0] = 0.0
+        out[:, 1] = denoised.reshape(n, -1).norm(dim=1) / ref
+        resid = (x_hat - denoised).reshape(n, -1).norm(dim=1)
+        out[:, 2] = resid / (
+            torch.as_tensor(sigma_hat, dtype=resid.dtype).reshape(-1) * math.sqrt(d)
+        )
+        return out
+
+    def encode_obs(
+        self,
+        x: torch.Tensor,
+        step_index: int | torch.Tensor,
+        class_labels: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """Observations ``[n, obs_dim]`` (float32, on ``device``) of states ``x [n, *shape]``
+        at steps ``step_index`` (int or ``[n]`` long), encoded like the policy's states. In
+        ``"features"`` mode the denoiser features come from one guided call (w = 1) at the
+        states themselves (zeros where k = 0)."""
+        x = torch.as_tensor(x, device=self.device).to(self.dtype)
+        if tuple(x.shape[1:]) != self.denoiser.shape:
+            raise ValueError(f"x must have shape [n, {self.denoiser.shape}], got {tuple(x.shape)}")
+        n = x.shape[0]
+        k = step_index
+        if isinstance(k, torch.Tensor):
+            k = k.to(self.device).long().reshape(-1).expand(n) if k.numel() in (1, n) else k
+            if k.shape != (n,):
+                raise ValueError(f"step_index must be an int or [{n}], got {tuple(k.shape)}")
+            if not bool(((k >= 0) & (k <= self.num_steps)).all()):
+                raise ValueError(f"step_index must lie in [0, {self.num_steps}]")
+        elif not isinstance(k, int) or not 0 <= k <= self.num_steps:
+            raise ValueError(f"step_index must be an int in [0, {self.num_steps}], got {k!r}")
+        labels = None
+        if self.num_classes:
+            labels = self.denoiser.check_labels(class_labels, n, self.device)
+        stats = None
+        if self.obs_mode == "features":
+            stats = self._stats_at(x, k, labels)
+        return self._encode(x, k, labels, stats)
+
+    @torch.no_grad()
+    def _stats_at(self, x, k, labels) -> torch.Tensor:
+        """Denoiser features of states ``x`` from one guided call at their own σ_k."""
+        n = x.shape[0]
+        kk = torch.as_tensor(k, device=self.device).expand(n)
+        sigma = self.sigmas[kk].to(x.dtype)
+        safe = torch.where(sigma > 0, sigma, torch.ones_like(sigma))
+        rec = self._recorder
+        rec.arm()
+        w = None if labels is None else 1.0
+        denoised = guided_denoise(rec, x, safe, labels, w)
+        stats = self._denoiser_stats(x, safe, denoised, rec.last)
+        stats[(kk == 0) | (sigma == 0)] = 0.0
+        return stats
+
+    @torch.no_grad()
+    def expert_observations(
+        self,
+        step_index: torch.Tensor,
+        class_labels: torch.Tensor | None,
+        generator: torch.Generator | SampleStreams | None = None,
+    ) -> torch.Tensor:
+        """Observations ``[n, obs_dim]`` of expert states: real x_0 ~ data(c), noised to the
+        σ_k of ``step_index [n]`` (x = x_0 + σ_k ε), encoded by :meth:`encode_obs`."""
+        k = torch.as_tensor(step_index, device=self.device).long().reshape(-1)
+        n = k.shape[0]
+        data = self.preset.data
+        if data is None or not hasattr(data, "sample"):
+            raise ValueError("expert_observations needs preset data with sample()")
+        gen = generator if isinstance(generator, torch.Generator) else None
+        x0 = data.sample(n, class_labels, gen).to(self.device, self.dtype)
+        eps = randn(tuple(x0.shape), generator, self.dtype, self.device)
+        x = x0 + self.sigmas[k].to(self.dtype).reshape(-1, *([1] * (x0.ndim - 1))) * eps
+        return self.encode_obs(x, k, class_labels)
+
+    # ------------------------------------------------------------------------------------
+    # Reset
+
+    def reset(
+        self,
+        *,
+        seed: int | Sequence[int] | None = None,
+        options: dict[str, Any] | None = None,
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        """Start new episodes in every env; returns ``(obs [B, obs_dim], info)``.
+
+        :param seed: int ``s`` (env i gets base seed ``s + i``), a list of ``num_envs`` ints,
+            or None (a fresh random base on the first reset, the next episode afterwards).
+        :param options: ``{"class_labels": int | [B]}`` overrides the labels from now on.
+        """
+        obs, info = self.reset_tensors(seed=seed, options=options)
+        return obs.cpu().numpy(), info
+
+    def reset_tensors(self, *, seed=None, options=None) -> tuple[torch.Tensor, dict[str, Any]]:
+        """:meth:`reset` with the observation left as a tensor on ``device``."""
+        if options:
+            unknown = sorted(set(options) - {"class_labels"})
+            if unknown:
+                raise ValueError(f"unknown reset option(s) {unknown}; valid: ['class_labels']")
+            self._fixed_labels = self._check_labels(options["class_labels"], self.num_envs)
+        if seed is not None or self._seeds is None:
+            if isinstance(seed, (int, np.integer)) or seed is None:
+                self._np_random, self._np_random_seed = seeding.np_random(seed)
+            self._seeds = base_seeds(seed, self.num_envs, self._np_random).to(self.device)
+            self._episodes = torch.zeros(self.num_envs, dtype=torch.int64, device=self.device)
+        else:
+            self._episodes += 1
+        self._begin_episodes()
+        return self._encode(self.x, 0, self.class_labels, self._zero_stats()), {}
+
+    def _zero_stats(self) -> torch.Tensor | None:
+        if self.obs_mode != "features":
+            return None
+        return torch.zeros(self.num_envs, NUM_FEATURES - 1, device=self.device)
+
+    def _begin_episodes(self) -> None:
+        """x_T = prior_std · draw 0 of each env's stream; labels fixed or drawn."""
+        self.keys = episode_keys(self._seeds, self._episodes)
+        self.streams = SampleStreams(self.keys)
+        eps0 = draw_normal(self.keys, 0, self.denoiser.shape, self.dtype)
+        self.x = self.preset.prior_std * eps0
+        if self.num_classes == 0:
+            self.class_labels = None
+        elif self._fixed_labels is not None:
+            self.class_labels = self._fixed_labels
+        else:
+            self.class_labels = draw_class_labels(self.keys, self._label_weights)
+        self._stats = self._zero_stats()
+        self._onehot_c = self._onehot(self.class_labels, self.num_envs)  # fixed per episode
+        self._k = 0
+        self._needs_reset = False
+
+    # ------------------------------------------------------------------------------------
+    # Step
+
+    def _decode_actions(self, actions) -> tuple[np.ndarray, np.ndarray]:
+        """Validated (weight index, γ index) arrays ``[B]`` on the host."""
+        a = as_index_array(actions, self._action_shape)
+        nw, ng = len(self.guidance_weights), len(self.gammas)
+        if self.action_format == "discrete":
+            if a.size and (a.min() < 0 or a.max() >= nw * ng):
+                raise ValueError(
+                    f"actions must lie in [0, {nw * ng}) (Discrete({nw * ng})), "
+                    f"got values in [{a.min()}, {a.max()}]"
+                )
+            return a // ng, a % ng
+        wi, gi = a[:, 0], a[:, 1]
+        if (wi < 0).any() or (wi >= nw).any() or (gi < 0).any() or (gi >= ng).any():
+            raise ValueError(
+                f"actions must lie in MultiDiscrete([{nw}, {ng}]): column 0 in [0, {nw}), "
+                f"column 1 in [0, {ng}); got {a.min(0)}..{a.max(0)}"
+            )
+        return wi, gi
+
+    @torch.no_grad()
+    def step_tensors(self, actions):
+        """One step of every env, outputs left on ``device``.
+
+        :returns: ``(obs [B, obs_dim] tensor, reward [B] tensor, terminated, truncated, info,
+            final)`` with ``terminated``/``truncated`` Python bools (all envs move in lockstep),
+            ``info`` the host-side step info and ``final`` = ``(final_obs tensor,
+            final_info dict)`` when the episodes ended and were auto-reset, else None.
+        """
+        if self._needs_reset or self._k is None:
+            raise ResetNeeded("call reset() before step() (and after an episode ends)")
+        wi, gi = self._decode_actions(actions)
+        k = self._k
+        w_np, g_np = self.guidance_weights[wi], self.gammas[gi]
+        w = self._w_t[torch.from_numpy(wi).to(self.device)]
+        churn = bool(g_np.any())
+        gamma = self._g_t[torch.from_numpy(gi).to(self.device)] if churn else 0.0
+        noise = steps.churn_noise(self.streams, k, self.x) if churn else None
+        sigma, sigma_next = self._sigma_list[k], self._sigma_list[k + 1]
+        model = self.denoiser
+        if self.obs_mode == "features":
+            model = self._recorder
+            model.arm()
+        x_prev = self.x
+        x_next, denoised = steps.step(
+            model,
+            x_prev,
+            sigma,
+            sigma_next,
+            class_labels=self.class_labels,
+            guidance=w if self.class_labels is not None else None,
+            gamma=gamma,
+            solver=self.solver,
+            noise=noise,
+            s_noise=self.s_noise,
+        )
+        self.x, self._k = x_next, k + 1
+        if self.obs_mode == "features":
+            sigma_hat = sigma * (
+                1 + torch.as_tensor(g_np, dtype=x_prev.dtype, device=x_prev.device)
+            )
+            x_hat = x_prev if noise is None else self._churned(x_prev, sigma, sigma_hat, noise)
+            self._stats = self._denoiser_stats(x_hat, sigma_hat, denoised, model.last)
+        terminated = self._k == self.num_steps
+        truncated = not terminated and self._k >= self.max_episode_steps
+        reward = self._reward(x_prev, x_next, denoised, k, w, gamma, terminated)
+        obs = self._encode(self.x, self._k, self.class_labels, self._stats)
+        info = {
+            "sigma": np.full(self.num_envs, sigma),
+            "guidance": w_np,
+            "gamma": g_np,
+            "step": np.full(self.num_envs, k),
+        }
+        if not (terminated or truncated):
+            return obs, reward, False, False, info, None
+        info["x0"] = self.x
+        if not self._autoreset:
+            self._needs_reset = True
+            return obs, reward, terminated, truncated, info, None
+        final = (obs, info)
+        self._episodes += 1
+        self._begin_episodes()
+        obs = self._encode(self.x, 0, self.class_labels, self._stats)
+        return obs, reward, terminated, truncated, {}, final
+
+    def _churned(self, x, sigma: float, sigma_hat: torch.Tensor, noise) -> torch.Tensor:
+        """x̂ = x + sqrt(σ̂² − σ²) S_noise ε (the same expression as :func:`steps.step`)."""
+        s_hat = sigma_hat.reshape(-1, *([1] * (x.ndim - 1)))
+        return x + (s_hat**2 - sigma**2).sqrt() * self.s_noise * noise
+
+    def step(self, actions):
+        """One step of every env: ``(obs, reward, terminated, truncated, info)`` as numpy
+        arrays; finished envs are reset in the same step (``info["final_obs"]``,
+        ``info["final_info"]`` with masks ``_final_obs``, ``_final_info``)."""
+        obs, reward, term, trunc, info, final = self.step_tensors(actions)
+        b = self.num_envs
+        info = {key: self._host(v) for key, v in info.items()}
+        for key in list(info):
+            info["_" + key] = np.ones(b, dtype=bool)
+        if final is not None:
+            fobs = final[0].cpu().numpy()
+            final_obs = np.empty(b, dtype=object)
+            final_obs[:] = list(fobs)
+            finfo = {key: self._host(v) for key, v in final[1].items()}
+            for key in list(finfo):
+                finfo["_" + key] = np.ones(b, dtype=bool)
+            mask = np.ones(b, dtype=bool)
+            info.update(final_obs=final_obs, _final_obs=mask, final_info=finfo, _final_info=mask)
+        return (
+            obs.cpu().numpy(),
+            reward.cpu().numpy(),
+            np.full(b, term),
+            np.full(b, trunc),
+            info,
+        )
+
+    @staticmethod
+    def _host(v):
+        return v.detach().cpu().numpy() if isinstance(v, torch.Tensor) else v
+
+    def _reward(self, x, x_next, denoised, k, w, gamma, terminated) -> torch.Tensor:
+        """Reward ``[B]`` float64 on the device (see the class docstring)."""
+        b = self.num_envs
+        if self.reward_mode == "callable":
+            t = {
+                "x": x,
+                "x_next": x_next,
+                "denoised": denoised,
+                "sigma": self._sigma_list[k],
+                "sigma_next": self._sigma_list[k + 1],
+                "step": k,
+                "guidance": w,
+                "gamma": torch.as_tensor(gamma, device=self.device).expand(b),
+                "class_labels": self.class_labels,
+                "terminated": terminated,
+                "env": self,
+            }
+            r = torch.as_tensor(self.reward_fn(t), device=self.device).to(torch.float64)
+            if r.shape != (b,):
+                raise ValueError(f"the reward callable must return [{b}] values, got {r.shape}")
+            return r
+        if self.reward_mode == "none" or not terminated:
+            return torch.zeros(b, dtype=torch.float64, device=self.device)
+        if self.reward_mode == "log_prob":
+            return self.preset.data.log_prob(x_next, 0.0, self.class_labels).to(torch.float64)
+        if self.classifier is not None:
+            logp = torch.as_tensor(self.classifier(x_next), device=self.device)
+        else:
+            logp = self.preset.data.class_log_posterior(x_next, 0.0)
+        return logp.gather(1, self.class_labels[:, None]).squeeze(1).to(torch.float64)
+
+    # ------------------------------------------------------------------------------------
+    # Masks, rendering
+
+    def action_masks(self) -> np.ndarray:
+        """``[num_envs, n]`` bool mask of valid actions (MaskablePPO); n = number of discrete
+        actions, or ``len(guidance_weights) + len(gammas)`` for ``multidiscrete``."""
+        nw, ng = len(self.guidance_weights), len(self.gammas)
+        n = nw * ng if self.action_format == "discrete" else nw + ng
+        if self.mask_fn is None:
+            return np.ones((self.num_envs, n), dtype=bool)
+        m = np.asarray(self.mask_fn(self), dtype=bool)
+        if m.shape != (self.num_envs, n):
+            raise ValueError(
+                f"mask_fn must return a bool array [{self.num_envs}, {n}], got {m.shape}"
+            )
+        return m
+
+    def render(self) -> np.ndarray | None:
+        """The current batch drawn as an RGB array ``[400, 400, 3]`` (``rgb_array`` mode)."""
+        if self.render_mode is None:
+            gym.logger.warn("render() called without render_mode='rgb_array'")
+            return None
+        from .rendering import render_batch
+
+        if self.x is None:
+            raise ResetNeeded("call reset() before render()")
+        k = self._k or 0
+        title = f"{self.preset.name}  step {k}/{self.num_steps}  sigma={self._sigma_list[k]:.3g}"
+        return render_batch(self.x, self.class_labels, size=(400, 400), title=title)
+
+    def close_extras(self, **kwargs) -> None:
+        self.x = None
+
+    def __repr__(self) -> str:
+        return (
+            f"GuidanceVectorEnv(preset={self.preset.name!r}, num_envs={self.num_envs}, "
+            f"num_steps={self.num_steps}, solver={self.solver!r}, obs_mode={self.obs_mode!r})"
+        )
+
+
+class GuidanceEnv(gym.Env):
+    """Single-environment view of :class:`GuidanceVectorEnv` (a batch of one, no copy of the
+    dynamics). Takes the same arguments except ``num_envs``; see the vector env's docstring
+    for the spaces, rewards and episode end. After the last step call :meth:`reset`."""
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 4}
+
+    def __init__(self, render_mode: str | None = None, **kwargs):
+        if "num_envs" in kwargs:
+            raise TypeError("GuidanceEnv is a single env: use GuidanceVectorEnv for num_envs")
+        self.vec = GuidanceVectorEnv(1, render_mode=render_mode, **kwargs)
+        self.vec._autoreset = False
+        self.render_mode = render_mode
+        self.observation_space = self.vec.single_observation_space
+        self.action_space = self.vec.single_action_space
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        super().reset(seed=seed)
+        obs, _ = self.vec.reset_tensors(seed=seed, options=options)
+        return obs[0].cpu().numpy(), {}
+
+    def step(self, action):
+        if self.action_format == "discrete":
+            a = np.asarray(action).reshape(1)
+        else:
+            a = np.asarray(action).reshape(1, 2)
+        obs, r, term, trunc, info, _ = self.vec.step_tensors(a)
+        info = {key: GuidanceVectorEnv._host(v)[0] for key, v in info.items()}
+        info = {key: (v.item() if np.ndim(v) == 0 else v) for key, v in info.items()}
+        return obs[0].cpu().numpy(), float(r[0]), term, trunc, info
+
+    def action_masks(self) -> np.ndarray:
+        """``[n]`` bool mask of valid actions (MaskablePPO)."""
+        return self.vec.action_masks()[0]
+
+    def render(self):
+        return self.vec.render()
+
+    def __getattr__(self, name: str):
+        # Read-only view of the vector env's attributes (sigmas, preset, x, ...).
+        if name.startswith("_") or name == "vec":
+            raise AttributeError(name)
+        return getattr(self.vec, name)
