@@ -105,7 +105,10 @@ def make(name: str, **overrides) -> Preset:
         raise TypeError(
             f"unknown keyword(s) {unknown} for preset {name!r}; valid: {sorted(params)}"
         )
-    return factory(**overrides)
+    preset = factory(**overrides)
+    if not preset.description:
+        preset.description = _REGISTRY[name][1]
+    return preset
 
 
 # ---------------------------------------------------------------------------------------------
@@ -251,3 +254,5 @@ register(
     _gauss1d_imperfect,
     "ART 1-D toy with an over-dispersed denoiser (N(0, 1.5) learned)",
 )
+
+from . import presets_trained  # noqa: E402, F401  (registers "digits", "gmm-ring8-mlp")

@@ -11,3 +11,8 @@ __all__ = [
     "check_finite",
     "guided_denoise",
 ]
+
+# Trained networks and adapters (image-scale engineer); cheap imports (torch only).
+from .adapters import DiffusersUNetDenoiser, EDMNetDenoiser, EpsilonDenoiser  # noqa: E402
+
+__all__ += ["DiffusersUNetDenoiser", "EDMNetDenoiser", "EpsilonDenoiser"]

@@ -654,7 +654,8 @@ class GuidanceVectorEnv(VectorEnv):
     def _churned(self, x, sigma: float, sigma_hat: torch.Tensor, noise) -> torch.Tensor:
         """x̂ = x + sqrt(σ̂² − σ²) S_noise ε (the same expression as :func:`steps.step`)."""
         s_hat = sigma_hat.reshape(-1, *([1] * (x.ndim - 1)))
-        return x + (s_hat**2 - sigma**2).sqrt() * self.s_noise * noise
+        s_cur = torch.as_tensor(sigma, dtype=x.dtype, device=x.device)  # same rounding as σ̂
+        return x + (s_hat**2 - s_cur**2).sqrt() * self.s_noise * noise
 
     def step(self, actions):
         """One step of every env: ``(obs, reward, terminated, truncated, info)`` as numpy
