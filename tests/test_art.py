@@ -1,0 +1,175 @@
+"""ART-RL agent: actor-critic math, distillation/export, interpolation, training, resume."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from agents.art import (
+    ActorCriticConfig,
+    Config,
+    ContinuousActorCritic,
+    EvalConfig,
+    clock_schedule,
+    distill,
+    gaussian_1d_w2,
+    local_error_coefficient,
+    make_env,
+    make_model,
+    run,
+    transfer_schedule,
+)
+from diffusion_gym import presets, schedules, steps
+
+
+def _gauss1d_gain(sigmas) -> float:
+    """Independent closed form: Euler on N(0,1) data, x' = x (1 + (σ' − σ) σ / (1 + σ²))."""
+    a = 1.0
+    for s, sn in zip(sigmas[:-1], sigmas[1:], strict=True):
+        a *= 1 + (sn - s) * s / (1 + s**2)
+    return a
+
+
+def test_w2_closed_form_matches_product_formula_and_paper():
+    p = presets.make("art-gauss1d")
+    for k, paper in ((2, 0.468), (5, 0.215), (10, 0.114)):
+        sig = schedules.linear(k, 3.0)
+        w2 = gaussian_1d_w2(p, sig, "euler")
+        assert w2 == pytest.approx(abs(_gauss1d_gain(sig.tolist()) * math.sqrt(10) - 1), abs=1e-12)
+        assert abs(w2 - paper) < 0.005
+
+
+def test_local_error_coefficient_closed_form():
+    # On the exact ODE path x(σ) = c sqrt(1 + σ²) of N(0,1) data: x'' = c / (1 + σ²)^{3/2}.
+    p = presets.make("art-gauss1d")
+    sigma = torch.tensor([0.3, 1.0, 2.5], dtype=torch.float64)
+    c = torch.tensor([1.0, -0.7, 2.0], dtype=torch.float64)
+    x = (c * (1 + sigma**2).sqrt())[:, None]
+    q, f = local_error_coefficient(p.denoiser, x, sigma, rel_step=1e-5)
+    torch.testing.assert_close(q, 0.5 * c.abs() / (1 + sigma**2) ** 1.5, rtol=1e-3, atol=0)
+    torch.testing.assert_close(f[:, 0], c * sigma / (1 + sigma**2).sqrt())
+
+
+def test_interpolation_keeps_endpoints_and_order():
+    learned = torch.tensor([80.0, 4.3, 0.35, 0.0], dtype=torch.float64)
+    for k in range(1, 11):
+        s = transfer_schedule(learned, k)
+        assert s.shape == (k + 1,) and float(s[0]) == 80.0 and float(s[-1]) == 0.0
+        assert bool((s[1:] < s[:-1]).all())
+        if k >= 2:
+            assert float(s[-2]) == pytest.approx(0.35)
+    moved = transfer_schedule(learned, None, (0.01, 10.0))  # another denoiser's σ range
+    assert float(moved[0]) == pytest.approx(10.0) and float(moved[-2]) == pytest.approx(0.01)
+    assert bool((moved[1:] < moved[:-1]).all())
+    with pytest.raises(ValueError, match="sigma_range"):
+        transfer_schedule(learned, None, (1.0, 0.5))
+
+
+def test_clock_schedule_rescales_to_terminal_time():
+    s = clock_schedule(torch.tensor([2.0, 1.0, 1.0]), 3.0)
+    torch.testing.assert_close(s, torch.tensor([3.0, 1.5, 0.75, 0.0], dtype=torch.float64))
+    with pytest.raises(ValueError, match="speeds"):
+        clock_schedule(torch.tensor([1.0, -1.0]), 3.0)
+
+
+def test_lagrange_multiplier_moves_against_the_violation():
+    p = presets.make("art-gauss1d")
+    for bias_speed, sign in ((2.0, -1.0), (0.5, 1.0)):  # overshoot ψ(1)=2T: γ down; 0.5T: up
+        ac = ContinuousActorCritic(
+            p.denoiser, 5, p.sigma_max, p.prior_std, ActorCriticConfig(batch_size=32)
+        )
+        with torch.no_grad():
+            ac.actor[-1].weight.zero_()
+            ac.actor[-1].bias.fill_(math.log(math.expm1(bias_speed)))  # softplus⁻¹
+        ac._init_scales()
+        g0 = float(ac.gamma)
+        logs = ac.update()
+        assert np.sign(logs["train/constraint_violation"]) == -sign
+        assert np.sign(float(ac.gamma) - g0) == sign
+
+
+def test_art_actor_critic_improves_surrogate_and_resumes(tmp_path):
+    p = presets.make("art-gauss1d")
+    cfg = ActorCriticConfig(iterations=6, batch_size=32)
+
+    def make():
+        return ContinuousActorCritic(p.denoiser, 5, p.sigma_max, p.prior_std, cfg)
+
+    a = make()
+    for _ in range(6):
+        a.update()
+    b = make()
+    for _ in range(3):
+        b.update()
+    torch.save(b.state(), tmp_path / "s.pt")
+    c = make()
+    c.load_state(torch.load(tmp_path / "s.pt", weights_only=False))
+    for _ in range(3):
+        c.update()
+    torch.testing.assert_close(c.schedule(), a.schedule(), rtol=0, atol=0)
+    assert float(c.gamma) == float(a.gamma)
+
+
+def _tiny(algo: str = "ppo", **kw) -> Config:
+    ev = EvalConfig(num_samples=64, seeds=[0], metrics=["rmse"], rho_grid=[7.0], oracle=False)
+    base = dict(preset="art-gauss1d", budget=5, solver="euler", base="linear", num_envs=32,
+                total_timesteps=320, bank_size=64, reference_steps=32, distill_samples=8,
+                progress=False, algo=algo, eval=ev)  # fmt: skip
+    base["algo_kwargs"] = {"n_steps": 5, "batch_size": 80}
+    base.update(kw)
+    return Config(**base)
+
+
+def test_distilled_schedule_round_trip(tmp_path):
+    from baselines.evaluate import FixedSchedule, make_noise
+
+    cfg = _tiny()
+    env, venv = make_env(cfg)
+    model = make_model(cfg, env)
+    sig, actions = distill(model, cfg)
+    torch.testing.assert_close(sig, venv.schedule_from_actions(torch.as_tensor(actions)))
+    # The env, driven by the distilled mean actions, realises exactly that schedule.
+    obs, _ = venv.reset(seed=1)
+    for a in actions:
+        obs, _, term, _, info = venv.step(np.full((cfg.num_envs, 1), a, dtype=np.float32))
+    assert term.all()
+    np.testing.assert_allclose(info["final_info"]["schedule"][0], sig.numpy(), rtol=1e-6)
+    schedules.save_schedule(tmp_path / "schedule.json", sig, "euler", 5, "art-gauss1d")
+    loaded = schedules.load_schedule(tmp_path / "schedule.json")
+    assert loaded["budget"] == 5 and loaded["solver"] == "euler"
+    torch.testing.assert_close(loaded["sigmas"], sig.double())
+    p = presets.make("art-gauss1d")
+    x_T, streams = make_noise(p, 16, 0)
+    ref = steps.sample(p.denoiser, x_T, loaded["sigmas"], solver="euler")
+    out = FixedSchedule("art", loaded["sigmas"], "euler").sample(p, x_T, None, streams)
+    torch.testing.assert_close(out, ref, rtol=0, atol=0)
+
+
+def test_config_rejects_bad_values():
+    with pytest.raises(ValueError, match="algo"):
+        Config(algo="dqn")
+    with pytest.raises(ValueError, match="preset"):
+        Config(preset="nope")
+    with pytest.raises(ValueError, match="art_ac"):
+        Config(algo="art_ac", base="edm")
+
+
+@pytest.mark.slow
+def test_short_training_beats_initial_schedule_and_resumes(tmp_path):
+    # PPO on the terminal error, art-gauss1d Euler K=5 (linear base, a = 0 is uniform: W2 0.212)
+    p = presets.make("art-gauss1d")
+    cfg = _tiny(total_timesteps=3200, learning_rate=3e-3, log_std_init=-1.0, log_std_final=-3.0)
+    res = run(_tiny(total_timesteps=1600, learning_rate=3e-3, log_std_init=-1.0,
+                    log_std_final=-3.0), tmp_path, resume=False)  # fmt: skip
+    assert "art-ppo" in res and (tmp_path / "schedule.json").is_file()
+    assert (tmp_path / "checkpoints" / "model_1600.zip").is_file()
+    res = run(cfg, tmp_path, resume=True)  # continues from step 1600 to 3200
+    assert (tmp_path / "checkpoints" / "model_3200.zip").is_file()
+    learned = schedules.load_schedule(tmp_path / "schedule.json")["sigmas"]
+    w2_learned = gaussian_1d_w2(p, learned, "euler")
+    w2_initial = gaussian_1d_w2(p, schedules.linear(5, 3.0), "euler")
+    assert w2_learned < 0.8 * w2_initial
+    assert res["art-ppo"]["rmse"]["mean"] < res["uniform-linear"]["rmse"]["mean"]
