@@ -323,6 +323,63 @@ def test_callable_reward_and_info_contents():
     assert info["step"].tolist() == [0, 0] and (info["sigma"] == 80.0).all()
 
 
+def test_step_outputs_fresh_arrays_and_observation_layout():
+    # The step packs obs, reward, σ, σ_next into one buffer per step: check the unpacked
+    # arrays against independent computations, and that a later step does not overwrite them.
+    env = small_vec(num_envs=3, denoiser="gmm-grid")
+    obs, _ = env.reset(seed=5)
+    core, den = env.core, env.denoiser
+    steps_out = []
+    for k in range(env.budget):
+        out = env.step(np.full((3, 1), 0.25 * (k + 1) - 0.5, np.float32))
+        obs_k, r, term, trunc, info = out
+        held = (obs_k, r, info.get("sigma"), info.get("final_obs"))  # references, not copies
+        steps_out.append(
+            (
+                held,
+                [
+                    None if v is None else np.stack(v) if v.dtype == object else np.copy(v)
+                    for v in held
+                ],
+            )
+        )
+        assert obs_k.dtype == np.float32 and obs_k.flags.c_contiguous and r.dtype == np.float64
+        if k < env.budget - 1:
+            assert set(info) == {"sigma", "sigma_next", "step", "_sigma", "_sigma_next", "_step"}
+            sig = core.sigma.numpy()
+            expect = np.concatenate(
+                [
+                    np.log(sig)[:, None],
+                    np.full((3, 1), (k + 1) / env.budget),
+                    ((core.clock.u_star - core.u) / core.clock.u_star).numpy()[:, None],
+                    (core.x / (core.sigma[:, None] ** 2 + den.sigma_data**2).sqrt()).numpy(),
+                    np.eye(den.num_classes)[core.labels.numpy()],
+                ],
+                1,
+            ).astype(np.float32)
+            np.testing.assert_array_equal(obs_k, expect)
+            np.testing.assert_array_equal(obs_k, core.observe().numpy())
+            np.testing.assert_array_equal(info["sigma_next"], sig)
+    fin = info["final_info"]
+    assert set(fin) == {
+        *("sigma", "sigma_next", "step", "schedule", "x0"),
+        *("_sigma", "_sigma_next", "_step", "_schedule", "_x0"),
+    }
+    assert info["final_obs"].dtype == object and info["final_obs"][0].dtype == np.float32
+    last = np.stack(info["final_obs"])
+    assert (last[:, 0] == np.float32(math.log(1e-6))).all() and (last[:, 1:3] == [1, 0]).all()
+    np.testing.assert_array_equal(fin["schedule"][:, -1], 0.0)
+    np.testing.assert_array_equal(fin["sigma_next"], 0.0)
+    for _ in range(2):  # later steps (and the next episode) leave earlier arrays untouched
+        env.step(np.zeros((3, 1), np.float32))
+    for held, copies in steps_out:
+        for v, c in zip(held, copies, strict=True):
+            if v is not None:
+                np.testing.assert_array_equal(
+                    *(np.stack(a) if a.dtype == object else a for a in (v, c))
+                )
+
+
 def test_render_rgb_array():
     env = small_vec(num_envs=16, render_mode="rgb_array")
     env.reset(seed=0)

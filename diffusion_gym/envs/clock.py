@@ -101,6 +101,9 @@ class Clock:
         u = self.u_base
         self.f_base = (u[1:] - u[:-1]) / (self.u_star - u[:-1])
         self.logit_f_base = torch.logit(self.f_base)
+        # The same tables as python floats (exact float64 values): no per-step indexing.
+        self._f, self._logit_f = self.f_base.tolist(), self.logit_f_base.tolist()
+        self._u, self._sigma = self.u_base.tolist(), self.sigma_base.tolist()
 
     def sigma_of(self, u: torch.Tensor) -> torch.Tensor:
         """σ_base(u) (float64), for clock positions u ∈ [0, u*]."""
@@ -122,15 +125,14 @@ class Clock:
             # Forced last step: land on σ = 0 whatever the action.
             return torch.full_like(u, self.u_star), torch.zeros_like(u), on_base
         a = action.to(torch.float64)
+        zero = a == 0
         # f_k = sigmoid(logit f_k^base + β a_k), exactly f_k^base at a_k = 0.
-        f = torch.where(
-            a == 0, self.f_base[k], torch.sigmoid(self.logit_f_base[k] + self.speed_scale * a)
-        )
+        f = torch.where(zero, self._f[k], torch.sigmoid(self._logit_f[k] + self.speed_scale * a))
         # u_{k+1} = u_k + (u* − u_k) f_k.
         u_next = u + (self.u_star - u) * f
-        on_base = on_base & (a == 0)
-        u_next = torch.where(on_base, self.u_base[k + 1], u_next)
-        sigma_next = torch.where(on_base, self.sigma_base[k + 1], self.sigma_of(u_next))
+        on_base = on_base & zero
+        u_next = torch.where(on_base, self._u[k + 1], u_next)
+        sigma_next = torch.where(on_base, self._sigma[k + 1], self.sigma_of(u_next))
         return u_next, sigma_next, on_base
 
 
@@ -260,6 +262,7 @@ class _ClockBatch:
         self.seeds: torch.Tensor | None = None
         self.episode = torch.zeros(num_envs, dtype=torch.int64, device=self.device)
         self.k = -1  # step index; -1 = never reset
+        self._start_obs: tuple[torch.Tensor, torch.Tensor] | None = None  # head, scale at k = 0
         n_cls = den.num_classes if self.label_choices is not None else 0
         n_x = den.dim if obs_mode == "state" else 3
         self.obs_dim = 3 + n_x + n_cls
@@ -300,6 +303,10 @@ class _ClockBatch:
                 x_T[sl], None if labels is None else labels[sl], fine
             )
         self.bank = {"x_T": x_T, "labels": labels, "x_ref": x_ref, "d2": d2}
+        if labels is not None:  # one-hot observation part of each entry (−1: all zeros)
+            onehot = torch.zeros(n, den.num_classes, dtype=torch.float64, device=dev)
+            onehot.scatter_(1, labels.clamp_min(0)[:, None], (labels >= 0).double()[:, None])
+            self.bank["onehot"] = onehot
         self.bank_build_seconds = time.perf_counter() - t0
 
     def _bank_labels(self, n: int) -> torch.Tensor | None:
@@ -351,10 +358,11 @@ class _ClockBatch:
         keys = episode_keys(self.seeds, self.episode)
         idx = draw_uniform_int(keys, 0, self.bank_size)
         self.idx = idx
-        self.x = self.bank["x_T"][idx].clone()
+        bank = self.bank
+        self.x = bank["x_T"].index_select(0, idx)  # a new tensor: the bank stays untouched
         self.x_T = self.x
-        self.x_ref = self.bank["x_ref"][idx]
-        self.labels = None if self.bank["labels"] is None else self.bank["labels"][idx]
+        self.x_ref = bank["x_ref"].index_select(0, idx)
+        self.labels = None if bank["labels"] is None else bank["labels"].index_select(0, idx)
         self.u, self.sigma, self.on_base = self.clock.start(self.num_envs)
         self.schedule = torch.zeros(
             self.num_envs, self.K + 1, dtype=torch.float64, device=self.device
@@ -362,32 +370,45 @@ class _ClockBatch:
         self.schedule[:, 0] = self.sigma
         self.prev_denoised = torch.zeros_like(self.x)
         self.prev_d = None
+        # One-hot class part of the observation, fixed for the episode (None: unconditional).
+        self.onehot = None if self.labels is None else bank["onehot"].index_select(0, idx)
         self.k = 0
 
     def observe(self) -> torch.Tensor:
         """``[B, obs_dim]`` float32: log σ_k, k/K, (u* − u_k)/u*, x features, one-hot c."""
-        b, den = self.num_envs, self.denoiser
-        sig = self.sigma
-        log_sig = torch.where(sig > 0, sig.clamp_min(1e-300).log(), TERMINAL_LOG_SIGMA)
-        head = [
-            log_sig,
-            torch.full_like(sig, self.k / self.K),
-            (self.clock.u_star - self.u) / self.clock.u_star,
-        ]
-        scale = (sig**2 + den.sigma_data**2).sqrt().reshape(-1, *([1] * len(den.shape)))
-        xs = (self.x / scale).reshape(b, -1).to(torch.float64)
-        if self.obs_mode == "state":
-            feats = xs
+        out = torch.empty(self.num_envs, self.obs_dim, dtype=torch.float64, device=self.device)
+        return self.observe_into(out).to(torch.float32)
+
+    def observe_into(self, out: torch.Tensor) -> torch.Tensor:
+        """Write the observation (float64) into the first ``obs_dim`` columns of ``out``."""
+        b, den, sig, d = self.num_envs, self.denoiser, self.sigma, self.obs_dim
+        if self.k == 0 and self._start_obs is not None:  # every episode starts at σ_max, u = 0
+            head, scale = self._start_obs
+            out[:, :3] = head
         else:
+            if self.k < self.K:  # σ_k > 0 before the terminal state (checked by advance)
+                torch.log(sig.clamp_min(1e-300), out=out[:, 0])
+            else:  # the terminal state σ_K = 0
+                out[:, 0].fill_(TERMINAL_LOG_SIGMA)
+            out[:, 1].fill_(self.k / self.K)
+            u_star = self.clock.u_star
+            torch.div(u_star - self.u, u_star, out=out[:, 2])
+            scale = (sig**2 + den.sigma_data**2).sqrt().reshape(-1, *([1] * len(den.shape)))
+            if self.k == 0:  # the same for every episode: computed once, by the same ops
+                self._start_obs = (out[:, :3].clone(), scale)
+        xs = (self.x / scale).reshape(b, -1)
+        n_x = d - 3 - (0 if self.onehot is None else self.onehot.shape[1])
+        if self.obs_mode == "state":
+            out[:, 3 : 3 + n_x] = xs
+        else:
+            xs = xs.to(torch.float64)
             dn = self.prev_denoised.reshape(b, -1).to(torch.float64) / den.sigma_data
-            feats = torch.stack([xs.pow(2).mean(1).sqrt(), xs.mean(1), dn.pow(2).mean(1).sqrt()], 1)
-        parts = [torch.stack(head, 1), feats]
-        if self.label_choices is not None:
-            onehot = torch.zeros(b, den.num_classes, dtype=torch.float64, device=self.device)
-            valid = self.labels >= 0
-            onehot[valid, self.labels[valid]] = 1.0  # label −1 (unconditional) = all zeros
-            parts.append(onehot)
-        return torch.cat(parts, 1).to(torch.float32)
+            out[:, 3] = xs.pow(2).mean(1).sqrt()
+            out[:, 4] = xs.mean(1)
+            out[:, 5] = dn.pow(2).mean(1).sqrt()
+        if self.onehot is not None:
+            out[:, 3 + n_x : d] = self.onehot
+        return out[:, :d]
 
     @torch.no_grad()
     def advance(self, action: torch.Tensor) -> dict[str, Any]:
@@ -460,7 +481,11 @@ class _ClockBatch:
             arr = np.asarray(actions)
             if not np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_:
                 raise TypeError(f"actions must be numeric, got dtype {arr.dtype}")
-            a = torch.as_tensor(arr.astype(np.float64), device=self.device)
+            if arr.shape != (batch, 1):
+                raise ValueError(f"actions must have shape ({batch}, 1), got {arr.shape}")
+            if not ((arr >= -1) & (arr <= 1)).all():  # checked on the host: no device sync
+                _check_actions(torch.as_tensor(arr.astype(np.float64)), "action")
+            return torch.as_tensor(arr[:, 0].astype(np.float64), device=self.device)
         if tuple(a.shape) != (batch, 1):
             raise ValueError(f"actions must have shape ({batch}, 1), got {tuple(a.shape)}")
         _check_actions(a, "action")
@@ -654,20 +679,34 @@ class ClockVectorEnv(VectorEnv):
 
     def step(self, actions):
         """Advance every env one solver step with its clock speed; autoreset ``SAME_STEP``."""
-        core, b = self.core, self.num_envs
+        core, b, d = self.core, self.num_envs, self.core.obs_dim
         a = core.to_actions(actions, b)
         tr = core.advance(a)
         terminated = tr["terminal"]
         truncated = (not terminated) and core.truncated()
-        info = self._step_info(tr)
-        obs = self._obs()
+        # Observation, reward, σ_k and σ_{k+1} packed in one float64 buffer: one host copy.
+        # Flat layout [obs (B·d) | reward (B) | σ (B) | σ_next (B)]: contiguous host views.
+        buf = torch.empty(b * (d + 3), dtype=torch.float64, device=core.device)
+        core.observe_into(buf[: b * d].view(b, d))
+        torch.stack((tr["reward"], tr["sigma"], tr["sigma_next"]), out=buf[b * d :].view(3, b))
+        host = buf.cpu().numpy()  # a fresh buffer every step: the views below stay valid
+        obs = host[: b * d].reshape(b, d).astype(np.float32)
+        reward, sigma, sigma_next = host[b * d :].reshape(3, b)
+        mask = np.ones(b, dtype=np.bool_)
+        info = {
+            "sigma": sigma,
+            "sigma_next": sigma_next,
+            "step": np.full(b, tr["step"], dtype=np.int64),
+            "_sigma": mask,
+            "_sigma_next": mask,
+            "_step": mask,
+        }
         if terminated or truncated:
-            final_info = dict(info)
+            final_info = info
             if terminated:
                 final_info["schedule"] = core.schedule.cpu().numpy()
                 final_info["x0"] = tr["x_next"].cpu().numpy()
-            mask = np.ones(b, dtype=np.bool_)
-            final_info.update({f"_{key}": mask for key in list(final_info)})
+                final_info["_schedule"] = final_info["_x0"] = mask
             final_obs = np.empty(b, dtype=object)
             final_obs[:] = list(obs)  # one row per env, as SyncVectorEnv gives it
             core.episode += 1
@@ -675,7 +714,6 @@ class ClockVectorEnv(VectorEnv):
             obs = self._obs()
             info = {"final_obs": final_obs, "_final_obs": mask, "final_info": final_info}
             info["_final_info"] = mask
-        reward = tr["reward"].cpu().numpy()
         return (
             obs,
             reward,
@@ -685,18 +723,9 @@ class ClockVectorEnv(VectorEnv):
         )
 
     def _obs(self) -> np.ndarray:
-        return self.core.observe().cpu().numpy()
-
-    def _step_info(self, tr) -> dict[str, Any]:
-        b = self.num_envs
-        info = {
-            "sigma": tr["sigma"].cpu().numpy(),
-            "sigma_next": tr["sigma_next"].cpu().numpy(),
-            "step": np.full(b, tr["step"], dtype=np.int64),
-        }
-        mask = np.ones(b, dtype=np.bool_)
-        info.update({f"_{key}": mask for key in list(info)})
-        return info
+        core = self.core
+        out = torch.empty(core.num_envs, core.obs_dim, dtype=torch.float64, device=core.device)
+        return core.observe_into(out).cpu().numpy().astype(np.float32)
 
     def render(self):
         """An RGB array of the current batch (scatter for 2-D, histogram for 1-D)."""
