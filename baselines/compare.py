@@ -1,0 +1,431 @@
+"""``diffusion-gym compare CONFIG --out DIR`` and ``diffusion-gym evaluate``.
+
+A comparison config (YAML, mapped onto :class:`CompareConfig`; unknown keys are errors
+listing the valid ones) names presets, NFE budgets and strategies. Strategy names say what
+they are:
+
+============================  ================================================================
+``edm-rho<ρ>``                EDM schedule with that ρ (``edm-rho7``)
+``edm-best``                  EDM with ρ grid-searched by RMSE to the reference (training noise)
+``uniform``, ``log-linear``,  the classic schedules of :mod:`diffusion_gym.schedules`
+``ddim``
+``ays``, ``gits-dp``          Align-Your-Steps-style / GITS-style DP (:mod:`baselines.schedules`)
+``oracle``                    σ's optimised through the sampler on training noise
+``cfg-<w>``, ``cfg-best``     constant guidance w / grid-searched w (on the guidance schedule)
+``interval``                  limited-interval guidance, (w, σ_lo, σ_hi) grid-searched
+``ramp-linear``,              guidance ramps, w_max grid-searched
+``ramp-cosine``
+``churn-<S>``                 EDM churn with S_churn = S (stochastic; no rmse)
+``learn-to-guide``            Learn to Guide ω_φ(c, s, t), energy loss; ``-l2``: ℓ2 loss;
+                              ``-reward``: reward-tilted (exact log p(c | x̂_0))
+============================  ================================================================
+
+Guidance rows run on the ``guidance_schedule`` (a schedule row name, default ``oracle``), so
+their differences are the guidance's alone. Output: ``DIR/<preset>/nfe<N>/`` holds that
+section's ``eval.json`` (keyed by strategy name), ``eval.md`` and plots;
+``DIR/<preset>/metric_vs_nfe.png``; ``DIR/eval.md`` all tables; ``DIR/eval.json``
+``{"<preset>/nfe<N>": {strategy: {metric: {mean, std, values}}}}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import re
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from diffusion_gym import presets as _presets
+
+from . import guidance as G  # noqa: N812
+from . import schedules as B  # noqa: N812
+from .evaluate import (
+    DEFAULT_METRICS,
+    FixedSchedule,
+    Strategy,
+    evaluate,
+    markdown_table,
+    steps_for_nfe,
+    write_report,
+)
+
+__all__ = [
+    "OracleConfig",
+    "AYSConfig",
+    "GITSConfig",
+    "SearchConfig",
+    "CompareConfig",
+    "load_config",
+    "build_strategies",
+    "run_compare",
+    "main_compare",
+    "main_evaluate",
+]
+
+SCHEDULE_NAMES = ("edm-best", "uniform", "log-linear", "ddim", "ays", "gits-dp", "oracle")
+GUIDANCE_NAMES = (
+    "cfg-best",
+    "interval",
+    "ramp-linear",
+    "ramp-cosine",
+    "learn-to-guide",
+    "learn-to-guide-l2",
+    "learn-to-guide-reward",
+)
+
+
+@dataclass
+class OracleConfig:
+    """:func:`baselines.schedules.oracle` settings (training noise of ``num_samples``)."""
+
+    iterations: int = 150
+    lr: float = 0.05
+    restarts: int = 2
+    num_random: int = 24
+    num_samples: int = 256
+
+
+@dataclass
+class AYSConfig:
+    """:func:`baselines.schedules.ays` settings."""
+
+    num_samples: int = 512
+    sweeps: int = 3
+    candidates: int = 24
+
+
+@dataclass
+class GITSConfig:
+    """:func:`baselines.schedules.gits_dp` settings."""
+
+    grid_size: int = 48
+    num_samples: int = 128
+    substeps: int = 4
+
+
+@dataclass
+class SearchConfig:
+    """Grid searches of the guidance baselines (training energy distance)."""
+
+    num_samples: int = 512
+    constant: list[float] = field(
+        default_factory=lambda: [0.0, 0.5, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 4.0]
+    )
+    interval: list[float] = field(default_factory=lambda: [1.5, 2.0, 3.0, 4.0, 6.0])
+    ramp: list[float] = field(default_factory=lambda: [1.5, 2.0, 3.0, 4.0, 6.0])
+    rho: list[float] = field(
+        default_factory=lambda: [0.5, 0.7, 0.88, 1.0, 1.5, 2.0, 3.0, 5.0, 7.0, 10.0, 15.0, 30.0]
+    )
+
+
+@dataclass
+class CompareConfig:
+    """A comparison: presets × NFE budgets × strategies, scored on the same noise.
+
+    :param presets: preset names.
+    :param nfe: NFE budgets (Heun: odd, 2n − 1).
+    :param strategies: strategy names (see the module docstring).
+    :param solver: ``"heun"`` or ``"euler"``.
+    :param guidance_schedule: schedule row the guidance rows run on.
+    :param seeds: evaluation seeds (mean ± std over them).
+    :param num_samples: samples per seed.
+    :param reference_steps: Heun steps of the reference solve (rmse).
+    :param metrics: metric names (None = the harness default).
+    :param title: heading of the report.
+    """
+
+    presets: list[str] = field(default_factory=lambda: ["gmm-ring8"])
+    nfe: list[int] = field(default_factory=lambda: [5, 9])
+    strategies: list[str] = field(default_factory=lambda: ["edm-rho7", "oracle"])
+    solver: str = "heun"
+    guidance_schedule: str = "oracle"
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    num_samples: int = 2048
+    reference_steps: int = 256
+    metrics: list[str] | None = None
+    title: str = "comparison"
+    oracle: OracleConfig = field(default_factory=OracleConfig)
+    ays: AYSConfig = field(default_factory=AYSConfig)
+    gits: GITSConfig = field(default_factory=GITSConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
+    l2g: G.L2GConfig = field(default_factory=G.L2GConfig)
+
+
+def _from_dict(cls, data: dict, where: str):
+    """Build dataclass ``cls`` from a dict; unknown keys raise listing the valid ones."""
+    if not isinstance(data, dict):
+        raise TypeError(f"{where} must be a mapping, got {type(data).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ValueError(f"unknown key(s) {unknown} in {where}; valid keys: {sorted(fields)}")
+    kw = {}
+    for k, v in data.items():
+        default = fields[k].default_factory() if callable(fields[k].default_factory) else None
+        kw[k] = (
+            _from_dict(type(default), v, f"{where}.{k}") if dataclasses.is_dataclass(default) else v
+        )
+    return cls(**kw)
+
+
+def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> CompareConfig:
+    """Read a YAML comparison config into :class:`CompareConfig` (plus top-level overrides)."""
+    import yaml
+
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"config file not found: {p}")
+    data = yaml.safe_load(p.read_text()) or {}
+    data.update(overrides or {})
+    return _from_dict(CompareConfig, data, p.name)
+
+
+# ---------------------------------------------------------------------------------------------
+# Building strategies
+
+
+def _check_names(names: list[str]) -> None:
+    for n in names:
+        ok = (
+            n in SCHEDULE_NAMES
+            or n in GUIDANCE_NAMES
+            or re.fullmatch(r"edm-rho[0-9.]+|cfg-[0-9.]+|churn-[0-9.]+", n)
+        )
+        if not ok:
+            raise ValueError(
+                f"unknown strategy {n!r}; valid: edm-rho<r>, cfg-<w>, churn-<S>, "
+                f"{', '.join(SCHEDULE_NAMES + GUIDANCE_NAMES)}"
+            )
+
+
+def _schedule(name: str, preset, n: int, cfg: CompareConfig, cache: dict) -> torch.Tensor:
+    """The σ's of a schedule row (cached per section: the oracle is expensive)."""
+    if name in cache:
+        return cache[name]
+    if m := re.fullmatch(r"edm-rho([0-9.]+)", name):
+        sig = B.classic("edm", n, preset, rho=float(m.group(1)))
+    elif name in ("uniform", "log-linear", "ddim"):
+        sig = B.classic(name, n, preset)
+    elif name == "edm-best":
+        rho, _ = B.best_rho(preset, n, cfg.solver, cfg.search.rho, _train(preset, cfg, cache))
+        sig = B.classic("edm", n, preset, rho=rho)
+    elif name == "ays":
+        a = cfg.ays
+        sig = B.ays(preset, n, a.num_samples, a.sweeps, a.candidates)
+    elif name == "gits-dp":
+        g = cfg.gits
+        sig = B.gits_dp(preset, n, cfg.solver, g.grid_size, g.num_samples, g.substeps)
+    elif name == "oracle":
+        o = cfg.oracle
+        extra = [cache[k] for k in ("edm-best", "gits-dp") if k in cache]
+        sig = B.oracle(
+            preset,
+            n,
+            cfg.solver,
+            data=_train(preset, cfg, cache),
+            iterations=o.iterations,
+            lr=o.lr,
+            restarts=o.restarts,
+            extra_inits=extra,
+            num_random=o.num_random,
+        ).sigmas
+    else:
+        raise ValueError(f"{name!r} is not a schedule row")
+    cache[name] = sig
+    return sig
+
+
+def _train(preset, cfg: CompareConfig, cache: dict) -> B.TrainingSet:
+    if "__train__" not in cache:
+        cache["__train__"] = B.training_set(preset, cfg.oracle.num_samples, 0, cfg.reference_steps)
+    return cache["__train__"]
+
+
+def _guidance(name: str, preset, sig, cfg: CompareConfig, cache: dict) -> Strategy:
+    s, sv = cfg.search, cfg.solver
+    if m := re.fullmatch(r"cfg-([0-9.]+)", name):
+        return FixedSchedule(name, sig, sv, guidance=float(m.group(1)))
+    if m := re.fullmatch(r"churn-([0-9.]+)", name):
+        return FixedSchedule(name, sig, sv, gamma=G.edm_churn(sig, float(m.group(1))))
+    if name == "cfg-best":
+        w, _ = G.search_constant(preset, sig, sv, s.constant, s.num_samples)
+        return FixedSchedule(name, sig, sv, guidance=w)
+    if name == "interval":
+        (w, lo, hi), _ = G.search_interval(preset, sig, sv, s.interval, s.num_samples)
+        return FixedSchedule(name, sig, sv, guidance=G.interval_weights(sig, w, lo, hi))
+    if name.startswith("ramp-"):
+        kind = name.split("-", 1)[1]
+        w, _ = G.search_ramp(preset, sig, kind, sv, s.ramp, s.num_samples)
+        return FixedSchedule(name, sig, sv, guidance=G.ramp_weights(sig, w, kind))
+    variant = {"learn-to-guide": {}, "learn-to-guide-l2": {"loss": "l2"}}.get(name)
+    if variant is None:  # learn-to-guide-reward
+        variant = {"reward_weight": cfg.l2g.reward_weight or 0.05}
+    net, _ = G.train_learn_to_guide(preset, sig, sv, dataclasses.replace(cfg.l2g, **variant))
+    return G.LearnedGuidance(name, sig, net, sv)
+
+
+def build_strategies(
+    preset: _presets.Preset, nfe: int, cfg: CompareConfig, log=print
+) -> list[Strategy]:
+    """The config's strategies for one preset and budget (schedules first, then guidance rows
+    on ``cfg.guidance_schedule``). Guidance rows are skipped on unconditional presets."""
+    _check_names(cfg.strategies)
+    n = steps_for_nfe(nfe, cfg.solver)
+    cache: dict = {}
+    out: list[Strategy] = []
+    for name in cfg.strategies:
+        t0 = time.perf_counter()
+        is_sched = name in SCHEDULE_NAMES or name.startswith("edm-rho")
+        if is_sched:
+            out.append(FixedSchedule(name, _schedule(name, preset, n, cfg, cache), cfg.solver))
+        elif preset.num_classes == 0 and not name.startswith("churn-"):
+            log(f"  skip {name}: {preset.name} is unconditional")
+            continue
+        else:
+            sig = _schedule(cfg.guidance_schedule, preset, n, cfg, cache)
+            out.append(_guidance(name, preset, sig, cfg, cache))
+        log(f"  built {name:24s} ({time.perf_counter() - t0:.1f} s)")
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Running
+
+
+def run_compare(cfg: CompareConfig, out: str | Path, progress: bool = True) -> dict:
+    """Run every (preset, NFE) section of ``cfg`` and write the reports under ``out``."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
+    everything, md = {}, [f"# {cfg.title}", ""]
+    for pname in cfg.presets:
+        preset = _presets.make(pname)
+        by_nfe: dict[str, dict[int, dict]] = {}
+        for nfe in cfg.nfe:
+            key = f"{pname}/nfe{nfe}"
+            print(f"[compare] {key}: building strategies", file=sys.stderr)
+            strategies = build_strategies(preset, nfe, cfg, log=lambda m: print(m, file=sys.stderr))
+            samples: dict = {}
+            res = evaluate(
+                strategies,
+                preset,
+                num_samples=cfg.num_samples,
+                seeds=cfg.seeds,
+                reference=cfg.reference_steps,
+                metrics=cfg.metrics or DEFAULT_METRICS,
+                progress=progress,
+                samples_out=samples,
+            )
+            title = f"{pname}, NFE {nfe} ({cfg.solver})"
+            write_report(
+                res,
+                out / pname / f"nfe{nfe}",
+                title=title,
+                plots={"strategies": strategies, "samples": samples},
+            )
+            everything[key] = res
+            md.append(markdown_table(res, title))
+            for s, row in res.items():
+                by_nfe.setdefault(s, {})[nfe] = row
+        if len(cfg.nfe) > 1:
+            from .plotting import plot_metric_vs_nfe
+
+            metric = "rmse" if "rmse" in (cfg.metrics or DEFAULT_METRICS) else "energy"
+            plot_metric_vs_nfe(by_nfe, metric, out / pname / "metric_vs_nfe.png", pname)
+    (out / "eval.json").write_text(json.dumps(everything, indent=2, allow_nan=False))
+    (out / "eval.md").write_text("\n".join(md))
+    return everything
+
+
+def _parse_overrides(items: list[str]) -> dict[str, Any]:
+    import yaml
+
+    out = {}
+    for it in items:
+        if "=" not in it:
+            raise ValueError(f"override must be key=value, got {it!r}")
+        k, v = it.split("=", 1)
+        out[k] = yaml.safe_load(v)
+    return out
+
+
+def main_compare(argv: list[str] | None = None) -> int:
+    """``diffusion-gym compare CONFIG --out DIR [--seeds 0 1 2] [--num-samples N]
+    [key=value ...]``."""
+    ap = argparse.ArgumentParser(prog="diffusion-gym compare", description=__doc__.split("\n")[0])
+    ap.add_argument("config", help="comparison YAML (see baselines/configs/compare-ring8.yaml)")
+    ap.add_argument("--out", required=True, help="output directory")
+    ap.add_argument("--seeds", type=int, nargs="+", help="evaluation seeds")
+    ap.add_argument("--num-samples", type=int, help="samples per seed")
+    ap.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    ap.add_argument("overrides", nargs="*", help="top-level key=value overrides (YAML values)")
+    a = ap.parse_intermixed_args(argv)
+    over = _parse_overrides(a.overrides)
+    if a.seeds:
+        over["seeds"] = a.seeds
+    if a.num_samples:
+        over["num_samples"] = a.num_samples
+    cfg = load_config(a.config, over)
+    t0 = time.perf_counter()
+    run_compare(cfg, a.out, progress=not a.no_progress)
+    print((Path(a.out) / "eval.md").read_text())
+    print(f"[compare] wrote {a.out} in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+    return 0
+
+
+def _load_schedule_file(path: str) -> tuple[str, torch.Tensor, str]:
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"schedule file not found: {p}")
+    d = json.loads(p.read_text())
+    if "sigmas" not in d:
+        raise ValueError(f"{p} must hold a JSON object with 'sigmas' (and 'solver')")
+    return p.stem, torch.tensor(d["sigmas"], dtype=torch.float64), d.get("solver", "heun")
+
+
+def main_evaluate(argv: list[str] | None = None) -> int:
+    """``diffusion-gym evaluate --preset P --nfe N [--strategies ...] [--schedule F.json ...]
+    --out DIR``: named strategies and exported schedules on one preset, one table."""
+    ap = argparse.ArgumentParser(prog="diffusion-gym evaluate")
+    ap.add_argument("--preset", default="gmm-ring8", help="preset name")
+    ap.add_argument("--nfe", type=int, default=5, help="NFE budget of the named strategies")
+    ap.add_argument("--solver", default="heun", choices=["heun", "euler"])
+    ap.add_argument("--strategies", nargs="*", default=["edm-rho7"], help="strategy names")
+    ap.add_argument("--schedule", nargs="*", default=[], help="schedule.json files")
+    ap.add_argument("--out", required=True, help="output directory")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--num-samples", type=int, default=2048)
+    ap.add_argument("--no-progress", action="store_true")
+    a = ap.parse_args(argv)
+    cfg = CompareConfig(
+        presets=[a.preset],
+        nfe=[a.nfe],
+        strategies=a.strategies,
+        solver=a.solver,
+        seeds=a.seeds,
+        num_samples=a.num_samples,
+    )
+    preset = _presets.make(a.preset)
+    strategies = build_strategies(preset, a.nfe, cfg, log=lambda m: print(m, file=sys.stderr))
+    for f in a.schedule:
+        name, sig, solver = _load_schedule_file(f)
+        strategies.append(FixedSchedule(name, sig, solver))
+    samples: dict = {}
+    res = evaluate(
+        strategies,
+        preset,
+        num_samples=a.num_samples,
+        seeds=a.seeds,
+        progress=not a.no_progress,
+        samples_out=samples,
+    )
+    title = f"{a.preset}, NFE {a.nfe} ({a.solver})"
+    write_report(res, a.out, title=title, plots={"strategies": strategies, "samples": samples})
+    print(markdown_table(res, title))
+    return 0

@@ -1,0 +1,393 @@
+"""Guidance baselines: constant, limited-interval, ramps, churn, and Learn to Guide.
+
+Every baseline is a per-step weight list w_i (w = 1 + ω; w = 1 is the plain conditional
+model, Ho & Salimans 2022) run through :class:`baselines.evaluate.FixedSchedule`, except
+Learn to Guide, whose weight depends on the class too (:class:`LearnedGuidance`).
+
+- constant w, with a grid search (:func:`search_constant`);
+- limited-interval guidance (Kynkäänniemi et al. 2024): w only where σ_i ∈ [σ_lo, σ_hi],
+  1 elsewhere (:func:`interval_weights`, :func:`search_interval`);
+- linear / cosine ramps from w = 1 at σ_max to w_max at the last step (:func:`ramp_weights`);
+- EDM's S_churn: γ_i = min(S_churn / n, √2 − 1) for σ_i ∈ [S_tmin, S_tmax] (:func:`edm_churn`);
+- Learn to Guide (Galashov et al. 2025, arXiv 2510.00815): ω_φ(c, s, t) ≥ 0 trained by
+  :func:`train_learn_to_guide` with the self-consistency energy distance between one guided
+  step x_t → x̃_s from true data noised to t and true data noised directly to s, an ℓ2
+  variant, and a reward-tilted variant L + γ_R·E[−R(x̂_0, c)].
+
+Grid searches score candidates by the class-conditional energy distance to fresh true data
+on *training* noise (salt :data:`baselines.schedules.TRAIN_SALT`), never on evaluation noise.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F  # noqa: N812
+from torch import nn
+
+from diffusion_gym import metrics as M  # noqa: N812
+from diffusion_gym import schedules as S  # noqa: N812
+from diffusion_gym import steps as _steps
+from diffusion_gym.presets import Preset
+
+from .evaluate import FixedSchedule, Strategy, make_labels, make_noise, nfe_of
+from .schedules import TRAIN_SALT
+
+__all__ = [
+    "interval_weights",
+    "ramp_weights",
+    "edm_churn",
+    "training_energy",
+    "search_constant",
+    "search_interval",
+    "search_ramp",
+    "GuidanceNet",
+    "L2GConfig",
+    "train_learn_to_guide",
+    "LearnedGuidance",
+]
+
+# ---------------------------------------------------------------------------------------------
+# Hand-made weight profiles
+
+
+def interval_weights(sigmas, w: float, sigma_lo: float, sigma_hi: float) -> list[float]:
+    """Limited-interval guidance: w_i = w where σ_lo ≤ σ_i ≤ σ_hi, else 1 (per step i)."""
+    if not sigma_lo <= sigma_hi:
+        raise ValueError(f"need sigma_lo <= sigma_hi, got {sigma_lo}, {sigma_hi}")
+    sig = S.validate(sigmas)[:-1].tolist()
+    return [float(w) if sigma_lo <= s <= sigma_hi else 1.0 for s in sig]
+
+
+def ramp_weights(sigmas, w_max: float, kind: str = "linear") -> list[float]:
+    """Guidance growing with progress p_i = i/(n−1) from 1 at σ_max to w_max at the last step:
+    linear 1 + (w_max − 1)p, cosine 1 + (w_max − 1)(1 − cos πp)/2."""
+    n = S.validate(sigmas).shape[0] - 1
+    p = [i / max(n - 1, 1) for i in range(n)]
+    if kind == "linear":
+        return [1 + (w_max - 1) * q for q in p]
+    if kind == "cosine":
+        return [1 + (w_max - 1) * (1 - math.cos(math.pi * q)) / 2 for q in p]
+    raise ValueError(f"kind must be 'linear' or 'cosine', got {kind!r}")
+
+
+def edm_churn(sigmas, s_churn: float, s_tmin: float = 0.0, s_tmax: float = math.inf) -> list[float]:
+    """EDM's churn (Karras et al. 2022, Alg. 2): γ_i = min(S_churn/n, √2 − 1) where
+    S_tmin ≤ σ_i ≤ S_tmax, else 0."""
+    if s_churn < 0:
+        raise ValueError(f"s_churn must be >= 0, got {s_churn}")
+    sig = S.validate(sigmas)[:-1].tolist()
+    g = min(s_churn / len(sig), math.sqrt(2) - 1)
+    return [g if s_tmin <= s <= s_tmax else 0.0 for s in sig]
+
+
+# ---------------------------------------------------------------------------------------------
+# Grid searches on training noise
+
+
+def training_energy(
+    preset: Preset, strategy: Strategy, num_samples: int = 512, seed: int = 0
+) -> float:
+    """Class-conditional energy distance of ``strategy``'s samples to fresh true data, on
+    training noise (disjoint from the evaluation seeds)."""
+    salt = TRAIN_SALT + seed
+    x_T, streams = make_noise(preset, num_samples, salt)  # noqa: N806
+    labels = make_labels(preset, num_samples, salt, "balanced")
+    real = preset.data.sample(num_samples, labels, generator=torch.Generator().manual_seed(salt))
+    with torch.no_grad():
+        x0 = strategy.sample(preset, x_T, labels, streams)
+    x0, real = x0.reshape(num_samples, -1), real.reshape(num_samples, -1)
+    if labels is None:
+        return M.energy_distance(x0, real)
+    return M.class_conditional(M.energy_distance, x0, real, labels, labels, preset.num_classes)
+
+
+def _search(preset, sigmas, solver, candidates: dict, num_samples, seed):
+    """Score ``{key: weights}`` and return ``(best key, {key: energy})``."""
+    scores = {
+        k: training_energy(preset, FixedSchedule("cand", sigmas, solver, w), num_samples, seed)
+        for k, w in candidates.items()
+    }
+    return min(scores, key=scores.get), scores
+
+
+def search_constant(
+    preset: Preset,
+    sigmas,
+    solver: str = "heun",
+    grid: Sequence[float] = (0.0, 0.5, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 4.0),
+    num_samples: int = 512,
+    seed: int = 0,
+) -> tuple[float, dict]:
+    """Best constant w on ``grid`` by training energy distance: ``(w, {w: energy})``."""
+    return _search(preset, sigmas, solver, {float(w): float(w) for w in grid}, num_samples, seed)
+
+
+def search_interval(
+    preset: Preset,
+    sigmas,
+    solver: str = "heun",
+    weights: Sequence[float] = (1.5, 2.0, 3.0, 4.0, 6.0),
+    num_samples: int = 512,
+    seed: int = 0,
+) -> tuple[tuple[float, float, float], dict]:
+    """Best (w, σ_lo, σ_hi) with σ_lo ≤ σ_hi among the schedule's own σ's (every contiguous
+    run of steps), by training energy distance."""
+    sig = S.validate(sigmas)[:-1].tolist()
+    cands = {}
+    for w in weights:
+        for a in range(len(sig)):
+            for b in range(a, len(sig)):
+                lo, hi = sig[b], sig[a]
+                cands[(float(w), lo, hi)] = interval_weights(sigmas, w, lo, hi)
+    return _search(preset, sigmas, solver, cands, num_samples, seed)
+
+
+def search_ramp(
+    preset: Preset,
+    sigmas,
+    kind: str = "linear",
+    solver: str = "heun",
+    grid: Sequence[float] = (1.5, 2.0, 3.0, 4.0, 6.0),
+    num_samples: int = 512,
+    seed: int = 0,
+) -> tuple[float, dict]:
+    """Best w_max of a ``kind`` ramp on ``grid``: ``(w_max, {w_max: energy})``."""
+    cands = {float(w): ramp_weights(sigmas, w, kind) for w in grid}
+    return _search(preset, sigmas, solver, cands, num_samples, seed)
+
+
+# ---------------------------------------------------------------------------------------------
+# Learn to Guide
+
+
+class GuidanceNet(nn.Module):
+    """ω_φ(c, s, t) ≥ 0: an MLP of (one-hot c, log t, log s, 1[s = 0]), softplus output.
+
+    :param num_classes: C (> 0; guidance needs a conditional model).
+    :param hidden: width of the two hidden layers.
+    :param sigma_floor: s below this is fed as log(sigma_floor) (s = 0 has its own flag).
+    :param init_omega: ω at initialisation (bias of the softplus), so training must move it.
+    """
+
+    def __init__(
+        self, num_classes: int, hidden: int = 64, sigma_floor: float = 1e-3, init_omega=1.0
+    ):
+        super().__init__()
+        if num_classes < 1:
+            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+        self.num_classes, self.sigma_floor = int(num_classes), float(sigma_floor)
+        self.net = nn.Sequential(
+            nn.Linear(num_classes + 3, hidden),
+            nn.SiLU(),
+            nn.Linear(hidden, hidden),
+            nn.SiLU(),
+            nn.Linear(hidden, 1),
+        ).double()
+        with torch.no_grad():
+            self.net[-1].weight.mul_(0.1)
+            self.net[-1].bias.fill_(math.log(math.expm1(init_omega)))
+
+    def forward(self, c: torch.Tensor, s: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """ω ``[B]`` for labels ``c [B]`` and noise levels s < t ``[B]`` (σ units)."""
+        floor = torch.full_like(s, self.sigma_floor)
+        feats = torch.cat(
+            [
+                F.one_hot(c.long(), self.num_classes).double(),
+                (t.double().log() / 4)[:, None],
+                (torch.maximum(s.double(), floor).log() / 4)[:, None],
+                (s == 0).double()[:, None],
+            ],
+            1,
+        )
+        return F.softplus(self.net(feats)).squeeze(1)
+
+
+@dataclass
+class L2GConfig:
+    """Hyperparameters of :func:`train_learn_to_guide`.
+
+    :param loss: ``"energy"`` (self-consistency energy distance, the paper's MMD with the
+        distance kernel) or ``"l2"`` (‖x̃_s − (x_0 + sε)‖² with the x_t's own x_0 and ε).
+    :param iterations: Adam steps.
+    :param conditions: conditionings (c, s, t) per batch.
+    :param particles: particles per conditioning (for the energy distance, ≥ 2).
+    :param lr: Adam learning rate.
+    :param schedule_prob: probability of drawing (t, s) from the deployment schedule's steps
+        (jittered by ``jitter`` in log σ); otherwise t is log-uniform on [σ_min, σ_max] and
+        s = (1 − max_gap·u)·t with u ~ U(0, 1), or s = 0 with probability ``zero_prob``.
+    :param max_gap: largest relative gap (t − s)/t of the random pairs (the paper trains on
+        small gaps, dt = 0.01 of its time range; 1.0 covers every gap).
+    :param zero_prob: probability of a random pair ending at s = 0.
+    :param reward_weight: γ_R of the reward-tilted loss L + γ_R·E[−R(x̂_0, c)] (0 = off).
+    :param hidden: width of :class:`GuidanceNet`.
+    :param init_omega: ω at initialisation.
+    :param seed: seed of data, noise and the network's init.
+    """
+
+    loss: str = "energy"
+    iterations: int = 300
+    conditions: int = 32
+    particles: int = 16
+    lr: float = 3e-3
+    schedule_prob: float = 0.5
+    jitter: float = 0.1
+    max_gap: float = 1.0
+    zero_prob: float = 0.1
+    reward_weight: float = 0.0
+    hidden: int = 64
+    init_omega: float = 1.0
+    seed: int = 0
+
+
+def _draw_times(cfg: L2GConfig, sigmas, lo: float, hi: float, g) -> tuple[torch.Tensor, ...]:
+    """(t, s) per conditioning: deployment steps (jittered) or random gaps."""
+    b = cfg.conditions
+    sig = S.validate(sigmas)
+    n = sig.shape[0] - 1
+    i = torch.randint(0, n, (b,), generator=g)
+    jit = lambda: torch.exp(cfg.jitter * (2 * torch.rand(b, generator=g, dtype=torch.float64) - 1))  # noqa: E731
+    t_sched = (sig[i] * jit()).clamp(lo, hi)
+    s_sched = torch.minimum(sig[i + 1] * jit(), 0.999 * t_sched)
+    t_rand = torch.exp(math.log(lo) + (math.log(hi) - math.log(lo)) * torch.rand(b, generator=g))
+    u = torch.rand(b, generator=g, dtype=torch.float64)
+    s_rand = (1 - cfg.max_gap * u) * t_rand.double()
+    s_rand = torch.where(torch.rand(b, generator=g) < cfg.zero_prob, 0 * s_rand, s_rand)
+    pick = torch.rand(b, generator=g) < cfg.schedule_prob
+    return torch.where(pick, t_sched, t_rand.double()), torch.where(pick, s_sched, s_rand)
+
+
+def _energy_loss(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per-conditioning energy distance 2E‖x − y‖ − E‖x − x'‖ (the repulsive term; E‖y − y'‖
+    is constant in φ), x, y ``[B, M, d]`` → ``[B]``."""
+    m = x.shape[1]
+    xy = torch.cdist(x, y).mean((1, 2))
+    xx = torch.cdist(x, x).sum((1, 2)) / (m * (m - 1))
+    return 2 * xy - xx
+
+
+def train_learn_to_guide(
+    preset: Preset,
+    sigmas,
+    solver: str = "heun",
+    config: L2GConfig | None = None,
+    reward: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+) -> tuple[GuidanceNet, list[float]]:
+    """Learn to Guide (arXiv 2510.00815): fit ω_φ(c, s, t) by the self-consistency loss.
+
+    For each conditioning (c, t, s): x_0 ~ p(·|c), x_t = x_0 + tε (M particles); one guided
+    solver step with w = 1 + ω_φ(c, s, t) gives x̃_s; targets y = x_0' + sε' are fresh data
+    noised directly to s. ``loss="energy"``: energy distance between {x̃_s} and {y}
+    (with the repulsive term); ``"l2"``: ‖x̃_s − (x_0 + sε)‖². With ``reward_weight`` γ_R > 0
+    the loss adds γ_R·E[−R(x̂_0, c)], x̂_0 the guided step's denoised estimate; ``reward``
+    defaults to the mixture's exact log p(c | x) (``preset.data.class_log_posterior``).
+
+    :returns: the network and the loss per iteration.
+    """
+    cfg = config or L2GConfig()
+    if cfg.loss not in ("energy", "l2"):
+        raise ValueError(f"loss must be 'energy' or 'l2', got {cfg.loss!r}")
+    if preset.num_classes < 1:
+        raise ValueError("Learn to Guide needs a class-conditional preset")
+    if cfg.particles < 2:
+        raise ValueError(f"particles must be >= 2, got {cfg.particles}")
+    if cfg.reward_weight and reward is None:
+        reward = lambda x0, c: preset.data.class_log_posterior(x0).gather(1, c[:, None])[:, 0]  # noqa: E731
+    torch.manual_seed(cfg.seed)
+    net = GuidanceNet(preset.num_classes, cfg.hidden, preset.sigma_min, cfg.init_omega)
+    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
+    g = torch.Generator().manual_seed(TRAIN_SALT + cfg.seed)
+    b, m, history = cfg.conditions, cfg.particles, []
+    for _ in range(cfg.iterations):
+        c = torch.randint(0, preset.num_classes, (b,), generator=g)
+        t, s = _draw_times(cfg, sigmas, preset.sigma_min, preset.sigma_max, g)
+        cc, tt, ss = c.repeat_interleave(m), t.repeat_interleave(m), s.repeat_interleave(m)
+        x0 = preset.data.sample(b * m, cc, generator=g)
+        eps = torch.randn(x0.shape, generator=g, dtype=x0.dtype)
+        # Per-conditioning scale of x_s (distances grow like s): equalises the σ range.
+        scale = torch.sqrt(s**2 + preset.denoiser.sigma_data**2)
+        w = 1 + net(cc, ss, tt)
+        x_s, denoised = _steps.step(
+            preset.denoiser,
+            x0 + tt[:, None] * eps,
+            tt,
+            ss,
+            class_labels=cc,
+            guidance=w,
+            solver=solver,
+        )
+        if cfg.loss == "energy":
+            y = preset.data.sample(b * m, cc, generator=g)
+            y = y + ss[:, None] * torch.randn(y.shape, generator=g, dtype=y.dtype)
+            per = _energy_loss(x_s.reshape(b, m, -1), y.reshape(b, m, -1))
+            loss = (per / scale).mean()
+        else:
+            per = ((x_s - (x0 + ss[:, None] * eps)) ** 2).sum(-1).reshape(b, m).mean(1)
+            loss = (per / scale**2).mean()
+        if cfg.reward_weight:
+            loss = loss - cfg.reward_weight * reward(denoised, cc).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        history.append(float(loss.detach()))
+    return net, history
+
+
+class LearnedGuidance(Strategy):
+    """A schedule with per-step, per-class weights w_i(c) = 1 + ω_φ(c, σ_{i+1}, σ_i).
+
+    :param name: row name (e.g. ``"learn-to-guide"``).
+    :param sigmas: the schedule (n+1 σ ending in 0).
+    :param net: a trained :class:`GuidanceNet`.
+    :param solver: ``"heun"`` or ``"euler"``.
+    """
+
+    def __init__(self, name: str, sigmas, net: GuidanceNet, solver: str = "heun"):
+        self.name, self.net, self.solver = name, net, solver
+        self.sigmas = S.validate(torch.as_tensor(sigmas, dtype=torch.float64)).clone()
+        self.num_steps = self.sigmas.shape[0] - 1
+        nfe_of(self.num_steps, solver)  # validates the solver
+
+    @property
+    def nfe(self) -> int:
+        return nfe_of(self.num_steps, self.solver)
+
+    @property
+    def deterministic(self) -> bool:
+        return True
+
+    @torch.no_grad()
+    def weights(self, class_labels: torch.Tensor) -> torch.Tensor:
+        """``[n, B]`` guidance weights for the labels."""
+        n, b = self.num_steps, class_labels.shape[0]
+        t = self.sigmas[:-1].repeat_interleave(b)
+        s = self.sigmas[1:].repeat_interleave(b)
+        return 1 + self.net(class_labels.cpu().repeat(n), s, t).reshape(n, b)
+
+    def sample(self, preset, x_T, class_labels, streams):  # noqa: N803
+        if class_labels is None:
+            raise ValueError(f"strategy {self.name!r} needs class labels")
+        w = self.weights(class_labels).to(x_T.device)
+        return _steps.sample(
+            preset.denoiser,
+            x_T,
+            self.sigmas.to(x_T.device),
+            class_labels=class_labels,
+            guidance=w,
+            solver=self.solver,
+            generator=streams,
+        )
+
+    def describe(self) -> dict:
+        per_class = self.weights(torch.arange(self.net.num_classes))  # [n, C]
+        return {
+            "name": self.name,
+            "nfe": self.nfe,
+            "solver": self.solver,
+            "sigmas": [float(v) for v in self.sigmas],
+            "guidance": per_class.tolist(),
+            "gamma": [0.0] * self.num_steps,
+        }
