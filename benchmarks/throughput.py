@@ -163,16 +163,16 @@ def measure(env_id: str, batch: int, args: Args) -> dict:
         env.step(pool[i % len(pool)])
 
     raw = _raw_step_fn(env, pool)
-    torch.set_grad_enabled(False)
-    t_env = _time(env_step, 3, device)  # warm-up + calibration
-    raw(0)
-    reps = max(2, int(args.min_time / max(t_env, 1e-6)))
     envs, raws, inside = [], [], []
-    for _ in range(args.repeats):
-        envs.append(_time(env_step, reps, device))
-        raws.append(_time(raw, reps, device))
-        if device.type == "cpu":
-            inside.append(_inside_fraction(env_step, reps))
+    with torch.no_grad():  # scoped: the process's grad mode is left as it was
+        t_env = _time(env_step, 3, device)  # warm-up + calibration
+        raw(0)
+        reps = max(2, int(args.min_time / max(t_env, 1e-6)))
+        for _ in range(args.repeats):
+            envs.append(_time(env_step, reps, device))
+            raws.append(_time(raw, reps, device))
+            if device.type == "cpu":
+                inside.append(_inside_fraction(env_step, reps))
     env.close()
     te, tr = statistics.median(envs), statistics.median(raws)
     # Share of the env step spent outside the sampler's own work (same calls, load-robust).
