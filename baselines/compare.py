@@ -17,7 +17,8 @@ they are:
 ``ramp-cosine``
 ``churn-<S>``                 EDM churn with S_churn = S (stochastic; no rmse)
 ``learn-to-guide``            Learn to Guide ω_φ(c, s, t), energy loss; ``-l2``: ℓ2 loss;
-                              ``-reward``: reward-tilted (exact log p(c | x̂_0))
+                              ``-reward``: reward-tilted (exact log p(c | x̂_0));
+                              ``-forward``: energy loss from forward-noised x_t
 ============================  ================================================================
 
 Guidance rows run on the ``guidance_schedule`` (a schedule row name, default ``oracle``), so
@@ -77,6 +78,7 @@ GUIDANCE_NAMES = (
     "learn-to-guide",
     "learn-to-guide-l2",
     "learn-to-guide-reward",
+    "learn-to-guide-forward",
 )
 
 
@@ -263,7 +265,11 @@ def _guidance(name: str, preset, sig, cfg: CompareConfig, cache: dict) -> Strate
         kind = name.split("-", 1)[1]
         w, _ = G.search_ramp(preset, sig, kind, sv, s.ramp, s.num_samples)
         return FixedSchedule(name, sig, sv, guidance=G.ramp_weights(sig, w, kind))
-    variant = {"learn-to-guide": {}, "learn-to-guide-l2": {"loss": "l2"}}.get(name)
+    variant = {
+        "learn-to-guide": {},
+        "learn-to-guide-l2": {"loss": "l2", "start": "forward"},  # ℓ2 needs x_t's own x_0
+        "learn-to-guide-forward": {"start": "forward"},  # the paper's x_t = x_0 + tε
+    }.get(name)
     if variant is None:  # learn-to-guide-reward
         variant = {"reward_weight": cfg.l2g.reward_weight or 0.05}
     net, _ = G.train_learn_to_guide(preset, sig, sv, dataclasses.replace(cfg.l2g, **variant))

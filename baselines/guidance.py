@@ -11,8 +11,9 @@ Learn to Guide, whose weight depends on the class too (:class:`LearnedGuidance`)
 - EDM's S_churn: γ_i = min(S_churn / n, √2 − 1) for σ_i ∈ [S_tmin, S_tmax] (:func:`edm_churn`);
 - Learn to Guide (Galashov et al. 2025, arXiv 2510.00815): ω_φ(c, s, t) ≥ 0 trained by
   :func:`train_learn_to_guide` with the self-consistency energy distance between one guided
-  step x_t → x̃_s from true data noised to t and true data noised directly to s, an ℓ2
-  variant, and a reward-tilted variant L + γ_R·E[−R(x̂_0, c)].
+  step x_t → x̃_s and true data noised directly to s, x_t either true data noised to t (the
+  paper) or the deployed sampler's own state at t; an ℓ2 variant, and a reward-tilted
+  variant L + γ_R·E[−R(x̂_0, c)].
 
 Grid searches score candidates by the class-conditional energy distance to fresh true data
 on *training* noise (salt :data:`baselines.schedules.TRAIN_SALT`), never on evaluation noise.
@@ -212,6 +213,12 @@ class L2GConfig:
 
     :param loss: ``"energy"`` (self-consistency energy distance, the paper's MMD with the
         distance kernel) or ``"l2"`` (‖x̃_s − (x_0 + sε)‖² with the x_t's own x_0 and ε).
+    :param start: where the step's x_t comes from. ``"forward"`` (the paper): true data
+        noised to t, x_t = x_0 + tε, with (t, s) drawn as below. ``"sampler"``: the deployed
+        guided sampler's own x_t: x_T = prior_std·ε run down ``sigmas`` with the current
+        ω_φ (no gradient) to σ_i, then the trained step σ_i → σ_{i+1} (i uniform over the
+        schedule's steps; ``schedule_prob``, ``jitter``, ``max_gap``, ``zero_prob`` unused).
+        Energy loss only (the ℓ2 target needs the x_0 that made x_t).
     :param iterations: Adam steps.
     :param conditions: conditionings (c, s, t) per batch.
     :param particles: particles per conditioning (for the energy distance, ≥ 2).
@@ -224,11 +231,13 @@ class L2GConfig:
     :param zero_prob: probability of a random pair ending at s = 0.
     :param reward_weight: γ_R of the reward-tilted loss L + γ_R·E[−R(x̂_0, c)] (0 = off).
     :param hidden: width of :class:`GuidanceNet`.
-    :param init_omega: ω at initialisation.
+    :param init_omega: ω at initialisation (near 0: from ω = 1 a first big step's loss at
+        w = 2 can push the softplus into saturation, where ω stays at 0 for every step).
     :param seed: seed of data, noise and the network's init.
     """
 
     loss: str = "energy"
+    start: str = "forward"
     iterations: int = 300
     conditions: int = 32
     particles: int = 16
@@ -239,7 +248,7 @@ class L2GConfig:
     zero_prob: float = 0.1
     reward_weight: float = 0.0
     hidden: int = 64
-    init_omega: float = 1.0
+    init_omega: float = 0.1
     seed: int = 0
 
 
@@ -260,6 +269,23 @@ def _draw_times(cfg: L2GConfig, sigmas, lo: float, hi: float, g) -> tuple[torch.
     return torch.where(pick, t_sched, t_rand.double()), torch.where(pick, s_sched, s_rand)
 
 
+@torch.no_grad()
+def _sampler_states(
+    preset: Preset, net: GuidanceNet, sig: torch.Tensor, solver: str, c, i, g
+) -> torch.Tensor:
+    """x at σ_{i_j} of the guided sampler (current ω_φ) from x_T = prior_std·ε, per sample j."""
+    x = preset.prior_std * torch.randn(
+        (c.shape[0], *preset.denoiser.shape), generator=g, dtype=preset.denoiser.dtype
+    )
+    for k in range(int(i.max())):
+        t, s = sig[k].expand(c.shape[0]), sig[k + 1].expand(c.shape[0])
+        x_next, _ = _steps.step(
+            preset.denoiser, x, t, s, class_labels=c, guidance=1 + net(c, s, t), solver=solver
+        )
+        x = torch.where((i > k).reshape(-1, *[1] * (x.ndim - 1)), x_next, x)  # stop at σ_i
+    return x
+
+
 def _energy_loss(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Per-conditioning energy distance 2E‖x − y‖ − E‖x − x'‖ (the repulsive term; E‖y − y'‖
     is constant in φ), x, y ``[B, M, d]`` → ``[B]``."""
@@ -278,10 +304,15 @@ def train_learn_to_guide(
 ) -> tuple[GuidanceNet, list[float]]:
     """Learn to Guide (arXiv 2510.00815): fit ω_φ(c, s, t) by the self-consistency loss.
 
-    For each conditioning (c, t, s): x_0 ~ p(·|c), x_t = x_0 + tε (M particles); one guided
-    solver step with w = 1 + ω_φ(c, s, t) gives x̃_s; targets y = x_0' + sε' are fresh data
-    noised directly to s. ``loss="energy"``: energy distance between {x̃_s} and {y}
-    (with the repulsive term); ``"l2"``: ‖x̃_s − (x_0 + sε)‖². With ``reward_weight`` γ_R > 0
+    For each of B conditionings (c, t, s), M particles x_t^j: ``start="forward"`` x_t^j =
+    x_0^j + tε^j with x_0^j ~ p(·|c) (the paper); ``start="sampler"`` (t, s) = (σ_i, σ_{i+1})
+    of ``sigmas`` and x_t^j the guided sampler's state at σ_i (current ω_φ, no gradient).
+    One guided solver step with w = 1 + ω_φ(c, s, t) gives x̃_s^j; targets y^k = x_0'^k +
+    sε'^k are independent fresh data noised directly to s. ``loss="energy"`` minimises
+    mean over conditionings of [2/M² Σ_jk ‖x̃^j − y^k‖ − 1/(M(M−1)) Σ_{j≠k} ‖x̃^j − x̃^k‖] /
+    sqrt(s² + σ_data²), the unbiased energy distance less its constant E‖y − y'‖ term (the
+    second sum is the repulsive term); ``"l2"``: ‖x̃_s − (x_0 + sε)‖² / (s² + σ_data²) with
+    x_t's own x_0, ε (forward start only). With ``reward_weight`` γ_R > 0
     the loss adds γ_R·E[−R(x̂_0, c)], x̂_0 the guided step's denoised estimate; ``reward``
     defaults to the mixture's exact log p(c | x) (``preset.data.class_log_posterior``).
 
@@ -290,12 +321,17 @@ def train_learn_to_guide(
     cfg = config or L2GConfig()
     if cfg.loss not in ("energy", "l2"):
         raise ValueError(f"loss must be 'energy' or 'l2', got {cfg.loss!r}")
+    if cfg.start not in ("forward", "sampler"):
+        raise ValueError(f"start must be 'forward' or 'sampler', got {cfg.start!r}")
+    if cfg.start == "sampler" and cfg.loss == "l2":
+        raise ValueError("start='sampler' needs loss='energy' (the l2 target needs x_t's x_0)")
     if preset.num_classes < 1:
         raise ValueError("Learn to Guide needs a class-conditional preset")
     if cfg.particles < 2:
         raise ValueError(f"particles must be >= 2, got {cfg.particles}")
     if cfg.reward_weight and reward is None:
         reward = lambda x0, c: preset.data.class_log_posterior(x0).gather(1, c[:, None])[:, 0]  # noqa: E731
+    sig = S.validate(torch.as_tensor(sigmas, dtype=torch.float64))
     torch.manual_seed(cfg.seed)
     net = GuidanceNet(preset.num_classes, cfg.hidden, preset.sigma_min, cfg.init_omega)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
@@ -303,16 +339,26 @@ def train_learn_to_guide(
     b, m, history = cfg.conditions, cfg.particles, []
     for _ in range(cfg.iterations):
         c = torch.randint(0, preset.num_classes, (b,), generator=g)
-        t, s = _draw_times(cfg, sigmas, preset.sigma_min, preset.sigma_max, g)
+        if cfg.start == "sampler":
+            i = torch.randint(
+                0, sig.shape[0] - 1, (b,), generator=g
+            )  # deployment step σ_i → σ_{i+1}
+            t, s = sig[i], sig[i + 1]
+        else:
+            t, s = _draw_times(cfg, sigmas, preset.sigma_min, preset.sigma_max, g)
         cc, tt, ss = c.repeat_interleave(m), t.repeat_interleave(m), s.repeat_interleave(m)
-        x0 = preset.data.sample(b * m, cc, generator=g)
-        eps = torch.randn(x0.shape, generator=g, dtype=x0.dtype)
+        if cfg.start == "sampler":
+            x_t = _sampler_states(preset, net, sig, solver, cc, i.repeat_interleave(m), g)
+        else:
+            x0 = preset.data.sample(b * m, cc, generator=g)
+            eps = torch.randn(x0.shape, generator=g, dtype=x0.dtype)
+            x_t = x0 + tt[:, None] * eps  # forward process: true data noised to t
         # Per-conditioning scale of x_s (distances grow like s): equalises the σ range.
         scale = torch.sqrt(s**2 + preset.denoiser.sigma_data**2)
         w = 1 + net(cc, ss, tt)
         x_s, denoised = _steps.step(
             preset.denoiser,
-            x0 + tt[:, None] * eps,
+            x_t,
             tt,
             ss,
             class_labels=cc,
