@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 import diffusion_gym  # noqa: F401  (registers the ids)
 from diffusion_gym import presets, schedules, steps
-from diffusion_gym.denoisers import Denoiser
+from diffusion_gym.denoisers import Denoiser, DenoiserWrapper
 from diffusion_gym.envs.clock import ClockEnv, ClockVectorEnv, schedule_from_actions
 
 CLOCK_IDS = ["Clock-v0", "ClockRing8-v0", "ClockGauss1D-v0", "Clock64D-v0"]
@@ -36,19 +36,11 @@ def rollout(env: ClockVectorEnv, actions: np.ndarray, seed: int):
     return out, np.stack(rewards), info["final_info"]
 
 
-class CountingDenoiser(Denoiser):
+class CountingDenoiser(DenoiserWrapper):
     """Wraps a denoiser and records the batch size of every call."""
 
     def __init__(self, inner: Denoiser):
-        super().__init__(
-            inner.shape,
-            inner.num_classes,
-            inner.sigma_min,
-            inner.sigma_max,
-            inner.sigma_data,
-            inner.dtype,
-        )
-        self.inner = inner
+        super().__init__(inner)
         self.calls: list[int] = []
 
     def denoise(self, x, sigma, class_labels):

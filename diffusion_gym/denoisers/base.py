@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["NULL_LABEL", "Denoiser", "guided_denoise", "check_finite"]
+__all__ = ["NULL_LABEL", "Denoiser", "DenoiserWrapper", "guided_denoise", "check_finite"]
 
 NULL_LABEL = -1
 
@@ -122,6 +122,26 @@ class Denoiser(nn.Module):
                 f"got values in [{int(labels.min())}, {int(labels.max())}]"
             )
         return labels
+
+
+class DenoiserWrapper(Denoiser):
+    """A denoiser that wraps another one and shares its metadata (shape, classes, σ range,
+    σ_data, dtype). Subclasses override :meth:`denoise` to observe or alter the calls; by
+    default every call goes straight to ``inner``."""
+
+    def __init__(self, inner: Denoiser):
+        super().__init__(
+            inner.shape,
+            inner.num_classes,
+            inner.sigma_min,
+            inner.sigma_max,
+            inner.sigma_data,
+            inner.dtype,
+        )
+        self.inner = inner
+
+    def denoise(self, x, sigma, class_labels):
+        return self.inner.denoise(x, sigma, class_labels)
 
 
 def guided_denoise(

@@ -29,7 +29,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from .. import schedules, steps
-from ..denoisers.base import Denoiser, guided_denoise
+from ..denoisers.base import Denoiser, DenoiserWrapper, guided_denoise
 from ..noise import SampleStreams, draw_normal, randn
 from .common import as_index_array, base_seeds, draw_class_labels, episode_keys, resolve_preset
 
@@ -78,20 +78,12 @@ def _table(values, name: str, low: float) -> np.ndarray:
     return v
 
 
-class _RecordingDenoiser(Denoiser):
+class _RecordingDenoiser(DenoiserWrapper):
     """Wraps a denoiser and keeps the output of the first call after :meth:`arm` (the guided
     call of the Euler stage, ``[2B, *shape]``: conditional then unconditional half)."""
 
     def __init__(self, inner: Denoiser):
-        super().__init__(
-            inner.shape,
-            inner.num_classes,
-            inner.sigma_min,
-            inner.sigma_max,
-            inner.sigma_data,
-            inner.dtype,
-        )
-        self.inner = inner
+        super().__init__(inner)
         self.armed = False
         self.last: torch.Tensor | None = None
 
