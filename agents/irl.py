@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +55,7 @@ __all__ = [
 ALGOS = ("ppo", "a2c", "maskable_ppo")
 POLICIES = ("mlp", "dual_head")
 SOURCES = ("separate", "policy")
+DISC_INPUTS = ("obs", "state")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -133,6 +134,10 @@ class IRLDiscriminatorConfig(DiscriminatorConfig):
     """multiplies the reward"""
     logit_clip: float | None = None
     """if set, logits are clipped to ±logit_clip before the reward (bounds exp rewards)"""
+    input: str = "obs"
+    """``obs``: the policy's observation; ``state``: the state encoding of x_k itself
+    (x_k / sqrt(σ_k² + σ_data²), log σ_k, k/N, one-hot c), for ``env.obs_mode=features``
+    where the observation only holds a few norms of x_k"""
     expert_seed: int = 12345
     """seed of the expert-state draws (combined with the round)"""
 
@@ -189,6 +194,9 @@ class Config:
         _choice("algo.name", self.algo.name, ALGOS)
         _choice("algo.policy", self.algo.policy, POLICIES)
         _choice("discriminator.source", self.discriminator.source, SOURCES)
+        _choice("discriminator.input", self.discriminator.input, DISC_INPUTS)
+        if self.discriminator.input == "state" and self.discriminator.source == "policy":
+            raise ValueError("discriminator.input=state needs discriminator.source=separate")
         if self.discriminator.source == "policy" and self.algo.policy != "dual_head":
             raise ValueError("discriminator.source=policy needs algo.policy=dual_head")
         if self.algo.policy == "dual_head" and self.algo.name == "maskable_ppo":
@@ -207,11 +215,12 @@ def _choice(name: str, value: str, valid: tuple[str, ...]) -> None:
 # Env, model, discriminator
 
 
-def make_env(cfg: EnvConfig, num_envs: int | None = None):
-    """The native :class:`GuidanceVectorEnv` of the config."""
+def make_env(cfg: EnvConfig, num_envs: int | None = None, preset=None):
+    """The native :class:`GuidanceVectorEnv` of the config (on ``preset`` if given)."""
     from diffusion_gym.envs.guidance import GuidanceVectorEnv
 
-    preset = presets.make(cfg.preset, device=cfg.device, **cfg.preset_overrides)
+    if preset is None:
+        preset = presets.make(cfg.preset, device=cfg.device, **cfg.preset_overrides)
     return GuidanceVectorEnv(
         num_envs=num_envs or cfg.num_envs,
         denoiser=preset,
@@ -299,11 +308,23 @@ class RelabelCallback(BaseCallback):
 
     def _on_step(self) -> bool:
         nxt = np.array(self.locals["new_obs"], dtype=np.float32, copy=True)
-        for i in np.flatnonzero(self.locals["dones"]):
+        dones = np.flatnonzero(self.locals["dones"])
+        for i in dones:
             nxt[i] = self.locals["infos"][i]["terminal_observation"]
+        if self.trainer.disc_env is not None:
+            nxt = self._state_encoding(nxt, dones)
         self.next_obs.append(nxt)
         self.env_rewards.append(np.asarray(self.locals["rewards"], dtype=np.float64).copy())
         return True
+
+    def _state_encoding(self, obs: np.ndarray, dones: np.ndarray) -> np.ndarray:
+        """State encoding of x_{k+1} (the env's x, or the final x_0 of ended episodes)."""
+        env = self.trainer.env
+        x = env.x.clone()
+        for i in dones:
+            x[i] = torch.as_tensor(self.locals["infos"][i]["x0"], device=x.device)
+        k, labels = decode_step_class(env, torch.as_tensor(obs))
+        return self.trainer.disc_env.encode_obs(x, k, labels).cpu().numpy()
 
     def _on_rollout_end(self) -> None:
         buf = self.model.rollout_buffer
@@ -339,7 +360,11 @@ class IRLTrainer:
         self.env = make_env(config.env)
         self.venv = SB3VecEnv(self.env)
         self.model = make_model(config, self.venv)
-        self.obs_dim = int(self.env.single_observation_space.shape[0])
+        self.disc_env = None
+        if config.discriminator.input == "state" and config.env.obs_mode != "state":
+            self.disc_env = make_env(replace(config.env, obs_mode="state"), 1, self.env.preset)
+        space = (self.disc_env or self.env).single_observation_space
+        self.obs_dim = int(space.shape[0])
         self._build_discriminator()
         self.round = 0
         self.last_rollout: dict[str, Any] = {}
@@ -397,9 +422,10 @@ class IRLTrainer:
 
     def _update_discriminator(self, r: int) -> dict[str, float]:
         policy_states = self.last_rollout["states"].float()
-        k, labels = decode_step_class(self.env, policy_states)
+        env = self.disc_env or self.env
+        k, labels = decode_step_class(env, policy_states)
         g = torch.Generator().manual_seed(self.cfg.discriminator.expert_seed + r)
-        expert = self.env.expert_observations(k, labels, g).float()
+        expert = env.expert_observations(k, labels, g).float()
         if self.disc is not None:
             self.disc.update_normalizer(torch.cat([expert, policy_states]))
         stats = train_discriminator(
@@ -722,7 +748,10 @@ def _plot_temperature(results: dict, rows: list, path: Path) -> None:
 
     taus = [(r.temperature, r.name) for r in rows if r.temperature is not None]
     taus.sort()
-    metrics = [m for m in ("precision", "recall", "energy") if m in results[taus[0][1]]]
+    names = ("precision", "recall", "energy", "digits_precision", "digits_recall", "fd_digits")
+    metrics = [m for m in names if m in results[taus[0][1]]]
+    if not metrics:
+        return
     fig, axes = plt.subplots(1, len(metrics), figsize=(4 * len(metrics), 3.2), squeeze=False)
     for ax, m in zip(axes[0], metrics, strict=True):
         ax.plot([t for t, _ in taus], [results[n][m]["mean"] for _, n in taus], "o-")

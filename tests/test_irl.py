@@ -161,3 +161,48 @@ def test_other_on_policy_algorithms_run_a_round(algo):
         tr.env.preset, torch.zeros(4, 2, dtype=torch.float64) + 5.0, torch.arange(4), None
     )
     assert x0.shape == (4, 2) and bool(torch.isfinite(x0).all())
+
+
+def test_state_input_discriminator_sees_the_true_states_in_features_mode():
+    # features observation for the policy, state encoding of x_{k+1} for the discriminator:
+    # replay the round's first episode with its recorded actions and compare.
+    tr = IRLTrainer(tiny(["env.obs_mode=features", "discriminator.input=state"]))
+    env, denv = tr.env, tr.disc_env
+    assert denv is not None and denv.obs_mode == "state"
+    assert tr.obs_dim == env.denoiser.dim + 2 + env.num_classes
+    tr.train_round()
+    states, actions = tr.last_rollout["states"], tr.last_rollout["actions"]
+    b, n = env.num_envs, env.num_steps
+    k, labels = decode_step_class(denv, states)
+    assert torch.equal(k.reshape(-1, b), (torch.arange(len(k) // b) % n + 1)[:, None].expand(-1, b))
+    tr.venv.seed(tr._round_seed(0))
+    tr.venv.reset()
+    for t in range(n):
+        tr.venv.step(actions[t, :, 0].astype(np.int64))
+        x = env.x if t < n - 1 else torch.as_tensor(np.stack(tr.venv.last_info["final_info"]["x0"]))
+        expect = denv.encode_obs(x, t + 1, labels[t * b : (t + 1) * b])
+        torch.testing.assert_close(states[t * b : (t + 1) * b], expect, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="discriminator.input"):
+        tiny(["discriminator.input=pixels"])
+
+
+def test_harness_digits_metrics_match_digits_metrics_and_skip_mixtures():
+    from baselines.evaluate import HIGHER_IS_BETTER, METRICS
+    from diffusion_gym import presets
+    from diffusion_gym.denoisers.classifier import digits_metrics
+
+    data = presets.make("digits").data
+    labels = torch.arange(200) % 10
+    x0 = data.sample(200, labels, torch.Generator().manual_seed(0))
+    ctx = {"x0": x0, "labels": labels}
+    ref = digits_metrics(x0, labels)
+    for name, key in (
+        ("fd_digits", "fd"),
+        ("digits_precision", "precision"),
+        ("digits_recall", "recall"),
+        ("digits_class_acc", "class_accuracy"),
+    ):
+        assert METRICS[name](ctx) == pytest.approx(ref[key])
+    assert ref["class_accuracy"] > 0.9  # real digits: the shipped classifier is 99% accurate
+    assert {"digits_precision", "digits_recall", "digits_class_acc"} <= HIGHER_IS_BETTER
+    assert METRICS["fd_digits"]({"x0": torch.zeros(4, 2), "labels": None}) is None
