@@ -57,7 +57,7 @@ __all__ = [
 
 ALGOS = ("ppo", "a2c", "sac", "art_ac")
 REWARD_TRANSFORMS = ("none", "log", "scale")
-POLICY_INPUTS = ("time", "full")
+POLICY_INPUTS = ("time", "full", "asymmetric")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -353,6 +353,12 @@ class EvalConfig:
     :param budgets: other budgets K for the learned schedule, log-linearly interpolated (and
         EDM ρ = 7 at the same K): the error-vs-NFE plot and the budget transfer table.
     :param transfer_presets: other presets the learned schedule is evaluated on (transfer).
+    :param reference_steps: Heun steps of the harness's reference solve for ``rmse`` and of
+        the best-ρ/oracle training set (None = the harness default, 256; smaller for the
+        digits U-Net on CPU).
+    :param train_samples: training-noise samples of the best-ρ grid search and the oracle.
+    :param classic: extra hand-made baselines (``baselines.schedules.CLASSIC`` names other
+        than ``edm``: ``uniform``, ``log-linear``, ``ddim``) at the same budget.
     """
 
     num_samples: int = 2048
@@ -365,6 +371,9 @@ class EvalConfig:
     oracle_iterations: int = 200
     budgets: list[int] = field(default_factory=list)
     transfer_presets: list[str] = field(default_factory=list)
+    reference_steps: int | None = None
+    train_samples: int = 256
+    classic: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -385,10 +394,17 @@ class Config:
         (ART's continuous-time actor-critic; ``reward: local_error``, ``base: linear``, Euler).
     :param policy_inputs: ``"time"`` (log σ, k/K, remaining clock: an open-loop policy whose
         mean-action rollout *is* the distilled schedule) or ``"full"`` (the env's whole
-        observation; distillation averages the mean action over a batch per step).
+        observation; distillation averages the mean action over a batch per step) or
+        ``"asymmetric"`` (PPO/A2C: the actor sees the time features only, so it stays
+        open-loop and distils exactly, while the critic V sees the whole observation, x
+        included: a per-sample baseline that removes the spread of terminal errors across
+        x_T from the advantages).
     :param num_envs: batch size of the vector env.
     :param total_timesteps: env steps (SB3; summed over envs).
     :param learning_rate: optimiser step (SB3).
+    :param learning_rate_final: if set (SB3), the step decays linearly from ``learning_rate``
+        to this value over training (the usual PPO annealing; lets the policy mean settle
+        once exploration is small).
     :param net_arch: hidden layers of the policy and value networks (SB3).
     :param log_std_init: initial log std of the Gaussian policy (SB3).
     :param log_std_final: if set (PPO/A2C), the policy's log std is annealed linearly from
@@ -401,6 +417,7 @@ class Config:
     :param seed: seed of everything.
     :param device: torch device.
     :param progress: show progress bars.
+    :param num_threads: torch intra-op threads (None = torch's default).
     """
 
     agent: str = "art"
@@ -417,6 +434,7 @@ class Config:
     num_envs: int = 64
     total_timesteps: int = 60_000
     learning_rate: float = 3e-4
+    learning_rate_final: float | None = None
     net_arch: list[int] = field(default_factory=lambda: [64, 64])
     log_std_init: float = -1.5
     log_std_final: float | None = -4.5
@@ -428,6 +446,7 @@ class Config:
     seed: int = 0
     device: str = "cpu"
     progress: bool = True
+    num_threads: int | None = None
     actor_critic: ActorCriticConfig = field(default_factory=ActorCriticConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
 
@@ -546,6 +565,46 @@ def _algo_defaults(cfg: Config) -> dict[str, Any]:
                 gradient_steps=max(n // 16, 1), buffer_size=200_000)  # fmt: skip
 
 
+def _time_actor_policy():
+    """SB3 ``ActorCriticPolicy`` whose actor reads only the first 3 (time) features and whose
+    critic reads all of them (``policy_inputs: asymmetric``); defined lazily (SB3 import)."""
+    from stable_baselines3.common.policies import ActorCriticPolicy
+
+    class SplitExtractor(nn.Module):
+        """Actor MLP on features[:, :3], critic MLP on all features (no shared layers)."""
+
+        def __init__(self, feature_dim: int, net_arch, activation_fn, device=None):
+            super().__init__()
+            sizes = list(net_arch.get("pi", [])) if isinstance(net_arch, dict) else list(net_arch)
+
+            def mlp(n_in: int) -> nn.Sequential:
+                layers: list[nn.Module] = []
+                for h in sizes:
+                    layers += [nn.Linear(n_in, h), activation_fn()]
+                    n_in = h
+                return nn.Sequential(*layers)
+
+            self.policy_net, self.value_net = mlp(3), mlp(feature_dim)
+            self.latent_dim_pi = self.latent_dim_vf = sizes[-1] if sizes else 3
+
+        def forward(self, features: torch.Tensor):
+            return self.forward_actor(features), self.forward_critic(features)
+
+        def forward_actor(self, features: torch.Tensor) -> torch.Tensor:
+            return self.policy_net(features[:, :3])  # time features only: open loop
+
+        def forward_critic(self, features: torch.Tensor) -> torch.Tensor:
+            return self.value_net(features)  # (time, x): a per-sample baseline
+
+    class TimeActorPolicy(ActorCriticPolicy):
+        def _build_mlp_extractor(self) -> None:
+            self.mlp_extractor = SplitExtractor(
+                self.features_dim, self.net_arch, self.activation_fn, self.device
+            )
+
+    return TimeActorPolicy
+
+
 def make_model(cfg: Config, env, tensorboard_log: str | None = None):
     """The SB3 algorithm (PPO, A2C or SAC, Gaussian policy ``MlpPolicy``) for ``cfg``."""
     from stable_baselines3 import A2C, PPO, SAC
@@ -553,8 +612,19 @@ def make_model(cfg: Config, env, tensorboard_log: str | None = None):
     cls = {"ppo": PPO, "a2c": A2C, "sac": SAC}[cfg.algo]
     kwargs = {**_algo_defaults(cfg), **cfg.algo_kwargs}
     policy_kwargs = dict(net_arch=list(cfg.net_arch), log_std_init=cfg.log_std_init)
+    policy = "MlpPolicy"
+    lr: Any = cfg.learning_rate
+    if cfg.learning_rate_final is not None:  # SB3 passes progress_remaining: 1 → 0
+        lr0, lr1 = cfg.learning_rate, cfg.learning_rate_final
+        if not (lr1 >= 0 and lr0 > 0):
+            raise ValueError(f"learning_rate_final must be >= 0, got {lr1!r}")
+        lr = lambda remaining: lr1 + (lr0 - lr1) * remaining  # noqa: E731
+    if cfg.policy_inputs == "asymmetric":
+        if cfg.algo == "sac":
+            raise ValueError("policy_inputs 'asymmetric' needs algo 'ppo' or 'a2c', got 'sac'")
+        policy = _time_actor_policy()
     return cls(
-        "MlpPolicy", env, learning_rate=cfg.learning_rate, policy_kwargs=policy_kwargs,
+        policy, env, learning_rate=lr, policy_kwargs=policy_kwargs,
         seed=cfg.seed, device="cpu", tensorboard_log=tensorboard_log, verbose=0, **kwargs,
     )  # fmt: skip
 
@@ -744,7 +814,7 @@ def _evaluate(cfg: Config, sigmas: torch.Tensor, out: Path) -> dict:
     ev, K, solver = cfg.eval, cfg.budget, cfg.solver
     p = _presets.make(cfg.preset, device=cfg.device)
     common = dict(num_samples=ev.num_samples, seeds=ev.seeds, metrics=ev.metrics,
-                  progress=cfg.progress)  # fmt: skip
+                  progress=cfg.progress, reference=ev.reference_steps)  # fmt: skip
     learned = f"art-{cfg.algo}"
     base = _schedules.linear(K, p.sigma_max) if cfg.base == "linear" else None
     strategies = [FixedSchedule(learned, sigmas, solver)]
@@ -752,7 +822,8 @@ def _evaluate(cfg: Config, sigmas: torch.Tensor, out: Path) -> dict:
     if base is not None:
         strategies.append(FixedSchedule("uniform-linear", base, solver))
     if K > 1:
-        data = B.training_set(p, 256, seed=cfg.seed)
+        ref_kw = {} if ev.reference_steps is None else {"reference_steps": ev.reference_steps}
+        data = B.training_set(p, ev.train_samples, seed=cfg.seed, **ref_kw)
         rho, _ = B.best_rho(p, K, solver, ev.rho_grid, data=data)
         strategies.append(
             FixedSchedule(f"edm-best-rho{rho:g}", B.classic("edm", K, p, rho=rho), solver)
@@ -760,6 +831,8 @@ def _evaluate(cfg: Config, sigmas: torch.Tensor, out: Path) -> dict:
         if ev.oracle:
             orc = B.oracle(p, K, solver, data=data, iterations=ev.oracle_iterations, seed=cfg.seed)
             strategies.append(FixedSchedule("oracle", orc.sigmas, solver))
+    for kind in ev.classic:  # hand-made baselines on the preset's σ range
+        strategies.append(FixedSchedule(kind, B.classic(kind, K, p), solver))
     budget_rows = []  # the learned schedule interpolated to other K, and EDM ρ=7 there
     for k2 in ev.budgets:
         budget_rows += [
@@ -807,6 +880,10 @@ def run(config: Config, out_dir: str | Path, resume: bool = False) -> dict:
     cfg, out = config, Path(out_dir)
     (out / "checkpoints").mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
+    if cfg.num_threads is not None:
+        if not isinstance(cfg.num_threads, int) or cfg.num_threads < 1:
+            raise ValueError(f"num_threads must be None or an int >= 1, got {cfg.num_threads!r}")
+        torch.set_num_threads(cfg.num_threads)
     t0 = time.time()
     if cfg.algo == "art_ac":
         sigmas, policy_means = _train_art_ac(cfg, out, resume)

@@ -157,6 +157,59 @@ def test_config_rejects_bad_values():
         Config(algo="art_ac", base="edm")
 
 
+def test_asymmetric_policy_actor_is_open_loop_critic_sees_x():
+    cfg = _tiny(policy_inputs="asymmetric")
+    env, _ = make_env(cfg)
+    model = make_model(cfg, env)
+    obs = torch.as_tensor(env.reset()[:4])
+    assert obs.shape[1] > 3  # the critic gets the state, not only the time features
+    moved = obs.clone()
+    moved[:, 3:] += torch.linspace(1.0, 4.0, moved.shape[1] - 3)  # change x only
+    pol = model.policy
+    with torch.no_grad():
+        a0, a1 = pol._predict(obs, deterministic=True), pol._predict(moved, deterministic=True)
+        v0, v1 = pol.predict_values(obs), pol.predict_values(moved)
+    assert torch.equal(a0, a1)  # actor: time features only, so distillation is exact
+    assert not torch.allclose(v0, v1)  # critic: a per-sample baseline
+    with pytest.raises(ValueError, match="asymmetric"):
+        make_model(_tiny(algo="sac", policy_inputs="asymmetric"), env)
+    env.close()
+
+
+def test_learning_rate_decays_linearly_to_final():
+    cfg = _tiny(learning_rate=1e-3, learning_rate_final=1e-5)
+    env, _ = make_env(cfg)
+    model = make_model(cfg, env)
+    # SB3 evaluates the schedule at progress_remaining 1 (start) → 0 (end)
+    assert model.lr_schedule(1.0) == pytest.approx(1e-3)
+    assert model.lr_schedule(0.5) == pytest.approx(0.5 * (1e-3 + 1e-5))
+    assert model.lr_schedule(0.0) == pytest.approx(1e-5)
+    env.close()
+
+
+def test_evaluation_adds_classic_baselines_on_a_short_reference(tmp_path):
+    from agents.art import _evaluate
+    from baselines import schedules as B  # noqa: N812
+    from baselines.evaluate import FixedSchedule, evaluate
+
+    ev = EvalConfig(num_samples=64, seeds=[0], metrics=["rmse"], rho_grid=[2.0, 7.0],
+                    oracle=False, reference_steps=16, train_samples=32,
+                    classic=["uniform", "log-linear"])  # fmt: skip
+    cfg = _tiny(eval=ev)
+    p = presets.make("art-gauss1d")
+    res = _evaluate(cfg, schedules.linear(5, 3.0), tmp_path)
+    assert {"art-ppo", "edm-rho7", "uniform-linear", "uniform", "log-linear"} <= set(res)
+    # independent: the harness on the same held-out noise with the same 16-step reference
+    own = FixedSchedule("uniform", B.classic("uniform", 5, p), "euler")
+    ref = evaluate([own], p, num_samples=64, seeds=[0], metrics=["rmse"], reference=16,
+                   progress=False)  # fmt: skip
+    assert res["uniform"]["rmse"]["mean"] == pytest.approx(ref["uniform"]["rmse"]["mean"])
+    # the a = 0 schedule is uniform-linear itself
+    assert res["art-ppo"]["rmse"]["mean"] == pytest.approx(res["uniform-linear"]["rmse"]["mean"])
+    with pytest.raises(ValueError, match="num_threads"):
+        run(_tiny(num_threads=0), tmp_path)
+
+
 @pytest.mark.slow
 def test_short_training_beats_initial_schedule_and_resumes(tmp_path):
     # PPO on the terminal error, art-gauss1d Euler K=5 (linear base, a = 0 is uniform: W2 0.212)
