@@ -104,6 +104,40 @@ class Clock:
         # The same tables as python floats (exact float64 values): no per-step indexing.
         self._f, self._logit_f = self.f_base.tolist(), self.logit_f_base.tolist()
         self._u, self._sigma = self.u_base.tolist(), self.sigma_base.tolist()
+        self.decrease_guaranteed = self._decrease_guaranteed()
+
+    def _decrease_guaranteed(self) -> tuple[bool, ...]:
+        """Per step k < K−1: True when every action in [−1, 1] gives 1e−250 < σ_{k+1} < σ_k
+        with margins that float64 rounding cannot eat (then the env skips the check).
+
+        With r = u* − u the remaining clock, a step maps r_{k+1} = r_k (1 − f_k), f_k rising
+        with a_k; σ_base(u) = ((σ_max^(1/ρ) − σ_min^(1/ρ)) r)^ρ (EDM) or T r (linear). So
+        σ_{k+1}/σ_k = (1 − f_k)^ρ (or 1 − f_k) whatever u_k: the smallest relative decrease is
+        at a_k = −1 (f_lo), the smallest σ_{k+1} on the all +1 path (f_hi). Safe when that
+        decrease is > 1e−9, the smallest r_{k+1} > 1e−6 u* (u_k is float64, error ~1e−16 u*)
+        and the smallest σ_{k+1} > 1e−250 (so the observation's clamp at 1e−300 is a no-op).
+        """
+        edm = self.base == "edm"
+        log_c = math.log(self._hi - self._lo) if edm else math.log(self.sigma_max)
+        power = self.rho if edm else 1.0
+        log_r_min = math.log(self.u_star)
+        out = []
+        for k in range(self.budget - 1):
+            lf = self._logit_f[k]
+            f_lo = 1 / (1 + math.exp(-(lf - self.speed_scale)))
+            f_hi = 1 / (1 + math.exp(-(lf + self.speed_scale)))
+            if f_hi >= 1:
+                out.append(False)
+                log_r_min = -math.inf
+                continue
+            log_r_min += math.log1p(-f_hi)
+            decrease = -math.expm1(power * math.log1p(-f_lo))  # 1 − (1 − f_lo)^ρ
+            out.append(
+                decrease > 1e-9
+                and log_r_min > math.log(1e-6 * self.u_star)
+                and power * (log_c + log_r_min) > math.log(1e-250)
+            )
+        return tuple(out)
 
     def sigma_of(self, u: torch.Tensor) -> torch.Tensor:
         """σ_base(u) (float64), for clock positions u ∈ [0, u*]."""
@@ -126,8 +160,12 @@ class Clock:
             return torch.full_like(u, self.u_star), torch.zeros_like(u), on_base
         a = action.to(torch.float64)
         zero = a == 0
+        s = torch.sigmoid(self._logit_f[k] + self.speed_scale * a)
+        if not bool(zero.any()):  # no a_k = 0: f_k = s and no env stays on the base path
+            u_next = u + (self.u_star - u) * s  # the same ops as below, without the selects
+            return u_next, self.sigma_of(u_next), zero
         # f_k = sigmoid(logit f_k^base + β a_k), exactly f_k^base at a_k = 0.
-        f = torch.where(zero, self._f[k], torch.sigmoid(self._logit_f[k] + self.speed_scale * a))
+        f = torch.where(zero, self._f[k], s)
         # u_{k+1} = u_k + (u* − u_k) f_k.
         u_next = u + (self.u_star - u) * f
         on_base = on_base & zero
@@ -262,10 +300,13 @@ class _ClockBatch:
         self.seeds: torch.Tensor | None = None
         self.episode = torch.zeros(num_envs, dtype=torch.int64, device=self.device)
         self.k = -1  # step index; -1 = never reset
-        self._start_obs: tuple[torch.Tensor, torch.Tensor] | None = None  # head, scale at k = 0
+        self._start: tuple | None = None  # shared start state (u, σ, on_base, schedule, 0·x)
+        self._ahead: tuple | None = None  # bank entries drawn ahead (see _bank_entries)
+        self._obs32_start: torch.Tensor | None = None
         n_cls = den.num_classes if self.label_choices is not None else 0
         n_x = den.dim if obs_mode == "state" else 3
         self.obs_dim = 3 + n_x + n_cls
+        self._ones_shape = (1,) * len(den.shape)  # broadcasts a [B] scale over x [B, *shape]
 
     # -- configuration -------------------------------------------------------------------------
     def _label_choices(self, class_labels) -> torch.Tensor | None:
@@ -307,6 +348,15 @@ class _ClockBatch:
             onehot = torch.zeros(n, den.num_classes, dtype=torch.float64, device=dev)
             onehot.scatter_(1, labels.clamp_min(0)[:, None], (labels >= 0).double()[:, None])
             self.bank["onehot"] = onehot
+        # Every episode starts at σ_max, u = 0: entry j's first observation is fixed, so a
+        # reset is one index_select of these rows (float64 state, float32 as returned).
+        obs0 = torch.empty(n, self.obs_dim, dtype=torch.float64, device=dev)
+        sig0, u0 = self.clock.sigma_base[:1].expand(n), torch.zeros(n, dtype=torch.float64)
+        self._write_obs(obs0, 0, sig0, u0.to(dev), x_T, torch.zeros_like(x_T))
+        if labels is not None:
+            obs0[:, self.obs_dim - den.num_classes :] = onehot
+        self.bank["obs0_f32"] = obs0.to(torch.float32)
+        self._ahead = None  # entries gathered from an older bank
         self.bank_build_seconds = time.perf_counter() - t0
 
     def _bank_labels(self, n: int) -> torch.Tensor | None:
@@ -350,73 +400,123 @@ class _ClockBatch:
         ``rng``); episode counters restart at 0."""
         self.seeds = base_seeds(seed, self.num_envs, rng).to(self.device)
         self.episode.zero_()
+        self._ahead = None  # the precomputed bank indices belong to the old seeds
+
+    def _bank_entries(self) -> tuple[torch.Tensor, dict[str, torch.Tensor | None]]:
+        """Every env's bank entry for its current episode (``draw_uniform_int`` of its keys)
+        and the rows of that entry: ``(idx [B], {"x_T", "x_ref", "labels", "obs0_f32"})``.
+
+        Drawn and gathered for the next M episodes at once (row m: episode counters + m;
+        integer hashing, so each row equals the one-episode draw bit for bit; one gather of
+        M·B rows while the bank is in cache); used while ``episode`` walks along the rows,
+        recomputed when it does not (seeding, manual edits). Rows of different episodes are
+        disjoint views, never written in place.
+        """
+        ahead = self._ahead
+        if ahead is not None:
+            seeds, episodes, idx, rows, m = ahead
+            if m < len(idx) and seeds is self.seeds and torch.equal(self.episode, episodes[m]):
+                self._ahead = (seeds, episodes, idx, rows, m + 1)
+                return idx[m], {key: None if v is None else v[m] for key, v in rows.items()}
+        n_ahead = max(1, min(64, 2**15 // self.num_envs))  # ~32k rows: stays in cache
+        offsets = torch.arange(n_ahead, dtype=torch.int64, device=self.device)[:, None]
+        episodes = self.episode[None, :] + offsets
+        keys = episode_keys(self.seeds[None, :], episodes)
+        idx = draw_uniform_int(keys, 0, self.bank_size)
+        flat, b = idx.reshape(-1), self.num_envs
+        rows = {}
+        for key in ("x_T", "x_ref", "labels", "obs0_f32"):
+            v = self.bank[key]
+            rows[key] = None if v is None else v.index_select(0, flat).view(-1, b, *v.shape[1:])
+        self._ahead = (self.seeds, episodes, idx, rows, 1)
+        return idx[0], {key: None if v is None else v[0] for key, v in rows.items()}
 
     def start_episodes(self) -> None:
         """Draw every env's bank entry by its own stream and put the batch at σ_max."""
         if self.bank is None:
             self.build_bank()
-        keys = episode_keys(self.seeds, self.episode)
-        idx = draw_uniform_int(keys, 0, self.bank_size)
+        if self._start is None:  # start state tensors, shared by every episode (never
+            # written in place: each step makes new ones)
+            u0, sigma0, on_base0 = self.clock.start(self.num_envs)
+            self.obs64 = torch.empty(self.num_envs, self.obs_dim, dtype=torch.float64)
+            self.obs64 = self.obs64.to(self.device)  # reused by every episode (internal)
+            sched0 = torch.zeros(self.K + 1, dtype=torch.float64, device=self.device)
+            sched0[0] = sigma0[0]
+            self._start = (u0, sigma0, on_base0, sched0, torch.zeros_like(self.bank["x_T"][:1]))
+            self._zero_reward = torch.zeros(self.num_envs, dtype=torch.float64, device=self.device)
+        u0, sigma0, on_base0, sched0, zero_x = self._start
+        idx, rows = self._bank_entries()
         self.idx = idx
-        bank = self.bank
-        self.x = bank["x_T"].index_select(0, idx)  # a new tensor: the bank stays untouched
+        self.x = rows["x_T"]  # gathered copies: the bank stays untouched
         self.x_T = self.x
-        self.x_ref = bank["x_ref"].index_select(0, idx)
-        self.labels = None if bank["labels"] is None else bank["labels"].index_select(0, idx)
-        self.u, self.sigma, self.on_base = self.clock.start(self.num_envs)
-        self.schedule = torch.zeros(
-            self.num_envs, self.K + 1, dtype=torch.float64, device=self.device
-        )
-        self.schedule[:, 0] = self.sigma
-        self.prev_denoised = torch.zeros_like(self.x)
+        self.x_ref, self.labels = rows["x_ref"], rows["labels"]
+        self.u, self.sigma, self.on_base = u0, sigma0, on_base0
+        self.schedule = sched0.repeat(self.num_envs, 1)  # a new [B, K+1]: σ_0 then zeros
+        self.prev_denoised = zero_x.expand_as(self.x)
         self.prev_d = None
-        # One-hot class part of the observation, fixed for the episode (None: unconditional).
-        self.onehot = None if self.labels is None else bank["onehot"].index_select(0, idx)
+        # Float64 observation state of the episode (the one-hot part stays fixed), and the
+        # float32 first observation handed out once by observe().
+        self._obs32_start = rows["obs0_f32"]
+        self._obs_k = -1  # obs64's other columns are written when first read
+        n_cls = 0 if self.labels is None else self.denoiser.num_classes
+        # One-hot class part of the observation (None: unconditional), exact in float32.
+        self.onehot = self._obs32_start[:, self.obs_dim - n_cls :] if n_cls else None
+        if n_cls:
+            self.obs64[:, self.obs_dim - n_cls :].copy_(self.onehot)
         self.k = 0
 
     def observe(self) -> torch.Tensor:
-        """``[B, obs_dim]`` float32: log σ_k, k/K, (u* − u_k)/u*, x features, one-hot c."""
-        out = torch.empty(self.num_envs, self.obs_dim, dtype=torch.float64, device=self.device)
-        return self.observe_into(out).to(torch.float32)
+        """``[B, obs_dim]`` float32 (a new tensor): log σ_k, k/K, (u* − u_k)/u*, x features,
+        one-hot c."""
+        if self.k == 0 and self._obs32_start is not None:  # the reset's rows, handed out once
+            obs, self._obs32_start = self._obs32_start, None
+            return obs
+        return self.observation64().to(torch.float32)
 
     def observe_into(self, out: torch.Tensor) -> torch.Tensor:
-        """Write the observation (float64) into the first ``obs_dim`` columns of ``out``."""
-        b, den, sig, d = self.num_envs, self.denoiser, self.sigma, self.obs_dim
-        if self.k == 0 and self._start_obs is not None:  # every episode starts at σ_max, u = 0
-            head, scale = self._start_obs
-            out[:, :3] = head
-        else:
-            if self.k < self.K:  # σ_k > 0 before the terminal state (checked by advance)
-                torch.log(sig.clamp_min(1e-300), out=out[:, 0])
-            else:  # the terminal state σ_K = 0
-                out[:, 0].fill_(TERMINAL_LOG_SIGMA)
-            out[:, 1].fill_(self.k / self.K)
-            u_star = self.clock.u_star
-            torch.div(u_star - self.u, u_star, out=out[:, 2])
-            scale = (sig**2 + den.sigma_data**2).sqrt().reshape(-1, *([1] * len(den.shape)))
-            if self.k == 0:  # the same for every episode: computed once, by the same ops
-                self._start_obs = (out[:, :3].clone(), scale)
-        xs = (self.x / scale).reshape(b, -1)
-        n_x = d - 3 - (0 if self.onehot is None else self.onehot.shape[1])
+        """Write the observation into the first ``obs_dim`` columns of ``out`` (cast to its
+        dtype: float32 rounds the float64 values, as ``observe`` does)."""
+        d = self.obs_dim
+        out[:, :d].copy_(self.observation64())
+        return out[:, :d]
+
+    def observation64(self) -> torch.Tensor:
+        """The float64 observation ``[B, obs_dim]`` of the current state (the env's own
+        buffer: read it, do not keep it across steps)."""
+        if self._obs_k != self.k:  # the one-hot columns were filled at reset
+            self._write_obs(self.obs64, self.k, self.sigma, self.u, self.x, self.prev_denoised)
+            self._obs_k = self.k
+        return self.obs64
+
+    def _write_obs(self, out, k, sig, u, x, prev_denoised) -> None:
+        """Columns 0 .. 3 + n_x of the observation at step ``k`` (all but the one-hot)."""
+        b, den = x.shape[0], self.denoiser
+        if k < self.K:  # σ_k > 0 before the terminal state (checked by advance)
+            safe = k == 0 or self.clock.decrease_guaranteed[k - 1]  # then σ_k > 1e-250
+            torch.log(sig if safe else sig.clamp_min(1e-300), out=out[:, 0])
+        else:  # the terminal state σ_K = 0
+            out[:, 0].fill_(TERMINAL_LOG_SIGMA)
+        out[:, 1].fill_(k / self.K)
+        u_star = self.clock.u_star
+        torch.div(u_star - u, u_star, out=out[:, 2])
+        # σ·σ: what pow(σ, 2) computes, without its dispatch.
+        scale = (sig * sig + den.sigma_data**2).sqrt().view(-1, *self._ones_shape)
         if self.obs_mode == "state":
-            out[:, 3 : 3 + n_x] = xs
+            torch.div(x, scale, out=out[:, 3 : 3 + den.dim].view(x.shape))
         else:
-            xs = xs.to(torch.float64)
-            dn = self.prev_denoised.reshape(b, -1).to(torch.float64) / den.sigma_data
+            xs = (x / scale).reshape(b, -1).to(torch.float64)
+            dn = prev_denoised.reshape(b, -1).to(torch.float64) / den.sigma_data
             out[:, 3] = xs.pow(2).mean(1).sqrt()
             out[:, 4] = xs.mean(1)
             out[:, 5] = dn.pow(2).mean(1).sqrt()
-        if self.onehot is not None:
-            out[:, 3 + n_x : d] = self.onehot
-        return out[:, :d]
 
     @torch.no_grad()
     def advance(self, action: torch.Tensor) -> dict[str, Any]:
         """One env step of every trajectory; returns the transition (tensors, reward [B])."""
         k = self.k
         u_next, sigma_next, on_base = self.clock.advance(k, self.u, self.on_base, action)
-        if k < self.K - 1:
-            _check_decreasing(sigma_next, self.sigma)
+        if k < self.K - 1 and not self.clock.decrease_guaranteed[k]:
+            _check_decreasing(sigma_next, self.sigma)  # else no action in [−1, 1] can fail
         x_next, denoised = steps.step(
             self.denoiser,
             self.x,
@@ -449,8 +549,12 @@ class _ClockBatch:
             return r
         if self.reward == "terminal_error":
             if not tr["terminal"]:
-                return torch.zeros(b, dtype=torch.float64, device=self.device)
+                return self._zero_reward  # shared, never written in place
             err = (tr["x_next"] - tr["x_ref"]).reshape(b, -1).to(torch.float64)
+            if err.shape[1] == 2:  # = mean(1) bit for bit (a two-term sum has one order),
+                # without the slow reduction over a 2-wide inner dimension
+                e0, e1 = err[:, 0], err[:, 1]
+                return -((e0 * e0 + e1 * e1) / 2)
             return -err.pow(2).mean(1)
         return self._local_error(tr)
 
@@ -483,9 +587,10 @@ class _ClockBatch:
                 raise TypeError(f"actions must be numeric, got dtype {arr.dtype}")
             if arr.shape != (batch, 1):
                 raise ValueError(f"actions must have shape ({batch}, 1), got {arr.shape}")
-            if not ((arr >= -1) & (arr <= 1)).all():  # checked on the host: no device sync
+            if not (arr.min() >= -1 and arr.max() <= 1):  # host check (NaN fails it too)
                 _check_actions(torch.as_tensor(arr.astype(np.float64)), "action")
-            return torch.as_tensor(arr[:, 0].astype(np.float64), device=self.device)
+            a = torch.from_numpy(arr[:, 0].astype(np.float64))  # a new array: no aliasing
+            return a if self.device.type == "cpu" else a.to(self.device)
         if tuple(a.shape) != (batch, 1):
             raise ValueError(f"actions must have shape ({batch}, 1), got {tuple(a.shape)}")
         _check_actions(a, "action")
@@ -684,19 +789,29 @@ class ClockVectorEnv(VectorEnv):
         tr = core.advance(a)
         terminated = tr["terminal"]
         truncated = (not terminated) and core.truncated()
-        # Observation, reward, σ_k and σ_{k+1} packed in one float64 buffer: one host copy.
-        # Flat layout [obs (B·d) | reward (B) | σ (B) | σ_next (B)]: contiguous host views.
-        buf = torch.empty(b * (d + 3), dtype=torch.float64, device=core.device)
-        core.observe_into(buf[: b * d].view(b, d))
-        torch.stack((tr["reward"], tr["sigma"], tr["sigma_next"]), out=buf[b * d :].view(3, b))
-        host = buf.cpu().numpy()  # a fresh buffer every step: the views below stay valid
-        obs = host[: b * d].reshape(b, d).astype(np.float32)
-        reward, sigma, sigma_next = host[b * d :].reshape(3, b)
+        stacked = (tr["reward"], tr["sigma"], tr["sigma_next"])
+        if core.device.type == "cpu":  # fresh tensors shared with numpy: no copy, no packing
+            obs = core.observation64().to(torch.float32).numpy()
+            reward, sigma, sigma_next = torch.stack(stacked).numpy()
+        else:
+            # Observation (float32), reward, σ_k and σ_{k+1} (float64) packed in one fresh
+            # byte buffer: one host copy, the float32 rounding on the device, typed views.
+            # Byte layout [obs (4·B·d) | pad to 8 | reward, σ, σ_next (8·3B)].
+            n_obs = 4 * b * d
+            lo = n_obs + (-n_obs) % 8
+            buf = torch.empty(lo + 24 * b, dtype=torch.uint8, device=core.device)
+            buf[:n_obs].view(torch.float32).view(b, d).copy_(core.observation64())
+            torch.stack(stacked, out=buf[lo:].view(torch.float64).view(3, b))
+            host = buf.cpu().numpy()  # a fresh buffer every step: the views below stay valid
+            obs = host[:n_obs].view(np.float32).reshape(b, d)
+            reward, sigma, sigma_next = host[lo:].view(np.float64).reshape(3, b)
         mask = np.ones(b, dtype=np.bool_)
+        step = np.empty(b, dtype=np.int64)
+        step.fill(tr["step"])
         info = {
             "sigma": sigma,
             "sigma_next": sigma_next,
-            "step": np.full(b, tr["step"], dtype=np.int64),
+            "step": step,
             "_sigma": mask,
             "_sigma_next": mask,
             "_step": mask,
@@ -707,8 +822,8 @@ class ClockVectorEnv(VectorEnv):
                 final_info["schedule"] = core.schedule.cpu().numpy()
                 final_info["x0"] = tr["x_next"].cpu().numpy()
                 final_info["_schedule"] = final_info["_x0"] = mask
-            final_obs = np.empty(b, dtype=object)
-            final_obs[:] = list(obs)  # one row per env, as SyncVectorEnv gives it
+            # One row view per env, as SyncVectorEnv gives it (fromiter: no list in between).
+            final_obs = np.fromiter(obs, dtype=object, count=b)
             core.episode += 1
             core.start_episodes()
             obs = self._obs()
@@ -717,15 +832,13 @@ class ClockVectorEnv(VectorEnv):
         return (
             obs,
             reward,
-            np.full(b, terminated, dtype=np.bool_),
-            np.full(b, truncated, dtype=np.bool_),
+            (np.ones if terminated else np.zeros)(b, dtype=np.bool_),
+            (np.ones if truncated else np.zeros)(b, dtype=np.bool_),
             info,
         )
 
     def _obs(self) -> np.ndarray:
-        core = self.core
-        out = torch.empty(core.num_envs, core.obs_dim, dtype=torch.float64, device=core.device)
-        return core.observe_into(out).cpu().numpy().astype(np.float32)
+        return self.core.observe().cpu().numpy()  # a new float32 array
 
     def render(self):
         """An RGB array of the current batch (scatter for 2-D, histogram for 1-D)."""
