@@ -35,6 +35,7 @@ REWARDS = ("terminal_error", "local_error")
 OBS_MODES = ("state", "features")
 TERMINAL_LOG_SIGMA = math.log(1e-6)  # log σ feature of the terminal state (σ = 0)
 _BANK_SALT = 0x0C10C  # separates the bank's streams from the episodes' streams
+_HOST_TAKE_DTYPES = (torch.float64, torch.float32, torch.int64)  # gathered with np.take
 
 
 # ---------------------------------------------------------------------------------------------
@@ -152,17 +153,28 @@ class Clock:
         return u, sigma, torch.ones(batch, dtype=torch.bool, device=self.device)
 
     def advance(
-        self, k: int, u: torch.Tensor, on_base: torch.Tensor, action: torch.Tensor
+        self,
+        k: int,
+        u: torch.Tensor,
+        on_base: torch.Tensor,
+        action: torch.Tensor,
+        any_zero: bool | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Clock step k: ``(u_{k+1}, σ_{k+1}, on_base_{k+1})`` from ``u_k [B]`` and ``a_k [B]``."""
+        """Clock step k: ``(u_{k+1}, σ_{k+1}, on_base_{k+1})`` from ``u_k [B]`` and ``a_k [B]``.
+
+        ``any_zero``: whether some a_k is exactly 0, if the caller knows it (None: tested here).
+        """
         if k == self.budget - 1:
             # Forced last step: land on σ = 0 whatever the action.
             return torch.full_like(u, self.u_star), torch.zeros_like(u), on_base
         a = action.to(torch.float64)
-        zero = a == 0
         s = torch.sigmoid(self._logit_f[k] + self.speed_scale * a)
-        if not bool(zero.any()):  # no a_k = 0: f_k = s and no env stays on the base path
+        if any_zero is False:  # no a_k = 0: f_k = s and no env stays on the base path
             u_next = u + (self.u_star - u) * s  # the same ops as below, without the selects
+            return u_next, self.sigma_of(u_next), torch.zeros_like(a, dtype=torch.bool)
+        zero = a == 0
+        if not bool(zero.any()):  # the same, found on the device
+            u_next = u + (self.u_star - u) * s
             return u_next, self.sigma_of(u_next), zero
         # f_k = sigmoid(logit f_k^base + β a_k), exactly f_k^base at a_k = 0.
         f = torch.where(zero, self._f[k], s)
@@ -303,6 +315,8 @@ class _ClockBatch:
         self._start: tuple | None = None  # shared start state (u, σ, on_base, schedule, 0·x)
         self._ahead: tuple | None = None  # bank entries drawn ahead (see _bank_entries)
         self._obs32_start: torch.Tensor | None = None
+        self.obs64: torch.Tensor | None = None  # float64 observation buffer (internal)
+        self._any_zero: tuple = (None, None)  # (actions, whether one is 0) from to_actions
         n_cls = den.num_classes if self.label_choices is not None else 0
         n_x = den.dim if obs_mode == "state" else 3
         self.obs_dim = 3 + n_x + n_cls
@@ -424,10 +438,18 @@ class _ClockBatch:
         keys = episode_keys(self.seeds[None, :], episodes)
         idx = draw_uniform_int(keys, 0, self.bank_size)
         flat, b = idx.reshape(-1), self.num_envs
-        rows = {}
+        rows, cpu = {}, self.device.type == "cpu"
+        flat_np = flat.numpy() if cpu else None
         for key in ("x_T", "x_ref", "labels", "obs0_f32"):
             v = self.bank[key]
-            rows[key] = None if v is None else v.index_select(0, flat).view(-1, b, *v.shape[1:])
+            if v is not None:  # the same gather; numpy's take is ~2-3x faster on the host
+                v = (
+                    torch.from_numpy(np.take(v.numpy(), flat_np, axis=0))
+                    if cpu and v.dtype in _HOST_TAKE_DTYPES
+                    else v.index_select(0, flat)
+                )
+                v = v.view(-1, b, *v.shape[1:])
+            rows[key] = v
         self._ahead = (self.seeds, episodes, idx, rows, 1)
         return idx[0], {key: None if v is None else v[0] for key, v in rows.items()}
 
@@ -440,8 +462,10 @@ class _ClockBatch:
             u0, sigma0, on_base0 = self.clock.start(self.num_envs)
             self.obs64 = torch.empty(self.num_envs, self.obs_dim, dtype=torch.float64)
             self.obs64 = self.obs64.to(self.device)  # reused by every episode (internal)
+            self._obs64_cols = self._columns(self.obs64, self.bank["x_T"].shape[1:])
             sched0 = torch.zeros(self.K + 1, dtype=torch.float64, device=self.device)
             sched0[0] = sigma0[0]
+            sched0 = sched0.repeat(self.num_envs, 1)  # [B, K+1] template, cloned per episode
             self._start = (u0, sigma0, on_base0, sched0, torch.zeros_like(self.bank["x_T"][:1]))
             self._zero_reward = torch.zeros(self.num_envs, dtype=torch.float64, device=self.device)
         u0, sigma0, on_base0, sched0, zero_x = self._start
@@ -451,7 +475,7 @@ class _ClockBatch:
         self.x_T = self.x
         self.x_ref, self.labels = rows["x_ref"], rows["labels"]
         self.u, self.sigma, self.on_base = u0, sigma0, on_base0
-        self.schedule = sched0.repeat(self.num_envs, 1)  # a new [B, K+1]: σ_0 then zeros
+        self.schedule = sched0.clone()  # a new [B, K+1]: σ_0 then zeros
         self.prev_denoised = zero_x.expand_as(self.x)
         self.prev_d = None
         # Float64 observation state of the episode (the one-hot part stays fixed), and the
@@ -461,8 +485,8 @@ class _ClockBatch:
         n_cls = 0 if self.labels is None else self.denoiser.num_classes
         # One-hot class part of the observation (None: unconditional), exact in float32.
         self.onehot = self._obs32_start[:, self.obs_dim - n_cls :] if n_cls else None
-        if n_cls:
-            self.obs64[:, self.obs_dim - n_cls :].copy_(self.onehot)
+        if n_cls:  # whole rows (one contiguous copy): the other columns are rewritten
+            self.obs64.copy_(self._obs32_start)  # when first read (_obs_k = −1)
         self.k = 0
 
     def observe(self) -> torch.Tensor:
@@ -488,21 +512,32 @@ class _ClockBatch:
             self._obs_k = self.k
         return self.obs64
 
+    def _columns(self, out: torch.Tensor, x_shape) -> tuple:
+        """Views of ``out``'s columns: log σ, k/K, clock, x (shaped like x; None: features)."""
+        x_cols = None
+        if self.obs_mode == "state":
+            x_cols = out[:, 3 : 3 + self.denoiser.dim].view(out.shape[0], *x_shape)
+        return out[:, 0], out[:, 1], out[:, 2], x_cols
+
     def _write_obs(self, out, k, sig, u, x, prev_denoised) -> None:
         """Columns 0 .. 3 + n_x of the observation at step ``k`` (all but the one-hot)."""
         b, den = x.shape[0], self.denoiser
+        if out is self.obs64:  # the env's own buffer: its column views are kept
+            log_sigma, step, clock, x_cols = self._obs64_cols
+        else:
+            log_sigma, step, clock, x_cols = self._columns(out, x.shape[1:])
         if k < self.K:  # σ_k > 0 before the terminal state (checked by advance)
             safe = k == 0 or self.clock.decrease_guaranteed[k - 1]  # then σ_k > 1e-250
-            torch.log(sig if safe else sig.clamp_min(1e-300), out=out[:, 0])
+            torch.log(sig if safe else sig.clamp_min(1e-300), out=log_sigma)
         else:  # the terminal state σ_K = 0
-            out[:, 0].fill_(TERMINAL_LOG_SIGMA)
-        out[:, 1].fill_(k / self.K)
+            log_sigma.fill_(TERMINAL_LOG_SIGMA)
+        step.fill_(k / self.K)
         u_star = self.clock.u_star
-        torch.div(u_star - u, u_star, out=out[:, 2])
+        torch.div(u_star - u, u_star, out=clock)
         # σ·σ: what pow(σ, 2) computes, without its dispatch.
         scale = (sig * sig + den.sigma_data**2).sqrt().view(-1, *self._ones_shape)
-        if self.obs_mode == "state":
-            torch.div(x, scale, out=out[:, 3 : 3 + den.dim].view(x.shape))
+        if x_cols is not None:  # obs_mode "state"
+            torch.div(x, scale, out=x_cols)
         else:
             xs = (x / scale).reshape(b, -1).to(torch.float64)
             dn = prev_denoised.reshape(b, -1).to(torch.float64) / den.sigma_data
@@ -514,7 +549,10 @@ class _ClockBatch:
     def advance(self, action: torch.Tensor) -> dict[str, Any]:
         """One env step of every trajectory; returns the transition (tensors, reward [B])."""
         k = self.k
-        u_next, sigma_next, on_base = self.clock.advance(k, self.u, self.on_base, action)
+        # Whether some action is 0, known from the host check of these very actions.
+        any_zero = self._any_zero[1] if self._any_zero[0] is action else None
+        self._any_zero = (None, None)
+        u_next, sigma_next, on_base = self.clock.advance(k, self.u, self.on_base, action, any_zero)
         if k < self.K - 1 and not self.clock.decrease_guaranteed[k]:
             _check_decreasing(sigma_next, self.sigma)  # else no action in [−1, 1] can fail
         x_next, denoised = steps.step(
@@ -532,7 +570,7 @@ class _ClockBatch:
             "x_ref": self.x_ref, "x_T": self.x_T, "class_labels": self.labels,
         }  # fmt: skip
         tr["reward"] = self._reward(tr)
-        self.schedule[:, k + 1] = sigma_next
+        self.schedule.select(1, k + 1).copy_(sigma_next)
         self.x, self.sigma, self.u, self.on_base = x_next, sigma_next, u_next, on_base
         self.prev_denoised = denoised
         self.k = k + 1
@@ -590,7 +628,9 @@ class _ClockBatch:
             if not (arr.min() >= -1 and arr.max() <= 1):  # host check (NaN fails it too)
                 _check_actions(torch.as_tensor(arr.astype(np.float64)), "action")
             a = torch.from_numpy(arr[:, 0].astype(np.float64))  # a new array: no aliasing
-            return a if self.device.type == "cpu" else a.to(self.device)
+            a = a if self.device.type == "cpu" else a.to(self.device)
+            self._any_zero = (a, np.count_nonzero(arr) < batch)  # for advance (see there)
+            return a
         if tuple(a.shape) != (batch, 1):
             raise ValueError(f"actions must have shape ({batch}, 1), got {tuple(a.shape)}")
         _check_actions(a, "action")
