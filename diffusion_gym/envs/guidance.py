@@ -79,21 +79,23 @@ def _table(values, name: str, low: float) -> np.ndarray:
 
 
 class _RecordingDenoiser(DenoiserWrapper):
-    """Wraps a denoiser and keeps the output of the first call after :meth:`arm` (the guided
-    call of the Euler stage, ``[2B, *shape]``: conditional then unconditional half)."""
+    """Wraps a denoiser and keeps the first call after :meth:`arm` (the guided call of the
+    Euler stage): its inputs ``(x̂, σ̂)`` and its output ``[2B, *shape]`` (conditional then
+    unconditional half), so the features need no second computation of the churn."""
 
     def __init__(self, inner: Denoiser):
         super().__init__(inner)
         self.armed = False
+        self.inputs: tuple[torch.Tensor, torch.Tensor] | None = None
         self.last: torch.Tensor | None = None
 
     def arm(self) -> None:
-        self.armed, self.last = True, None
+        self.armed, self.inputs, self.last = True, None, None
 
     def denoise(self, x, sigma, class_labels):
         out = self.inner.denoise(x, sigma, class_labels)
         if self.armed:
-            self.armed, self.last = False, out
+            self.armed, self.inputs, self.last = False, (x, sigma), out
         return out
 
 
@@ -616,11 +618,9 @@ class GuidanceVectorEnv(VectorEnv):
         )
         self.x, self._k = x_next, k + 1
         if self.obs_mode == "features":
-            sigma_hat = sigma * (
-                1 + torch.as_tensor(g_np, dtype=x_prev.dtype, device=x_prev.device)
-            )
-            x_hat = x_prev if noise is None else self._churned(x_prev, sigma, sigma_hat, noise)
-            self._stats = self._denoiser_stats(x_hat, sigma_hat, denoised, model.last)
+            n = x_prev.shape[0]
+            x_hat, sigma_hat = model.inputs  # what steps.step gave the denoiser: x̂, σ̂
+            self._stats = self._denoiser_stats(x_hat[:n], sigma_hat[:n], denoised, model.last)
         terminated = self._k == self.num_steps
         truncated = not terminated and self._k >= self.max_episode_steps
         reward = self._reward(x_prev, x_next, denoised, k, w, gamma, terminated)
@@ -642,12 +642,6 @@ class GuidanceVectorEnv(VectorEnv):
         self._begin_episodes()
         obs = self._encode(self.x, 0, self.class_labels, self._stats)
         return obs, reward, terminated, truncated, {}, final
-
-    def _churned(self, x, sigma: float, sigma_hat: torch.Tensor, noise) -> torch.Tensor:
-        """x̂ = x + sqrt(σ̂² − σ²) S_noise ε (the same expression as :func:`steps.step`)."""
-        s_hat = sigma_hat.reshape(-1, *([1] * (x.ndim - 1)))
-        s_cur = torch.as_tensor(sigma, dtype=x.dtype, device=x.device)  # same rounding as σ̂
-        return x + (s_hat**2 - s_cur**2).sqrt() * self.s_noise * noise
 
     def step(self, actions):
         """One step of every env: ``(obs, reward, terminated, truncated, info)`` as numpy
