@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -225,4 +226,53 @@ def test_short_training_beats_initial_schedule_and_resumes(tmp_path):
     w2_learned = gaussian_1d_w2(p, learned, "euler")
     w2_initial = gaussian_1d_w2(p, schedules.linear(5, 3.0), "euler")
     assert w2_learned < 0.8 * w2_initial
+    # the policy's mean schedule along training, one line per rollout (open-loop policy)
+    lines = (tmp_path / "mean_schedules.jsonl").read_text().splitlines()
+    assert len(lines) >= 2 and len(json.loads(lines[-1])["sigmas"]) == 6
     assert res["art-ppo"]["rmse"]["mean"] < res["uniform-linear"]["rmse"]["mean"]
+
+
+def _terminal_rewards(env, actions: np.ndarray, budget: int) -> tuple[np.ndarray, list]:
+    """Step ``env`` (SB3 view, after reset) through one episode of per-step ``actions`` [K]."""
+    n = env.num_envs
+    for k in range(budget):
+        _, rew, done, infos = env.step(np.full((n, 1), actions[k], dtype=np.float32))
+    assert done.all()
+    return rew, infos
+
+
+@pytest.mark.parametrize("kind", ["self_critical", "log_self_critical"])
+def test_self_critical_reward_is_error_minus_mean_schedule_error(kind):
+    # r = −(mse − mse_b)/m (or log mse_b − log mse) with mse_b the error of the baseline
+    # schedule on the same x_T/x_ref: checked against a second, untransformed env run with the
+    # baseline's actions.
+    cfg = _tiny(reward_transform=kind, preset="gmm-ring8", budget=3, solver="heun",
+                base="edm", num_envs=16, bank_size=32)  # fmt: skip
+    a, b = np.array([0.3, -0.2, 0.1]), np.array([-0.4, 0.5, 0.0])
+    env, venv = make_env(cfg)
+    plain, plain_venv = make_env(cfg, reward_transform=False)
+    env.reset()  # SB3 views: the seed of make_env applies to the first reset only
+    env.set_schedule(plain_venv.schedule_from_actions(torch.as_tensor(b)))
+    shaped, infos = _terminal_rewards(env, a, 3)
+    mse_a = -np.array([i["env_reward"] for i in infos])
+    plain.reset()
+    mse_b = -_terminal_rewards(plain, b, 3)[0].astype(np.float64)
+    assert mse_a.std() > 0 and not np.allclose(mse_a, mse_b)
+    if kind == "log_self_critical":
+        expected = np.log(mse_b + 1e-12) - np.log(mse_a + 1e-12)
+    else:
+        expected = -(mse_a - mse_b) / mse_b.mean()  # the first update: m = mean(mse_b)
+    np.testing.assert_allclose(shaped, expected, rtol=1e-5, atol=1e-5)
+    # The baseline's own actions earn 0 (up to the float32 of SB3's rewards), while their raw
+    # errors spread over x_T: that spread is what the baseline removes from the advantages.
+    a32 = torch.as_tensor(a.astype(np.float32), dtype=torch.float64)  # as the env receives them
+    env.set_schedule(plain_venv.schedule_from_actions(a32))
+    shaped, infos = _terminal_rewards(env, a, 3)
+    assert np.ptp([i["env_reward"] for i in infos]) / mse_b.mean() > 1.0
+    np.testing.assert_allclose(shaped, 0.0, atol=1e-5)
+
+
+def test_self_critical_needs_an_open_loop_on_policy_learner():
+    for bad in ({"algo": "sac"}, {"policy_inputs": "full"}, {"reward": "local_error"}):
+        with pytest.raises(ValueError, match="self_critical"):
+            _tiny(reward_transform="self_critical", **bad)
