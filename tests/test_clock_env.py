@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 import diffusion_gym  # noqa: F401  (registers the ids)
 from diffusion_gym import presets, schedules, steps
 from diffusion_gym.denoisers import Denoiser, DenoiserWrapper
-from diffusion_gym.envs.clock import ClockEnv, ClockVectorEnv, schedule_from_actions
+from diffusion_gym.envs.clock import Clock, ClockEnv, ClockVectorEnv, schedule_from_actions
 
 CLOCK_IDS = ["Clock-v0", "ClockRing8-v0", "ClockGauss1D-v0", "Clock64D-v0"]
 SMALL = {"bank_size": 32, "reference_steps": 8}
@@ -225,6 +225,63 @@ def test_schedule_from_actions_shapes_and_forced_last_step():
     b = a.clone()
     b[:, -1] = 0.3
     assert torch.equal(schedule_from_actions(b), s2)
+
+
+@pytest.mark.parametrize("base", ["edm", "linear"])
+def test_host_clock_update_equals_tensor_update_bit_for_bit(base):
+    """On CPU, a clock step with no a_k = 0 runs its arithmetic on numpy views
+    (Clock._advance_host); the tensor code (any_zero=None: it tests for zeros itself) is the
+    reference, on odd batch sizes too (vectorised bodies and scalar tails)."""
+    rng = np.random.default_rng(1)
+    clock = Clock(5, base, 0.002, 80.0, 7.0, 3.0)
+    for b in (1, 7, 4099):
+        a = torch.from_numpy(rng.uniform(-1, 1, (5, b)))
+        u_h, _, on_h = u_t, _, on_t = clock.start(b)
+        for k in range(5):
+            u_h, s_h, on_h = clock.advance(k, u_h, on_h, a[k], any_zero=False)
+            u_t, s_t, on_t = clock.advance(k, u_t, on_t, a[k].clone(), any_zero=None)
+            assert torch.equal(u_h, u_t) and torch.equal(s_h, s_t) and torch.equal(on_h, on_t)
+            assert s_h.dtype == u_h.dtype == torch.float64 and not bool(on_h.any())
+
+
+@pytest.mark.parametrize("denoiser", ["gmm-grid", "gmm-64d"])
+def test_numpy_actions_take_the_host_path_and_match_tensor_actions(monkeypatch, denoiser):
+    """Numpy actions without zeros take the host clock path (to_actions' host zero check);
+    tensor actions take the tensor path: identical observations, rewards, infos, schedules,
+    also over an autoreset and with some zero actions (the select path). The host
+    observation equals the float64 buffer's rounded to float32 (2-D and 64-D x)."""
+    calls = []
+    host = Clock._advance_host
+    monkeypatch.setattr(Clock, "_advance_host", lambda *a: calls.append(1) or host(*a))
+    rng = np.random.default_rng(2)
+    acts = rng.uniform(-1, 1, (7, 5, 1)).astype(np.float32)
+    acts[4, ::2] = 0.0  # a step of the second episode with zero actions
+    runs = []
+    for as_tensor in (False, True):
+        env = small_vec(num_envs=5, denoiser=denoiser)
+        out = [env.reset(seed=3)[0]]
+        for a in acts:
+            obs, r, term, _, info = env.step(torch.from_numpy(a) if as_tensor else a)
+            if not term.all():
+                buffer = env.core.observation64().to(torch.float32).numpy()
+                np.testing.assert_array_equal(obs, buffer)
+            out += [obs, r, term]
+            if term.all():
+                out += [np.stack(info["final_obs"]), *info["final_info"].values()]
+            else:
+                out += list(info.values())
+            sched = env.core.schedule  # mid-episode: σ_0 .. σ_k, then zeros
+            assert (sched[:, env.core.k + 1 :] == 0).all() and (
+                sched[:, : env.core.k + 1] > 0
+            ).all()
+        runs.append(out)
+        if not as_tensor:
+            assert len(calls) == 4  # k = 0, 1 of episode 1, k = 0 of episodes 2 and 3
+            calls.clear()
+    assert not calls
+    for a, b in zip(*runs, strict=True):
+        np.testing.assert_array_equal(a, b)
+        assert np.asarray(a).dtype == np.asarray(b).dtype
 
 
 def test_actions_reach_a_far_better_schedule_than_the_base():

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
 from diffusion_gym.noise import (
     SampleStreams,
+    _derive_keys_host,
+    _derive_keys_tensor,
+    _draw_uniform_int_host,
+    _draw_uniform_int_tensor,
     _uniform53,
+    _uniform_int_host,
     derive_keys,
     draw_normal,
     draw_uniform_int,
@@ -113,6 +119,52 @@ def test_uniform_int():
     assert float((freq - 1 / 7).abs().max()) < 0.01
     assert torch.equal(draw_uniform_int(keys[:5], 0, 7), v[:5])
     assert not torch.equal(draw_uniform_int(keys, 1, 7), v)
+
+
+def test_host_hash_equals_tensor_hash_bit_for_bit():
+    """On CPU, derive_keys and draw_uniform_int hash on uint64 numpy arrays; the int64 tensor
+    code (what CUDA runs) is the reference: equal bits, shapes and dtypes, inputs untouched."""
+    g = torch.Generator().manual_seed(0)
+    extreme = torch.tensor([0, 1, -1, 2**62, 2**63 - 1, -(2**63)])
+    seeds = torch.cat([extreme, torch.randint(-(2**63), 2**63 - 1, (2000,), generator=g)])
+    salts = torch.randint(-(2**63), 2**63 - 1, (2006,), generator=g)
+    cases = [
+        (torch.tensor(17), torch.tensor(3)),  # 0-d and 0-d: a 0-d key
+        (seeds, torch.tensor(0)),
+        (seeds, torch.tensor(-5)),
+        (seeds, salts),  # row-wise salts
+        (seeds[None, :50], torch.arange(7)[:, None]),  # broadcast [7, 50] (the env's look-ahead)
+        (seeds[::3], salts[::3]),  # strided views
+    ]
+    for s, e in cases:
+        before = (s.clone(), e.clone())
+        host, ref = _derive_keys_host(s, e), _derive_keys_tensor(s, e)
+        assert host.dtype == ref.dtype == torch.int64 and host.shape == ref.shape
+        assert torch.equal(host, ref)
+        assert torch.equal(s, before[0]) and torch.equal(e, before[1])
+    assert torch.equal(
+        derive_keys(np.arange(5), salt=3), _derive_keys_tensor(torch.arange(5), torch.tensor(3))
+    )
+    keys = _derive_keys_tensor(seeds, torch.tensor(0))
+    for high in (1, 2, 7, 4096, 10**9 + 7, 2**31 - 1, 2**53, 2**53 + 1, 2**62, 2**63 - 1):
+        for counter in (torch.tensor(0), torch.tensor(-3), salts):
+            host = _draw_uniform_int_host(keys, counter, high)
+            ref = _draw_uniform_int_tensor(keys, counter, high)
+            assert host.dtype == ref.dtype == torch.int64 and host.shape == ref.shape
+            assert torch.equal(host, ref), high
+        assert torch.equal(
+            _draw_uniform_int_host(keys[7], torch.tensor(1), high),
+            _draw_uniform_int_tensor(keys[7], torch.tensor(1), high),
+        )
+    # The uniform-to-int map alone, at the edges: all-ones bits (the capped largest uniform),
+    # the largest uncapped top, zero, and halfway values.
+    raw = [2**64 - 1, (2**53 - 2) << 11, ((2**53 - 1) << 11) - 1, 0, 2**63, 2**62 + 5, 3 << 10]
+    bits = torch.tensor([v - 2**64 if v >= 2**63 else v for v in raw])  # as int64
+    for high in (1, 3, 4096, 2**53 - 1, 2**53, 2**62):
+        ref = torch.clamp((_uniform53(bits, torch.float64) * high).long(), max=high - 1)
+        assert torch.equal(
+            torch.from_numpy(_uniform_int_host(bits.numpy().view(np.uint64), high)), ref
+        )
 
 
 def test_randn_dispatch_and_errors():

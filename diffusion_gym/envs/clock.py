@@ -106,6 +106,7 @@ class Clock:
         self._f, self._logit_f = self.f_base.tolist(), self.logit_f_base.tolist()
         self._u, self._sigma = self.u_base.tolist(), self.sigma_base.tolist()
         self.decrease_guaranteed = self._decrease_guaranteed()
+        self._off_base_cache: torch.Tensor | None = None  # see _off_base
 
     def _decrease_guaranteed(self) -> tuple[bool, ...]:
         """Per step k < K−1: True when every action in [−1, 1] gives 1e−250 < σ_{k+1} < σ_k
@@ -168,6 +169,8 @@ class Clock:
             # Forced last step: land on σ = 0 whatever the action.
             return torch.full_like(u, self.u_star), torch.zeros_like(u), on_base
         a = action.to(torch.float64)
+        if any_zero is False and a.device.type == "cpu":
+            return self._advance_host(k, u, a)
         s = torch.sigmoid(self._logit_f[k] + self.speed_scale * a)
         if any_zero is False:  # no a_k = 0: f_k = s and no env stays on the base path
             u_next = u + (self.u_star - u) * s  # the same ops as below, without the selects
@@ -184,6 +187,36 @@ class Clock:
         u_next = torch.where(on_base, self._u[k + 1], u_next)
         sigma_next = torch.where(on_base, self._sigma[k + 1], self.sigma_of(u_next))
         return u_next, sigma_next, on_base
+
+    def _advance_host(
+        self, k: int, u: torch.Tensor, a: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """:meth:`advance` of a CPU batch with no a_k = 0: the same float64 operations in the
+        same order, the arithmetic on numpy views (a few µs less per op than tensor dispatch
+        on [B]) and sigmoid and pow still torch's (its vectorised versions round differently
+        from numpy's), so the result is bit for bit the tensor path's."""
+        z = a.numpy() * self.speed_scale
+        z += self._logit_f[k]  # logit f_k^base + β a_k
+        s = torch.sigmoid(torch.from_numpy(z)).numpy()  # f_k
+        u_np = u.numpy()
+        u_next = self.u_star - u_np
+        u_next *= s
+        u_next += u_np  # u_{k+1} = u_k + (u* − u_k) f_k
+        if self.base == "edm":  # σ_base(u) = (σ_max^(1/ρ) + u (σ_min^(1/ρ) − σ_max^(1/ρ)))^ρ
+            root = u_next * (self._lo - self._hi)
+            root += self._hi
+            sigma_next = torch.from_numpy(root).pow_(self.rho)
+        else:  # σ_base(u) = T (1 − u)
+            sigma_next = torch.from_numpy(1 - u_next)
+            sigma_next *= self.sigma_max
+        return torch.from_numpy(u_next), sigma_next, self._off_base(len(u_next))
+
+    def _off_base(self, batch: int) -> torch.Tensor:
+        """A shared all-False ``on_base`` of ``batch`` CPU envs (never written in place)."""
+        off = self._off_base_cache
+        if off is None or len(off) != batch:
+            off = self._off_base_cache = torch.zeros(batch, dtype=torch.bool)
+        return off
 
 
 def schedule_from_actions(
@@ -312,9 +345,10 @@ class _ClockBatch:
         self.seeds: torch.Tensor | None = None
         self.episode = torch.zeros(num_envs, dtype=torch.int64, device=self.device)
         self.k = -1  # step index; -1 = never reset
-        self._start: tuple | None = None  # shared start state (u, σ, on_base, schedule, 0·x)
+        self._start: tuple | None = None  # shared start state (u, σ, on_base, 0·x)
         self._ahead: tuple | None = None  # bank entries drawn ahead (see _bank_entries)
         self._obs32_start: torch.Tensor | None = None
+        self._obs_rows0: torch.Tensor | None = None  # the episode's first observations
         self.obs64: torch.Tensor | None = None  # float64 observation buffer (internal)
         self._any_zero: tuple = (None, None)  # (actions, whether one is 0) from to_actions
         n_cls = den.num_classes if self.label_choices is not None else 0
@@ -463,24 +497,21 @@ class _ClockBatch:
             self.obs64 = torch.empty(self.num_envs, self.obs_dim, dtype=torch.float64)
             self.obs64 = self.obs64.to(self.device)  # reused by every episode (internal)
             self._obs64_cols = self._columns(self.obs64, self.bank["x_T"].shape[1:])
-            sched0 = torch.zeros(self.K + 1, dtype=torch.float64, device=self.device)
-            sched0[0] = sigma0[0]
-            sched0 = sched0.repeat(self.num_envs, 1)  # [B, K+1] template, cloned per episode
-            self._start = (u0, sigma0, on_base0, sched0, torch.zeros_like(self.bank["x_T"][:1]))
+            self._start = (u0, sigma0, on_base0, torch.zeros_like(self.bank["x_T"][:1]))
             self._zero_reward = torch.zeros(self.num_envs, dtype=torch.float64, device=self.device)
-        u0, sigma0, on_base0, sched0, zero_x = self._start
+        u0, sigma0, on_base0, zero_x = self._start
         idx, rows = self._bank_entries()
         self.idx = idx
         self.x = rows["x_T"]  # gathered copies: the bank stays untouched
         self.x_T = self.x
         self.x_ref, self.labels = rows["x_ref"], rows["labels"]
         self.u, self.sigma, self.on_base = u0, sigma0, on_base0
-        self.schedule = sched0.clone()  # a new [B, K+1]: σ_0 then zeros
+        self._sigmas = [sigma0]  # σ_0 .. σ_k of the episode (see schedule)
         self.prev_denoised = zero_x.expand_as(self.x)
         self.prev_d = None
         # Float64 observation state of the episode (the one-hot part stays fixed), and the
         # float32 first observation handed out once by observe().
-        self._obs32_start = rows["obs0_f32"]
+        self._obs32_start = self._obs_rows0 = rows["obs0_f32"]
         self._obs_k = -1  # obs64's other columns are written when first read
         n_cls = 0 if self.labels is None else self.denoiser.num_classes
         # One-hot class part of the observation (None: unconditional), exact in float32.
@@ -489,13 +520,61 @@ class _ClockBatch:
             self.obs64.copy_(self._obs32_start)  # when first read (_obs_k = −1)
         self.k = 0
 
+    @property
+    def schedule(self) -> torch.Tensor:
+        """``[B, K+1]`` float64 (a new tensor): σ_0 .. σ_k of every trajectory so far, then
+        zeros. Assembled from the per-step σ when read (once per episode), instead of a
+        column write into a cold [B, K+1] buffer every step and a clone per episode."""
+        sig = self._sigmas
+        if self.device.type == "cpu":  # numpy's column copies: about half torch.stack's time
+            out = np.zeros((self.num_envs, self.K + 1))
+            for j, s in enumerate(sig):
+                out[:, j] = s.numpy()
+            return torch.from_numpy(out)
+        pad = [torch.zeros_like(sig[0])] * (self.K + 1 - len(sig))
+        return torch.stack(sig + pad, 1)
+
     def observe(self) -> torch.Tensor:
         """``[B, obs_dim]`` float32 (a new tensor): log σ_k, k/K, (u* − u_k)/u*, x features,
         one-hot c."""
         if self.k == 0 and self._obs32_start is not None:  # the reset's rows, handed out once
             obs, self._obs32_start = self._obs32_start, None
             return obs
+        if self.device.type == "cpu" and self.obs_mode == "state":
+            return torch.from_numpy(self._observe_host())
         return self.observation64().to(torch.float32)
+
+    def _observe_host(self) -> np.ndarray:
+        """CPU, ``obs_mode="state"``: :meth:`observation64` rounded to float32, written into a
+        copy of the episode's first-observation rows (their one-hot part is this episode's)
+        from numpy columns: IEEE arithmetic, sqrt and casts, so the same bits; log σ stays
+        torch's, into a strided column as in the buffer (the same scalar loop). Skips the
+        cold float64 buffer's column writes and its full-width cast."""
+        b, k, den = self.num_envs, self.k, self.denoiser
+        obs = self._obs_rows0.numpy().copy()
+        if k < self.K:  # σ_k > 0 before the terminal state (see _write_obs)
+            safe = k == 0 or self.clock.decrease_guaranteed[k - 1]
+            log_sigma = torch.empty(b, 2, dtype=torch.float64)[:, 0]  # strided: see above
+            torch.log(self.sigma if safe else self.sigma.clamp_min(1e-300), out=log_sigma)
+            obs[:, 0] = log_sigma.numpy()
+        else:
+            obs[:, 0] = TERMINAL_LOG_SIGMA
+        obs[:, 1] = k / self.K
+        u_star = self.clock.u_star
+        clock = u_star - self.u.numpy()
+        clock /= u_star
+        obs[:, 2] = clock  # (u* − u_k)/u*
+        sig = self.sigma.numpy()
+        scale = sig * sig  # σ² + σ_data², then its square root
+        scale += den.sigma_data**2
+        np.sqrt(scale, out=scale)
+        x = self.x.numpy().reshape(b, -1)
+        if den.dim <= 4:  # one 1-D division per column (numpy's 2-D loop is slow for few)
+            for j in range(den.dim):
+                obs[:, 3 + j] = x[:, j] / scale
+        else:
+            obs[:, 3 : 3 + den.dim] = x / scale[:, None]
+        return obs
 
     def observe_into(self, out: torch.Tensor) -> torch.Tensor:
         """Write the observation into the first ``obs_dim`` columns of ``out`` (cast to its
@@ -545,9 +624,14 @@ class _ClockBatch:
             out[:, 4] = xs.mean(1)
             out[:, 5] = dn.pow(2).mean(1).sqrt()
 
-    @torch.no_grad()
     def advance(self, action: torch.Tensor) -> dict[str, Any]:
         """One env step of every trajectory; returns the transition (tensors, reward [B])."""
+        if torch.is_grad_enabled():  # no graphs; a caller under no_grad skips the switch
+            with torch.no_grad():
+                return self._advance(action)
+        return self._advance(action)
+
+    def _advance(self, action: torch.Tensor) -> dict[str, Any]:
         k = self.k
         # Whether some action is 0, known from the host check of these very actions.
         any_zero = self._any_zero[1] if self._any_zero[0] is action else None
@@ -570,7 +654,7 @@ class _ClockBatch:
             "x_ref": self.x_ref, "x_T": self.x_T, "class_labels": self.labels,
         }  # fmt: skip
         tr["reward"] = self._reward(tr)
-        self.schedule.select(1, k + 1).copy_(sigma_next)
+        self._sigmas.append(sigma_next)
         self.x, self.sigma, self.u, self.on_base = x_next, sigma_next, u_next, on_base
         self.prev_denoised = denoised
         self.k = k + 1
@@ -629,7 +713,8 @@ class _ClockBatch:
                 _check_actions(torch.as_tensor(arr.astype(np.float64)), "action")
             a = torch.from_numpy(arr[:, 0].astype(np.float64))  # a new array: no aliasing
             a = a if self.device.type == "cpu" else a.to(self.device)
-            self._any_zero = (a, np.count_nonzero(arr) < batch)  # for advance (see there)
+            self._any_zero = (a, bool(np.count_nonzero(arr) < batch))  # for advance (a bool:
+            # advance tests `is False`)
             return a
         if tuple(a.shape) != (batch, 1):
             raise ValueError(f"actions must have shape ({batch}, 1), got {tuple(a.shape)}")
@@ -831,7 +916,7 @@ class ClockVectorEnv(VectorEnv):
         truncated = (not terminated) and core.truncated()
         stacked = (tr["reward"], tr["sigma"], tr["sigma_next"])
         if core.device.type == "cpu":  # fresh tensors shared with numpy: no copy, no packing
-            obs = core.observation64().to(torch.float32).numpy()
+            obs = core.observe().numpy()
             reward, sigma, sigma_next = torch.stack(stacked).numpy()
         else:
             # Observation (float32), reward, σ_k and σ_{k+1} (float64) packed in one fresh
