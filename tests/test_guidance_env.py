@@ -197,6 +197,10 @@ def test_expert_observations_match_an_independent_computation():
     torch.testing.assert_close(obs[:, :2], scaled.float())
     torch.testing.assert_close(obs[:, 3], k.float() / 4)
     assert obs.shape == (4, env.obs_dim) and (obs[:, 4:].argmax(1) == c).all()
+    again = env.expert_observations(k, c, torch.Generator().manual_seed(0))
+    torch.testing.assert_close(again, obs, rtol=0, atol=0)  # the generator fixes x_0 and ε
+    with pytest.raises(TypeError, match="torch.Generator"):  # streams would fix ε alone
+        env.expert_observations(k, c, SampleStreams.from_seeds(torch.arange(4)))
     feat = make_vec(2, obs_mode="features")
     fo = feat.expert_observations(torch.tensor([0, 2]), torch.tensor([1, 2]))
     assert (fo[0, -3:] == 0).all() and (fo[1, -3:] > 0).all()

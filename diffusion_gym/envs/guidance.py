@@ -486,17 +486,23 @@ class GuidanceVectorEnv(VectorEnv):
         self,
         step_index: torch.Tensor,
         class_labels: torch.Tensor | None,
-        generator: torch.Generator | SampleStreams | None = None,
+        generator: torch.Generator | None = None,
     ) -> torch.Tensor:
         """Observations ``[n, obs_dim]`` of expert states: real x_0 ~ data(c), noised to the
-        σ_k of ``step_index [n]`` (x = x_0 + σ_k ε), encoded by :meth:`encode_obs`."""
+        σ_k of ``step_index [n]`` (x = x_0 + σ_k ε), encoded by :meth:`encode_obs`.
+
+        ``generator`` (a ``torch.Generator``, None = the global RNG) draws both x_0 and ε, so
+        a seeded generator makes the batch reproducible."""
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise TypeError(  # data.sample needs a Generator: streams would seed ε alone
+                f"generator must be a torch.Generator or None, got {type(generator).__name__}"
+            )
         k = torch.as_tensor(step_index, device=self.device).long().reshape(-1)
         n = k.shape[0]
         data = self.preset.data
         if data is None or not hasattr(data, "sample"):
             raise ValueError("expert_observations needs preset data with sample()")
-        gen = generator if isinstance(generator, torch.Generator) else None
-        x0 = data.sample(n, class_labels, gen).to(self.device, self.dtype)
+        x0 = data.sample(n, class_labels, generator).to(self.device, self.dtype)
         eps = randn(tuple(x0.shape), generator, self.dtype, self.device)
         x = x0 + self.sigmas[k].to(self.dtype).reshape(-1, *([1] * (x0.ndim - 1))) * eps
         return self.encode_obs(x, k, class_labels)
