@@ -350,6 +350,7 @@ class _ClockBatch:
         self._obs32_start: torch.Tensor | None = None
         self._obs_rows0: torch.Tensor | None = None  # the episode's first observations
         self.obs64: torch.Tensor | None = None  # float64 observation buffer (internal)
+        self._obs64_rows_stale = False  # obs64's one-hot part is an older episode's
         self._any_zero: tuple = (None, None)  # (actions, whether one is 0) from to_actions
         n_cls = den.num_classes if self.label_choices is not None else 0
         n_x = den.dim if obs_mode == "state" else 3
@@ -516,8 +517,9 @@ class _ClockBatch:
         n_cls = 0 if self.labels is None else self.denoiser.num_classes
         # One-hot class part of the observation (None: unconditional), exact in float32.
         self.onehot = self._obs32_start[:, self.obs_dim - n_cls :] if n_cls else None
-        if n_cls:  # whole rows (one contiguous copy): the other columns are rewritten
-            self.obs64.copy_(self._obs32_start)  # when first read (_obs_k = −1)
+        # obs64 takes the episode's one-hot part (whole rows, one contiguous copy; the other
+        # columns are rewritten) when first read: the CPU "state" path never reads it.
+        self._obs64_rows_stale = n_cls > 0
         self.k = 0
 
     @property
@@ -586,7 +588,10 @@ class _ClockBatch:
     def observation64(self) -> torch.Tensor:
         """The float64 observation ``[B, obs_dim]`` of the current state (the env's own
         buffer: read it, do not keep it across steps)."""
-        if self._obs_k != self.k:  # the one-hot columns were filled at reset
+        if self._obs64_rows_stale:  # this episode's one-hot part (see start_episodes)
+            self.obs64.copy_(self._obs_rows0)
+            self._obs64_rows_stale = False
+        if self._obs_k != self.k:
             self._write_obs(self.obs64, self.k, self.sigma, self.u, self.x, self.prev_denoised)
             self._obs_k = self.k
         return self.obs64
