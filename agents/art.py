@@ -573,13 +573,13 @@ def _vec_wrappers():
             return self.venv.reset()
 
         def step_wait(self):
+            if self.sigmas is None:
+                raise RuntimeError("SelfCriticalReward.set_schedule was not called")
             core = self.core  # the episode's rows, read before the step autoresets them
             x_T, x_ref, labels = core.x_T, core.x_ref, core.labels
             obs, rew, done, infos = self.venv.step_wait()
             for info, r in zip(infos, rew, strict=True):
                 info["env_reward"] = float(r)
-            if self.sigmas is None:
-                raise RuntimeError("SelfCriticalReward.set_schedule was not called")
             if done.any():
                 sel = torch.as_tensor(np.flatnonzero(done), device=core.device)
                 lab = None if labels is None else labels[sel]

@@ -50,6 +50,7 @@ import numpy as np
 import torch
 
 import diffusion_gym  # noqa: F401 - registers the ids
+from baselines.evaluate import nfe_of
 from diffusion_gym import presets, schedules, steps
 
 SAMPLER_PRESETS = ("gmm-ring8", "gmm-64d", "gmm-ring8-mlp", "digits")  # the issue's four
@@ -289,11 +290,6 @@ def _inside_fraction(env_step, n: int) -> float:
     return spent[0] / total
 
 
-def _nfe(num_steps: int) -> int:
-    """Per-sample NFE of ``num_steps`` Heun steps ending at σ = 0 (the last one is Euler)."""
-    return 2 * num_steps - 1
-
-
 def _compile_denoiser(den, trajectory, mode: str) -> tuple[bool, str]:
     """Wrap ``den.denoise`` in ``torch.compile`` and run one trajectory (which compiles it).
     On any failure the eager method is restored; returns ``(compiled, reason)``."""
@@ -350,7 +346,7 @@ def measure_sampler(name: str, batch: int, args: Args) -> dict:
         "dtype": str(den.dtype).removeprefix("torch."),
         "solver": "heun",
         "steps": n,
-        "nfe": _nfe(n),
+        "nfe": nfe_of(n, "heun"),
         "guidance": args.guidance if labels is not None else None,
         "compiled": compiled,
         "compile_error": note or None,
@@ -358,8 +354,8 @@ def measure_sampler(name: str, batch: int, args: Args) -> dict:
         "traj_ms": t * 1e3,
         "step_ms": t / n * 1e3,
         "sample_steps_per_s": batch * n / t,
-        "nfe_per_s": batch * _nfe(n) / t,
-        "net_rows_per_s": (2 if labels is not None else 1) * batch * _nfe(n) / t,
+        "nfe_per_s": batch * nfe_of(n, "heun") / t,
+        "net_rows_per_s": (2 if labels is not None else 1) * batch * nfe_of(n, "heun") / t,
     }
 
 

@@ -350,7 +350,6 @@ class _ClockBatch:
         self._obs32_start: torch.Tensor | None = None
         self._obs_rows0: torch.Tensor | None = None  # the episode's first observations
         self.obs64: torch.Tensor | None = None  # float64 observation buffer (internal)
-        self._obs64_rows_stale = False  # obs64's one-hot part is an older episode's
         self._any_zero: tuple = (None, None)  # (actions, whether one is 0) from to_actions
         n_cls = den.num_classes if self.label_choices is not None else 0
         n_x = den.dim if obs_mode == "state" else 3
@@ -513,13 +512,10 @@ class _ClockBatch:
         # Float64 observation state of the episode (the one-hot part stays fixed), and the
         # float32 first observation handed out once by observe().
         self._obs32_start = self._obs_rows0 = rows["obs0_f32"]
-        self._obs_k = -1  # obs64's other columns are written when first read
+        self._obs_k = -1  # obs64 is filled when first read in this episode (observation64)
         n_cls = 0 if self.labels is None else self.denoiser.num_classes
         # One-hot class part of the observation (None: unconditional), exact in float32.
         self.onehot = self._obs32_start[:, self.obs_dim - n_cls :] if n_cls else None
-        # obs64 takes the episode's one-hot part (whole rows, one contiguous copy; the other
-        # columns are rewritten) when first read: the CPU "state" path never reads it.
-        self._obs64_rows_stale = n_cls > 0
         self.k = 0
 
     @property
@@ -528,11 +524,6 @@ class _ClockBatch:
         zeros. Assembled from the per-step σ when read (once per episode), instead of a
         column write into a cold [B, K+1] buffer every step and a clone per episode."""
         sig = self._sigmas
-        if self.device.type == "cpu":  # numpy's column copies: about half torch.stack's time
-            out = np.zeros((self.num_envs, self.K + 1))
-            for j, s in enumerate(sig):
-                out[:, j] = s.numpy()
-            return torch.from_numpy(out)
         pad = [torch.zeros_like(sig[0])] * (self.K + 1 - len(sig))
         return torch.stack(sig + pad, 1)
 
@@ -588,9 +579,10 @@ class _ClockBatch:
     def observation64(self) -> torch.Tensor:
         """The float64 observation ``[B, obs_dim]`` of the current state (the env's own
         buffer: read it, do not keep it across steps)."""
-        if self._obs64_rows_stale:  # this episode's one-hot part (see start_episodes)
+        if self._obs_k < 0:  # first read this episode: its one-hot part, copied here rather
+            # than at reset since the CPU "state" path never reads obs64 (whole rows, one
+            # contiguous copy; the other columns are rewritten just below)
             self.obs64.copy_(self._obs_rows0)
-            self._obs64_rows_stale = False
         if self._obs_k != self.k:
             self._write_obs(self.obs64, self.k, self.sigma, self.u, self.x, self.prev_denoised)
             self._obs_k = self.k
