@@ -419,6 +419,15 @@ class Config:
         smoothing of a wide Gaussian hides the narrow error valleys of few-step schedules.
     :param algo_kwargs: extra keyword arguments of the SB3 algorithm (override the defaults).
     :param bank_size, reference_steps: the env's (x_T, x_ref) bank.
+    :param bank_sampling: ``"uniform"`` or ``"error"`` (with a self-critical reward): draw
+        bank entry j with probability p_j = mix / N + (1 − mix) e_j / Σ e, e_j the latest
+        error of the policy's mean schedule on entry j (all entries scored at the first
+        rollout, then updated by every finished episode), and weight its reward by
+        1 / (N p_j) so the objective stays the uniform mean error. Near a good schedule the
+        mean is carried by a few entries (on gmm-64d 1 % of them carry half the MSE):
+        drawn uniformly they arrive as rare, large advantages that PPO's stabilisers cap,
+        drawn often with small weights they steer the update (docs/art_agent.md).
+    :param bank_sampling_mix: ``mix`` above, in (0, 1]: bounds every weight by 1 / mix.
     :param distill_samples: batch used to read the mean actions.
     :param checkpoint_every: env steps (SB3) or iterations (art_ac) between checkpoints.
     :param seed: seed of everything.
@@ -448,6 +457,8 @@ class Config:
     algo_kwargs: dict = field(default_factory=dict)
     bank_size: int = 4096
     reference_steps: int = 128
+    bank_sampling: str = "uniform"
+    bank_sampling_mix: float = 0.5
     distill_samples: int = 256
     checkpoint_every: int = 20_000
     seed: int = 0
@@ -466,6 +477,7 @@ class Config:
             "reward_transform": (self.reward_transform, REWARD_TRANSFORMS),
             "algo": (self.algo, ALGOS),
             "policy_inputs": (self.policy_inputs, POLICY_INPUTS),
+            "bank_sampling": (self.bank_sampling, ("uniform", "error")),
         }
         for name, (value, valid) in checks.items():
             if value not in valid:
@@ -487,6 +499,16 @@ class Config:
                 "schedule) and "
                 f"reward 'terminal_error', got algo={self.algo!r}, "
                 f"policy_inputs={self.policy_inputs!r}, reward={self.reward!r}"
+            )
+        if not (
+            isinstance(self.bank_sampling_mix, (int, float)) and 0 < self.bank_sampling_mix <= 1
+        ):
+            raise ValueError(f"bank_sampling_mix must be in (0, 1], got {self.bank_sampling_mix!r}")
+        if self.bank_sampling == "error" and not self.reward_transform.endswith("self_critical"):
+            raise ValueError(
+                "bank_sampling 'error' needs reward_transform 'self_critical' or "
+                f"'log_self_critical' (it scores the mean schedule per entry), got "
+                f"{self.reward_transform!r}"
             )
         if self.algo == "art_ac" and (self.base, self.solver) != ("linear", "euler"):
             raise ValueError(
@@ -560,14 +582,51 @@ def _vec_wrappers():
         schedule have a coefficient of variation of ~8 on gmm-64d; their difference to the
         mean schedule's error on the same x_T correlates at ~0.9). m is a running mean of
         mse_b (a scale only). The env's reward stays in ``info["env_reward"]``.
+
+        ``sampling_mix`` (``bank_sampling: error``): at every :meth:`set_schedule` the env
+        draws bank entry j with p_j = mix / N + (1 − mix) e_j / Σ e (e_j: the mean schedule's
+        latest error on entry j; the whole bank is scored at the first call, then each
+        finished episode updates its entry) and the reward is multiplied by the episode's
+        weight 1 / (N p_j), so its mean over episodes still estimates the uniform-bank one.
         """
 
-        def __init__(self, venv, core, log: bool = False, eps: float = 1e-12):
+        def __init__(
+            self, venv, core, log: bool = False, eps: float = 1e-12,
+            sampling_mix: float | None = None,
+        ):  # fmt: skip
             super().__init__(venv)
             self.core, self.sigmas, self.scale, self.log, self.eps = core, None, None, log, eps
+            self.sampling_mix, self.errors = sampling_mix, None
 
         def set_schedule(self, sigmas: torch.Tensor) -> None:
             self.sigmas = sigmas.to(self.core.device, torch.float64)
+            if self.sampling_mix is None:
+                return
+            if self.errors is None:  # score every bank entry once
+                self.errors = self._bank_errors()
+            n, mix = len(self.errors), self.sampling_mix
+            e = np.maximum(self.errors, 1e-300)
+            self.core.set_bank_probs(mix / n + (1.0 - mix) * e / e.sum())
+
+        def _mse_b(self, x_T, x_ref, labels) -> np.ndarray:  # noqa: N803
+            core = self.core
+            with torch.no_grad():
+                x_b = _steps.sample(
+                    core.denoiser, x_T, self.sigmas, class_labels=labels,
+                    guidance=core.guidance, solver=core.solver,
+                )  # fmt: skip
+            return (x_b - x_ref).reshape(len(x_T), -1).pow(2).mean(1).cpu().numpy()
+
+        def _bank_errors(self) -> np.ndarray:
+            core = self.core
+            if core.bank is None:
+                core.build_bank()
+            bank, out = core.bank, []
+            for lo in range(0, core.bank_size, 1024):
+                sl = slice(lo, lo + 1024)
+                lab = None if bank["labels"] is None else bank["labels"][sl]
+                out.append(self._mse_b(bank["x_T"][sl], bank["x_ref"][sl], lab))
+            return np.concatenate(out).astype(np.float64)
 
         def reset(self):
             return self.venv.reset()
@@ -576,27 +635,26 @@ def _vec_wrappers():
             if self.sigmas is None:
                 raise RuntimeError("SelfCriticalReward.set_schedule was not called")
             core = self.core  # the episode's rows, read before the step autoresets them
-            x_T, x_ref, labels = core.x_T, core.x_ref, core.labels
+            x_T, x_ref, labels, idx = core.x_T, core.x_ref, core.labels, core.idx
+            weight = core.bank_weight
             obs, rew, done, infos = self.venv.step_wait()
             for info, r in zip(infos, rew, strict=True):
                 info["env_reward"] = float(r)
             if done.any():
                 sel = torch.as_tensor(np.flatnonzero(done), device=core.device)
                 lab = None if labels is None else labels[sel]
-                with torch.no_grad():
-                    x_b = _steps.sample(
-                        core.denoiser, x_T[sel], self.sigmas, class_labels=lab,
-                        guidance=core.guidance, solver=core.solver,
-                    )  # fmt: skip
-                mse_b = (x_b - x_ref[sel]).reshape(len(sel), -1).pow(2).mean(1).cpu().numpy()
+                mse_b = self._mse_b(x_T[sel], x_ref[sel], lab)
+                w = np.ones(len(mse_b)) if weight is None else weight[sel].cpu().numpy()
+                if self.errors is not None:
+                    self.errors[idx[sel].cpu().numpy()] = mse_b
                 rew = rew.astype(np.float64)
                 if self.log:  # −log(mse + ε) + log(mse_b + ε)
                     mse = np.maximum(-rew[done], 0.0)
-                    rew[done] = np.log(mse_b + self.eps) - np.log(mse + self.eps)
-                else:
-                    m = float(mse_b.mean())
+                    rew[done] = w * (np.log(mse_b + self.eps) - np.log(mse + self.eps))
+                else:  # m: running (weighted) mean of mse_b over the uniform bank
+                    m = float((w * mse_b).mean())
                     self.scale = m if self.scale is None else 0.99 * self.scale + 0.01 * m
-                    rew[done] = (rew[done] + mse_b) / max(self.scale, 1e-30)  # −(mse − mse_b)/m
+                    rew[done] = w * (rew[done] + mse_b) / max(self.scale, 1e-30)
             return obs, rew.astype(np.float32), done, infos
 
     return TimeInputs, RewardTransform, SelfCriticalReward
@@ -625,7 +683,9 @@ def make_env(
     if cfg.policy_inputs == "time":
         env = time_inputs(env)
     if reward_transform and cfg.reward_transform.endswith("self_critical"):
-        env = self_critical(env, venv.core, log=cfg.reward_transform.startswith("log"))
+        mix = cfg.bank_sampling_mix if cfg.bank_sampling == "error" else None
+        log = cfg.reward_transform.startswith("log")
+        env = self_critical(env, venv.core, log=log, sampling_mix=mix)
     elif reward_transform and cfg.reward_transform != "none":
         env = transform(env, cfg.reward_transform)
     return env, venv

@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-__all__ = ["SampleStreams", "derive_keys", "draw_normal", "draw_uniform_int"]
+__all__ = ["SampleStreams", "derive_keys", "draw_normal", "draw_uniform", "draw_uniform_int"]
 
 _GOLDEN = -7046029254386353131  # 0x9E3779B97F4A7C15 as a signed int64
 _MIX1 = -4658895280553007687  # 0xBF58476D1CE4E5B9
@@ -133,6 +133,23 @@ def _draw_uniform_int_host(keys: torch.Tensor, counter: torch.Tensor, high: int)
     z = _mix_host(z, tmp)
     out = _uniform_int_host(z, high)
     return torch.from_numpy(_shaped(out, keys, counter))
+
+
+def draw_uniform(keys: torch.Tensor, counter: int) -> torch.Tensor:
+    """Float64 uniforms in (0, 1), one per key: the u behind :func:`draw_uniform_int` (which
+    is ``min(floor(u · high), high − 1)`` of it), for inverse-CDF draws."""
+    counter = torch.as_tensor(counter, dtype=torch.int64, device=keys.device)
+    if keys.device.type == "cpu":
+        z = np.bitwise_xor(_u64(keys), _u64(counter) * _STREAM_U)
+        tmp = np.empty_like(z)
+        z = _mix_host(z, tmp)
+        z += np.uint64(12345)
+        z = _mix_host(z, tmp)
+        u = np.minimum(z >> np.uint64(11), np.uint64(2**53 - 2)).astype(np.float64)
+        u += 0.5
+        u *= 2.0**-53
+        return torch.from_numpy(_shaped(u, keys, counter))
+    return _uniform53(_mix(_mix(keys ^ (counter * _STREAM)) + 12345), torch.float64)
 
 
 def _uniform_int_host(bits: np.ndarray, high: int) -> np.ndarray:

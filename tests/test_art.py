@@ -276,3 +276,41 @@ def test_self_critical_needs_an_open_loop_on_policy_learner():
     for bad in ({"algo": "sac"}, {"policy_inputs": "full"}, {"reward": "local_error"}):
         with pytest.raises(ValueError, match="self_critical"):
             _tiny(reward_transform="self_critical", **bad)
+
+
+def test_error_bank_sampling_weights_rewards_by_inverse_probability():
+    # bank_sampling: error: after set_schedule the env draws entry j with
+    # p_j = mix/N + (1 − mix) e_j/Σe (e_j: the mean schedule's error on entry j) and the
+    # self-critical reward is multiplied by 1/(N p_j).
+    cfg = _tiny(reward_transform="self_critical", preset="gmm-ring8", budget=3, solver="heun",
+                base="edm", num_envs=64, bank_size=32, bank_sampling="error",
+                bank_sampling_mix=0.25)  # fmt: skip
+    a, b = np.array([0.3, -0.2, 0.1]), np.array([-0.4, 0.5, 0.0])
+    env, venv = make_env(cfg)  # SelfCriticalReward is the outermost wrapper
+    env.reset()
+    sig_b = venv.schedule_from_actions(torch.as_tensor(b))
+    env.set_schedule(sig_b)
+    bank = venv.core.bank
+    x_b = steps.sample(venv.denoiser, bank["x_T"], sig_b, class_labels=bank["labels"])
+    e = (x_b - bank["x_ref"]).pow(2).mean(1).numpy()
+    p = 0.25 / 32 + 0.75 * e / e.sum()
+    np.testing.assert_allclose(env.errors, e, rtol=1e-12)  # the whole bank, scored once
+    assert venv.bank_weight is None  # the running episodes were drawn uniformly
+    _terminal_rewards(env, a, 3)
+    idx, w = venv.core.idx.numpy(), venv.bank_weight.numpy()  # the next episodes: by p
+    np.testing.assert_allclose(w, 1.0 / (32 * p[idx]), rtol=1e-12)
+    assert e[idx].mean() > e.mean()  # high-error entries come up more often
+    shaped, infos = _terminal_rewards(env, a, 3)
+    mse_a = -np.array([i["env_reward"] for i in infos])
+    # r = w (mse_b − mse) / m, m the running weighted mean of mse_b.
+    expected = w * (e[idx] - mse_a) / env.scale
+    np.testing.assert_allclose(shaped, expected, rtol=1e-4, atol=1e-6 * np.abs(expected).max())
+
+
+def test_error_bank_sampling_needs_a_self_critical_reward():
+    with pytest.raises(ValueError, match="bank_sampling"):
+        _tiny(reward_transform="log", bank_sampling="error")
+    with pytest.raises(ValueError, match="bank_sampling_mix"):
+        _tiny(reward_transform="self_critical", bank_sampling="error", bank_sampling_mix=0.0)
+    with pytest.raises(ValueError, match="bank_sampling"):
+        _tiny(bank_sampling="priority")

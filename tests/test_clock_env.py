@@ -590,3 +590,36 @@ def test_ppo_learns_a_schedule_better_than_karras():
     learned = rmse(lambda o: model.predict(o, deterministic=True)[0])
     base = rmse(lambda o: np.zeros((64, 1), np.float32))
     assert learned < base / 3
+
+
+def test_set_bank_probs_draws_by_the_given_probabilities_reproducibly():
+    env = small_vec(num_envs=512, bank_size=8)
+    env.reset(seed=3)
+    assert env.bank_weight is None  # uniform draws
+    p = np.array([0.5, 0.0, 0.1, 0.1, 0.1, 0.1, 0.05, 0.05])
+    env.set_bank_probs(p * 4)  # normalised by the env
+    counts, weights = np.zeros(8), []
+    for _ in range(8):
+        for _ in range(env.budget):
+            env.step(np.zeros((512, 1), np.float32))
+        idx = env.core.idx.numpy()
+        counts += np.bincount(idx, minlength=8)
+        np.testing.assert_allclose(env.bank_weight.numpy(), 1 / (8 * p[idx]))
+        weights.append(env.bank_weight.numpy())
+    assert counts[1] == 0  # probability 0: never drawn
+    np.testing.assert_allclose(counts / counts.sum(), p, atol=0.03)  # 4,096 draws: ~4 std
+    # Same seed, same probabilities: the same entries.
+    again = small_vec(num_envs=512, bank_size=8)
+    again.reset(seed=3)
+    again.set_bank_probs(p)
+    for _ in range(env.budget):
+        again.step(np.zeros((512, 1), np.float32))
+    first = np.concatenate(weights[:1])
+    np.testing.assert_array_equal(again.bank_weight.numpy(), first)
+    env.set_bank_probs(None)
+    for _ in range(env.budget):
+        env.step(np.zeros((512, 1), np.float32))
+    assert env.bank_weight is None
+    for bad in ([1.0] * 7, [np.nan] + [1.0] * 7, [-1.0] + [1.0] * 7, [0.0] * 8):
+        with pytest.raises(ValueError, match="probs"):
+            env.set_bank_probs(bad)

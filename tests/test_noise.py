@@ -9,15 +9,18 @@ import pytest
 import torch
 
 from diffusion_gym.noise import (
+    _STREAM,
     SampleStreams,
     _derive_keys_host,
     _derive_keys_tensor,
     _draw_uniform_int_host,
     _draw_uniform_int_tensor,
+    _mix,
     _uniform53,
     _uniform_int_host,
     derive_keys,
     draw_normal,
+    draw_uniform,
     draw_uniform_int,
     randn,
 )
@@ -119,6 +122,19 @@ def test_uniform_int():
     assert float((freq - 1 / 7).abs().max()) < 0.01
     assert torch.equal(draw_uniform_int(keys[:5], 0, 7), v[:5])
     assert not torch.equal(draw_uniform_int(keys, 1, 7), v)
+
+
+def test_draw_uniform_is_the_u_behind_draw_uniform_int():
+    keys = derive_keys(torch.arange(20000), salt=5)
+    u = draw_uniform(keys, 3)
+    assert u.dtype == torch.float64 and 0 < float(u.min()) and float(u.max()) < 1
+    assert abs(float(u.mean()) - 0.5) < 0.01
+    for high in (7, 4096):
+        want = torch.clamp((u * high).long(), max=high - 1)
+        assert torch.equal(want, draw_uniform_int(keys, 3, high))
+    # The tensor (any device) path: the same bits.
+    z = torch.as_tensor(3, dtype=torch.int64)
+    assert torch.equal(u, _uniform53(_mix(_mix(keys ^ (z * _STREAM)) + 12345), torch.float64))
 
 
 def test_host_hash_equals_tensor_hash_bit_for_bit():

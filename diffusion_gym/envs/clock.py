@@ -25,7 +25,7 @@ from gymnasium.vector.utils import batch_space
 
 from .. import schedules, steps
 from ..denoisers.base import NULL_LABEL, Denoiser
-from ..noise import derive_keys, draw_normal, draw_uniform_int
+from ..noise import derive_keys, draw_normal, draw_uniform, draw_uniform_int
 from .common import base_seeds, episode_keys, resolve_preset
 
 __all__ = ["Clock", "ClockVectorEnv", "ClockEnv", "schedule_from_actions", "BASES", "REWARDS"]
@@ -346,6 +346,9 @@ class _ClockBatch:
         self.label_choices = self._label_choices(class_labels)
         self.bank: dict[str, torch.Tensor] | None = None
         self.bank_build_seconds: float | None = None
+        self.bank_cdf: np.ndarray | None = None  # None: uniform draws (set_bank_probs)
+        self.bank_inv_p: torch.Tensor | None = None  # 1 / (bank_size · p_j)
+        self.bank_weight: torch.Tensor | None = None  # the current episodes' 1 / (N p)
         self.seeds: torch.Tensor | None = None
         self.episode = torch.zeros(num_envs, dtype=torch.int64, device=self.device)
         self.k = -1  # step index; -1 = never reset
@@ -453,6 +456,29 @@ class _ClockBatch:
         self.episode.zero_()
         self._ahead = None  # the precomputed bank indices belong to the old seeds
 
+    def set_bank_probs(self, probs) -> None:
+        """Draw bank entries with probabilities ``probs`` [bank_size] (normalised here) from
+        the next episode on; None restores uniform draws. See the env's method."""
+        if probs is None:
+            self.bank_cdf = self.bank_inv_p = None
+        else:
+            p = np.asarray(probs.detach().cpu() if isinstance(probs, torch.Tensor) else probs)
+            if p.shape != (self.bank_size,):
+                raise ValueError(
+                    f"probs must have shape ({self.bank_size},) (bank_size), got {p.shape}"
+                )
+            p = p.astype(np.float64)
+            if not np.isfinite(p).all() or (p < 0).any() or p.sum() <= 0:
+                raise ValueError("probs must be finite, >= 0 and not all zero")
+            p = p / p.sum()
+            cdf = np.cumsum(p)
+            cdf /= cdf[-1]
+            with np.errstate(divide="ignore"):
+                inv = 1.0 / (self.bank_size * p)  # inf only for entries never drawn
+            self.bank_cdf = cdf
+            self.bank_inv_p = torch.from_numpy(inv).to(self.device)
+        self._ahead = None  # entries drawn ahead used the old probabilities
+
     def _bank_entries(self) -> tuple[torch.Tensor, dict[str, torch.Tensor | None]]:
         """Every env's bank entry for its current episode (``draw_uniform_int`` of its keys)
         and the rows of that entry: ``(idx [B], {"x_T", "x_ref", "labels", "obs0_f32"})``.
@@ -473,7 +499,12 @@ class _ClockBatch:
         offsets = torch.arange(n_ahead, dtype=torch.int64, device=self.device)[:, None]
         episodes = self.episode[None, :] + offsets
         keys = episode_keys(self.seeds[None, :], episodes)
-        idx = draw_uniform_int(keys, 0, self.bank_size)
+        if self.bank_cdf is None:
+            idx = draw_uniform_int(keys, 0, self.bank_size)
+        else:  # inverse CDF of the same stream's uniform
+            u = draw_uniform(keys, 0).cpu().numpy()
+            j = np.minimum(np.searchsorted(self.bank_cdf, u, side="right"), self.bank_size - 1)
+            idx = torch.from_numpy(j).to(self.device)
         flat, b = idx.reshape(-1), self.num_envs
         rows, cpu = {}, self.device.type == "cpu"
         flat_np = flat.numpy() if cpu else None
@@ -505,6 +536,7 @@ class _ClockBatch:
         u0, sigma0, on_base0, zero_x = self._start
         idx, rows = self._bank_entries()
         self.idx = idx
+        self.bank_weight = None if self.bank_inv_p is None else self.bank_inv_p[idx]
         self.x = rows["x_T"]  # gathered copies: the bank stays untouched
         self.x_T = self.x
         self.x_ref, self.labels = rows["x_ref"], rows["labels"]
@@ -890,6 +922,22 @@ class ClockVectorEnv(VectorEnv):
     def bank_build_seconds(self) -> float | None:
         """Wall time of the bank build (None before the first reset)."""
         return self.core.bank_build_seconds
+
+    def set_bank_probs(self, probs) -> None:
+        """Importance-sample the reference bank: from the next episode on, entry j is drawn
+        with probability ``probs[j] / sum(probs)`` (``[bank_size]``, finite, >= 0), by the
+        inverse CDF of the same per-(seed, env, episode) uniform that uniform draws use, so
+        runs stay reproducible. The episode's weight 1 / (bank_size · p_j) is in
+        :attr:`bank_weight`: a weighted mean of rewards is an unbiased estimate of the
+        uniform-bank mean. ``None`` restores uniform draws (weights None)."""
+        self.core.set_bank_probs(probs)
+
+    @property
+    def bank_weight(self) -> torch.Tensor | None:
+        """The current episodes' importance weights 1 / (bank_size · p_j) ``[num_envs]``
+        float64 on the env's device (read them before the step that ends the episode, as
+        the autoreset draws the next ones), or None with uniform draws."""
+        return self.core.bank_weight
 
     def schedule_from_actions(self, actions) -> torch.Tensor:
         """:func:`schedule_from_actions` with this env's clock (``[K]`` or ``[B, K]``)."""
