@@ -428,6 +428,11 @@ class Config:
         drawn uniformly they arrive as rare, large advantages that PPO's stabilisers cap,
         drawn often with small weights they steer the update (docs/art_agent.md).
     :param bank_sampling_mix: ``mix`` above, in (0, 1]: bounds every weight by 1 / mix.
+    :param restarts: independent trainings (seeds ``seed``, ``seed + 1``, …, each in
+        ``restart<r>/`` with its own bank); the distilled schedule with the lowest RMSE on
+        :data:`RESTART_SELECT_SAMPLES` training-noise samples of the harness (disjoint from
+        every evaluation seed) is kept, as the oracle keeps its best restart. Few-step error
+        landscapes have several valleys and which one a run settles in depends on the seed.
     :param distill_samples: batch used to read the mean actions.
     :param checkpoint_every: env steps (SB3) or iterations (art_ac) between checkpoints.
     :param seed: seed of everything.
@@ -459,6 +464,7 @@ class Config:
     reference_steps: int = 128
     bank_sampling: str = "uniform"
     bank_sampling_mix: float = 0.5
+    restarts: int = 1
     distill_samples: int = 256
     checkpoint_every: int = 20_000
     seed: int = 0
@@ -484,7 +490,7 @@ class Config:
                 raise ValueError(f"{name} must be one of {valid}, got {value!r}")
         if self.preset not in _presets.names():
             raise ValueError(f"preset must be one of {_presets.names()}, got {self.preset!r}")
-        for name in ("budget", "num_envs", "total_timesteps", "distill_samples"):
+        for name in ("budget", "num_envs", "total_timesteps", "distill_samples", "restarts"):
             v = getattr(self, name)
             if not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name} must be an int >= 1, got {v!r}")
@@ -1039,11 +1045,53 @@ def _evaluate(cfg: Config, sigmas: torch.Tensor, out: Path) -> dict:
     return results
 
 
+#: Training-noise samples that score the restarts (``Config.restarts``).
+RESTART_SELECT_SAMPLES = 1024
+
+
+def _train_once(cfg: Config, out: Path, resume: bool) -> tuple[torch.Tensor, list[float]]:
+    if cfg.algo == "art_ac":
+        return _train_art_ac(cfg, out, resume)
+    return _train_sb3(cfg, out, resume)
+
+
+def _train_restarts(cfg: Config, out: Path, resume: bool):
+    """Train ``cfg.restarts`` seeds in ``out/restart<r>`` (a finished one is reused on
+    resume) and keep the schedule with the lowest RMSE on the harness's training noise."""
+    import dataclasses
+
+    from baselines import schedules as B
+
+    p = _presets.make(cfg.preset, device=cfg.device)
+    data = B.training_set(p, RESTART_SELECT_SAMPLES, seed=0)
+    runs = []
+    for r in range(cfg.restarts):
+        sub, sub_cfg = out / f"restart{r}", dataclasses.replace(cfg, seed=cfg.seed + r)
+        (sub / "checkpoints").mkdir(parents=True, exist_ok=True)
+        done = sub / "distilled.json"
+        if resume and done.exists():
+            rec = json.loads(done.read_text())
+            sig, means = torch.tensor(rec["sigmas"], dtype=torch.float64), rec["policy_means"]
+        else:
+            torch.manual_seed(sub_cfg.seed)
+            sig, means = _train_once(sub_cfg, sub, resume)
+            rec = {"sigmas": _schedules.schedule_to_list(sig), "policy_means": means}
+            done.write_text(json.dumps(rec, indent=2))
+        rmse = B.schedule_rmse(p, sig, cfg.solver, data)
+        print(f"restart {r} (seed {sub_cfg.seed}): training-noise RMSE {rmse:.4g}")
+        runs.append((rmse, r, sig, means))
+    best = min(runs, key=lambda t: t[0])
+    extra = {"restart": best[1], "restart_train_rmse": [t[0] for t in runs],
+             "restart_select_samples": RESTART_SELECT_SAMPLES}  # fmt: skip
+    return best[2], best[3], extra
+
+
 def run(config: Config, out_dir: str | Path, resume: bool = False) -> dict:
     """Train (SB3 PPO/A2C/SAC or ART's actor-critic), distil, export ``schedule.json``,
     evaluate against the baselines with the harness; returns the ``eval.json`` results.
 
-    Writes into ``out_dir``: ``checkpoints/`` (``--resume`` continues from the latest),
+    Writes into ``out_dir``: ``checkpoints/`` (``--resume`` continues from the latest;
+    with ``restarts`` > 1 each restart's files are in ``restart<r>/``),
     ``tb/`` (TensorBoard), ``schedule.json``, ``distilled.json`` (mean actions or speeds),
     ``eval.json``/``eval.md``/PNGs, and ``transfer.json``/``transfer.md`` when asked for.
     """
@@ -1055,14 +1103,15 @@ def run(config: Config, out_dir: str | Path, resume: bool = False) -> dict:
             raise ValueError(f"num_threads must be None or an int >= 1, got {cfg.num_threads!r}")
         torch.set_num_threads(cfg.num_threads)
     t0 = time.time()
-    if cfg.algo == "art_ac":
-        sigmas, policy_means = _train_art_ac(cfg, out, resume)
+    if cfg.restarts == 1:
+        sigmas, policy_means = _train_once(cfg, out, resume)
+        extra = {}
     else:
-        sigmas, policy_means = _train_sb3(cfg, out, resume)
+        sigmas, policy_means, extra = _train_restarts(cfg, out, resume)
     train_s = time.time() - t0
     _schedules.save_schedule(out / "schedule.json", sigmas, cfg.solver, cfg.budget, cfg.preset)
     record = {"policy_means": policy_means, "sigmas": _schedules.schedule_to_list(sigmas),
-              "train_seconds": train_s}  # fmt: skip
+              "train_seconds": train_s, **extra}  # fmt: skip
     (out / "distilled.json").write_text(json.dumps(record, indent=2))
     print(f"distilled schedule ({train_s:.0f} s): {[round(float(s), 4) for s in sigmas]}")
     return _evaluate(cfg, sigmas, out)

@@ -314,3 +314,27 @@ def test_error_bank_sampling_needs_a_self_critical_reward():
         _tiny(reward_transform="self_critical", bank_sampling="error", bank_sampling_mix=0.0)
     with pytest.raises(ValueError, match="bank_sampling"):
         _tiny(bank_sampling="priority")
+
+
+def test_restarts_keep_the_schedule_with_the_lowest_training_noise_error(tmp_path, monkeypatch):
+    import agents.art as art_mod
+    from baselines import schedules as B
+
+    monkeypatch.setattr(art_mod, "RESTART_SELECT_SAMPLES", 64)
+    cfg = _tiny(total_timesteps=320, restarts=2)
+    run(cfg, tmp_path)
+    rec = json.loads((tmp_path / "distilled.json").read_text())
+    p = presets.make("art-gauss1d")
+    data = B.training_set(p, 64, seed=0)
+    scores = []
+    for r in range(2):  # restart r is seed cfg.seed + r, trained in its own folder
+        assert (tmp_path / f"restart{r}" / "checkpoints" / "model_320.zip").is_file()
+        sig = json.loads((tmp_path / f"restart{r}" / "distilled.json").read_text())["sigmas"]
+        scores.append(B.schedule_rmse(p, torch.tensor(sig, dtype=torch.float64), "euler", data))
+    np.testing.assert_allclose(rec["restart_train_rmse"], scores, rtol=1e-12)
+    assert scores[0] != scores[1] and rec["restart"] == int(np.argmin(scores))
+    kept = json.loads((tmp_path / f"restart{rec['restart']}" / "distilled.json").read_text())
+    assert rec["sigmas"] == kept["sigmas"]
+    assert schedules.load_schedule(tmp_path / "schedule.json")["sigmas"].tolist() == kept["sigmas"]
+    with pytest.raises(ValueError, match="restarts"):
+        _tiny(restarts=0)
