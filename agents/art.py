@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -1058,15 +1058,13 @@ def _train_once(cfg: Config, out: Path, resume: bool) -> tuple[torch.Tensor, lis
 def _train_restarts(cfg: Config, out: Path, resume: bool):
     """Train ``cfg.restarts`` seeds in ``out/restart<r>`` (a finished one is reused on
     resume) and keep the schedule with the lowest RMSE on the harness's training noise."""
-    import dataclasses
-
     from baselines import schedules as B
 
     p = _presets.make(cfg.preset, device=cfg.device)
     data = B.training_set(p, RESTART_SELECT_SAMPLES, seed=0)
     runs = []
     for r in range(cfg.restarts):
-        sub, sub_cfg = out / f"restart{r}", dataclasses.replace(cfg, seed=cfg.seed + r)
+        sub, sub_cfg = out / f"restart{r}", replace(cfg, seed=cfg.seed + r)
         (sub / "checkpoints").mkdir(parents=True, exist_ok=True)
         done = sub / "distilled.json"
         if resume and done.exists():

@@ -118,20 +118,29 @@ def draw_uniform_int(keys: torch.Tensor, counter: int, high: int) -> torch.Tenso
     return _draw_uniform_int_tensor(keys, counter, high)
 
 
+def _stream_bits_tensor(keys: torch.Tensor, counter: torch.Tensor) -> torch.Tensor:
+    """The mixed bits behind :func:`draw_uniform_int` and :func:`draw_uniform` (any device)."""
+    return _mix(_mix(keys ^ (counter * _STREAM)) + 12345)
+
+
+def _stream_bits_host(keys: torch.Tensor, counter: torch.Tensor) -> np.ndarray:
+    """:func:`_stream_bits_tensor` of CPU tensors, on uint64 numpy arrays (a new array)."""
+    z = np.bitwise_xor(_u64(keys), _u64(counter) * _STREAM_U)
+    tmp = np.empty_like(z)
+    z = _mix_host(z, tmp)
+    z += np.uint64(12345)
+    return _mix_host(z, tmp)
+
+
 def _draw_uniform_int_tensor(keys: torch.Tensor, counter: torch.Tensor, high: int) -> torch.Tensor:
     """:func:`draw_uniform_int` on int64 tensors (any device): the reference definition."""
-    u = _uniform53(_mix(_mix(keys ^ (counter * _STREAM)) + 12345), torch.float64)
+    u = _uniform53(_stream_bits_tensor(keys, counter), torch.float64)
     return torch.clamp((u * high).long(), max=high - 1)
 
 
 def _draw_uniform_int_host(keys: torch.Tensor, counter: torch.Tensor, high: int) -> torch.Tensor:
     """:func:`_draw_uniform_int_tensor` of CPU tensors, computed on uint64 numpy arrays."""
-    z = np.bitwise_xor(_u64(keys), _u64(counter) * _STREAM_U)  # a new array
-    tmp = np.empty_like(z)
-    z = _mix_host(z, tmp)
-    z += np.uint64(12345)
-    z = _mix_host(z, tmp)
-    out = _uniform_int_host(z, high)
+    out = _uniform_int_host(_stream_bits_host(keys, counter), high)
     return torch.from_numpy(_shaped(out, keys, counter))
 
 
@@ -140,25 +149,25 @@ def draw_uniform(keys: torch.Tensor, counter: int) -> torch.Tensor:
     is ``min(floor(u · high), high − 1)`` of it), for inverse-CDF draws."""
     counter = torch.as_tensor(counter, dtype=torch.int64, device=keys.device)
     if keys.device.type == "cpu":
-        z = np.bitwise_xor(_u64(keys), _u64(counter) * _STREAM_U)
-        tmp = np.empty_like(z)
-        z = _mix_host(z, tmp)
-        z += np.uint64(12345)
-        z = _mix_host(z, tmp)
-        u = np.minimum(z >> np.uint64(11), np.uint64(2**53 - 2)).astype(np.float64)
-        u += 0.5
-        u *= 2.0**-53
+        u = _uniform53_host(_stream_bits_host(keys, counter))
         return torch.from_numpy(_shaped(u, keys, counter))
-    return _uniform53(_mix(_mix(keys ^ (counter * _STREAM)) + 12345), torch.float64)
+    return _uniform53(_stream_bits_tensor(keys, counter), torch.float64)
+
+
+def _uniform53_host(bits: np.ndarray) -> np.ndarray:
+    """``_uniform53(bits, float64)`` on uint64 bits: top 53 bits capped at 2^53 − 2, then
+    (top + 0.5) 2^-53, the same float64 operations in the same order."""
+    u = np.minimum(bits >> np.uint64(11), np.uint64(2**53 - 2)).astype(np.float64)
+    u += 0.5
+    u *= 2.0**-53
+    return u
 
 
 def _uniform_int_host(bits: np.ndarray, high: int) -> np.ndarray:
     """``clamp((_uniform53(bits) * high).long(), max=high − 1)`` on uint64 bits: the same
-    float64 operations in the same order (top 53 bits capped at 2^53 − 2, (top + 0.5) 2^-53,
-    times high, truncation), so the same roundings."""
-    u = np.minimum(bits >> np.uint64(11), np.uint64(2**53 - 2)).astype(np.float64)
-    u += 0.5
-    u *= 2.0**-53
+    float64 operations in the same order (:func:`_uniform53_host`, times high, truncation),
+    so the same roundings."""
+    u = _uniform53_host(bits)
     u *= float(high)  # the float64 product that ``u * high`` forms on tensors
     return np.minimum(u.astype(np.int64), high - 1)
 
