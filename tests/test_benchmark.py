@@ -261,3 +261,23 @@ def test_reference_accuracy_script_reports_the_extrapolation_gain():
     for r in rows:
         plain, extrapolated = float(r[3]), float(r[4])
         assert extrapolated < plain / 5  # measured 13x at 16 steps, 24x at 32
+
+
+def test_exact_schedules_script_finds_the_exact_ring8_curve(tmp_path):
+    """benchmarks/exact_schedules.py: on gmm-ring8 a re-solved σ_2 makes 3-step Heun exact to
+    round-off on held-out noise, where a σ_2 off by 1e-3 relative is not."""
+    root = Path(__file__).resolve().parents[1]
+    sig = [80.0, 4.809, 0.3634, 0.0]  # off the curve: σ_2* = 0.363102 for σ_1 = 4.809
+    path = tmp_path / "schedule.json"
+    path.write_text(json.dumps({"sigmas": sig, "solver": "heun", "budget": 3,
+                                "preset": "gmm-ring8"}))  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, str(root / "benchmarks" / "exact_schedules.py"), "--sigma1", "2",
+         "--schedule", str(path), "--train-samples", "64", "--num-samples", "128",
+         "--seeds", "0"],
+        capture_output=True, text=True, check=True, cwd=root,
+    ).stdout  # fmt: skip
+    rows = {r.split("|")[1].strip(): float(r.split("|")[2]) for r in out.splitlines()
+            if r.startswith("| learned") or r.startswith("| σ1=")}  # fmt: skip
+    assert len(rows) == 3 and rows["learned"] > 1e-4  # measured 3.4e-4
+    assert all(v < 1e-10 for k, v in rows.items() if k != "learned")  # measured 1e-15–1e-14
