@@ -33,9 +33,17 @@ def best_sigma2(preset, data: B.TrainingSet, sigma1: float, grid: int = 400) -> 
     pts = [lo + (hi - lo) * k / grid for k in range(grid + 1)]
     k = min(range(1, grid), key=lambda j: rmse(pts[j]))
     a, b = pts[k - 1], pts[k + 1]
-    for _ in range(80):
-        c, d = b - GOLDEN * (b - a), a + GOLDEN * (b - a)
-        a, b = (a, d) if rmse(c) < rmse(d) else (c, b)
+    c, d = b - GOLDEN * (b - a), a + GOLDEN * (b - a)
+    fc, fd = rmse(c), rmse(d)
+    for _ in range(80):  # one new evaluation per iteration: the kept interior point is reused
+        if fc < fd:
+            b, d, fd = d, c, fc
+            c = b - GOLDEN * (b - a)
+            fc = rmse(c)
+        else:
+            a, c, fc = c, d, fd
+            d = a + GOLDEN * (b - a)
+            fd = rmse(d)
     return math.exp((a + b) / 2)
 
 
