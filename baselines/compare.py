@@ -152,9 +152,7 @@ class CompareConfig:
     l2g: G.L2GConfig = field(default_factory=G.L2GConfig)
 
 
-def load_config(
-    source: str | Path | dict, overrides: list[str] | None = None
-) -> CompareConfig:
+def load_config(source: str | Path | dict, overrides: list[str] | None = None) -> CompareConfig:
     """A comparison config (YAML path or dict) as a validated :class:`CompareConfig`, with
     dotted ``key=value`` overrides (values parsed as YAML: ``nfe=[5]``,
     ``oracle.iterations=60``), through the project's one loader

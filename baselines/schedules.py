@@ -28,9 +28,9 @@ import torch.nn.functional as F  # noqa: N812
 
 from diffusion_gym import schedules as S  # noqa: N812
 from diffusion_gym import steps as _steps
+from diffusion_gym.noise import make_labels, make_noise
 from diffusion_gym.presets import Preset
-
-from .evaluate import make_labels, make_noise, reference_solution
+from diffusion_gym.steps import reference_solution
 
 __all__ = [
     "TRAIN_SALT",
