@@ -35,7 +35,7 @@ def test_config_loads_with_types_and_dotted_overrides():
 
 
 def test_unknown_keys_are_rejected_listing_the_valid_ones(capsys, tmp_path):
-    with pytest.raises(ValueError, match=r"(?s)lrr.*'lr'"):
+    with pytest.raises(ValueError, match=r"(?s)discriminator\.lrr.*'discriminator\.lr'"):
         load_config(TINY, ["discriminator.lrr=1"])
     with pytest.raises(ValueError, match=r"(?s)'roundz'.*'rounds'"):
         load_config(TINY, ["roundz=3"])
