@@ -320,7 +320,7 @@ def digits_metric_fns(classifier=None) -> dict[str, MetricFn]:
         def fn(ctx) -> float | None:
             if tuple(ctx["x0"].shape[1:]) != (1, 8, 8):
                 return None
-            cache = ctx["cache"]
+            cache = ctx.setdefault("cache", {})
             if "digits" not in cache:
                 x = ctx["x0"].float().cpu()
                 cache["digits"] = digits_metrics(x, ctx["labels"], classifier=classifier)
