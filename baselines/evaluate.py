@@ -40,7 +40,6 @@ from diffusion_gym import metrics as _metrics
 from diffusion_gym import presets as _presets
 from diffusion_gym import schedules as _schedules
 from diffusion_gym import steps as _steps
-from diffusion_gym.denoisers.classifier import digits_metrics
 from diffusion_gym.noise import SampleStreams, make_labels, make_noise
 from diffusion_gym.steps import REFERENCE_STEPS, nfe_of, reference_solution, steps_for_nfe
 
@@ -297,7 +296,7 @@ def _recall(ctx) -> float:
     return float(_metrics.precision_recall(_flat(ctx["real"]), _flat(ctx["x0"]))[1])
 
 
-#: digits metric name → key of :func:`digits_metrics`' result.
+#: digits metric name → key of :func:`diffusion_gym.metrics.digits_metrics`' result.
 _DIGITS_KEYS = {
     "fd_digits": "fd",
     "digits_precision": "precision",
@@ -308,10 +307,11 @@ _DIGITS_KEYS = {
 
 
 def digits_metric_fns(classifier=None) -> dict[str, MetricFn]:
-    """The image metrics of :func:`digits_metrics` (classifier features, against the 450 test
-    images) as harness metrics: ``fd_digits``, ``digits_precision``, ``digits_recall``,
-    ``digits_class_acc``, ``digits_class_tv``; None for samples not shaped [N, 1, 8, 8].
-    ``digits_metrics`` runs once per sample set (cached in ``ctx["cache"]``).
+    """The image metrics of :func:`diffusion_gym.metrics.digits_metrics` (classifier
+    features, against the 450 test images) as harness metrics: ``fd_digits``,
+    ``digits_precision``, ``digits_recall``, ``digits_class_acc``, ``digits_class_tv``; None
+    for samples not shaped [N, 1, 8, 8]. ``digits_metrics`` runs once per sample set (cached
+    in ``ctx["cache"]``).
 
     :param classifier: the classifier (None: the shipped one, loaded per sample set).
     """
@@ -323,7 +323,7 @@ def digits_metric_fns(classifier=None) -> dict[str, MetricFn]:
             cache = ctx.setdefault("cache", {})
             if "digits" not in cache:
                 x = ctx["x0"].float().cpu()
-                cache["digits"] = digits_metrics(x, ctx["labels"], classifier=classifier)
+                cache["digits"] = _metrics.digits_metrics(x, ctx["labels"], classifier=classifier)
             return float(cache["digits"][key])
 
         return fn

@@ -252,7 +252,8 @@ def test_digits_rows_through_the_harness_match_the_direct_sampler():
     """baselines.digits: a harness row on digits_noise is the plain Heun sampler from
     prior_std · randn(seed), and its metrics are digits_metrics of those samples."""
     from baselines import digits as D
-    from diffusion_gym.denoisers.classifier import digits_metrics, load_digits_classifier
+    from diffusion_gym.denoisers.classifier import load_digits_classifier
+    from diffusion_gym.metrics import digits_metrics
 
     p = presets.make("digits")
     clf = load_digits_classifier()
