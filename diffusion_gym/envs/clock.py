@@ -12,14 +12,16 @@ Why this file is over 500 lines: one class, whose docstring is the env's specifi
 (~100 lines) and whose hot path (bank draws, transition, observation) is kept in one place
 so the throughput benchmark's in-run overhead can be read against one listing.
 
-One hot path, one kept host copy (issue 16, item 4): the step is tensor code, except the
+One hot path, two kept host copies (issue 16, item 4): the step is tensor code except (1) the
 CPU ``obs_mode="state"`` observation, which :meth:`ClockVectorEnv._observe_host` writes from
-numpy columns as well as the tensor writer :meth:`ClockVectorEnv._write_obs` (bit-identical,
-tested). The throughput A/B showed it is needed: Clock-v0 at 4,096 envs, 1 thread, in-run
-overhead with every host copy removed 17.27 % against 16.18 % before (+1.1 points, over the
-1-point limit), with this one kept 16.50 % (+0.3); the host clock update and the ``np.take``
-bank gather gave nothing measurable (17.26 %, 17.37 % alone) and are gone. (CPU-time
-interleaved A/B on a loaded shared machine; docs/clock_env.md has the commands.)
+numpy columns besides the tensor writer :meth:`ClockVectorEnv._write_obs` (bit-identical,
+tested), and (2) the CPU gather of the bank rows drawn ahead (``np.take`` besides
+``index_select``, in :meth:`ClockVectorEnv._bank_entries`). The throughput A/B showed they
+are needed to hold Clock-v0's in-run overhead at 4,096 envs, 1 thread, within 1 point of
+before: every host copy removed +0.9 to +1.1 points, the observation writer kept +0.3 to
++0.7, both kept +0.4 (interleaved CPU-time A/B, 10-12 blocks of 150 steps). The host copy
+of the clock update (``Clock._advance_host``) gave no measurable gain and is gone.
+docs/clock_env.md has the commands and figures.
 """
 
 from __future__ import annotations
@@ -68,6 +70,7 @@ __all__ = [
 ]
 
 TERMINAL_LOG_SIGMA = math.log(1e-6)  # log σ feature of the terminal state (σ = 0)
+_HOST_TAKE_DTYPES = (torch.float64, torch.float32, torch.int64)  # gathered with np.take
 
 
 @dataclass(frozen=True)
@@ -575,11 +578,17 @@ class ClockVectorEnv(BatchedSamplerEnv):
             )
             idx = torch.from_numpy(j).to(self._device)
         flat, b = idx.reshape(-1), self.num_envs
-        rows = {}
+        rows, cpu = {}, self._device.type == "cpu"
+        flat_np = flat.numpy() if cpu else None
         for key in ("x_T", "x_ref", "labels", "obs0_f32"):
             v = self._bank_table[key]
-            if v is not None:
-                v = v.index_select(0, flat).view(-1, b, *v.shape[1:])
+            if v is not None:  # the same gather; numpy's take is ~2-3x faster on the host
+                v = (
+                    torch.from_numpy(np.take(v.numpy(), flat_np, axis=0))
+                    if cpu and v.dtype in _HOST_TAKE_DTYPES
+                    else v.index_select(0, flat)
+                )
+                v = v.view(-1, b, *v.shape[1:])
             rows[key] = v
         self._ahead = (self._seeds, episodes, idx, rows, 1)
         return idx[0], {key: None if v is None else v[0] for key, v in rows.items()}

@@ -10,7 +10,13 @@ step k the agent picks a pair (w, γ) from two tables, and the state moves by on
 batch as tensors on ``device``; a step is one call of :func:`diffusion_gym.steps.step` on the
 batch (one guided denoiser call of size 2B per solver stage). :class:`GuidanceEnv` is the
 single-environment view over a batch of one, for ``gym.make``, ``check_env``, RL Zoo and
-CleanRL.
+CleanRL. Both stand on :mod:`.base` (seeding, autoreset, device, render, the view), the
+action table is :class:`~.actions.ActionTable`, and one step function (``_transition``)
+serves :meth:`GuidanceVectorEnv.step` and :meth:`GuidanceVectorEnv.rollout`.
+
+Why this file is over 500 lines: one class, whose docstring is the env's specification
+(~130 lines: spaces, rewards, arguments), plus the two observation modes and expert
+observations that must stay next to the step that produces their inputs.
 """
 
 from __future__ import annotations
@@ -246,19 +252,19 @@ class GuidanceVectorEnv(BatchedSamplerEnv):
         s_noise: float = 1.0,
     ):
         self._init_batch(num_envs, denoiser, data, device, render_mode)
-        self.solver = solver if solver is not None else self.preset.defaults.get("solver", "heun")
-        if self.solver not in steps.SOLVERS:
-            raise ValueError(f"solver must be one of {steps.SOLVERS}, got {self.solver!r}")
+        self._solver = solver if solver is not None else self.preset.defaults.get("solver", "heun")
+        if self._solver not in steps.SOLVERS:
+            raise ValueError(f"solver must be one of {steps.SOLVERS}, got {self._solver!r}")
         sig = _make_schedule(schedule, num_steps, self.preset, self.device)
-        self.sigmas = sig.to(self.device)
+        self._sigmas = sig.to(self.device)
         self._sigma_list = [float(s) for s in sig]
-        self.num_steps = len(sig) - 1
+        self._num_steps = len(sig) - 1
         self.max_episode_steps = self._check_max_steps(max_episode_steps)
-        self.action_table = ActionTable(
+        self._action_table = ActionTable(
             guidance_weights, gammas, action_format, device=self.device, dtype=self.dtype
         )
-        self.guidance_weights = self.action_table.weights
-        self.gammas = self.action_table.gammas
+        self._guidance_weights = self._action_table.weights
+        self._gammas = self._action_table.gammas
         self.s_noise = float(s_noise)
         self._init_action_space(action_format)
         self._init_obs_space(obs_mode)
@@ -280,6 +286,36 @@ class GuidanceVectorEnv(BatchedSamplerEnv):
     # Public state (read-only)
 
     @property
+    def sigmas(self) -> torch.Tensor:
+        """The fixed σ schedule ``[N + 1]`` (float64, on ``device``, ending in 0)."""
+        return self._sigmas
+
+    @property
+    def num_steps(self) -> int:
+        """N, the steps of an episode."""
+        return self._num_steps
+
+    @property
+    def solver(self) -> str:
+        """``"heun"`` or ``"euler"``."""
+        return self._solver
+
+    @property
+    def action_table(self) -> ActionTable:
+        """The (w, γ) table and its action encoding."""
+        return self._action_table
+
+    @property
+    def guidance_weights(self) -> np.ndarray:
+        """The table's CFG weights w (read-only float64)."""
+        return self._guidance_weights
+
+    @property
+    def gammas(self) -> np.ndarray:
+        """The table's churn values γ (read-only float64)."""
+        return self._gammas
+
+    @property
     def x(self) -> torch.Tensor | None:
         """``[B, *shape]`` the current states x_k (None before the first reset)."""
         return self._x
@@ -294,17 +330,17 @@ class GuidanceVectorEnv(BatchedSamplerEnv):
 
     def _check_max_steps(self, m) -> int:
         if m is None:
-            return self.num_steps
-        if not isinstance(m, int) or isinstance(m, bool) or not 1 <= m <= self.num_steps:
+            return self._num_steps
+        if not isinstance(m, int) or isinstance(m, bool) or not 1 <= m <= self._num_steps:
             raise ValueError(
-                f"max_episode_steps must be an int in [1, {self.num_steps}], got {m!r}"
+                f"max_episode_steps must be an int in [1, {self._num_steps}], got {m!r}"
             )
         return m
 
     def _init_action_space(self, action_format: str) -> None:
         assert action_format in ACTION_FORMATS  # validated by ActionTable
         self.action_format = action_format
-        nw, ng = len(self.guidance_weights), len(self.gammas)
+        nw, ng = len(self._guidance_weights), len(self._gammas)
         if action_format == "discrete":
             self.single_action_space = spaces.Discrete(nw * ng)
             self._action_shape: tuple[int, ...] = (self.num_envs,)
@@ -405,12 +441,12 @@ class GuidanceVectorEnv(BatchedSamplerEnv):
         if isinstance(k, int):
             sigma = self._sigma_list[k]
             scale = torch.tensor(1.0 / math.sqrt(sigma**2 + sd2), dtype=x.dtype)
-            log_s, frac = self._log_sigma[k], k / self.num_steps
+            log_s, frac = self._log_sigma[k], k / self._num_steps
         else:
-            sigma = self.sigmas[k].to(x.dtype)
+            sigma = self._sigmas[k].to(x.dtype)
             scale = (sigma**2 + sd2).rsqrt()[:, None]
             log_s = torch.as_tensor(self._log_sigma, device=x.device)[k]
-            frac = k.to(torch.float32) / self.num_steps
+            frac = k.to(torch.float32) / self._num_steps
         head = self.denoiser.dim if self.obs_mode == "state" else 0
         xf = x.reshape(n, -1)
         c = self.num_classes
@@ -464,10 +500,10 @@ class GuidanceVectorEnv(BatchedSamplerEnv):
             k = k.to(self.device).long().reshape(-1).expand(n) if k.numel() in (1, n) else k
             if k.shape != (n,):
                 raise ValueError(f"step_index must be an int or [{n}], got {tuple(k.shape)}")
-            if not bool(((k >= 0) & (k <= self.num_steps)).all()):
-                raise ValueError(f"step_index must lie in [0, {self.num_steps}]")
-        elif not isinstance(k, int) or not 0 <= k <= self.num_steps:
-            raise ValueError(f"step_index must be an int in [0, {self.num_steps}], got {k!r}")
+            if not bool(((k >= 0) & (k <= self._num_steps)).all()):
+                raise ValueError(f"step_index must lie in [0, {self._num_steps}]")
+        elif not isinstance(k, int) or not 0 <= k <= self._num_steps:
+            raise ValueError(f"step_index must be an int in [0, {self._num_steps}], got {k!r}")
         labels = None
         if self.num_classes:
             labels = self.denoiser.check_labels(class_labels, n, self.device)
@@ -481,7 +517,7 @@ class GuidanceVectorEnv(BatchedSamplerEnv):
         """Denoiser features of states ``x`` from one guided call at their own σ_k."""
         n = x.shape[0]
         kk = torch.as_tensor(k, device=self.device).expand(n)
-        sigma = self.sigmas[kk].to(x.dtype)
+        sigma = self._sigmas[kk].to(x.dtype)
         safe = torch.where(sigma > 0, sigma, torch.ones_like(sigma))
         rec = self._recorder
         rec.arm()
@@ -514,7 +550,7 @@ class GuidanceVectorEnv(BatchedSamplerEnv):
             raise ValueError("expert_observations needs preset data with sample()")
         x0 = data.sample(n, class_labels, generator).to(self.device, self.dtype)
         eps = randn(tuple(x0.shape), generator, self.dtype, self.device)
-        x = x0 + self.sigmas[k].to(self.dtype).reshape(-1, *([1] * (x0.ndim - 1))) * eps
+        x = x0 + self._sigmas[k].to(self.dtype).reshape(-1, *([1] * (x0.ndim - 1))) * eps
         return self.encode_obs(x, k, class_labels)
 
     # ------------------------------------------------------------------------------------
@@ -573,15 +609,15 @@ class GuidanceVectorEnv(BatchedSamplerEnv):
 
     def _decode_actions(self, actions) -> tuple[np.ndarray, np.ndarray]:
         """Validated (weight index, γ index) arrays ``[B]`` on the host."""
-        return self.action_table.decode(actions, self.num_envs)
+        return self._action_table.decode(actions, self.num_envs)
 
     def _transition(self, x, labels, streams, k: int, wi: np.ndarray, gi: np.ndarray):
         """The one step of a batch (env steps and :meth:`rollout` both run it): states ``x``
         at σ_k with labels and streams, decoded actions ``(wi, gi)``. Returns
         ``(x_next, reward, stats, w_np, g_np, terminated)``; ``stats`` are the features of
         this step's guided call (``obs_mode="features"``, else None)."""
-        table = self.action_table
-        w_np, g_np = self.guidance_weights[wi], self.gammas[gi]
+        table = self._action_table
+        w_np, g_np = self._guidance_weights[wi], self._gammas[gi]
         w = table.weight_values(wi)
         churn = bool(g_np.any())
         gamma = table.gamma_values(gi) if churn else 0.0
@@ -599,7 +635,7 @@ class GuidanceVectorEnv(BatchedSamplerEnv):
             class_labels=labels,
             guidance=w if labels is not None else None,
             gamma=gamma,
-            solver=self.solver,
+            solver=self._solver,
             noise=noise,
             s_noise=self.s_noise,
         )
@@ -608,7 +644,7 @@ class GuidanceVectorEnv(BatchedSamplerEnv):
             n = x.shape[0]
             x_hat, sigma_hat = model.inputs  # what steps.step gave the denoiser: x̂, σ̂
             stats = self._denoiser_stats(x_hat[:n], sigma_hat[:n], denoised, model.last)
-        terminated = k + 1 == self.num_steps
+        terminated = k + 1 == self._num_steps
         reward = self._reward(x, x_next, denoised, k, w, gamma, terminated, labels)
         return x_next, reward, stats, w_np, g_np, terminated
 
@@ -721,15 +757,15 @@ class GuidanceVectorEnv(BatchedSamplerEnv):
         stats = None
         if self.obs_mode == "features":
             stats = torch.zeros(b, NUM_FEATURES - 1, device=self.device)
-        x, n = x_T, self.num_steps
+        x, n = x_T, self._num_steps
         obs = [self._encode(x, 0, labels, stats)]
         acts, ws, gs, rewards = [], [], [], []
         for k in range(n):
-            wi, gi = self.action_table.decode(policy(obs[-1], k), b)
+            wi, gi = self._action_table.decode(policy(obs[-1], k), b)
             x, r, st, w_np, g_np, _ = self._transition(x, labels, streams, k, wi, gi)
             stats = st if st is not None else stats
             obs.append(self._encode(x, k + 1, labels, stats))
-            acts.append(self.action_table.encode(wi, gi))
+            acts.append(self._action_table.encode(wi, gi))
             ws.append(w_np)
             gs.append(g_np)
             rewards.append(r)
@@ -742,7 +778,7 @@ class GuidanceVectorEnv(BatchedSamplerEnv):
             gamma=torch.from_numpy(np.stack(gs)),
             rewards=torch.stack(rewards),
             observations=torch.stack(obs),
-            sigmas=self.sigmas,
+            sigmas=self._sigmas,
         )
 
     def _rollout_labels(self, class_labels, keys, b: int) -> torch.Tensor | None:
@@ -801,7 +837,7 @@ class GuidanceVectorEnv(BatchedSamplerEnv):
     def action_masks(self) -> np.ndarray:
         """``[num_envs, n]`` bool mask of valid actions (MaskablePPO); n = number of discrete
         actions, or ``len(guidance_weights) + len(gammas)`` for ``multidiscrete``."""
-        nw, ng = len(self.guidance_weights), len(self.gammas)
+        nw, ng = len(self._guidance_weights), len(self._gammas)
         n = nw * ng if self.action_format == "discrete" else nw + ng
         if self.mask_fn is None:
             return np.ones((self.num_envs, n), dtype=bool)
@@ -816,7 +852,7 @@ class GuidanceVectorEnv(BatchedSamplerEnv):
         if self._x is None:
             raise ResetNeeded("call reset() before render()")
         k = self._k or 0
-        title = f"{self.preset.name}  step {k}/{self.num_steps}  sigma={self._sigma_list[k]:.3g}"
+        title = f"{self.preset.name}  step {k}/{self._num_steps}  sigma={self._sigma_list[k]:.3g}"
         return self._x, self._class_labels, title
 
     def close_extras(self, **kwargs) -> None:
@@ -825,7 +861,7 @@ class GuidanceVectorEnv(BatchedSamplerEnv):
     def __repr__(self) -> str:
         return (
             f"GuidanceVectorEnv(preset={self.preset.name!r}, num_envs={self.num_envs}, "
-            f"num_steps={self.num_steps}, solver={self.solver!r}, obs_mode={self.obs_mode!r})"
+            f"num_steps={self._num_steps}, solver={self._solver!r}, obs_mode={self.obs_mode!r})"
         )
 
 
