@@ -223,10 +223,10 @@ def test_schedule_from_actions_shapes_and_forced_last_step():
 
 
 @pytest.mark.parametrize("base", ["edm", "linear"])
-def test_no_zero_clock_update_equals_select_update_bit_for_bit(base):
-    """A clock step told that no a_k = 0 (any_zero=False, from the env's host check) skips
-    the on-base selects; the general code (any_zero=None: it tests for zeros itself) gives
-    the same bits, on odd batch sizes too (vectorised bodies and scalar tails)."""
+def test_host_clock_update_equals_tensor_update_bit_for_bit(base):
+    """On CPU, a clock step with no a_k = 0 runs its arithmetic on numpy views
+    (Clock._advance_host); the tensor code (any_zero=None: it tests for zeros itself) is the
+    reference, on odd batch sizes too (vectorised bodies and scalar tails)."""
     rng = np.random.default_rng(1)
     clock = Clock(5, base, 0.002, 80.0, 7.0, 3.0)
     for b in (1, 7, 4099):
@@ -240,11 +240,14 @@ def test_no_zero_clock_update_equals_select_update_bit_for_bit(base):
 
 
 @pytest.mark.parametrize("denoiser", ["gmm-grid", "gmm-64d"])
-def test_numpy_actions_match_tensor_actions_and_host_observation(denoiser):
-    """Numpy actions (checked for zeros on the host) and tensor actions (on the device):
-    identical observations, rewards, infos, schedules, also over an autoreset and with some
-    zero actions (the select path). The kept host observation writer (CPU, ``state``) equals
-    the float64 buffer's observation rounded to float32 (2-D and 64-D x)."""
+def test_numpy_actions_take_the_host_path_and_match_tensor_actions(monkeypatch, denoiser):
+    """Numpy actions without zeros take the host clock path (to_actions' host zero check);
+    tensor actions take the tensor path: identical observations, rewards, infos, schedules,
+    also over an autoreset and with some zero actions (the select path). The host
+    observation equals the float64 buffer's rounded to float32 (2-D and 64-D x)."""
+    calls = []
+    host = Clock._advance_host
+    monkeypatch.setattr(Clock, "_advance_host", lambda *a: calls.append(1) or host(*a))
     rng = np.random.default_rng(2)
     acts = rng.uniform(-1, 1, (7, 5, 1)).astype(np.float32)
     acts[4, ::2] = 0.0  # a step of the second episode with zero actions
@@ -266,6 +269,10 @@ def test_numpy_actions_match_tensor_actions_and_host_observation(denoiser):
             k = 0 if term.all() else int(info["step"][0]) + 1
             assert (sched[:, k + 1 :] == 0).all() and (sched[:, : k + 1] > 0).all()
         runs.append(out)
+        if not as_tensor:
+            assert len(calls) == 4  # k = 0, 1 of episode 1, k = 0 of episodes 2 and 3
+            calls.clear()
+    assert not calls
     for a, b in zip(*runs, strict=True):
         np.testing.assert_array_equal(a, b)
         assert np.asarray(a).dtype == np.asarray(b).dtype

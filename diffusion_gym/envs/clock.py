@@ -12,15 +12,16 @@ Why this file is over 500 lines: one class, whose docstring is the env's specifi
 (~100 lines) and whose hot path (bank draws, transition, observation) is kept in one place
 so the throughput benchmark's in-run overhead can be read against one listing.
 
-One hot path, two kept host copies (issue 16, item 4): the step is tensor code except (1) the
-CPU ``obs_mode="state"`` observation, which :meth:`ClockVectorEnv._observe_host` writes from
-numpy columns besides the tensor writer :meth:`ClockVectorEnv._write_obs` (bit-identical,
-tested), and (2) the CPU gather of the bank rows drawn ahead (``np.take`` besides
-``index_select``, in :meth:`ClockVectorEnv._bank_entries`). The throughput A/B showed they
-are needed to hold Clock-v0's in-run overhead at 4,096 envs, 1 thread, within 1 point of
-before: every host copy removed +0.9 to +1.1 points, the observation writer kept +0.3 to
-+0.7, both kept +0.4 (interleaved CPU-time A/B, 10-12 blocks of 150 steps). The host copy
-of the clock update (``Clock._advance_host``) gave no measurable gain and is gone.
+One hot path per piece of the step, with three host copies kept (issue 16, item 4): on CPU
+(1) the ``obs_mode="state"`` observation is written from numpy columns by
+:meth:`ClockVectorEnv._observe_host` besides the tensor writer :meth:`ClockVectorEnv._write_obs`,
+(2) the bank rows drawn ahead are gathered with ``np.take`` besides ``index_select``
+(:meth:`ClockVectorEnv._bank_entries`), (3) a clock step with no zero action runs on numpy
+views (``Clock._advance_host`` in clock_spec.py) besides the tensor update; each pair is
+bit-identical (tested). The throughput benchmark showed they are needed to hold Clock-v0's
+in-run overhead at 4,096 envs, 1 thread, within 1 point of before: with (1) and (2) only it
+was +0.6 to +1.4 points in the benchmark's A/B, with none +0.9 to +1.1 in an interleaved
+CPU-time A/B, with all three ≈ +0. The fourth copy (``observe_into``) is gone.
 docs/clock_env.md has the commands and figures.
 """
 
