@@ -6,52 +6,44 @@ Importing the package registers the environments in the ``diffusion_gym/`` names
 >>> env = gym.make("diffusion_gym/Guidance-v0")  # doctest: +SKIP
 """
 
+import gymnasium as _gym
+
 from . import presets, schedules, steps
 from .denoisers import Denoiser, GaussianMixture
 from .noise import SampleStreams
 
 __version__ = "0.1.0"
 
-# --- Guidance environment ids (diffusion_gym.envs.guidance) ----------------------------------
-import gymnasium as _gym  # noqa: E402
-
-_GUIDANCE_IDS = {
-    "Guidance-v0": "gmm-ring8-imperfect",
-    "GuidanceRing8-v0": "gmm-ring8",
-    "GuidanceRing8Imperfect-v0": "gmm-ring8-imperfect",
-    "Guidance64D-v0": "gmm-64d",
-    "Guidance64DImperfect-v0": "gmm-64d-imperfect",
+# --- The environment ids: one table, id -> (env family, constructor defaults) --------------
+_ENTRY_POINTS = {  # family -> (single-env view, native vector env) in diffusion_gym.envs.<family>
+    "guidance": ("GuidanceEnv", "GuidanceVectorEnv"),
+    "clock": ("ClockEnv", "ClockVectorEnv"),
 }
-for _id, _preset in _GUIDANCE_IDS.items():
+_ENV_IDS = {
+    "Guidance-v0": ("guidance", {"denoiser": "gmm-ring8-imperfect"}),
+    "GuidanceRing8-v0": ("guidance", {"denoiser": "gmm-ring8"}),
+    "GuidanceRing8Imperfect-v0": ("guidance", {"denoiser": "gmm-ring8-imperfect"}),
+    "Guidance64D-v0": ("guidance", {"denoiser": "gmm-64d"}),
+    "Guidance64DImperfect-v0": ("guidance", {"denoiser": "gmm-64d-imperfect"}),
+    "Clock-v0": ("clock", {"denoiser": "gmm-ring8", "solver": "heun", "budget": 3}),
+    "ClockRing8-v0": ("clock", {"denoiser": "gmm-ring8", "solver": "heun", "budget": 3}),
+    "ClockGauss1D-v0": (
+        "clock",
+        {"denoiser": "art-gauss1d", "solver": "euler", "budget": 5, "base": "linear"},
+    ),
+    "Clock64D-v0": (
+        "clock",
+        {"denoiser": "gmm-64d", "solver": "heun", "budget": 5, "bank_size": 256},
+    ),
+}
+for _id, (_family, _kwargs) in _ENV_IDS.items():
     if f"diffusion_gym/{_id}" not in _gym.registry:
+        _single, _vector = _ENTRY_POINTS[_family]
         _gym.register(
             id=f"diffusion_gym/{_id}",
-            entry_point="diffusion_gym.envs.guidance:GuidanceEnv",
-            vector_entry_point="diffusion_gym.envs.guidance:GuidanceVectorEnv",
-            kwargs={"denoiser": _preset},
+            entry_point=f"diffusion_gym.envs.{_family}:{_single}",
+            vector_entry_point=f"diffusion_gym.envs.{_family}:{_vector}",
+            kwargs=_kwargs,
         )
-# --- end Guidance environment ids -------------------------------------------------------------
 
 __all__ = ["Denoiser", "GaussianMixture", "SampleStreams", "presets", "schedules", "steps"]
-
-# Clock (continuous clock-speed) environments: diffusion_gym/envs/clock.py.
-from gymnasium.envs.registration import register as _register  # noqa: E402
-
-_CLOCK_IDS = {
-    "Clock-v0": {"denoiser": "gmm-ring8", "solver": "heun", "budget": 3},
-    "ClockRing8-v0": {"denoiser": "gmm-ring8", "solver": "heun", "budget": 3},
-    "ClockGauss1D-v0": {
-        "denoiser": "art-gauss1d",
-        "solver": "euler",
-        "budget": 5,
-        "base": "linear",
-    },
-    "Clock64D-v0": {"denoiser": "gmm-64d", "solver": "heun", "budget": 5, "bank_size": 256},
-}
-for _id, _kwargs in _CLOCK_IDS.items():
-    _register(
-        id=f"diffusion_gym/{_id}",
-        entry_point="diffusion_gym.envs.clock:ClockEnv",
-        vector_entry_point="diffusion_gym.envs.clock:ClockVectorEnv",
-        kwargs=_kwargs,
-    )

@@ -10,44 +10,49 @@ step k the agent picks a pair (w, γ) from two tables, and the state moves by on
 batch as tensors on ``device``; a step is one call of :func:`diffusion_gym.steps.step` on the
 batch (one guided denoiser call of size 2B per solver stage). :class:`GuidanceEnv` is the
 single-environment view over a batch of one, for ``gym.make``, ``check_env``, RL Zoo and
-CleanRL.
+CleanRL. Both stand on :mod:`.base` (seeding, autoreset, device, render, the view), the
+action table is :class:`~.actions.ActionTable`, and one step function (``_transition``)
+serves :meth:`GuidanceVectorEnv.step` and :meth:`GuidanceVectorEnv.rollout`.
+
+Why this file is over 500 lines: one class, whose docstring is the env's specification
+(~130 lines: spaces, rewards, arguments), plus the two observation modes and expert
+observations that must stay next to the step that produces their inputs.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 import torch
 from gymnasium import spaces
 from gymnasium.error import ResetNeeded
-from gymnasium.utils import seeding
-from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from .. import schedules, steps
 from ..denoisers.base import Denoiser, DenoiserWrapper, guided_denoise
 from ..noise import SampleStreams, draw_normal, randn
-from .common import as_index_array, base_seeds, draw_class_labels, episode_keys, resolve_preset
+from .actions import ACTION_FORMATS, DEFAULT_GAMMAS, DEFAULT_GUIDANCE_WEIGHTS, ActionTable
+from .base import BatchedSamplerEnv, SingleEnvView
+from .common import draw_class_labels
 
 __all__ = [
     "GuidanceVectorEnv",
     "GuidanceEnv",
+    "ActionTable",
+    "Rollout",
     "DEFAULT_GUIDANCE_WEIGHTS",
     "DEFAULT_GAMMAS",
     "SCHEDULES",
     "REWARDS",
 ]
 
-DEFAULT_GUIDANCE_WEIGHTS = (0.0, 1.0, 1.5, 2.0, 3.0, 5.0)
-DEFAULT_GAMMAS = (0.0, 0.1, 0.4)
 SCHEDULES = ("karras", "uniform", "log_linear", "linear", "vp_uniform_t")
 REWARDS = ("none", "log_prob", "classifier")
 OBS_MODES = ("state", "features")
-ACTION_FORMATS = ("discrete", "multidiscrete")
 NUM_FEATURES = 4  # ‖x‖, ‖D_c − D_u‖, ‖D_w‖, ‖x̂ − D_w‖/σ̂ (all scaled)
 
 RewardFn = Callable[[dict[str, Any]], torch.Tensor | np.ndarray]
@@ -70,12 +75,31 @@ def _make_schedule(schedule, num_steps: int | None, preset, device) -> torch.Ten
     return sigmas
 
 
-def _table(values, name: str, low: float) -> np.ndarray:
-    """A 1-D float64 table of finite values >= ``low``."""
-    v = np.asarray(values, dtype=np.float64).reshape(-1)
-    if v.size == 0 or not np.isfinite(v).all() or (v < low).any():
-        raise ValueError(f"{name} must be a non-empty list of finite values >= {low}, got {values}")
-    return v
+@dataclass(frozen=True)
+class Rollout:
+    """One batch of Guidance episodes run by :meth:`GuidanceVectorEnv.rollout`.
+
+    N = ``num_steps``, B = batch size; tensors on the env's device unless noted.
+    """
+
+    x_T: torch.Tensor
+    """``[B, *shape]`` the start states at σ_0."""
+    x0: torch.Tensor
+    """``[B, *shape]`` the final samples (σ_N = 0)."""
+    class_labels: torch.Tensor | None
+    """``[B]`` long, or None (unconditional)."""
+    actions: np.ndarray
+    """``[N, B]`` (discrete) or ``[N, B, 2]`` (multidiscrete) int64 actions, as validated."""
+    guidance: torch.Tensor
+    """``[N, B]`` float64 CFG weight w of every step (host)."""
+    gamma: torch.Tensor
+    """``[N, B]`` float64 churn γ of every step (host)."""
+    rewards: torch.Tensor
+    """``[N, B]`` float64 rewards (the env's ``reward=``)."""
+    observations: torch.Tensor
+    """``[N + 1, B, obs_dim]`` float32: the observation before every step, then the last."""
+    sigmas: torch.Tensor
+    """``[N + 1]`` the σ schedule."""
 
 
 class _RecordingDenoiser(DenoiserWrapper):
@@ -99,7 +123,7 @@ class _RecordingDenoiser(DenoiserWrapper):
         return out
 
 
-class GuidanceVectorEnv(VectorEnv):
+class GuidanceVectorEnv(BatchedSamplerEnv):
     """Choose the classifier-free guidance weight and the churn of each sampler step.
 
     ## Description
@@ -205,12 +229,6 @@ class GuidanceVectorEnv(VectorEnv):
     * v0: initial version.
     """
 
-    metadata = {
-        "render_modes": ["rgb_array"],
-        "render_fps": 4,
-        "autoreset_mode": AutoresetMode.SAME_STEP,
-    }
-
     def __init__(
         self,
         num_envs: int = 1,
@@ -233,68 +251,96 @@ class GuidanceVectorEnv(VectorEnv):
         mask_fn: Callable[[GuidanceVectorEnv], np.ndarray] | None = None,
         s_noise: float = 1.0,
     ):
-        if not isinstance(num_envs, int) or isinstance(num_envs, bool) or num_envs < 1:
-            raise ValueError(f"num_envs must be an int >= 1, got {num_envs!r}")
-        self.num_envs = num_envs
-        self.device = torch.device(device)
-        self.preset = resolve_preset(denoiser, data, self.device)
-        self.denoiser = self.preset.denoiser
-        self.dtype = self.denoiser.dtype
-        self.solver = solver if solver is not None else self.preset.defaults.get("solver", "heun")
-        if self.solver not in steps.SOLVERS:
-            raise ValueError(f"solver must be one of {steps.SOLVERS}, got {self.solver!r}")
+        self._init_batch(num_envs, denoiser, data, device, render_mode)
+        self._solver = solver if solver is not None else self.preset.defaults.get("solver", "heun")
+        if self._solver not in steps.SOLVERS:
+            raise ValueError(f"solver must be one of {steps.SOLVERS}, got {self._solver!r}")
         sig = _make_schedule(schedule, num_steps, self.preset, self.device)
-        self.sigmas = sig.to(self.device)
+        self._sigmas = sig.to(self.device)
         self._sigma_list = [float(s) for s in sig]
-        self.num_steps = len(sig) - 1
+        self._num_steps = len(sig) - 1
         self.max_episode_steps = self._check_max_steps(max_episode_steps)
-        self.guidance_weights = _table(guidance_weights, "guidance_weights", -math.inf)
-        self.gammas = _table(gammas, "gammas", 0.0)
-        self._w_t = torch.as_tensor(self.guidance_weights, dtype=self.dtype, device=self.device)
-        self._g_t = torch.as_tensor(self.gammas, dtype=self.dtype, device=self.device)
+        self._action_table = ActionTable(
+            guidance_weights, gammas, action_format, device=self.device, dtype=self.dtype
+        )
+        self._guidance_weights = self._action_table.weights
+        self._gammas = self._action_table.gammas
         self.s_noise = float(s_noise)
-        self.num_classes = self.denoiser.num_classes
         self._init_action_space(action_format)
         self._init_obs_space(obs_mode)
         self._init_reward(reward, classifier)
         self._fixed_labels = self._check_labels(class_labels, num_envs)
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
-        self.render_mode = render_mode
         self.mask_fn = mask_fn
         self._recorder = _RecordingDenoiser(self.denoiser).to(self.device)
         self._label_weights = self._class_histogram()
         self._onehot_table = torch.eye(max(self.num_classes, 1), device=self.device)
         self._log_sigma = self._log_sigmas()
-        self._autoreset = True
-        self._np_random = None
-        self._seeds: torch.Tensor | None = None
-        self._episodes: torch.Tensor | None = None
         self._k: int | None = None
         self._needs_reset = True
-        self.x: torch.Tensor | None = None
-        self.class_labels: torch.Tensor | None = None
+        self._x: torch.Tensor | None = None
+        self._class_labels: torch.Tensor | None = None
         self.keys: torch.Tensor | None = None
+        self.streams: SampleStreams | None = None
+
+    # ------------------------------------------------------------------------------------
+    # Public state (read-only)
+
+    @property
+    def sigmas(self) -> torch.Tensor:
+        """The fixed σ schedule ``[N + 1]`` (float64, on ``device``, ending in 0)."""
+        return self._sigmas
+
+    @property
+    def num_steps(self) -> int:
+        """N, the steps of an episode."""
+        return self._num_steps
+
+    @property
+    def solver(self) -> str:
+        """``"heun"`` or ``"euler"``."""
+        return self._solver
+
+    @property
+    def action_table(self) -> ActionTable:
+        """The (w, γ) table and its action encoding."""
+        return self._action_table
+
+    @property
+    def guidance_weights(self) -> np.ndarray:
+        """The table's CFG weights w (read-only float64)."""
+        return self._guidance_weights
+
+    @property
+    def gammas(self) -> np.ndarray:
+        """The table's churn values γ (read-only float64)."""
+        return self._gammas
+
+    @property
+    def x(self) -> torch.Tensor | None:
+        """``[B, *shape]`` the current states x_k (None before the first reset)."""
+        return self._x
+
+    @property
+    def class_labels(self) -> torch.Tensor | None:
+        """``[B]`` long labels of the current episodes (None: unconditional or not reset)."""
+        return self._class_labels
 
     # ------------------------------------------------------------------------------------
     # Construction helpers
 
     def _check_max_steps(self, m) -> int:
         if m is None:
-            return self.num_steps
-        if not isinstance(m, int) or isinstance(m, bool) or not 1 <= m <= self.num_steps:
+            return self._num_steps
+        if not isinstance(m, int) or isinstance(m, bool) or not 1 <= m <= self._num_steps:
             raise ValueError(
-                f"max_episode_steps must be an int in [1, {self.num_steps}], got {m!r}"
+                f"max_episode_steps must be an int in [1, {self._num_steps}], got {m!r}"
             )
         return m
 
     def _init_action_space(self, action_format: str) -> None:
-        if action_format not in ACTION_FORMATS:
-            raise ValueError(
-                f"action_format must be one of {ACTION_FORMATS}, got {action_format!r}"
-            )
+        assert action_format in ACTION_FORMATS  # validated by ActionTable
         self.action_format = action_format
-        nw, ng = len(self.guidance_weights), len(self.gammas)
+        nw, ng = len(self._guidance_weights), len(self._gammas)
         if action_format == "discrete":
             self.single_action_space = spaces.Discrete(nw * ng)
             self._action_shape: tuple[int, ...] = (self.num_envs,)
@@ -395,12 +441,12 @@ class GuidanceVectorEnv(VectorEnv):
         if isinstance(k, int):
             sigma = self._sigma_list[k]
             scale = torch.tensor(1.0 / math.sqrt(sigma**2 + sd2), dtype=x.dtype)
-            log_s, frac = self._log_sigma[k], k / self.num_steps
+            log_s, frac = self._log_sigma[k], k / self._num_steps
         else:
-            sigma = self.sigmas[k].to(x.dtype)
+            sigma = self._sigmas[k].to(x.dtype)
             scale = (sigma**2 + sd2).rsqrt()[:, None]
             log_s = torch.as_tensor(self._log_sigma, device=x.device)[k]
-            frac = k.to(torch.float32) / self.num_steps
+            frac = k.to(torch.float32) / self._num_steps
         head = self.denoiser.dim if self.obs_mode == "state" else 0
         xf = x.reshape(n, -1)
         c = self.num_classes
@@ -408,7 +454,7 @@ class GuidanceVectorEnv(VectorEnv):
             obs[:, :head] = xf * scale
         obs[:, head] = log_s
         obs[:, head + 1] = frac
-        if labels is self.class_labels and n == self.num_envs:
+        if labels is not None and labels is self._class_labels and n == self.num_envs:
             obs[:, head + 2 : head + 2 + c] = self._onehot_c  # cached for the episode
         else:
             obs[:, head + 2 : head + 2 + c] = self._onehot(labels, n)
@@ -454,10 +500,10 @@ class GuidanceVectorEnv(VectorEnv):
             k = k.to(self.device).long().reshape(-1).expand(n) if k.numel() in (1, n) else k
             if k.shape != (n,):
                 raise ValueError(f"step_index must be an int or [{n}], got {tuple(k.shape)}")
-            if not bool(((k >= 0) & (k <= self.num_steps)).all()):
-                raise ValueError(f"step_index must lie in [0, {self.num_steps}]")
-        elif not isinstance(k, int) or not 0 <= k <= self.num_steps:
-            raise ValueError(f"step_index must be an int in [0, {self.num_steps}], got {k!r}")
+            if not bool(((k >= 0) & (k <= self._num_steps)).all()):
+                raise ValueError(f"step_index must lie in [0, {self._num_steps}]")
+        elif not isinstance(k, int) or not 0 <= k <= self._num_steps:
+            raise ValueError(f"step_index must be an int in [0, {self._num_steps}], got {k!r}")
         labels = None
         if self.num_classes:
             labels = self.denoiser.check_labels(class_labels, n, self.device)
@@ -471,7 +517,7 @@ class GuidanceVectorEnv(VectorEnv):
         """Denoiser features of states ``x`` from one guided call at their own σ_k."""
         n = x.shape[0]
         kk = torch.as_tensor(k, device=self.device).expand(n)
-        sigma = self.sigmas[kk].to(x.dtype)
+        sigma = self._sigmas[kk].to(x.dtype)
         safe = torch.where(sigma > 0, sigma, torch.ones_like(sigma))
         rec = self._recorder
         rec.arm()
@@ -504,7 +550,7 @@ class GuidanceVectorEnv(VectorEnv):
             raise ValueError("expert_observations needs preset data with sample()")
         x0 = data.sample(n, class_labels, generator).to(self.device, self.dtype)
         eps = randn(tuple(x0.shape), generator, self.dtype, self.device)
-        x = x0 + self.sigmas[k].to(self.dtype).reshape(-1, *([1] * (x0.ndim - 1))) * eps
+        x = x0 + self._sigmas[k].to(self.dtype).reshape(-1, *([1] * (x0.ndim - 1))) * eps
         return self.encode_obs(x, k, class_labels)
 
     # ------------------------------------------------------------------------------------
@@ -532,15 +578,9 @@ class GuidanceVectorEnv(VectorEnv):
             if unknown:
                 raise ValueError(f"unknown reset option(s) {unknown}; valid: ['class_labels']")
             self._fixed_labels = self._check_labels(options["class_labels"], self.num_envs)
-        if seed is not None or self._seeds is None:
-            if isinstance(seed, (int, np.integer)) or seed is None:
-                self._np_random, self._np_random_seed = seeding.np_random(seed)
-            self._seeds = base_seeds(seed, self.num_envs, self._np_random).to(self.device)
-            self._episodes = torch.zeros(self.num_envs, dtype=torch.int64, device=self.device)
-        else:
-            self._episodes += 1
+        self._seed_episodes(seed)
         self._begin_episodes()
-        return self._encode(self.x, 0, self.class_labels, self._zero_stats()), {}
+        return self._encode(self._x, 0, self._class_labels, self._zero_stats()), {}
 
     def _zero_stats(self) -> torch.Tensor | None:
         if self.obs_mode != "features":
@@ -549,18 +589,18 @@ class GuidanceVectorEnv(VectorEnv):
 
     def _begin_episodes(self) -> None:
         """x_T = prior_std · draw 0 of each env's stream; labels fixed or drawn."""
-        self.keys = episode_keys(self._seeds, self._episodes)
+        self.keys = self._episode_keys()
         self.streams = SampleStreams(self.keys)
         eps0 = draw_normal(self.keys, 0, self.denoiser.shape, self.dtype)
-        self.x = self.preset.prior_std * eps0
+        self._x = self.preset.prior_std * eps0
         if self.num_classes == 0:
-            self.class_labels = None
+            self._class_labels = None
         elif self._fixed_labels is not None:
-            self.class_labels = self._fixed_labels
+            self._class_labels = self._fixed_labels
         else:
-            self.class_labels = draw_class_labels(self.keys, self._label_weights)
+            self._class_labels = draw_class_labels(self.keys, self._label_weights)
         self._stats = self._zero_stats()
-        self._onehot_c = self._onehot(self.class_labels, self.num_envs)  # fixed per episode
+        self._onehot_c = self._onehot(self._class_labels, self.num_envs)  # fixed per episode
         self._k = 0
         self._needs_reset = False
 
@@ -569,22 +609,44 @@ class GuidanceVectorEnv(VectorEnv):
 
     def _decode_actions(self, actions) -> tuple[np.ndarray, np.ndarray]:
         """Validated (weight index, γ index) arrays ``[B]`` on the host."""
-        a = as_index_array(actions, self._action_shape)
-        nw, ng = len(self.guidance_weights), len(self.gammas)
-        if self.action_format == "discrete":
-            if a.size and (a.min() < 0 or a.max() >= nw * ng):
-                raise ValueError(
-                    f"actions must lie in [0, {nw * ng}) (Discrete({nw * ng})), "
-                    f"got values in [{a.min()}, {a.max()}]"
-                )
-            return a // ng, a % ng
-        wi, gi = a[:, 0], a[:, 1]
-        if (wi < 0).any() or (wi >= nw).any() or (gi < 0).any() or (gi >= ng).any():
-            raise ValueError(
-                f"actions must lie in MultiDiscrete([{nw}, {ng}]): column 0 in [0, {nw}), "
-                f"column 1 in [0, {ng}); got {a.min(0)}..{a.max(0)}"
-            )
-        return wi, gi
+        return self._action_table.decode(actions, self.num_envs)
+
+    def _transition(self, x, labels, streams, k: int, wi: np.ndarray, gi: np.ndarray):
+        """The one step of a batch (env steps and :meth:`rollout` both run it): states ``x``
+        at σ_k with labels and streams, decoded actions ``(wi, gi)``. Returns
+        ``(x_next, reward, stats, w_np, g_np, terminated)``; ``stats`` are the features of
+        this step's guided call (``obs_mode="features"``, else None)."""
+        table = self._action_table
+        w_np, g_np = self._guidance_weights[wi], self._gammas[gi]
+        w = table.weight_values(wi)
+        churn = bool(g_np.any())
+        gamma = table.gamma_values(gi) if churn else 0.0
+        noise = steps.churn_noise(streams, k, x) if churn else None
+        sigma, sigma_next = self._sigma_list[k], self._sigma_list[k + 1]
+        model = self.denoiser
+        if self.obs_mode == "features":
+            model = self._recorder
+            model.arm()
+        x_next, denoised = steps.step(
+            model,
+            x,
+            sigma,
+            sigma_next,
+            class_labels=labels,
+            guidance=w if labels is not None else None,
+            gamma=gamma,
+            solver=self._solver,
+            noise=noise,
+            s_noise=self.s_noise,
+        )
+        stats = None
+        if self.obs_mode == "features":
+            n = x.shape[0]
+            x_hat, sigma_hat = model.inputs  # what steps.step gave the denoiser: x̂, σ̂
+            stats = self._denoiser_stats(x_hat[:n], sigma_hat[:n], denoised, model.last)
+        terminated = k + 1 == self._num_steps
+        reward = self._reward(x, x_next, denoised, k, w, gamma, terminated, labels)
+        return x_next, reward, stats, w_np, g_np, terminated
 
     @torch.no_grad()
     def step_tensors(self, actions):
@@ -599,38 +661,15 @@ class GuidanceVectorEnv(VectorEnv):
             raise ResetNeeded("call reset() before step() (and after an episode ends)")
         wi, gi = self._decode_actions(actions)
         k = self._k
-        w_np, g_np = self.guidance_weights[wi], self.gammas[gi]
-        w = self._w_t[torch.from_numpy(wi).to(self.device)]
-        churn = bool(g_np.any())
-        gamma = self._g_t[torch.from_numpy(gi).to(self.device)] if churn else 0.0
-        noise = steps.churn_noise(self.streams, k, self.x) if churn else None
-        sigma, sigma_next = self._sigma_list[k], self._sigma_list[k + 1]
-        model = self.denoiser
-        if self.obs_mode == "features":
-            model = self._recorder
-            model.arm()
-        x_prev = self.x
-        x_next, denoised = steps.step(
-            model,
-            x_prev,
-            sigma,
-            sigma_next,
-            class_labels=self.class_labels,
-            guidance=w if self.class_labels is not None else None,
-            gamma=gamma,
-            solver=self.solver,
-            noise=noise,
-            s_noise=self.s_noise,
+        sigma = self._sigma_list[k]
+        x_next, reward, stats, w_np, g_np, terminated = self._transition(
+            self._x, self._class_labels, self.streams, k, wi, gi
         )
-        self.x, self._k = x_next, k + 1
-        if self.obs_mode == "features":
-            n = x_prev.shape[0]
-            x_hat, sigma_hat = model.inputs  # what steps.step gave the denoiser: x̂, σ̂
-            self._stats = self._denoiser_stats(x_hat[:n], sigma_hat[:n], denoised, model.last)
-        terminated = self._k == self.num_steps
+        self._x, self._k = x_next, k + 1
+        if stats is not None:
+            self._stats = stats
         truncated = not terminated and self._k >= self.max_episode_steps
-        reward = self._reward(x_prev, x_next, denoised, k, w, gamma, terminated)
-        obs = self._encode(self.x, self._k, self.class_labels, self._stats)
+        obs = self._encode(self._x, self._k, self._class_labels, self._stats)
         info = {
             "sigma": np.full(self.num_envs, sigma),
             "guidance": w_np,
@@ -639,14 +678,14 @@ class GuidanceVectorEnv(VectorEnv):
         }
         if not (terminated or truncated):
             return obs, reward, False, False, info, None
-        info["x0"] = self.x
+        info["x0"] = self._x
         if not self._autoreset:
             self._needs_reset = True
             return obs, reward, terminated, truncated, info, None
         final = (obs, info)
         self._episodes += 1
         self._begin_episodes()
-        obs = self._encode(self.x, 0, self.class_labels, self._stats)
+        obs = self._encode(self._x, 0, self._class_labels, self._stats)
         return obs, reward, terminated, truncated, {}, final
 
     def step(self, actions):
@@ -659,14 +698,10 @@ class GuidanceVectorEnv(VectorEnv):
         for key in list(info):
             info["_" + key] = np.ones(b, dtype=bool)
         if final is not None:
-            fobs = final[0].cpu().numpy()
-            final_obs = np.empty(b, dtype=object)
-            final_obs[:] = list(fobs)
             finfo = {key: self._host(v) for key, v in final[1].items()}
             for key in list(finfo):
                 finfo["_" + key] = np.ones(b, dtype=bool)
-            mask = np.ones(b, dtype=bool)
-            info.update(final_obs=final_obs, _final_obs=mask, final_info=finfo, _final_info=mask)
+            info.update(self._final_info(final[0].cpu().numpy(), finfo))
         return (
             obs.cpu().numpy(),
             reward.cpu().numpy(),
@@ -675,13 +710,99 @@ class GuidanceVectorEnv(VectorEnv):
             info,
         )
 
+    @torch.no_grad()
+    def rollout(
+        self,
+        policy: Callable[[torch.Tensor, int], Any],
+        *,
+        seed: int | Sequence[int] | None = None,
+        x_T: torch.Tensor | None = None,  # noqa: N803 - the paper's name
+        class_labels: int | Sequence[int] | torch.Tensor | None = None,
+        streams: SampleStreams | None = None,
+    ) -> Rollout:
+        """Whole episodes of a batch under ``policy``, by the same step code as :meth:`step`,
+        without touching the env's own episodes.
+
+        :param policy: ``policy(obs [B, obs_dim] float32 tensor, k) -> actions`` (``[B]`` or
+            ``[B, 2]``; numpy, tensor or list), called at k = 0 .. N−1.
+        :param seed: env i of the batch starts like episode 0 of ``reset(seed=seed)``: base
+            seed ``seed + i`` (or a list), stream key ``derive_keys(seed + i, salt=0)``;
+            None: a fresh random base. It supplies whatever of ``x_T``, ``class_labels`` and
+            ``streams`` is not given.
+        :param x_T: ``[B, *shape]`` start states at σ_0 (any B; default: ``prior_std`` · draw
+            0 of each stream, B = ``num_envs``).
+        :param class_labels: an int or ``[B]`` labels (default: the env's fixed labels if they
+            fit B, else drawn from each stream like the env does).
+        :param streams: :class:`~diffusion_gym.noise.SampleStreams` of the churn noise.
+        :returns: a :class:`Rollout`; with the same x_T, labels, streams and actions it equals
+            ``env.step`` episodes bit for bit.
+        """
+        if x_T is None:
+            b = self.num_envs
+        else:
+            x_T = torch.as_tensor(x_T, device=self.device).to(self.dtype)  # noqa: N806
+            if x_T.ndim < 1 or tuple(x_T.shape[1:]) != self.denoiser.shape:
+                raise ValueError(
+                    f"x_T must have shape [B, {self.denoiser.shape}], got {tuple(x_T.shape)}"
+                )
+            b = x_T.shape[0]
+        keys = self._rollout_keys(seed, b, self.device)
+        if x_T is None:
+            x_T = self.preset.prior_std * draw_normal(keys, 0, self.denoiser.shape, self.dtype)  # noqa: N806
+        labels = self._rollout_labels(class_labels, keys, b)
+        if streams is None:
+            streams = SampleStreams(keys)
+        elif not isinstance(streams, SampleStreams) or len(streams) != b:
+            raise ValueError(f"streams must be SampleStreams of {b} samples, got {streams!r}")
+        stats = None
+        if self.obs_mode == "features":
+            stats = torch.zeros(b, NUM_FEATURES - 1, device=self.device)
+        x, n = x_T, self._num_steps
+        obs = [self._encode(x, 0, labels, stats)]
+        acts, ws, gs, rewards = [], [], [], []
+        for k in range(n):
+            wi, gi = self._action_table.decode(policy(obs[-1], k), b)
+            x, r, st, w_np, g_np, _ = self._transition(x, labels, streams, k, wi, gi)
+            stats = st if st is not None else stats
+            obs.append(self._encode(x, k + 1, labels, stats))
+            acts.append(self._action_table.encode(wi, gi))
+            ws.append(w_np)
+            gs.append(g_np)
+            rewards.append(r)
+        return Rollout(
+            x_T=x_T,
+            x0=x,
+            class_labels=labels,
+            actions=np.stack(acts),
+            guidance=torch.from_numpy(np.stack(ws)),
+            gamma=torch.from_numpy(np.stack(gs)),
+            rewards=torch.stack(rewards),
+            observations=torch.stack(obs),
+            sigmas=self._sigmas,
+        )
+
+    def _rollout_labels(self, class_labels, keys, b: int) -> torch.Tensor | None:
+        if class_labels is not None:
+            return self._check_labels(class_labels, b)
+        if self.num_classes == 0:
+            return None
+        fixed = self._fixed_labels
+        if fixed is not None:
+            if len(fixed) == b:
+                return fixed
+            raise ValueError(
+                f"the env's fixed class_labels hold {len(fixed)} labels, the batch {b}: "
+                "pass class_labels="
+            )
+        return draw_class_labels(keys, self._label_weights)
+
     @staticmethod
     def _host(v):
         return v.detach().cpu().numpy() if isinstance(v, torch.Tensor) else v
 
-    def _reward(self, x, x_next, denoised, k, w, gamma, terminated) -> torch.Tensor:
+    def _reward(self, x, x_next, denoised, k, w, gamma, terminated, labels) -> torch.Tensor:
         """Reward ``[B]`` float64 on the device (see the class docstring)."""
-        b = self.num_envs
+        b = x.shape[0]
         if self.reward_mode == "callable":
             t = {
                 "x": x,
@@ -692,7 +813,7 @@ class GuidanceVectorEnv(VectorEnv):
                 "step": k,
                 "guidance": w,
                 "gamma": torch.as_tensor(gamma, device=self.device).expand(b),
-                "class_labels": self.class_labels,
+                "class_labels": labels,
                 "terminated": terminated,
                 "env": self,
             }
@@ -703,12 +824,12 @@ class GuidanceVectorEnv(VectorEnv):
         if self.reward_mode == "none" or not terminated:
             return torch.zeros(b, dtype=torch.float64, device=self.device)
         if self.reward_mode == "log_prob":
-            return self.preset.data.log_prob(x_next, 0.0, self.class_labels).to(torch.float64)
+            return self.preset.data.log_prob(x_next, 0.0, labels).to(torch.float64)
         if self.classifier is not None:
             logp = torch.as_tensor(self.classifier(x_next), device=self.device)
         else:
             logp = self.preset.data.class_log_posterior(x_next, 0.0)
-        return logp.gather(1, self.class_labels[:, None]).squeeze(1).to(torch.float64)
+        return logp.gather(1, labels[:, None]).squeeze(1).to(torch.float64)
 
     # ------------------------------------------------------------------------------------
     # Masks, rendering
@@ -716,7 +837,7 @@ class GuidanceVectorEnv(VectorEnv):
     def action_masks(self) -> np.ndarray:
         """``[num_envs, n]`` bool mask of valid actions (MaskablePPO); n = number of discrete
         actions, or ``len(guidance_weights) + len(gammas)`` for ``multidiscrete``."""
-        nw, ng = len(self.guidance_weights), len(self.gammas)
+        nw, ng = len(self._guidance_weights), len(self._gammas)
         n = nw * ng if self.action_format == "discrete" else nw + ng
         if self.mask_fn is None:
             return np.ones((self.num_envs, n), dtype=bool)
@@ -727,69 +848,31 @@ class GuidanceVectorEnv(VectorEnv):
             )
         return m
 
-    def render(self) -> np.ndarray | None:
-        """The current batch drawn as an RGB array ``[400, 400, 3]`` (``rgb_array`` mode)."""
-        if self.render_mode is None:
-            gym.logger.warn("render() called without render_mode='rgb_array'")
-            return None
-        from .rendering import render_batch
-
-        if self.x is None:
+    def _render_state(self):
+        if self._x is None:
             raise ResetNeeded("call reset() before render()")
         k = self._k or 0
-        title = f"{self.preset.name}  step {k}/{self.num_steps}  sigma={self._sigma_list[k]:.3g}"
-        return render_batch(self.x, self.class_labels, size=(400, 400), title=title)
+        title = f"{self.preset.name}  step {k}/{self._num_steps}  sigma={self._sigma_list[k]:.3g}"
+        return self._x, self._class_labels, title
 
     def close_extras(self, **kwargs) -> None:
-        self.x = None
+        self._x = None
 
     def __repr__(self) -> str:
         return (
             f"GuidanceVectorEnv(preset={self.preset.name!r}, num_envs={self.num_envs}, "
-            f"num_steps={self.num_steps}, solver={self.solver!r}, obs_mode={self.obs_mode!r})"
+            f"num_steps={self._num_steps}, solver={self._solver!r}, obs_mode={self.obs_mode!r})"
         )
 
 
-class GuidanceEnv(gym.Env):
+class GuidanceEnv(SingleEnvView):
     """Single-environment view of :class:`GuidanceVectorEnv` (a batch of one, no copy of the
-    dynamics). Takes the same arguments except ``num_envs``; see the vector env's docstring
-    for the spaces, rewards and episode end. After the last step call :meth:`reset`."""
+    dynamics; see :class:`~diffusion_gym.envs.base.SingleEnvView`). Takes the same arguments
+    except ``num_envs``; see the vector env's docstring for the spaces, rewards and episode
+    end. After the last step call :meth:`reset`."""
 
-    metadata = {"render_modes": ["rgb_array"], "render_fps": 4}
-
-    def __init__(self, render_mode: str | None = None, **kwargs):
-        if "num_envs" in kwargs:
-            raise TypeError("GuidanceEnv is a single env: use GuidanceVectorEnv for num_envs")
-        self.vec = GuidanceVectorEnv(1, render_mode=render_mode, **kwargs)
-        self.vec._autoreset = False
-        self.render_mode = render_mode
-        self.observation_space = self.vec.single_observation_space
-        self.action_space = self.vec.single_action_space
-
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
-        super().reset(seed=seed)
-        obs, _ = self.vec.reset_tensors(seed=seed, options=options)
-        return obs[0].cpu().numpy(), {}
-
-    def step(self, action):
-        if self.action_format == "discrete":
-            a = np.asarray(action).reshape(1)
-        else:
-            a = np.asarray(action).reshape(1, 2)
-        obs, r, term, trunc, info, _ = self.vec.step_tensors(a)
-        info = {key: GuidanceVectorEnv._host(v)[0] for key, v in info.items()}
-        info = {key: (v.item() if np.ndim(v) == 0 else v) for key, v in info.items()}
-        return obs[0].cpu().numpy(), float(r[0]), term, trunc, info
+    vector_class = GuidanceVectorEnv
 
     def action_masks(self) -> np.ndarray:
         """``[n]`` bool mask of valid actions (MaskablePPO)."""
-        return self.vec.action_masks()[0]
-
-    def render(self):
-        return self.vec.render()
-
-    def __getattr__(self, name: str):
-        # Read-only view of the vector env's attributes (sigmas, preset, x, ...).
-        if name.startswith("_") or name == "vec":
-            raise AttributeError(name)
-        return getattr(self.vec, name)
+        return self.batch.action_masks()[0]
