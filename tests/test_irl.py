@@ -1,4 +1,4 @@
-"""Occupancy-matching IRL trainer (agents/irl.py) and the dual-head policy (agents/policies.py)."""
+"""Occupancy-matching IRL trainer (agents/irl/) and the dual-head policy (agents/policies.py)."""
 
 import numpy as np
 import pytest
@@ -7,7 +7,9 @@ import torch
 from agents.irl import IRLTrainer, PolicyStrategy, decode_step_class
 from agents.policies import select_actions
 from agents.train import load_config
-from baselines.evaluate import evaluate
+from baselines.evaluate import HIGHER_IS_BETTER, METRICS, evaluate
+from diffusion_gym import presets
+from diffusion_gym.denoisers.classifier import digits_metrics
 
 
 def tiny(overrides=()):
@@ -175,7 +177,7 @@ def test_state_input_discriminator_sees_the_true_states_in_features_mode():
     b, n = env.num_envs, env.num_steps
     k, labels = decode_step_class(denv, states)
     assert torch.equal(k.reshape(-1, b), (torch.arange(len(k) // b) % n + 1)[:, None].expand(-1, b))
-    tr.venv.seed(tr._round_seed(0))
+    tr.venv.seed(tr.round_seed(0))
     tr.venv.reset()
     for t in range(n):
         tr.venv.step(actions[t, :, 0].astype(np.int64))
@@ -187,10 +189,6 @@ def test_state_input_discriminator_sees_the_true_states_in_features_mode():
 
 
 def test_harness_digits_metrics_match_digits_metrics_and_skip_mixtures():
-    from baselines.evaluate import HIGHER_IS_BETTER, METRICS
-    from diffusion_gym import presets
-    from diffusion_gym.denoisers.classifier import digits_metrics
-
     data = presets.make("digits").data
     labels = torch.arange(200) % 10
     x0 = data.sample(200, labels, torch.Generator().manual_seed(0))
