@@ -20,11 +20,9 @@ from baselines.evaluate import (
     markdown_table,
     write_report,
 )
-from diffusion_gym import steps as _steps
 
-from ..policies import select_actions
 from .config import EvalConfig
-from .strategy import PolicyStrategy, baseline_strategies
+from .strategy import baseline_strategies
 from .trainer import IRLTrainer
 
 __all__ = ["evaluate_trainer", "quick_eval", "summarize", "summary_markdown"]
@@ -65,7 +63,7 @@ def evaluate_trainer(trainer: IRLTrainer, out_dir: Path | None, progress: bool =
             },
         )
         (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-        _plot_policy(trainer, policy_rows[0], out_dir / "policy_actions.png")
+        _plot_policy(trainer, out_dir / "policy_actions.png")
         if cfg.temperatures:
             _plot_temperature(results, policy_rows, out_dir / "temperature.png")
         with open(out_dir / "eval.md", "a") as f:
@@ -116,45 +114,29 @@ def summary_markdown(summary: dict) -> str:
     return "\n".join(lines)
 
 
-def _plot_policy(trainer: IRLTrainer, strategy: PolicyStrategy, path: Path) -> None:
-    """Per step: the share of samples choosing each w and each γ (deterministic policy)."""
+def _plot_policy(trainer: IRLTrainer, path: Path) -> None:
+    """Per step: the share of samples choosing each w and each γ (deterministic policy), on
+    the evaluation's first seed (at most 2048 samples)."""
     env, cfg = trainer.env, trainer.cfg.eval
     n = min(cfg.num_samples, 2048)
     x_T, streams = make_noise(env.preset, n, cfg.seeds[0])  # noqa: N806
     labels = make_labels(env.preset, n, cfg.seeds[0], cfg.class_labels)
-    counts_w = np.zeros((env.num_steps, len(env.guidance_weights)))
-    counts_g = np.zeros((env.num_steps, len(env.gammas)))
-    x = x_T.to(env.dtype)
-    with torch.no_grad():
-        for k in range(env.num_steps):
-            obs = env.encode_obs(x, k, labels).to(strategy.policy.device)
-            a = select_actions(strategy.policy, obs, deterministic=True).cpu().numpy()
-            wi, gi = (a // len(env.gammas), a % len(env.gammas)) if a.ndim == 1 else a.T
-            counts_w[k] = np.bincount(wi, minlength=len(env.guidance_weights)) / n
-            counts_g[k] = np.bincount(gi, minlength=len(env.gammas)) / n
-            w = torch.as_tensor(env.guidance_weights[wi], dtype=x.dtype)
-            g = torch.as_tensor(env.gammas[gi], dtype=x.dtype)
-            noise = _steps.churn_noise(streams, k, x)
-            x, _ = _steps.step(
-                env.preset.denoiser,
-                x,
-                env._sigma_list[k],
-                env._sigma_list[k + 1],
-                class_labels=labels,
-                guidance=w if labels is not None else None,
-                gamma=g,
-                solver=env.solver,
-                noise=noise,
-                s_noise=env.s_noise,
-            )
+    actions = trainer.strategy().rollout(x_T, labels, streams).actions
+    table = env.action_table
+    counts_w = np.zeros((env.num_steps, len(table.weights)))
+    counts_g = np.zeros((env.num_steps, len(table.gammas)))
+    for k in range(env.num_steps):
+        wi, gi = table.decode(actions[k], n)
+        counts_w[k] = np.bincount(wi, minlength=len(table.weights)) / n
+        counts_g[k] = np.bincount(gi, minlength=len(table.gammas)) / n
     fig = Figure(figsize=(10, 3.5))
     axes = fig.subplots(1, 2)
-    for ax, counts, table, label in (
-        (axes[0], counts_w, env.guidance_weights, "w"),
-        (axes[1], counts_g, env.gammas, "γ"),
+    for ax, counts, values, label in (
+        (axes[0], counts_w, table.weights, "w"),
+        (axes[1], counts_g, table.gammas, "γ"),
     ):
         bottom = np.zeros(env.num_steps)
-        for j, v in enumerate(table):
+        for j, v in enumerate(values):
             ax.bar(np.arange(env.num_steps), counts[:, j], bottom=bottom, label=f"{label}={v:g}")
             bottom += counts[:, j]
         ax.set_xlabel("step k")

@@ -3,13 +3,14 @@ the harness (:class:`baselines.evaluate.Strategy`)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import torch
 
 from baselines.evaluate import FixedSchedule, Strategy, nfe_of
-from diffusion_gym import steps as _steps
+from diffusion_gym.envs import Rollout, batch_of
 
 from ..policies import select_actions
 from .config import EvalConfig
@@ -18,21 +19,25 @@ __all__ = ["PolicyStrategy", "baseline_strategies"]
 
 
 class PolicyStrategy(Strategy):
-    """Samples with the policy picking (w, γ) per step and per sample, as the env does.
+    """Samples with the policy picking (w, γ) per step and per sample: the env's own episodes.
 
-    Rolls :func:`diffusion_gym.steps.step` over the env's schedule with the env's churn-noise
-    convention (draw k+1 of each sample's stream) and observations from ``env.encode_obs``,
-    so a sample equals the env's episode with the same x_T, label, noise and actions
-    (``obs_mode="features"``: the denoiser features come from a call at the state itself).
+    :meth:`sample` is :meth:`GuidanceVectorEnv.rollout
+    <diffusion_gym.envs.guidance.GuidanceVectorEnv.rollout>` on the harness's x_T, labels and
+    streams (churn noise = draw k+1 of each sample's stream), so a sample equals the env's
+    episode with the same x_T, label, noise and actions, also with ``obs_mode="features"``
+    (the policy sees the observations it was trained on). Samples come from the env's
+    denoiser (the harness passes the env's preset).
 
+    :param env: the native Guidance vector env (:func:`diffusion_gym.envs.batch_of`).
+    :param policy: an SB3 policy with categorical actions.
     :param temperature: None = deterministic (argmax); τ > 0 samples softmax(logits/τ).
-    :param seed: seed of the action draws when stochastic.
+    :param seed: seed of the action draws when stochastic (one generator per rollout).
     """
 
     def __init__(self, name, env, policy, temperature: float | None = None, seed: int = 0):
         if temperature is not None and not temperature > 0:
             raise ValueError(f"temperature must be None or > 0, got {temperature}")
-        self.name, self.env, self.policy = name, env, policy
+        self.name, self.env, self.policy = name, batch_of(env), policy
         self.temperature, self.seed = temperature, seed
         self.last_w: list[float] | None = None
         self.last_gamma: list[float] | None = None
@@ -45,44 +50,32 @@ class PolicyStrategy(Strategy):
     def deterministic(self) -> bool:
         return self.temperature is None and float(np.max(self.env.gammas)) == 0.0
 
-    @torch.no_grad()
-    def sample(self, preset, x_T, class_labels, streams):  # noqa: N803
-        env, x = self.env, x_T.to(self.env.dtype)
+    def actor(self) -> Callable[[torch.Tensor, int], torch.Tensor]:
+        """``act(obs, k) -> actions``: the policy at this temperature, with a fresh action
+        generator seeded ``seed`` (the callable :meth:`GuidanceVectorEnv.rollout` takes)."""
         gen = torch.Generator().manual_seed(self.seed)
-        w_t = torch.as_tensor(env.guidance_weights, dtype=x.dtype, device=x.device)
-        g_t = torch.as_tensor(env.gammas, dtype=x.dtype, device=x.device)
-        ws, gs = [], []
-        for k in range(env.num_steps):
-            obs = env.encode_obs(x, k, class_labels).to(self.policy.device)
-            a = select_actions(
+
+        def act(obs: torch.Tensor, k: int) -> torch.Tensor:
+            return select_actions(
                 self.policy,
-                obs,
+                obs.to(self.policy.device),
                 temperature=self.temperature or 1.0,
                 deterministic=self.temperature is None,
                 generator=gen,
-            ).to(x.device)
-            if a.ndim == 1:
-                wi, gi = a // len(env.gammas), a % len(env.gammas)
-            else:
-                wi, gi = a[:, 0], a[:, 1]
-            w, gamma = w_t[wi], g_t[gi]
-            noise = _steps.churn_noise(streams, k, x) if bool((gamma > 0).any()) else None
-            x, _ = _steps.step(
-                preset.denoiser,
-                x,
-                env._sigma_list[k],
-                env._sigma_list[k + 1],
-                class_labels=class_labels,
-                guidance=w if class_labels is not None else None,
-                gamma=gamma if noise is not None else 0.0,
-                solver=env.solver,
-                noise=noise,
-                s_noise=env.s_noise,
             )
-            ws.append(float(w.mean()))
-            gs.append(float(gamma.mean()))
-        self.last_w, self.last_gamma = ws, gs
-        return x
+
+        return act
+
+    @torch.no_grad()
+    def rollout(self, x_T, class_labels, streams) -> Rollout:  # noqa: N803
+        """The env's rollout of the policy from ``x_T`` (actions, per-step w and γ, x_0)."""
+        return self.env.rollout(self.actor(), x_T=x_T, class_labels=class_labels, streams=streams)
+
+    def sample(self, preset, x_T, class_labels, streams):  # noqa: N803
+        r = self.rollout(x_T, class_labels, streams)
+        self.last_w = [float(w.mean()) for w in r.guidance]
+        self.last_gamma = [float(g.mean()) for g in r.gamma]
+        return r.x0
 
     def describe(self) -> dict[str, Any]:
         d = {"name": self.name, "nfe": self.nfe, "solver": self.env.solver}

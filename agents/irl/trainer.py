@@ -263,15 +263,12 @@ class IRLTrainer:
 
     def chosen_per_step(self) -> tuple[np.ndarray, np.ndarray]:
         """Mean w and γ chosen at each step k in the last rollout, ``[N]`` each."""
-        a = self.last_rollout["actions"].reshape(-1, self.env.num_steps, self.env.num_envs, 1)
-        wi, gi = self.env_action_indices(a[..., 0].astype(np.int64))
-        w = self.env.guidance_weights[wi].mean(axis=(0, 2))
-        g = self.env.gammas[gi].mean(axis=(0, 2))
+        n, b = self.env.num_steps, self.env.num_envs
+        table = self.env.action_table
+        wi, gi = table.decode(self.last_rollout["actions"].reshape(-1).astype(np.int64))
+        w = table.weights[wi].reshape(-1, n, b).mean(axis=(0, 2))
+        g = table.gammas[gi].reshape(-1, n, b).mean(axis=(0, 2))
         return w, g
-
-    def env_action_indices(self, a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        ng = len(self.env.gammas)
-        return a // ng, a % ng
 
     # -- checkpoints --------------------------------------------------------------------
 
