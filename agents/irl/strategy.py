@@ -52,8 +52,9 @@ class PolicyStrategy(Strategy):
 
     def actor(self) -> Callable[[torch.Tensor, int], torch.Tensor]:
         """``act(obs, k) -> actions``: the policy at this temperature, with a fresh action
-        generator seeded ``seed`` (the callable :meth:`GuidanceVectorEnv.rollout` takes)."""
-        gen = torch.Generator().manual_seed(self.seed)
+        generator seeded ``seed`` on the policy's device (the callable
+        :meth:`GuidanceVectorEnv.rollout` takes)."""
+        gen = torch.Generator(device=self.policy.device).manual_seed(self.seed)
 
         def act(obs: torch.Tensor, k: int) -> torch.Tensor:
             return select_actions(
