@@ -63,6 +63,11 @@ class ClockSpec:
     prior_std: float | None = None
 
     def __post_init__(self):
+        k = self.budget
+        if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+            raise ValueError(f"budget (K solver steps) must be an int >= 1, got {k!r}")
+        if self.base not in BASES:
+            raise ValueError(f"base must be one of {BASES}, got {self.base!r}")
         p = self.prior_std
         if p is not None and not (isinstance(p, (int, float)) and p > 0):
             raise ValueError(f"prior_std must be None or a number > 0, got {p!r}")
@@ -93,7 +98,7 @@ class ClockSpec:
                     f"class_labels must be None, an int or a list of ints, got {labels}"
                 )
             object.__setattr__(self, "class_labels", tuple(int(v) for v in labels))
-        # budget, base, rho, speed_scale: validated by Clock (the env builds one at once)
+        # rho, speed_scale: validated by Clock (the env builds one at once)
 
     def clock(self, sigma_min: float, sigma_max: float, device="cpu") -> Clock:
         """The :class:`Clock` of this spec over ``[sigma_min, sigma_max]``."""
@@ -170,7 +175,6 @@ class Clock:
         self._f, self._logit_f = self.f_base.tolist(), self.logit_f_base.tolist()
         self._u, self._sigma = self.u_base.tolist(), self.sigma_base.tolist()
         self.decrease_guaranteed = self._decrease_guaranteed()
-        self._off_base_cache: torch.Tensor | None = None  # see _off_base
 
     def _decrease_guaranteed(self) -> tuple[bool, ...]:
         """Per step k < K−1: True when every action in [−1, 1] gives 1e−250 < σ_{k+1} < σ_k
@@ -233,8 +237,6 @@ class Clock:
             # Forced last step: land on σ = 0 whatever the action.
             return torch.full_like(u, self.u_star), torch.zeros_like(u), on_base
         a = action.to(torch.float64)
-        if any_zero is False and a.device.type == "cpu":
-            return self._advance_host(k, u, a)
         s = torch.sigmoid(self._logit_f[k] + self.speed_scale * a)
         if any_zero is False:  # no a_k = 0: f_k = s and no env stays on the base path
             u_next = u + (self.u_star - u) * s  # the same ops as below, without the selects
@@ -251,36 +253,6 @@ class Clock:
         u_next = torch.where(on_base, self._u[k + 1], u_next)
         sigma_next = torch.where(on_base, self._sigma[k + 1], self.sigma_of(u_next))
         return u_next, sigma_next, on_base
-
-    def _advance_host(
-        self, k: int, u: torch.Tensor, a: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """:meth:`advance` of a CPU batch with no a_k = 0: the same float64 operations in the
-        same order, the arithmetic on numpy views (a few µs less per op than tensor dispatch
-        on [B]) and sigmoid and pow still torch's (its vectorised versions round differently
-        from numpy's), so the result is bit for bit the tensor path's."""
-        z = a.numpy() * self.speed_scale
-        z += self._logit_f[k]  # logit f_k^base + β a_k
-        s = torch.sigmoid(torch.from_numpy(z)).numpy()  # f_k
-        u_np = u.numpy()
-        u_next = self.u_star - u_np
-        u_next *= s
-        u_next += u_np  # u_{k+1} = u_k + (u* − u_k) f_k
-        if self.base == "edm":  # σ_base(u) = (σ_max^(1/ρ) + u (σ_min^(1/ρ) − σ_max^(1/ρ)))^ρ
-            root = u_next * (self._lo - self._hi)
-            root += self._hi
-            sigma_next = torch.from_numpy(root).pow_(self.rho)
-        else:  # σ_base(u) = T (1 − u)
-            sigma_next = torch.from_numpy(1 - u_next)
-            sigma_next *= self.sigma_max
-        return torch.from_numpy(u_next), sigma_next, self._off_base(len(u_next))
-
-    def _off_base(self, batch: int) -> torch.Tensor:
-        """A shared all-False ``on_base`` of ``batch`` CPU envs (never written in place)."""
-        off = self._off_base_cache
-        if off is None or len(off) != batch:
-            off = self._off_base_cache = torch.zeros(batch, dtype=torch.bool)
-        return off
 
 
 def schedule_from_actions(
