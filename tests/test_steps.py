@@ -9,7 +9,7 @@ import torch
 
 from diffusion_gym import metrics, presets, schedules, steps
 from diffusion_gym.denoisers import NULL_LABEL, GaussianMixture
-from diffusion_gym.noise import SampleStreams, derive_keys, draw_normal
+from diffusion_gym.noise import SampleStreams, derive_keys, draw_normal, make_labels, make_noise
 
 C = 1.5  # std of the 1-D Gaussian data
 
@@ -73,9 +73,9 @@ def test_reference_solve_bad_input():
         steps.reference_solve(gm, torch.zeros(2, 1, dtype=torch.float64), 0)
 
 
-def test_last_step_is_euler_and_lands_on_denoised():
+def test_last_step_is_euler_and_lands_on_denoised(ring8):
     """A step to σ_next = 0 returns D(x; σ) whatever the solver, with one NFE."""
-    gm = presets.make("gmm-ring8").data
+    gm = ring8.data
     x = torch.randn(4, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     for solver in ("euler", "heun"):
         x_next, den = steps.step(gm, x, 0.7, 0.0, solver=solver)
@@ -114,9 +114,9 @@ def test_per_sample_sigma_equals_scalar_sigma():
     torch.testing.assert_close(a, s, rtol=0, atol=0)
 
 
-def test_churn_matches_edm_formula():
+def test_churn_matches_edm_formula(ring8):
     """σ̂ = σ(1 + γ), x̂ = x + sqrt(σ̂² − σ²) S_noise ε, then the ODE step from σ̂."""
-    gm = presets.make("gmm-ring8").data
+    gm = ring8.data
     g = torch.Generator().manual_seed(2)
     x = torch.randn(3, 2, generator=g, dtype=torch.float64)
     eps = torch.randn(3, 2, generator=g, dtype=torch.float64)
@@ -153,9 +153,9 @@ def test_churn_with_sample_streams_is_sub_batch_invariant():
     assert (other - part).abs().max() > 1e-3
 
 
-def test_sample_matches_manual_loop_and_callback():
+def test_sample_matches_manual_loop_and_callback(ring8):
     """``sample`` = the loop of ``step`` over the schedule; the callback sees every step."""
-    gm = presets.make("gmm-ring8").data
+    gm = ring8.data
     g = torch.Generator().manual_seed(3)
     x_t = 80.0 * torch.randn(4, 2, generator=g, dtype=torch.float64)
     labels = torch.tensor([0, 1, 2, 3])
@@ -172,10 +172,10 @@ def test_sample_matches_manual_loop_and_callback():
     torch.testing.assert_close(seen[-1]["x"], out)
 
 
-def test_schedule_matters_at_a_small_budget():
+def test_schedule_matters_at_a_small_budget(ring8):
     """gmm-ring8, Heun with 3 steps: RMSE to a fine reference differs by more than 2x between
     EDM ρ = 7 (σ_min = 0.002) and the best (ρ, σ_min) of a small grid."""
-    p = presets.make("gmm-ring8")
+    p = ring8
     g = torch.Generator().manual_seed(0)
     b = 512
     labels = p.data.sample_labels(b, g)
@@ -210,8 +210,8 @@ def test_schedule_matters_at_a_small_budget():
         (dict(guidance=torch.ones(3), class_labels=torch.tensor([0, 1])), "guidance"),
     ],
 )
-def test_step_bad_input(kwargs, match):
-    gm = presets.make("gmm-ring8").data
+def test_step_bad_input(kwargs, match, ring8):
+    gm = ring8.data
     args = dict(sigma=1.0, sigma_next=0.5) | kwargs
     x = torch.zeros(2, 2, dtype=torch.float64)
     sigma, sigma_next = args.pop("sigma"), args.pop("sigma_next")
@@ -219,16 +219,16 @@ def test_step_bad_input(kwargs, match):
         steps.step(gm, x, sigma, sigma_next, **args)
 
 
-def test_zero_gamma_tensor_needs_no_noise():
-    gm = presets.make("gmm-ring8").data
+def test_zero_gamma_tensor_needs_no_noise(ring8):
+    gm = ring8.data
     x = torch.ones(2, 2, dtype=torch.float64)
     a, _ = steps.step(gm, x, 1.0, 0.5, gamma=torch.zeros(2, dtype=torch.float64))
     b, _ = steps.step(gm, x, 1.0, 0.5)
     torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
-def test_sample_bad_input():
-    gm = presets.make("gmm-ring8").data
+def test_sample_bad_input(ring8):
+    gm = ring8.data
     x = torch.zeros(2, 2, dtype=torch.float64)
     with pytest.raises(ValueError, match="end in 0"):
         steps.sample(gm, x, torch.tensor([80.0, 1.0]))
@@ -237,3 +237,50 @@ def test_sample_bad_input():
     with pytest.raises(ValueError, match="streams"):
         sig = schedules.karras(3, 0.002, 80.0)
         steps.sample(gm, x, sig, gamma=0.1, generator=SampleStreams.from_seeds([1, 2, 3]))
+
+
+# ---------------------------------------------------------------------------------------------
+# NFE accounting and the reference solution of a preset (moved here from baselines.evaluate)
+
+
+def test_nfe_of_and_steps_for_nfe():
+    assert steps.nfe_of(3, "heun") == 5 and steps.nfe_of(5, "euler") == 5
+    assert steps.steps_for_nfe(9, "heun") == 5 and steps.steps_for_nfe(4, "euler") == 4
+    for n in range(1, 8):
+        for solver in steps.SOLVERS:
+            assert steps.steps_for_nfe(steps.nfe_of(n, solver), solver) == n
+    with pytest.raises(ValueError, match="odd"):
+        steps.steps_for_nfe(4, "heun")
+    with pytest.raises(ValueError, match="nfe must be"):
+        steps.steps_for_nfe(0, "euler")
+    with pytest.raises(ValueError, match="solver must be"):
+        steps.nfe_of(3, "rk4")
+
+
+def test_reference_solution_is_reference_solve_of_the_preset(ring8):
+    x_T, _ = make_noise(ring8, 3, seed=7)
+    labels = make_labels(ring8, 3, 7)
+    ref = steps.reference_solution(ring8, x_T, labels, num_steps=16)
+    assert ref.tolist() == [
+        [1.6248747006862545, 0.15919804650068745],
+        [1.4224497914510528, 1.804320108209684],
+        [0.205572926081285, 2.180028148904954],
+    ]
+    plain = steps.reference_solution(ring8, x_T, labels, num_steps=16, extrapolate=False)
+    direct = steps.reference_solve(ring8.denoiser, x_T, 16, class_labels=labels, extrapolate=False)
+    assert torch.equal(plain, direct)
+
+
+def test_baselines_evaluate_reexports_nfe_and_reference():
+    evaluate = pytest.importorskip("baselines.evaluate")
+    assert evaluate.nfe_of is steps.nfe_of and evaluate.steps_for_nfe is steps.steps_for_nfe
+    assert evaluate.reference_solution is steps.reference_solution
+
+
+def test_shared_env_fixtures_make_small_native_vector_envs(make_guidance, make_clock):
+    g = make_guidance(num_envs=3)
+    obs, _ = g.reset(seed=0)
+    assert obs.shape[0] == 3
+    c = make_clock(num_envs=2)
+    obs, _ = c.reset(seed=0)
+    assert obs.shape[0] == 2
