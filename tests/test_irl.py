@@ -7,9 +7,10 @@ import torch
 from agents.irl import IRLTrainer, PolicyStrategy, decode_step_class
 from agents.policies import select_actions
 from agents.train import load_config
-from baselines.evaluate import HIGHER_IS_BETTER, METRICS, evaluate, make_labels, make_noise
+from baselines.evaluate import HIGHER_IS_BETTER, METRICS, evaluate
 from diffusion_gym import presets, steps
-from diffusion_gym.denoisers.classifier import digits_metrics
+from diffusion_gym.metrics import digits_metrics
+from diffusion_gym.noise import make_labels, make_noise
 
 
 def tiny(overrides=()):

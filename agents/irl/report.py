@@ -12,14 +12,8 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from baselines.evaluate import (
-    HIGHER_IS_BETTER,
-    evaluate,
-    make_labels,
-    make_noise,
-    markdown_table,
-    write_report,
-)
+from baselines.evaluate import HIGHER_IS_BETTER, evaluate, markdown_table, write_report
+from diffusion_gym.noise import make_labels, make_noise
 
 from .config import EvalConfig
 from .strategy import baseline_strategies

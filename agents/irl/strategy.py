@@ -9,8 +9,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from baselines.evaluate import FixedSchedule, Strategy, nfe_of
+from baselines.evaluate import FixedSchedule, Strategy
 from diffusion_gym.envs import Rollout, batch_of
+from diffusion_gym.steps import nfe_of
 
 from ..policies import select_actions
 from .config import EvalConfig
