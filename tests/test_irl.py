@@ -1,4 +1,4 @@
-"""Occupancy-matching IRL trainer (agents/irl.py) and the dual-head policy (agents/policies.py)."""
+"""Occupancy-matching IRL trainer (agents/irl/) and the dual-head policy (agents/policies.py)."""
 
 import numpy as np
 import pytest
@@ -7,7 +7,10 @@ import torch
 from agents.irl import IRLTrainer, PolicyStrategy, decode_step_class
 from agents.policies import select_actions
 from agents.train import load_config
-from baselines.evaluate import evaluate
+from baselines.evaluate import HIGHER_IS_BETTER, METRICS, evaluate
+from diffusion_gym import presets, steps
+from diffusion_gym.metrics import digits_metrics
+from diffusion_gym.noise import make_labels, make_noise
 
 
 def tiny(overrides=()):
@@ -59,6 +62,52 @@ def test_policy_strategy_matches_the_env_rollout():
         obs, _, term, _, info = env.step(a.numpy())
     x0 = torch.as_tensor(np.stack(info["final_info"]["x0"]))
     torch.testing.assert_close(policy_x0, x0.to(policy_x0.dtype))
+
+
+def _reference_policy_sample(env, policy, x_t, labels, streams, temperature, seed):
+    """The policy's sampler written out with diffusion_gym.steps.step (independent of
+    env.rollout): observation, action, churn noise = draw k+1 of each stream, step."""
+    x, gen = x_t.to(env.dtype), torch.Generator().manual_seed(seed)
+    w_t = torch.tensor(env.guidance_weights.tolist(), dtype=x.dtype)
+    g_t = torch.tensor(env.gammas.tolist(), dtype=x.dtype)
+    sig = [float(s) for s in env.sigmas]
+    for k in range(env.num_steps):
+        a = select_actions(
+            policy,
+            env.encode_obs(x, k, labels),
+            temperature=temperature or 1.0,
+            deterministic=temperature is None,
+            generator=gen,
+        )
+        w, gamma = w_t[a // len(env.gammas)], g_t[a % len(env.gammas)]
+        noise = steps.churn_noise(streams, k, x) if bool((gamma > 0).any()) else None
+        x, _ = steps.step(
+            env.denoiser,
+            x,
+            sig[k],
+            sig[k + 1],
+            class_labels=labels,
+            guidance=w,
+            gamma=gamma if noise is not None else 0.0,
+            solver=env.solver,
+            noise=noise,
+            s_noise=env.s_noise,
+        )
+    return x
+
+
+@pytest.mark.parametrize("temperature", [None, 1.0])
+def test_policy_strategy_is_bit_identical_to_the_written_out_sampler(temperature):
+    # churn in the table and an untrained (spread-out) policy: every (w, γ) gets used
+    tr = IRLTrainer(tiny(["env.gammas=[0.0,0.4]"]))
+    preset = tr.env.preset
+    x_t, streams = make_noise(preset, 300, 5)
+    labels = make_labels(preset, 300, 5, "balanced")
+    strat = PolicyStrategy("p", tr.env, tr.model.policy, temperature, seed=3)
+    x0 = strat.sample(preset, x_t.clone(), labels, streams)
+    ref = _reference_policy_sample(tr.env, tr.model.policy, x_t, labels, streams, temperature, 3)
+    assert torch.equal(x0, ref)
+    assert len(strat.last_w) == tr.env.num_steps and max(strat.last_gamma) > 0
 
 
 @pytest.mark.slow
@@ -175,7 +224,7 @@ def test_state_input_discriminator_sees_the_true_states_in_features_mode():
     b, n = env.num_envs, env.num_steps
     k, labels = decode_step_class(denv, states)
     assert torch.equal(k.reshape(-1, b), (torch.arange(len(k) // b) % n + 1)[:, None].expand(-1, b))
-    tr.venv.seed(tr._round_seed(0))
+    tr.venv.seed(tr.round_seed(0))
     tr.venv.reset()
     for t in range(n):
         tr.venv.step(actions[t, :, 0].astype(np.int64))
@@ -187,10 +236,6 @@ def test_state_input_discriminator_sees_the_true_states_in_features_mode():
 
 
 def test_harness_digits_metrics_match_digits_metrics_and_skip_mixtures():
-    from baselines.evaluate import HIGHER_IS_BETTER, METRICS
-    from diffusion_gym import presets
-    from diffusion_gym.denoisers.classifier import digits_metrics
-
     data = presets.make("digits").data
     labels = torch.arange(200) % 10
     x0 = data.sample(200, labels, torch.Generator().manual_seed(0))

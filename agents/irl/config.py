@@ -1,0 +1,178 @@
+"""The ``agent: irl`` configuration: one dataclass tree, the YAML keys of
+``agents/configs/irl-*.yaml`` (loaded and type-checked by ``diffusion-gym train``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..discriminator import DiscriminatorConfig
+
+__all__ = [
+    "ALGOS",
+    "DISC_INPUTS",
+    "POLICIES",
+    "SOURCES",
+    "AlgoConfig",
+    "Config",
+    "EnvConfig",
+    "EvalConfig",
+    "IRLDiscriminatorConfig",
+]
+
+ALGOS = ("ppo", "a2c", "maskable_ppo")
+POLICIES = ("mlp", "dual_head")
+SOURCES = ("separate", "policy")
+DISC_INPUTS = ("obs", "state")
+
+
+# ---------------------------------------------------------------------------------------------
+# Configuration
+
+
+@dataclass
+class EnvConfig:
+    """The Guidance env (see :class:`diffusion_gym.envs.guidance.GuidanceVectorEnv`)."""
+
+    preset: str = "gmm-ring8-imperfect"
+    """preset name (``diffusion-gym presets``)"""
+    preset_overrides: dict = field(default_factory=dict)
+    """keyword overrides of the preset factory (e.g. ``variance_scale``)"""
+    num_envs: int = 256
+    """batch of parallel samplers"""
+    num_steps: int = 4
+    """sampler steps N"""
+    solver: str = "heun"
+    """``heun`` or ``euler``"""
+    schedule: str = "karras"
+    """σ schedule name"""
+    guidance_weights: list[float] = field(default_factory=lambda: [0.0, 1.0, 1.5, 2.0, 3.0, 5.0])
+    """table of CFG weights w"""
+    gammas: list[float] = field(default_factory=lambda: [0.0, 0.1, 0.4])
+    """table of churn values γ"""
+    obs_mode: str = "state"
+    """``state`` or ``features``"""
+    class_labels: int | None = None
+    """fixed class for every env, or None: drawn per episode from the data's histogram"""
+    device: str = "cpu"
+    """torch device of the env and the networks"""
+
+
+@dataclass
+class AlgoConfig:
+    """The on-policy SB3 learner."""
+
+    name: str = "ppo"
+    """``ppo``, ``a2c`` (stable-baselines3) or ``maskable_ppo`` (sb3-contrib)"""
+    policy: str = "mlp"
+    """``mlp`` (SB3's MlpPolicy) or ``dual_head`` (:class:`agents.policies.DualHeadPolicy`)"""
+    net_arch: list[int] = field(default_factory=lambda: [64, 64])
+    """hidden widths (the trunk for ``dual_head``)"""
+    learning_rate: float = 3e-4
+    """Adam learning rate (constant)"""
+    episodes_per_round: int = 1
+    """episodes per env per rollout: n_steps = episodes_per_round * num_steps"""
+    batch_size: int = 256
+    """PPO minibatch size"""
+    n_epochs: int = 4
+    """PPO epochs per rollout"""
+    gamma: float = 1.0
+    """discount (episodes are N steps long)"""
+    gae_lambda: float = 0.95
+    """GAE λ"""
+    ent_coef: float = 0.0
+    """entropy bonus"""
+    clip_range: float = 0.2
+    """PPO clip range"""
+    vf_coef: float = 0.5
+    """value loss weight"""
+    max_grad_norm: float = 0.5
+    """gradient clipping"""
+
+
+@dataclass
+class IRLDiscriminatorConfig(DiscriminatorConfig):
+    """The discriminator (:class:`agents.discriminator.DiscriminatorConfig`) and its reward."""
+
+    source: str = "separate"
+    """``separate`` (its own MLP) or ``policy`` (the dual-head policy's density head)"""
+    divergence: str = "js"
+    """reward: ``reverse_kl`` (AIRL), ``forward_kl``, ``js`` (GAIL), ``chi2``"""
+    reward_scale: float = 1.0
+    """multiplies the reward"""
+    logit_clip: float | None = None
+    """if set, logits are clipped to ±logit_clip before the reward (bounds exp rewards)"""
+    input: str = "obs"
+    """``obs``: the policy's observation; ``state``: the state encoding of x_k itself
+    (x_k / sqrt(σ_k² + σ_data²), log σ_k, k/N, one-hot c), for ``env.obs_mode=features``
+    where the observation only holds a few norms of x_k"""
+    expert_seed: int = 12345
+    """seed of the expert-state draws (combined with the round)"""
+
+
+@dataclass
+class EvalConfig:
+    """Evaluation against constant-guidance baselines (:mod:`baselines.evaluate`)."""
+
+    num_samples: int = 2048
+    """samples per seed"""
+    seeds: list[int] = field(default_factory=lambda: [0, 1])
+    """evaluation seeds (same x_T, labels and noise for every strategy)"""
+    class_labels: str = "balanced"
+    """``balanced`` or ``data`` (drawn from the data's class histogram)"""
+    guidance_grid: list[float] | None = None
+    """constant w of the baselines (None = the env's table)"""
+    gamma_grid: list[float] | None = None
+    """constant γ of the baselines (None = the env's table); baselines = product grid"""
+    temperature: float | None = None
+    """τ of the main policy row; None = deterministic (argmax)"""
+    temperatures: list[float] = field(default_factory=list)
+    """τ sweep: extra rows ``irl-tau{τ}`` (precision vs recall)"""
+    metrics: list[str] = field(
+        default_factory=lambda: ["energy", "frechet", "class_tv", "loglik", "nfe"]
+    )
+    """metric names of :data:`baselines.evaluate.METRICS`"""
+    every: int = 0
+    """quick evaluation (``eval/``) every this many rounds; 0 = only at the end"""
+    train_samples: int = 512
+    """samples of the quick evaluation"""
+
+
+@dataclass
+class Config:
+    """``agent: irl`` config (``agents/configs/irl-*.yaml``)."""
+
+    agent: str = "irl"
+    seed: int = 0
+    """seed of everything (env, networks, expert draws)"""
+    rounds: int = 60
+    """rollout → relabel → policy update → discriminator update rounds"""
+    checkpoint_every: int = 10
+    """save a checkpoint every this many rounds (and at the end)"""
+    progress: bool = True
+    """show a progress bar"""
+    num_threads: int = 1
+    """torch CPU threads (small nets: 1 is fastest, more oversubscribe); 0 = torch's default"""
+    env: EnvConfig = field(default_factory=EnvConfig)
+    algo: AlgoConfig = field(default_factory=AlgoConfig)
+    discriminator: IRLDiscriminatorConfig = field(default_factory=IRLDiscriminatorConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def __post_init__(self):
+        _choice("algo.name", self.algo.name, ALGOS)
+        _choice("algo.policy", self.algo.policy, POLICIES)
+        _choice("discriminator.source", self.discriminator.source, SOURCES)
+        _choice("discriminator.input", self.discriminator.input, DISC_INPUTS)
+        if self.discriminator.input == "state" and self.discriminator.source == "policy":
+            raise ValueError("discriminator.input=state needs discriminator.source=separate")
+        if self.discriminator.source == "policy" and self.algo.policy != "dual_head":
+            raise ValueError("discriminator.source=policy needs algo.policy=dual_head")
+        if self.algo.policy == "dual_head" and self.algo.name == "maskable_ppo":
+            raise ValueError("algo.policy=dual_head works with ppo and a2c, not maskable_ppo")
+        for name in ("rounds", "checkpoint_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+
+def _choice(name: str, value: str, valid: tuple[str, ...]) -> None:
+    if value not in valid:
+        raise ValueError(f"{name} must be one of {list(valid)}, got {value!r}")

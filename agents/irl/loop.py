@@ -1,0 +1,54 @@
+"""``run(config, out_dir, resume)``: the ``agent: irl`` entry point of ``diffusion-gym train``
+(train or continue, checkpoint, log to TensorBoard, evaluate)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from stable_baselines3.common.logger import configure
+from torch.utils.tensorboard import SummaryWriter
+from tqdm.auto import tqdm
+
+from .config import Config
+from .report import evaluate_trainer, quick_eval
+from .trainer import IRLTrainer
+
+__all__ = ["run"]
+
+
+def run(config: Config, out_dir: Path, resume: bool = False) -> dict:
+    """Train (or continue from ``out_dir/checkpoints/last``), checkpoint every
+    ``checkpoint_every`` rounds, log ``train/``, ``eval/``, ``charts/``, then evaluate."""
+    out_dir = Path(out_dir)
+    ckpt = out_dir / "checkpoints" / "last"
+    if config.num_threads > 0:
+        torch.set_num_threads(config.num_threads)
+    trainer = IRLTrainer(config)
+    if resume and (ckpt / "irl_state.pt").is_file():
+        trainer.load(ckpt)
+    trainer.model.set_logger(configure(str(out_dir / "tb" / "sb3"), ["tensorboard"]))
+    writer = SummaryWriter(str(out_dir / "tb" / "irl"))
+    bar = tqdm(total=config.rounds, initial=trainer.round, disable=not config.progress, desc="irl")
+    while trainer.round < config.rounds:
+        stats = trainer.train_round()
+        r = trainer.round
+        for key, v in stats.items():
+            writer.add_scalar(f"train/{key}", v, r)
+        writer.add_scalar("eval/discriminator_accuracy", stats["accuracy"], r)
+        w, g = trainer.chosen_per_step()
+        for k in range(len(w)):
+            writer.add_scalar(f"charts/guidance_step{k}", w[k], r)
+            writer.add_scalar(f"charts/gamma_step{k}", g[k], r)
+        if config.eval.every and r % config.eval.every == 0:
+            quick_eval(trainer, writer, r)
+        if r % config.checkpoint_every == 0 or r == config.rounds:
+            trainer.save(ckpt)
+        bar.update(1)
+        bar.set_postfix(acc=f"{stats['accuracy']:.2f}", reward=f"{stats['irl_reward']:.3f}")
+    bar.close()
+    results = evaluate_trainer(trainer, out_dir, progress=config.progress)
+    for m, v in results["irl-policy"].items():
+        writer.add_scalar(f"eval/final_{m}", v["mean"], trainer.round)
+    writer.close()
+    return results

@@ -1,0 +1,176 @@
+"""Evaluation of a trained :class:`~agents.irl.trainer.IRLTrainer` through the harness
+(:mod:`baselines.evaluate`): the learned policy (and its τ sweep) against every constant
+(w, γ) on the same noise → ``eval.json``, ``eval.md``, ``summary.json`` and PNGs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+
+from baselines.evaluate import HIGHER_IS_BETTER, evaluate, markdown_table, write_report
+from diffusion_gym.noise import make_labels, make_noise
+
+from .config import EvalConfig
+from .strategy import baseline_strategies
+from .trainer import IRLTrainer
+
+__all__ = ["evaluate_trainer", "quick_eval", "summarize", "summary_markdown"]
+
+
+def _fmt_tau(t: float) -> str:
+    return f"{t:g}"
+
+
+def evaluate_trainer(trainer: IRLTrainer, out_dir: Path | None, progress: bool = True) -> dict:
+    """Final evaluation: learned policy (+ τ sweep) vs constant baselines, same noise."""
+    cfg = trainer.cfg.eval
+    policy_rows = [trainer.strategy("irl-policy", cfg.temperature)]
+    policy_rows += [trainer.strategy(f"irl-tau{_fmt_tau(t)}", t) for t in cfg.temperatures]
+    baselines = baseline_strategies(trainer.env, cfg)
+    samples: dict[str, torch.Tensor] = {}
+    results = evaluate(
+        policy_rows + baselines,
+        trainer.env.preset,
+        num_samples=cfg.num_samples,
+        seeds=cfg.seeds,
+        class_labels=cfg.class_labels,
+        metrics=cfg.metrics,
+        progress=progress,
+        samples_out=samples,
+    )
+    summary = summarize(results, [s.name for s in baselines], cfg)
+    if out_dir is not None:
+        best = summary.get("best_constant")
+        keep = {"__data__", "irl-policy"} | ({best} if best else set())
+        write_report(
+            results,
+            out_dir,
+            title=f"IRL policy vs constant guidance on {trainer.env.preset.name}",
+            plots={
+                "strategies": policy_rows[:1] + [s for s in baselines if s.name == best],
+                "samples": {k: v for k, v in samples.items() if k in keep},
+            },
+        )
+        (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+        _plot_policy(trainer, out_dir / "policy_actions.png")
+        if cfg.temperatures:
+            _plot_temperature(results, policy_rows, out_dir / "temperature.png")
+        with open(out_dir / "eval.md", "a") as f:
+            f.write("\n" + summary_markdown(summary) + "\n")
+    print(markdown_table(results, f"IRL policy vs constant guidance ({trainer.env.preset.name})"))
+    print(summary_markdown(summary))
+    return results
+
+
+def summarize(results: dict, baseline_names: list[str], cfg: EvalConfig) -> dict:
+    """The best constant baseline per metric and the policy's relative improvement."""
+    out: dict[str, Any] = {"metrics": {}}
+    for m in cfg.metrics:
+        rows = [(results[b][m]["mean"], b) for b in baseline_names if m in results[b]]
+        if m == "nfe" or not rows or m not in results["irl-policy"]:
+            continue
+        pick = max if m in HIGHER_IS_BETTER else min
+        best_v, best_name = pick(rows)
+        pol = results["irl-policy"][m]["mean"]
+        rel = (best_v - pol) / abs(best_v) if best_v != 0 else None
+        if rel is not None and m in HIGHER_IS_BETTER:
+            rel = -rel
+        out["metrics"][m] = {
+            "policy": pol,
+            "best_constant": best_v,
+            "best_constant_name": best_name,
+            "relative_improvement": rel,
+        }
+    first = next(iter(out["metrics"].values()), None)
+    out["best_constant"] = first["best_constant_name"] if first else None
+    return out
+
+
+def summary_markdown(summary: dict) -> str:
+    lines = [
+        "Learned policy against the best constant baseline of the grid, per metric "
+        "(improvement = relative reduction of the distance, or gain of loglik).",
+        "",
+        "| metric | irl-policy | best constant | which | improvement |",
+        "|---|---|---|---|---|",
+    ]
+    for m, s in summary["metrics"].items():
+        rel = s["relative_improvement"]
+        lines.append(
+            f"| {m} | {s['policy']:.4g} | {s['best_constant']:.4g} | {s['best_constant_name']} "
+            f"| {'–' if rel is None else f'{100 * rel:+.1f}%'} |"
+        )
+    return "\n".join(lines)
+
+
+def _plot_policy(trainer: IRLTrainer, path: Path) -> None:
+    """Per step: the share of samples choosing each w and each γ (deterministic policy), on
+    the evaluation's first seed (at most 2048 samples)."""
+    env, cfg = trainer.env, trainer.cfg.eval
+    n = min(cfg.num_samples, 2048)
+    x_T, streams = make_noise(env.preset, n, cfg.seeds[0])  # noqa: N806
+    labels = make_labels(env.preset, n, cfg.seeds[0], cfg.class_labels)
+    actions = trainer.strategy().rollout(x_T, labels, streams).actions
+    table = env.action_table
+    counts_w = np.zeros((env.num_steps, len(table.weights)))
+    counts_g = np.zeros((env.num_steps, len(table.gammas)))
+    for k in range(env.num_steps):
+        wi, gi = table.decode(actions[k], n)
+        counts_w[k] = np.bincount(wi, minlength=len(table.weights)) / n
+        counts_g[k] = np.bincount(gi, minlength=len(table.gammas)) / n
+    fig = Figure(figsize=(10, 3.5))
+    axes = fig.subplots(1, 2)
+    for ax, counts, values, label in (
+        (axes[0], counts_w, table.weights, "w"),
+        (axes[1], counts_g, table.gammas, "γ"),
+    ):
+        bottom = np.zeros(env.num_steps)
+        for j, v in enumerate(values):
+            ax.bar(np.arange(env.num_steps), counts[:, j], bottom=bottom, label=f"{label}={v:g}")
+            bottom += counts[:, j]
+        ax.set_xlabel("step k")
+        ax.set_ylabel("share of samples")
+        ax.set_title(f"{label} chosen per step (deterministic policy)")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
+def _plot_temperature(results: dict, rows: list, path: Path) -> None:
+    """Metrics of the τ sweep (precision and recall if measured) against τ."""
+    taus = [(r.temperature, r.name) for r in rows if r.temperature is not None]
+    taus.sort()
+    names = ("precision", "recall", "energy", "digits_precision", "digits_recall", "fd_digits")
+    metrics = [m for m in names if m in results[taus[0][1]]]
+    if not metrics:
+        return
+    fig = Figure(figsize=(4 * len(metrics), 3.2))
+    axes = fig.subplots(1, len(metrics), squeeze=False)
+    for ax, m in zip(axes[0], metrics, strict=True):
+        ax.plot([t for t, _ in taus], [results[n][m]["mean"] for _, n in taus], "o-")
+        ax.set_xscale("log")
+        ax.set_xlabel("temperature τ")
+        ax.set_title(m)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
+def quick_eval(trainer: IRLTrainer, writer, r: int) -> None:
+    """The policy alone on ``eval.train_samples`` samples of the first seed → ``eval/``."""
+    cfg = trainer.cfg.eval
+    res = evaluate(
+        [trainer.strategy()],
+        trainer.env.preset,
+        num_samples=cfg.train_samples,
+        seeds=cfg.seeds[:1],
+        class_labels=cfg.class_labels,
+        metrics=[m for m in cfg.metrics if m != "nfe"],
+        progress=False,
+    )
+    for m, v in res["irl-policy"].items():
+        writer.add_scalar(f"eval/{m}", v["mean"], r)

@@ -1,0 +1,310 @@
+"""The IRL trainer: the Guidance env, the SB3 learner, reward relabelling, the discriminator.
+
+One round of :meth:`IRLTrainer.train_round` is the loop of :mod:`agents.irl`: rollout →
+relabel (:class:`RelabelCallback`) → policy update → discriminator update.
+
+Seeding: ``config.seed`` seeds the SB3 learner at construction (SB3's ``seed=``: Python,
+NumPy and torch's global RNGs, then the policy's and the discriminator's initial weights);
+every round then starts from :meth:`IRLTrainer.seed_round` (the global RNGs and the env's
+episodes, from ``(seed, round)`` alone, so a resumed run repeats an uninterrupted one), and
+the expert draws of round r use a generator seeded ``discriminator.expert_seed + r``.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from sb3_contrib import MaskablePPO
+from stable_baselines3 import A2C, PPO
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.utils import set_random_seed
+
+from diffusion_gym import presets
+from diffusion_gym.envs.guidance import GuidanceVectorEnv
+
+from ..discriminator import Discriminator, reward_from_logit, train_discriminator
+from ..policies import DualHeadPolicy
+from ..vec_env import SB3VecEnv
+from .config import Config, EnvConfig
+from .strategy import PolicyStrategy
+
+__all__ = [
+    "IRLTrainer",
+    "RelabelCallback",
+    "algo_class",
+    "decode_step_class",
+    "make_env",
+    "make_model",
+]
+
+#: ``algo.name`` → SB3 / sb3-contrib class.
+_ALGO_CLASSES: dict[str, type[BaseAlgorithm]] = {
+    "ppo": PPO,
+    "a2c": A2C,
+    "maskable_ppo": MaskablePPO,
+}
+
+
+def make_env(cfg: EnvConfig, num_envs: int | None = None, preset=None) -> GuidanceVectorEnv:
+    """The native :class:`GuidanceVectorEnv` of the config (on ``preset`` if given)."""
+    if preset is None:
+        preset = presets.make(cfg.preset, device=cfg.device, **cfg.preset_overrides)
+    return GuidanceVectorEnv(
+        num_envs=num_envs or cfg.num_envs,
+        denoiser=preset,
+        num_steps=cfg.num_steps,
+        solver=cfg.solver,
+        schedule=cfg.schedule,
+        guidance_weights=cfg.guidance_weights,
+        gammas=cfg.gammas,
+        obs_mode=cfg.obs_mode,
+        class_labels=cfg.class_labels,
+        device=cfg.device,
+    )
+
+
+def algo_class(name: str) -> type[BaseAlgorithm]:
+    """The SB3 class of ``algo.name`` (one of :data:`agents.irl.config.ALGOS`)."""
+    return _ALGO_CLASSES[name]
+
+
+def make_model(cfg: Config, venv) -> BaseAlgorithm:
+    """The SB3 learner on the SB3 view ``venv`` of the env, on ``env.device``."""
+    a = cfg.algo
+    n_steps = a.episodes_per_round * cfg.env.num_steps
+    kw: dict[str, Any] = dict(
+        learning_rate=a.learning_rate,
+        n_steps=n_steps,
+        gamma=a.gamma,
+        gae_lambda=a.gae_lambda,
+        ent_coef=a.ent_coef,
+        vf_coef=a.vf_coef,
+        max_grad_norm=a.max_grad_norm,
+        seed=cfg.seed,
+        device=cfg.env.device,
+        verbose=0,
+    )
+    if a.name != "a2c":
+        kw.update(batch_size=a.batch_size, n_epochs=a.n_epochs, clip_range=a.clip_range)
+    if a.policy == "dual_head":
+        policy, pkw = DualHeadPolicy, {"trunk": tuple(a.net_arch)}
+    else:
+        policy, pkw = "MlpPolicy", {"net_arch": list(a.net_arch)}
+    return algo_class(a.name)(policy, venv, policy_kwargs=pkw, **kw)
+
+
+def decode_step_class(env, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Step index k ``[n]`` and class ``[n]`` (None if unconditional) read off observations
+    (``k/N`` and the one-hot class; layout in the env's Observation Space table)."""
+    head = env.denoiser.dim if env.obs_mode == "state" else 0
+    k = torch.round(obs[:, head + 1].double() * env.num_steps).long()
+    c = env.num_classes
+    labels = obs[:, head + 2 : head + 2 + c].argmax(1) if c else None
+    return k, labels
+
+
+class RelabelCallback(BaseCallback):
+    """Rewrites the rollout buffer's rewards with the discriminator before the policy update.
+
+    ``_on_step`` records each transition's next state s_{k+1} (the terminal observation where
+    the episode ended) and the env's own reward; ``_on_rollout_end`` sets
+    ``rewards[t, i] = reward(s_{k+1})`` and recomputes returns and GAE advantages with SB3's
+    ``compute_returns_and_advantage`` (the last values and dones of the rollout).
+    """
+
+    def __init__(self, trainer: IRLTrainer):
+        super().__init__()
+        self.trainer = trainer
+        self.next_obs: list[np.ndarray] = []
+        self.env_rewards: list[np.ndarray] = []
+
+    def _on_rollout_start(self) -> None:
+        self.next_obs, self.env_rewards = [], []
+
+    def _on_step(self) -> bool:
+        nxt = np.array(self.locals["new_obs"], dtype=np.float32, copy=True)
+        dones = np.flatnonzero(self.locals["dones"])
+        for i in dones:
+            nxt[i] = self.locals["infos"][i]["terminal_observation"]
+        if self.trainer.disc_env is not None:
+            nxt = self._state_encoding(nxt, dones)
+        self.next_obs.append(nxt)
+        self.env_rewards.append(np.asarray(self.locals["rewards"], dtype=np.float64).copy())
+        return True
+
+    def _state_encoding(self, obs: np.ndarray, dones: np.ndarray) -> np.ndarray:
+        """State encoding of x_{k+1} (the env's x, or the final x_0 of ended episodes)."""
+        env = self.trainer.env
+        x = env.x.clone()
+        for i in dones:
+            x[i] = torch.as_tensor(self.locals["infos"][i]["x0"], device=x.device)
+        k, labels = decode_step_class(env, torch.as_tensor(obs))
+        return self.trainer.disc_env.encode_obs(x, k, labels).cpu().numpy()
+
+    def _on_rollout_end(self) -> None:
+        buf = self.model.rollout_buffer
+        states = torch.as_tensor(np.stack(self.next_obs), device=self.trainer.device)
+        rewards = self.trainer.reward(states.reshape(-1, states.shape[-1]))
+        buf.rewards[:] = rewards.reshape(buf.rewards.shape).cpu().numpy()
+        buf.compute_returns_and_advantage(
+            last_values=self.locals["values"], dones=self.locals["dones"]
+        )
+        self.trainer.last_rollout = dict(
+            states=states.reshape(-1, states.shape[-1]),
+            actions=np.array(buf.actions, copy=True),
+            irl_reward=float(rewards.mean()),
+            env_reward=float(np.sum(self.env_rewards) / buf.n_envs),
+        )
+
+
+class IRLTrainer:
+    """Alternating policy / discriminator training on the Guidance env.
+
+    Attributes other code uses: ``env`` (the native env), ``venv`` (its SB3 view),
+    ``model`` (the SB3 learner), ``disc`` (the discriminator, None when it is the
+    dual-head policy's density head), ``round``, ``last_rollout``.
+
+    :param config: :class:`agents.irl.config.Config`.
+    """
+
+    def __init__(self, config: Config):
+        self.cfg = config
+        self.device = torch.device(config.env.device)
+        self.env = make_env(config.env)
+        self.venv = SB3VecEnv(self.env)
+        self.model = make_model(config, self.venv)
+        self.disc_env = None
+        if config.discriminator.input == "state" and config.env.obs_mode != "state":
+            self.disc_env = make_env(replace(config.env, obs_mode="state"), 1, self.env.preset)
+        space = (self.disc_env or self.env).single_observation_space
+        self.obs_dim = int(space.shape[0])
+        self._build_discriminator()
+        self.round = 0
+        self.last_rollout: dict[str, Any] = {}
+
+    def _build_discriminator(self) -> None:
+        d = self.cfg.discriminator
+        if d.source == "policy":
+            self.disc = None
+            params = self.model.policy.density_parameters()
+        else:
+            self.disc = Discriminator(self.obs_dim, d).to(self.device)
+            params = list(self.disc.parameters())
+        self.disc_opt = torch.optim.Adam(params, lr=d.lr, weight_decay=d.weight_decay)
+
+    def logit(self, s: torch.Tensor) -> torch.Tensor:
+        """Discriminator logit ℓ(s) ≈ log p_E/p_π of observations ``s [n, obs_dim]``."""
+        if self.disc is None:
+            return self.model.policy.density_logit(s)
+        return self.disc(s)
+
+    @torch.no_grad()
+    def reward(self, s: torch.Tensor) -> torch.Tensor:
+        """IRL reward of arriving in states ``s``: scale · f*(f'(exp ℓ(s)))."""
+        d = self.cfg.discriminator
+        ell = self.logit(s.float())
+        if d.logit_clip is not None:
+            ell = ell.clamp(-d.logit_clip, d.logit_clip)
+        return d.reward_scale * reward_from_logit(ell, d.divergence)
+
+    def round_seed(self, r: int) -> int:
+        """The seed of round ``r`` (a function of ``config.seed`` and r only)."""
+        return int(self.cfg.seed) * 1_000_003 + r
+
+    def seed_round(self, r: int) -> None:
+        """Seed everything round ``r`` draws from: the global RNGs (SB3's minibatch order,
+        the policy's action samples) and the env's next episodes."""
+        seed = self.round_seed(r)
+        set_random_seed(seed)
+        self.venv.seed(seed)
+
+    def train_round(self) -> dict[str, float]:
+        """One round (module docstring); returns its statistics."""
+        r, n_steps = self.round, self.model.n_steps
+        self.seed_round(r)
+        # Every round starts fresh episodes: hand SB3 the reset observations.
+        self.model._last_obs = self.venv.reset()
+        self.model._last_episode_starts = np.ones(self.env.num_envs, dtype=bool)
+        self.model.learn(
+            n_steps * self.env.num_envs,
+            callback=RelabelCallback(self),
+            reset_num_timesteps=False,
+            progress_bar=False,
+        )
+        stats = self._update_discriminator(r)
+        stats.update(
+            irl_reward=self.last_rollout["irl_reward"],
+            env_reward=self.last_rollout["env_reward"],
+        )
+        self.round += 1
+        return stats
+
+    def _update_discriminator(self, r: int) -> dict[str, float]:
+        policy_states = self.last_rollout["states"].float()
+        env = self.disc_env or self.env
+        k, labels = decode_step_class(env, policy_states)
+        g = torch.Generator().manual_seed(self.cfg.discriminator.expert_seed + r)
+        expert = env.expert_observations(k, labels, g).float()
+        if self.disc is not None:
+            self.disc.update_normalizer(torch.cat([expert, policy_states]))
+        stats = train_discriminator(
+            self.logit, self.disc_opt, expert, policy_states, self.cfg.discriminator, g
+        )
+        # Drop the discriminator's gradients: stale ones would enter PPO's grad-norm clipping
+        # (the dual head's density parameters are not in PPO's optimiser).
+        self.disc_opt.zero_grad(set_to_none=True)
+        return stats
+
+    def chosen_per_step(self) -> tuple[np.ndarray, np.ndarray]:
+        """Mean w and γ chosen at each step k in the last rollout, ``[N]`` each."""
+        n, b = self.env.num_steps, self.env.num_envs
+        table = self.env.action_table
+        wi, gi = table.decode(self.last_rollout["actions"].reshape(-1).astype(np.int64))
+        w = table.weights[wi].reshape(-1, n, b).mean(axis=(0, 2))
+        g = table.gammas[gi].reshape(-1, n, b).mean(axis=(0, 2))
+        return w, g
+
+    # -- checkpoints --------------------------------------------------------------------
+
+    def save(self, directory: Path) -> None:
+        """Policy (with its optimiser), discriminator (+ optimiser), round, RNG states."""
+        directory.mkdir(parents=True, exist_ok=True)
+        self.model.save(directory / "policy.zip")
+        state = {
+            "round": self.round,
+            "num_timesteps": self.model.num_timesteps,
+            "disc": None if self.disc is None else self.disc.state_dict(),
+            "disc_opt": self.disc_opt.state_dict(),
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "numpy": np.random.get_state(),  # noqa: NPY002 - SB3 uses the global RNG
+                "python": random.getstate(),
+            },
+        }
+        tmp = directory / "irl_state.pt.tmp"
+        torch.save(state, tmp)
+        tmp.replace(directory / "irl_state.pt")
+
+    def load(self, directory: Path) -> None:
+        """Continue from :meth:`save`'s files."""
+        algo = algo_class(self.cfg.algo.name)
+        self.model = algo.load(directory / "policy.zip", env=self.venv, device=self.device)
+        state = torch.load(directory / "irl_state.pt", weights_only=False)
+        self._build_discriminator()
+        if self.disc is not None:
+            self.disc.load_state_dict(state["disc"])
+        self.disc_opt.load_state_dict(state["disc_opt"])
+        self.round = int(state["round"])
+        torch.set_rng_state(state["rng"]["torch"])
+        np.random.set_state(state["rng"]["numpy"])  # noqa: NPY002
+        random.setstate(state["rng"]["python"])
+
+    def strategy(self, name: str = "irl-policy", temperature: float | None = None):
+        """The learned policy as a :class:`baselines.evaluate.Strategy`."""
+        return PolicyStrategy(name, self.env, self.model.policy, temperature)
