@@ -38,16 +38,17 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import torch
 
 from diffusion_gym import presets as _presets
+from diffusion_gym.config import load, to_dict
 
 from . import guidance as G  # noqa: N812
 from . import schedules as B  # noqa: N812
 from .evaluate import (
     DEFAULT_METRICS,
+    METRICS,
     FixedSchedule,
     Strategy,
     evaluate,
@@ -55,6 +56,8 @@ from .evaluate import (
     steps_for_nfe,
     write_report,
 )
+from .plotting import plot_metric_vs_nfe
+from .schedules import OracleConfig
 
 __all__ = [
     "OracleConfig",
@@ -63,6 +66,7 @@ __all__ = [
     "SearchConfig",
     "CompareConfig",
     "load_config",
+    "check_config",
     "build_strategies",
     "run_compare",
     "main_compare",
@@ -80,17 +84,6 @@ GUIDANCE_NAMES = (
     "learn-to-guide-reward",
     "learn-to-guide-forward",
 )
-
-
-@dataclass
-class OracleConfig:
-    """:func:`baselines.schedules.oracle` settings (training noise of ``num_samples``)."""
-
-    iterations: int = 150
-    lr: float = 0.05
-    restarts: int = 2
-    num_random: int = 24
-    num_samples: int = 256
 
 
 @dataclass
@@ -159,33 +152,37 @@ class CompareConfig:
     l2g: G.L2GConfig = field(default_factory=G.L2GConfig)
 
 
-def _from_dict(cls, data: dict, where: str):
-    """Build dataclass ``cls`` from a dict; unknown keys raise listing the valid ones."""
-    if not isinstance(data, dict):
-        raise TypeError(f"{where} must be a mapping, got {type(data).__name__}")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - set(fields))
+def load_config(source: str | Path | dict, overrides: list[str] | None = None) -> CompareConfig:
+    """A comparison config (YAML path or dict) as a validated :class:`CompareConfig`, with
+    dotted ``key=value`` overrides (values parsed as YAML: ``nfe=[5]``,
+    ``oracle.iterations=60``), through the project's one loader
+    (:func:`diffusion_gym.config.load`): unknown keys are a ``ValueError`` listing the valid
+    ones, wrongly typed values a ``TypeError``/``ValueError``, before any work starts."""
+    cfg = load(CompareConfig, source, overrides)
+    check_config(cfg)
+    return cfg
+
+
+def check_config(cfg: CompareConfig) -> None:
+    """Values the types do not catch, checked before any work: strategy names, solver, NFE
+    budgets (Heun: odd), presets, metrics and the guidance schedule row."""
+    _check_names(cfg.strategies)
+    if cfg.solver not in ("heun", "euler"):
+        raise ValueError(f"solver must be 'heun' or 'euler', got {cfg.solver!r}")
+    for nfe in cfg.nfe:
+        steps_for_nfe(nfe, cfg.solver)
+    unknown = sorted(set(cfg.presets) - set(_presets.names()))
     if unknown:
-        raise ValueError(f"unknown key(s) {unknown} in {where}; valid keys: {sorted(fields)}")
-    kw = {}
-    for k, v in data.items():
-        default = fields[k].default_factory() if callable(fields[k].default_factory) else None
-        kw[k] = (
-            _from_dict(type(default), v, f"{where}.{k}") if dataclasses.is_dataclass(default) else v
+        raise ValueError(f"unknown preset(s) {unknown}; valid: {sorted(_presets.names())}")
+    bad = sorted(set(cfg.metrics or ()) - set(METRICS))
+    if bad:
+        raise ValueError(f"unknown metric(s) {bad}; valid: {sorted(METRICS)}")
+    g = cfg.guidance_schedule
+    if not (g in SCHEDULE_NAMES or re.fullmatch(r"edm-rho[0-9.]+", g)):
+        raise ValueError(
+            f"guidance_schedule must be a schedule row (edm-rho<r>, {', '.join(SCHEDULE_NAMES)}),"
+            f" got {g!r}"
         )
-    return cls(**kw)
-
-
-def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> CompareConfig:
-    """Read a YAML comparison config into :class:`CompareConfig` (plus top-level overrides)."""
-    import yaml
-
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"config file not found: {p}")
-    data = yaml.safe_load(p.read_text()) or {}
-    data.update(overrides or {})
-    return _from_dict(CompareConfig, data, p.name)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -308,7 +305,7 @@ def run_compare(cfg: CompareConfig, out: str | Path, progress: bool = True) -> d
     """Run every (preset, NFE) section of ``cfg`` and write the reports under ``out``."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
+    (out / "config.json").write_text(json.dumps(to_dict(cfg), indent=2))
     everything, md = {}, [f"# {cfg.title}", ""]
     for pname in cfg.presets:
         preset = _presets.make(pname)
@@ -340,25 +337,11 @@ def run_compare(cfg: CompareConfig, out: str | Path, progress: bool = True) -> d
             for s, row in res.items():
                 by_nfe.setdefault(s, {})[nfe] = row
         if len(cfg.nfe) > 1:
-            from .plotting import plot_metric_vs_nfe
-
             metric = "rmse" if "rmse" in (cfg.metrics or DEFAULT_METRICS) else "energy"
             plot_metric_vs_nfe(by_nfe, metric, out / pname / "metric_vs_nfe.png", pname)
     (out / "eval.json").write_text(json.dumps(everything, indent=2, allow_nan=False))
     (out / "eval.md").write_text("\n".join(md))
     return everything
-
-
-def _parse_overrides(items: list[str]) -> dict[str, Any]:
-    import yaml
-
-    out = {}
-    for it in items:
-        if "=" not in it:
-            raise ValueError(f"override must be key=value, got {it!r}")
-        k, v = it.split("=", 1)
-        out[k] = yaml.safe_load(v)
-    return out
 
 
 def main_compare(argv: list[str] | None = None) -> int:
@@ -370,13 +353,15 @@ def main_compare(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int, nargs="+", help="evaluation seeds")
     ap.add_argument("--num-samples", type=int, help="samples per seed")
     ap.add_argument("--no-progress", action="store_true", help="hide progress bars")
-    ap.add_argument("overrides", nargs="*", help="top-level key=value overrides (YAML values)")
+    ap.add_argument(
+        "overrides", nargs="*", help="dotted key=value overrides (YAML values): oracle.lr=0.1"
+    )
     a = ap.parse_intermixed_args(argv)
-    over = _parse_overrides(a.overrides)
+    over = list(a.overrides)
     if a.seeds:
-        over["seeds"] = a.seeds
+        over.append(f"seeds={a.seeds}")
     if a.num_samples:
-        over["num_samples"] = a.num_samples
+        over.append(f"num_samples={a.num_samples}")
     cfg = load_config(a.config, over)
     t0 = time.perf_counter()
     run_compare(cfg, a.out, progress=not a.no_progress)
@@ -409,13 +394,15 @@ def main_evaluate(argv: list[str] | None = None) -> int:
     ap.add_argument("--num-samples", type=int, default=2048)
     ap.add_argument("--no-progress", action="store_true")
     a = ap.parse_args(argv)
-    cfg = CompareConfig(
-        presets=[a.preset],
-        nfe=[a.nfe],
-        strategies=a.strategies,
-        solver=a.solver,
-        seeds=a.seeds,
-        num_samples=a.num_samples,
+    cfg = load_config(
+        {
+            "presets": [a.preset],
+            "nfe": [a.nfe],
+            "strategies": a.strategies,
+            "solver": a.solver,
+            "seeds": a.seeds,
+            "num_samples": a.num_samples,
+        }
     )
     preset = _presets.make(a.preset)
     strategies = build_strategies(preset, a.nfe, cfg, log=lambda m: print(m, file=sys.stderr))

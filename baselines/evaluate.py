@@ -5,8 +5,21 @@ strategy in one :func:`evaluate` call sees the SAME x_T, labels and per-sample n
 (draw 0 of sample i's stream is its unit x_T noise, draw k+1 the churn noise of step k; see
 :mod:`diffusion_gym.noise`), so differences between rows are the strategies' alone.
 :func:`write_report` writes ``eval.json`` (keyed by strategy name), ``eval.md`` (mean ± std
-over seeds, best in bold) and PNG plots. ``diffusion-gym evaluate`` / ``diffusion-gym
-compare`` (:func:`main_evaluate`, :func:`main_compare`) wrap both.
+over seeds, best in bold) and PNG plots. It is the one evaluation and reporting path of the
+project: ``diffusion-gym evaluate`` / ``compare`` (:mod:`baselines.compare`), the digits
+tables (:mod:`baselines.digits`) and the agents' final evaluations all call it.
+
+Extension points (public, for callers outside this package):
+
+- metrics: :func:`register_metric` adds a metric by name to :data:`METRICS` (process-wide);
+  ``evaluate(extra_metrics={name: fn})`` adds metrics for one call. A metric is
+  ``fn(ctx) -> float | None`` on the :class:`MetricContext`-style dict ``ctx`` (keys
+  ``x0, real, labels, preset, x_ref, strategy, seed, cache``; ``cache`` is a dict shared by
+  the metrics of one sample set, for work they have in common).
+- noise: ``evaluate(noise=fn)`` replaces :func:`make_noise` (``fn(preset, num_samples,
+  seed) -> (x_T, streams)``), for callers whose figures were drawn on other noise.
+- reports: ``write_report(..., fields=, summary=, extra_plots=)`` adds per-strategy fields to
+  ``eval.json``, a markdown block after the table in ``eval.md`` and extra PNG files.
 
 NFE convention: one denoiser evaluation of the batch counts 1, also when classifier-free
 guidance evaluates the conditional and unconditional model in one batch of size 2B (as
@@ -16,16 +29,22 @@ EDM/AYS/GITS papers count). Heun with n steps ending at σ = 0 costs 2n − 1 (l
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
+from tqdm.auto import tqdm
 
+from diffusion_gym import metrics as _metrics
 from diffusion_gym import presets as _presets
 from diffusion_gym import schedules as _schedules
 from diffusion_gym import steps as _steps
-from diffusion_gym.noise import SampleStreams, derive_keys, draw_normal
+from diffusion_gym.denoisers.classifier import digits_metrics
+from diffusion_gym.noise import SampleStreams, make_labels, make_noise
+from diffusion_gym.steps import REFERENCE_STEPS, nfe_of, reference_solution, steps_for_nfe
+
+from . import plotting
 
 __all__ = [
     "Strategy",
@@ -36,46 +55,30 @@ __all__ = [
     "make_labels",
     "reference_solution",
     "evaluate",
+    "markdown_table",
     "write_report",
     "METRICS",
+    "DEFAULT_METRICS",
     "HIGHER_IS_BETTER",
-    "main_evaluate",
-    "main_compare",
+    "UNRANKED",
+    "MetricFn",
+    "register_metric",
+    "digits_metric_fns",
 ]
 
-#: Metrics where larger is better (all others: smaller is better; ``nfe`` is not ranked).
-HIGHER_IS_BETTER = frozenset(
-    {"loglik", "precision", "recall", "class_acc"}
-    | {"digits_precision", "digits_recall", "digits_class_acc"}
-)
-_UNRANKED = frozenset({"nfe"})
-
-#: Default reference solve: Heun on EDM ρ = 7, w = 1, γ = 0.
-REFERENCE_STEPS = 256
+#: Metrics where larger is better (all others: smaller is better). Extended by
+#: :func:`register_metric`.
+HIGHER_IS_BETTER: set[str] = {"loglik", "precision", "recall", "class_acc"} | {
+    "digits_precision",
+    "digits_recall",
+    "digits_class_acc",
+}
+#: Metrics reported but never ranked (no bold, no ± in the table).
+UNRANKED: set[str] = {"nfe"}
 
 
 # ---------------------------------------------------------------------------------------------
 # Strategies
-
-
-def nfe_of(num_steps: int, solver: str) -> int:
-    """Denoiser evaluations of ``num_steps`` steps ending at σ = 0: Euler n, Heun 2n − 1."""
-    if solver not in _steps.SOLVERS:
-        raise ValueError(f"solver must be one of {_steps.SOLVERS}, got {solver!r}")
-    return num_steps if solver == "euler" else 2 * num_steps - 1
-
-
-def steps_for_nfe(nfe: int, solver: str) -> int:
-    """Inverse of :func:`nfe_of`: the number of steps that spends exactly ``nfe``."""
-    if not isinstance(nfe, int) or nfe < 1:
-        raise ValueError(f"nfe must be an int >= 1, got {nfe!r}")
-    if solver == "euler":
-        return nfe
-    if solver == "heun":
-        if nfe % 2 == 0:
-            raise ValueError(f"Heun ending at sigma=0 spends an odd NFE (2n-1), got nfe={nfe}")
-        return (nfe + 1) // 2
-    raise ValueError(f"solver must be one of {_steps.SOLVERS}, got {solver!r}")
 
 
 class Strategy:
@@ -212,68 +215,6 @@ class FixedSchedule(Strategy):
 
 
 # ---------------------------------------------------------------------------------------------
-# Shared noise, labels, reference
-
-
-def make_noise(
-    preset: _presets.Preset, num_samples: int, seed: int
-) -> tuple[torch.Tensor, SampleStreams]:
-    """x_T = prior_std · draw 0 of each sample's stream, and the streams (counter reset).
-
-    Sample i of seed s uses key ``derive_keys(i, salt=s)``: the same for every strategy."""
-    den = preset.denoiser
-    keys = derive_keys(torch.arange(num_samples, device=den.device), salt=int(seed))
-    x_T = preset.prior_std * draw_normal(keys, 0, den.shape, den.dtype)  # noqa: N806
-    return x_T.to(den.device), SampleStreams(keys)
-
-
-def make_labels(
-    preset: _presets.Preset, num_samples: int, seed: int, class_labels="balanced"
-) -> torch.Tensor | None:
-    """Labels for one seed: ``"balanced"`` (i mod C), ``"data"`` (drawn from the data's class
-    histogram with a generator seeded by ``seed``), an int (one class for all), a ``[N]``
-    tensor, or None (unconditional). An unconditional preset always gets None."""
-    C = preset.num_classes  # noqa: N806
-    if C == 0 or class_labels is None:
-        return None
-    dev = preset.denoiser.device
-    if isinstance(class_labels, str):
-        if class_labels == "balanced":
-            return torch.arange(num_samples, device=dev) % C
-        if class_labels == "data":
-            g = torch.Generator().manual_seed(10_007 + int(seed))
-            return preset.data.sample_labels(num_samples, generator=g).to(dev)
-        raise ValueError(
-            f"class_labels must be 'balanced', 'data', an int or a tensor, got {class_labels!r}"
-        )
-    if isinstance(class_labels, int):
-        if not 0 <= class_labels < C:
-            raise ValueError(f"class_labels={class_labels} out of range [0, {C})")
-        return torch.full((num_samples,), class_labels, dtype=torch.long, device=dev)
-    labels = torch.as_tensor(class_labels, dtype=torch.long, device=dev)
-    if labels.shape != (num_samples,) or labels.min() < 0 or labels.max() >= C:
-        raise ValueError(f"class_labels must be [{num_samples}] ints in [0, {C})")
-    return labels
-
-
-def reference_solution(
-    preset: _presets.Preset,
-    x_T: torch.Tensor,  # noqa: N803
-    class_labels: torch.Tensor | None,
-    num_steps: int = REFERENCE_STEPS,
-    extrapolate: bool = True,
-) -> torch.Tensor:
-    """The probability-flow ODE solved finely from x_T (w = 1, the plain conditional model,
-    γ = 0): :func:`diffusion_gym.steps.reference_solve`, Heun on EDM ρ = 7 with ``num_steps``
-    steps, Richardson-extrapolated with the ``num_steps // 2`` solve unless ``extrapolate`` is
-    False. The target of ``rmse`` for deterministic strategies: on gmm-ring8 the default is
-    7.6e-7 RMSE from the converged solution (the plain 256-step solve: 5.5e-5)."""
-    return _steps.reference_solve(
-        preset.denoiser, x_T, num_steps, class_labels=class_labels, extrapolate=extrapolate
-    )
-
-
-# ---------------------------------------------------------------------------------------------
 # Metrics
 
 
@@ -281,10 +222,10 @@ def _flat(x: torch.Tensor) -> torch.Tensor:
     return x.reshape(x.shape[0], -1)
 
 
-def _m():
-    from diffusion_gym import metrics
-
-    return metrics
+#: A metric: ``fn(ctx) -> float | None`` (None = not defined for this preset or strategy; the
+#: row leaves it out). ``ctx`` holds ``x0, real, labels, preset, x_ref, strategy, seed`` and
+#: ``cache`` (a dict shared by the metrics of one sample set).
+MetricFn = Callable[[dict], "float | None"]
 
 
 def _per_class(fn, ctx) -> float:
@@ -293,7 +234,7 @@ def _per_class(fn, ctx) -> float:
     if ctx["labels"] is None:
         return float(fn(x, y))
     lab = ctx["labels"]
-    return float(_m().class_conditional(fn, x, y, lab, lab, ctx["preset"].num_classes))
+    return float(_metrics.class_conditional(fn, x, y, lab, lab, ctx["preset"].num_classes))
 
 
 def _is_mixture(preset) -> bool:
@@ -312,7 +253,7 @@ def _class_tv(ctx) -> float | None:
     p = ctx["preset"]
     if ctx["labels"] is None or not _is_mixture(p):
         return None
-    m = _m()
+    m = _metrics
     pred = p.data.class_log_posterior(_flat(ctx["x0"])).argmax(1)
     return float(
         m.total_variation(
@@ -328,7 +269,7 @@ def _mode_tv(ctx) -> float | None:
     if not _is_mixture(p):
         return None
     x = _flat(ctx["x0"])
-    m = _m()
+    m = _metrics
     k = p.data.num_components
     pred = p.data.component_log_posterior(x).argmax(1)
     expected = p.data._log_weights(x.shape[0], ctx["labels"]).exp().sum(0)
@@ -339,46 +280,64 @@ def _loglik(ctx) -> float | None:
     p = ctx["preset"]
     if not _is_mixture(p):
         return None
-    return float(_m().mean_log_likelihood(p.data, _flat(ctx["x0"]), ctx["labels"]))
+    return float(_metrics.mean_log_likelihood(p.data, _flat(ctx["x0"]), ctx["labels"]))
 
 
 def _rmse(ctx) -> float | None:
     if ctx["x_ref"] is None or not ctx["strategy"].deterministic:
         return None
-    return float(_m().rmse(_flat(ctx["x0"]), _flat(ctx["x_ref"])))
+    return float(_metrics.rmse(_flat(ctx["x0"]), _flat(ctx["x_ref"])))
 
 
 def _precision(ctx) -> float:
-    return float(_m().precision_recall(_flat(ctx["real"]), _flat(ctx["x0"]))[0])
+    return float(_metrics.precision_recall(_flat(ctx["real"]), _flat(ctx["x0"]))[0])
 
 
 def _recall(ctx) -> float:
-    return float(_m().precision_recall(_flat(ctx["real"]), _flat(ctx["x0"]))[1])
+    return float(_metrics.precision_recall(_flat(ctx["real"]), _flat(ctx["x0"]))[1])
 
 
-def _digits(key: str):
-    """Image metric ``key`` of :func:`diffusion_gym.denoisers.classifier.digits_metrics`
-    (classifier features, against the 450 test images), for [N, 1, 8, 8] samples; else None.
-    Computed once per sample set (cached in ctx)."""
-
-    def fn(ctx) -> float | None:
-        if tuple(ctx["x0"].shape[1:]) != (1, 8, 8):
-            return None
-        if "_digits" not in ctx:
-            from diffusion_gym.denoisers.classifier import digits_metrics
-
-            ctx["_digits"] = digits_metrics(ctx["x0"].float().cpu(), ctx["labels"])
-        return float(ctx["_digits"][key])
-
-    return fn
+#: digits metric name → key of :func:`digits_metrics`' result.
+_DIGITS_KEYS = {
+    "fd_digits": "fd",
+    "digits_precision": "precision",
+    "digits_recall": "recall",
+    "digits_class_acc": "class_accuracy",
+    "digits_class_tv": "class_tv",
+}
 
 
-#: name → fn(ctx) -> float | None (None = not defined for this preset/strategy; omitted).
-#: ctx holds ``x0, real, labels, preset, x_ref, strategy``.
-METRICS: dict[str, Callable[[dict], float | None]] = {
-    "energy": lambda ctx: _per_class(_m().energy_distance, ctx),
-    "frechet": lambda ctx: _per_class(_m().frechet_distance, ctx),
-    "sliced_w": lambda ctx: float(_m().sliced_wasserstein(_flat(ctx["x0"]), _flat(ctx["real"]))),
+def digits_metric_fns(classifier=None) -> dict[str, MetricFn]:
+    """The image metrics of :func:`digits_metrics` (classifier features, against the 450 test
+    images) as harness metrics: ``fd_digits``, ``digits_precision``, ``digits_recall``,
+    ``digits_class_acc``, ``digits_class_tv``; None for samples not shaped [N, 1, 8, 8].
+    ``digits_metrics`` runs once per sample set (cached in ``ctx["cache"]``).
+
+    :param classifier: the classifier (None: the shipped one, loaded per sample set).
+    """
+
+    def metric(key: str) -> MetricFn:
+        def fn(ctx) -> float | None:
+            if tuple(ctx["x0"].shape[1:]) != (1, 8, 8):
+                return None
+            cache = ctx.setdefault("cache", {})
+            if "digits" not in cache:
+                x = ctx["x0"].float().cpu()
+                cache["digits"] = digits_metrics(x, ctx["labels"], classifier=classifier)
+            return float(cache["digits"][key])
+
+        return fn
+
+    return {name: metric(key) for name, key in _DIGITS_KEYS.items()}
+
+
+#: name → :data:`MetricFn`. Add to it with :func:`register_metric`.
+METRICS: dict[str, MetricFn] = {
+    "energy": lambda ctx: _per_class(_metrics.energy_distance, ctx),
+    "frechet": lambda ctx: _per_class(_metrics.frechet_distance, ctx),
+    "sliced_w": lambda ctx: float(
+        _metrics.sliced_wasserstein(_flat(ctx["x0"]), _flat(ctx["real"]))
+    ),
     "precision": _precision,
     "recall": _recall,
     "loglik": _loglik,
@@ -387,12 +346,40 @@ METRICS: dict[str, Callable[[dict], float | None]] = {
     "mode_tv": _mode_tv,
     "rmse": _rmse,
     "nfe": lambda ctx: float(ctx["strategy"].nfe),
-    "fd_digits": _digits("fd"),
-    "digits_precision": _digits("precision"),
-    "digits_recall": _digits("recall"),
-    "digits_class_acc": _digits("class_accuracy"),
+    **digits_metric_fns(),
 }
 DEFAULT_METRICS = ("energy", "frechet", "sliced_w", "loglik", "class_acc", "mode_tv", "rmse", "nfe")
+
+
+def register_metric(
+    name: str,
+    fn: MetricFn,
+    *,
+    higher_is_better: bool = False,
+    ranked: bool = True,
+    replace: bool = False,
+) -> None:
+    """Add metric ``name`` to :data:`METRICS` so every :func:`evaluate` call (and YAML
+    ``metrics:`` lists) can name it.
+
+    :param fn: ``fn(ctx) -> float | None`` (see :data:`MetricFn`).
+    :param higher_is_better: rank larger values best in :func:`markdown_table`.
+    :param ranked: False: report the value without ranking (like ``nfe``).
+    :param replace: allow replacing an existing metric of that name.
+    """
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"metric name must be a non-empty str, got {name!r}")
+    if not callable(fn):
+        raise TypeError(f"metric {name!r}: fn must be callable, got {type(fn).__name__}")
+    if name in METRICS and not replace:
+        raise ValueError(f"metric {name!r} already exists (pass replace=True to replace it)")
+    METRICS[name] = fn
+    HIGHER_IS_BETTER.discard(name)
+    UNRANKED.discard(name)
+    if higher_is_better:
+        HIGHER_IS_BETTER.add(name)
+    if not ranked:
+        UNRANKED.add(name)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -438,6 +425,8 @@ def evaluate(
     metrics: Sequence[str] | None = None,
     progress: bool = True,
     samples_out: dict[str, torch.Tensor] | None = None,
+    extra_metrics: Mapping[str, MetricFn] | None = None,
+    noise: Callable[[_presets.Preset, int, int], tuple[torch.Tensor, SampleStreams]] | None = None,
 ) -> dict[str, dict[str, dict[str, Any]]]:
     """Run every strategy on the same x_T/labels/streams per seed and score the samples.
 
@@ -449,11 +438,16 @@ def evaluate(
     :param reference: Heun steps of the reference ODE solve for ``rmse`` (None =
         :data:`REFERENCE_STEPS`, 0 = no rmse; Richardson-extrapolated, see
         :func:`reference_solution`). Only deterministic strategies get an rmse.
-    :param metrics: names from :data:`METRICS` (default :data:`DEFAULT_METRICS`). Metrics not
-        defined for the preset or strategy are left out of that row.
+    :param metrics: names from :data:`METRICS` or ``extra_metrics`` (default
+        :data:`DEFAULT_METRICS`). Metrics not defined for the preset or strategy are left out
+        of that row.
     :param progress: show a tqdm bar.
     :param samples_out: if given, filled with ``{name: x0}`` of the first seed (and
         ``"__data__"``: the true samples) for scatter plots.
+    :param extra_metrics: ``{name: fn}`` metrics for this call only (see :data:`MetricFn`);
+        they take precedence over :data:`METRICS` entries of the same name.
+    :param noise: ``fn(preset, num_samples, seed) -> (x_T, streams)`` in place of
+        :func:`make_noise` (called once for x_T and once per strategy for fresh streams).
     :returns: ``{strategy: {metric: {"mean", "std", "values"}}}``.
     """
     preset = _resolve_preset(preset)
@@ -464,15 +458,17 @@ def evaluate(
     if not seeds:
         raise ValueError("seeds must be a non-empty sequence of ints")
     metrics = list(DEFAULT_METRICS if metrics is None else metrics)
-    unknown = sorted(set(metrics) - set(METRICS))
+    table = {**METRICS, **(extra_metrics or {})}
+    unknown = sorted(set(metrics) - set(table))
     if unknown:
-        raise ValueError(f"unknown metric(s) {unknown}; valid: {sorted(METRICS)}")
+        raise ValueError(f"unknown metric(s) {unknown}; valid: {sorted(table)}")
+    noise = make_noise if noise is None else noise
     ref_steps = REFERENCE_STEPS if reference is None else int(reference)
     need_ref = "rmse" in metrics and ref_steps > 0 and any(s.deterministic for s in strategies)
     collected: dict[str, dict[str, list[float]]] = {s.name: {} for s in strategies}
     bar = _bar(len(seeds) * len(strategies), progress, preset.name)
     for si, seed in enumerate(seeds):
-        x_T, _ = make_noise(preset, num_samples, seed)  # noqa: N806
+        x_T, _ = noise(preset, num_samples, seed)  # noqa: N806
         labels = make_labels(preset, num_samples, seed, class_labels)
         g = torch.Generator().manual_seed(1_000_003 + seed)
         real = preset.data.sample(num_samples, labels, generator=g).to(x_T.device)
@@ -480,16 +476,25 @@ def evaluate(
         if samples_out is not None and si == 0:
             samples_out["__data__"] = real
         for s in strategies:
-            _, streams = make_noise(preset, num_samples, seed)
+            _, streams = noise(preset, num_samples, seed)
             with torch.no_grad():
                 x0 = s.sample(preset, x_T.clone(), labels, streams)
             if not bool(torch.isfinite(x0).all()):
                 raise ValueError(f"strategy {s.name!r} produced non-finite samples")
             if samples_out is not None and si == 0:
                 samples_out[s.name] = x0
-            ctx = dict(x0=x0, real=real, labels=labels, preset=preset, x_ref=x_ref, strategy=s)
+            ctx = dict(
+                x0=x0,
+                real=real,
+                labels=labels,
+                preset=preset,
+                x_ref=x_ref,
+                strategy=s,
+                seed=seed,
+                cache={},
+            )
             for name in metrics:
-                v = METRICS[name](ctx)
+                v = table[name](ctx)
                 if v is not None:
                     collected[s.name].setdefault(name, []).append(v)
             bar.update(1)
@@ -498,8 +503,6 @@ def evaluate(
 
 
 def _bar(total: int, progress: bool, desc: str):
-    from tqdm.auto import tqdm
-
     return tqdm(total=total, disable=not progress, desc=f"evaluate {desc}", leave=False)
 
 
@@ -521,7 +524,7 @@ def markdown_table(results: dict[str, dict[str, dict[str, Any]]], title: str = "
     best = {}
     for m in metrics:
         vals = [(ms[m]["mean"], s) for s, ms in results.items() if m in ms]
-        if m in _UNRANKED or len(vals) < 2:
+        if m in UNRANKED or len(vals) < 2:
             continue
         pick = max if m in HIGHER_IS_BETTER else min
         best[m] = pick(v for v, _ in vals)
@@ -535,7 +538,7 @@ def markdown_table(results: dict[str, dict[str, dict[str, Any]]], title: str = "
                 cells.append("–")
                 continue
             mean, std = ms[m]["mean"], ms[m]["std"]
-            cell = _fmt(mean) if m in _UNRANKED else f"{_fmt(mean)} ± {_fmt(std)}"
+            cell = _fmt(mean) if m in UNRANKED else f"{_fmt(mean)} ± {_fmt(std)}"
             cells.append(f"**{cell}**" if m in best and mean == best[m] else cell)
         lines.append(f"| {s} | " + " | ".join(cells) + " |")
     arrows = ", ".join(f"{m} {'↑' if m in HIGHER_IS_BETTER else '↓'}" for m in best)
@@ -549,6 +552,9 @@ def write_report(
     *,
     title: str = "",
     plots: dict[str, Any] | None = None,
+    fields: Mapping[str, Mapping[str, Any]] | None = None,
+    summary: str | None = None,
+    extra_plots: Mapping[str, Callable[[Path], Any]] | None = None,
 ) -> dict[str, Path]:
     """Write ``eval.json`` (keyed by strategy name), ``eval.md`` and PNG plots into out_dir.
 
@@ -559,16 +565,30 @@ def write_report(
         ``"metric"`` (the metric of that plot, default ``"energy"``).
     With ``"strategies"``, ``strategies.json`` holds each one's :meth:`Strategy.describe`
     (σ's, per-step w, γ: the learned schedules and weights themselves).
+    :param fields: ``{strategy: {key: value}}`` extra JSON-able per-strategy fields merged
+        into that strategy's ``eval.json`` entry (a key may not shadow a metric).
+    :param summary: a markdown block written after the table in ``eval.md``.
+    :param extra_plots: ``{file name: fn(path)}``: each fn writes that file into out_dir
+        (after the standard plots); the key's stem names it in the returned dict.
     :returns: ``{kind: path}`` of the files written.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     files = {"json": out / "eval.json", "md": out / "eval.md"}
-    files["json"].write_text(json.dumps(results, indent=2, allow_nan=False))
-    files["md"].write_text(markdown_table(results, title))
+    data: dict[str, Any] = dict(results)
+    for name, extra in (fields or {}).items():
+        if name not in results:
+            raise ValueError(f"fields for unknown strategy {name!r}; rows: {list(results)}")
+        clash = sorted(set(extra) & set(results[name]))
+        if clash:
+            raise ValueError(f"fields {clash} of {name!r} would shadow its metrics")
+        data[name] = {**results[name], **extra}
+    files["json"].write_text(json.dumps(data, indent=2, allow_nan=False))
+    md = markdown_table(results, title)
+    if summary:
+        md += "\n" + summary + "\n"
+    files["md"].write_text(md)
     plots = plots or {}
-    from . import plotting
-
     strategies = plots.get("strategies") or []
     if strategies:
         files["strategies"] = out / "strategies.json"
@@ -584,22 +604,9 @@ def write_report(
         files["metric_vs_nfe"] = plotting.plot_metric_vs_nfe(
             plots["by_nfe"], metric, out / "metric_vs_nfe.png", title
         )
+    for fname, fn in (extra_plots or {}).items():
+        path = out / fname
+        fn(path)
+        if path.is_file():
+            files[Path(fname).stem] = path
     return files
-
-
-# ---------------------------------------------------------------------------------------------
-# Command line (implemented in baselines.compare to keep this module about the harness)
-
-
-def main_evaluate(argv: list[str] | None = None) -> int:
-    """``diffusion-gym evaluate``: see :func:`baselines.compare.main_evaluate`."""
-    from .compare import main_evaluate as run
-
-    return run(argv)
-
-
-def main_compare(argv: list[str] | None = None) -> int:
-    """``diffusion-gym compare CONFIG --out DIR``: see :func:`baselines.compare.main_compare`."""
-    from .compare import main_compare as run
-
-    return run(argv)

@@ -32,9 +32,11 @@ from torch import nn
 from diffusion_gym import metrics as M  # noqa: N812
 from diffusion_gym import schedules as S  # noqa: N812
 from diffusion_gym import steps as _steps
+from diffusion_gym.noise import make_labels, make_noise
 from diffusion_gym.presets import Preset
+from diffusion_gym.steps import nfe_of
 
-from .evaluate import FixedSchedule, Strategy, make_labels, make_noise, nfe_of
+from .evaluate import FixedSchedule, Strategy
 from .schedules import TRAIN_SALT
 
 __all__ = [

@@ -1,4 +1,5 @@
-"""PNG plots of the evaluation reports: schedules, guidance curves, samples, metric vs NFE.
+"""PNG plots of the evaluation reports: schedules, guidance curves, samples, metric vs NFE,
+digit grids.
 
 matplotlib with the Agg backend (no display needed); every function returns the path(s)
 it wrote.
@@ -9,18 +10,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import matplotlib
 import torch
 
-__all__ = ["plot_strategies", "plot_samples", "plot_metric_vs_nfe"]
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402 - after the backend is chosen
 
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+__all__ = ["plot_strategies", "plot_samples", "plot_metric_vs_nfe", "plot_digit_grid"]
 
 
 def _mean_guidance(g) -> list[float]:
@@ -31,7 +27,6 @@ def _mean_guidance(g) -> list[float]:
 def plot_strategies(descriptions: list[dict[str, Any]], out: Path) -> dict[str, Path]:
     """``schedules.png`` (σ_i vs step, log σ axis) and ``guidance.png`` (w against σ, log σ
     axis; per-class curves averaged; only rows with some w ≠ 1) from descriptions."""
-    plt = _plt()
     files: dict[str, Path] = {}
     with_sig = [d for d in descriptions if d.get("sigmas")]
     if with_sig:
@@ -73,7 +68,6 @@ def plot_samples(samples: dict[str, torch.Tensor], path: Path, title: str = "") 
     items = [(k, v) for k, v in samples.items() if v.reshape(v.shape[0], -1).shape[1] == 2]
     if not items:
         return None
-    plt = _plt()
     cols = min(4, len(items))
     rows = (len(items) + cols - 1) // cols
     fig, axes = plt.subplots(rows, cols, figsize=(3 * cols, 3 * rows), squeeze=False)
@@ -95,7 +89,6 @@ def plot_metric_vs_nfe(
     by_nfe: dict[str, dict[int, dict]], metric: str, path: Path, title: str = ""
 ) -> Path:
     """``metric`` (mean ± std) against NFE, one line per strategy name, log y axis."""
-    plt = _plt()
     fig, ax = plt.subplots(figsize=(6, 4))
     for name, rows in by_nfe.items():
         pts = sorted((n, r[metric]) for n, r in rows.items() if metric in r)
@@ -117,3 +110,20 @@ def plot_metric_vs_nfe(
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def plot_digit_grid(
+    x: torch.Tensor, labels: torch.Tensor, path: str | Path, per_class: int = 10
+) -> Path:
+    """A 10 × ``per_class`` PNG grid of 8×8 digits ``[N, 1, 8, 8]`` (one row per class)."""
+    # One-pixel background (−1) border around every 8×8 digit.
+    cells = torch.nn.functional.pad(x[:, 0].clamp(-1, 1), (1, 1, 1, 1), value=-1.0)
+    rows = [cells[labels == c][:per_class] for c in range(10)]
+    img = torch.cat([torch.cat(list(r), dim=1) for r in rows], dim=0)
+    fig, ax = plt.subplots(figsize=(per_class * 0.6, 10 * 0.6), dpi=100)
+    ax.imshow(img.clamp(-1, 1).numpy(), cmap="gray_r", vmin=-1, vmax=1, interpolation="nearest")
+    ax.set_axis_off()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, bbox_inches="tight", pad_inches=0.05)
+    plt.close(fig)
+    return Path(path)

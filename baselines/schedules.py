@@ -28,9 +28,9 @@ import torch.nn.functional as F  # noqa: N812
 
 from diffusion_gym import schedules as S  # noqa: N812
 from diffusion_gym import steps as _steps
+from diffusion_gym.noise import make_labels, make_noise
 from diffusion_gym.presets import Preset
-
-from .evaluate import make_labels, make_noise, reference_solution
+from diffusion_gym.steps import reference_solution
 
 __all__ = [
     "TRAIN_SALT",
@@ -43,6 +43,7 @@ __all__ = [
     "ays",
     "gits_dp",
     "oracle",
+    "OracleConfig",
     "OracleResult",
 ]
 
@@ -234,6 +235,30 @@ def gits_dp(
 
 
 @dataclass
+class OracleConfig:
+    """THE oracle settings: the defaults of :func:`oracle`, of ``diffusion-gym compare``'s
+    ``oracle:`` section and of the agents' evaluations (one definition; a YAML file may set
+    any field). ``num_samples`` is the size of the training noise set the oracle (and
+    ``edm-best``) fit on.
+
+    :param iterations: Adam iterations per refined init.
+    :param lr: Adam learning rate on the log-gap parameters.
+    :param restarts: how many of the best-scored inits are refined.
+    :param num_random: random sorted-log-σ inits besides the EDM ρ grid and log-linear.
+    :param num_samples: training-noise samples (:func:`training_set`).
+    """
+
+    iterations: int = 200
+    lr: float = 0.05
+    restarts: int = 3
+    num_random: int = 24
+    num_samples: int = 256
+
+
+_ORACLE = OracleConfig()
+
+
+@dataclass
 class OracleResult:
     """The optimised schedule, its training RMSE, and the init it started from."""
 
@@ -290,11 +315,11 @@ def oracle(
     solver: str = "heun",
     *,
     data: TrainingSet | None = None,
-    iterations: int = 200,
-    lr: float = 0.05,
-    restarts: int = 3,
+    iterations: int = _ORACLE.iterations,
+    lr: float = _ORACLE.lr,
+    restarts: int = _ORACLE.restarts,
     extra_inits: Sequence[torch.Tensor] = (),
-    num_random: int = 24,
+    num_random: int = _ORACLE.num_random,
     seed: int = 0,
 ) -> OracleResult:
     """The oracle fixed schedule: σ_1..σ_{n−1} optimised by Adam on the MSE to the reference
@@ -304,8 +329,9 @@ def oracle(
     All inits of :func:`_oracle_init` are scored first; the ``restarts`` best are refined by
     Adam and the best refined schedule is returned (never worse than its init: the best
     iterate is kept). Evaluate it on held-out noise (:func:`baselines.evaluate.evaluate`).
+    Defaults: :class:`OracleConfig` (``data``: a training set of its ``num_samples``).
     """
-    data = data or training_set(preset)
+    data = data or training_set(preset, _ORACLE.num_samples)
     inits = _oracle_init(preset, n, solver, data, extra_inits, num_random, seed)
     with torch.no_grad():
         scored = sorted((schedule_rmse(preset, s, solver, data), i) for i, s in enumerate(inits))

@@ -1,6 +1,7 @@
 """The evaluation harness: same noise for every strategy, determinism, reports, config."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -129,24 +130,97 @@ def test_markdown_bolds_best():
     assert "| b | **0.5 ± 0.1** |" in md and "| a | 1 ± 0 |" in md
 
 
+def test_extension_points(ring8, tmp_path):
+    """Public hooks: per-call metrics, a process-wide registered metric, custom noise, and
+    report fields / summary / extra plots."""
+    st = _strategies(ring8)[:2]
+    mean_norm = lambda ctx: float(ctx["x0"].norm(dim=1).mean())  # noqa: E731
+    E.register_metric("test_norm", mean_norm, higher_is_better=True)
+    try:
+        with pytest.raises(ValueError, match="already exists"):
+            E.register_metric("test_norm", mean_norm)
+        assert "test_norm" in E.HIGHER_IS_BETTER
+        calls = []
+
+        def noise(preset, n, seed):
+            calls.append(seed)
+            return E.make_noise(preset, n, seed)
+
+        kw = dict(num_samples=32, seeds=(0,), progress=False)
+        res = E.evaluate(
+            st,
+            ring8,
+            metrics=["energy", "test_norm", "seen_seed"],
+            extra_metrics={"seen_seed": lambda ctx: float(ctx["seed"])},
+            noise=noise,
+            **kw,
+        )
+        assert calls == [0, 0, 0]  # x_T once, fresh streams per strategy
+        assert res["cfg-2.0"]["seen_seed"]["mean"] == 0.0
+        plain = E.evaluate(st, ring8, metrics=["energy", "test_norm"], **kw)
+        assert plain["cfg-2.0"]["energy"] == res["cfg-2.0"]["energy"]  # same noise, same rows
+        files = E.write_report(
+            res,
+            tmp_path,
+            fields={"cfg-2.0": {"weight": 2.0}},
+            summary="extra block",
+            extra_plots={"extra.png": lambda path: path.write_bytes(b"png")},
+        )
+        data = json.loads(files["json"].read_text())
+        assert data["cfg-2.0"]["weight"] == 2.0 and "weight" not in data["edm-rho10"]
+        md = files["md"].read_text()
+        assert md == E.markdown_table(res) + "\nextra block\n"
+        assert files["extra"].read_bytes() == b"png"
+        with pytest.raises(ValueError, match="shadow"):
+            E.write_report(res, tmp_path, fields={"cfg-2.0": {"energy": 1}})
+    finally:
+        E.METRICS.pop("test_norm")
+        E.HIGHER_IS_BETTER.discard("test_norm")
+
+
 def test_config_unknown_key(tmp_path):
     p = tmp_path / "c.yaml"
     p.write_text("presets: [gmm-ring8]\nnfe: [5]\nbogus: 1\n")
-    with pytest.raises(ValueError, match="valid keys.*presets"):
+    with pytest.raises(ValueError, match="bogus.*presets"):
         C.load_config(p)
     p.write_text("oracle: {iterations: 3, nope: 2}\n")
-    with pytest.raises(ValueError, match="oracle"):
+    with pytest.raises(ValueError, match="nope.*iterations"):
         C.load_config(p)
+    p.write_text("nfe: [5]\n")
+    with pytest.raises((TypeError, ValueError), match="iterations"):
+        C.load_config(p, ["oracle.iterations=many"])
+    with pytest.raises(ValueError, match="odd"):
+        C.load_config(p, ["nfe=[4]"])
+    with pytest.raises(ValueError, match="unknown strategy"):
+        C.load_config(p, ["strategies=[edm-rho7, nonsense]"])
+    with pytest.raises(ValueError, match="unknown preset"):
+        C.load_config(p, ["presets=[nope]"])
     with pytest.raises(FileNotFoundError):
         C.load_config(tmp_path / "missing.yaml")
+    cfg = C.load_config(p, ["oracle.iterations=7", "seeds=[4]"])
+    assert cfg.oracle.iterations == 7 and cfg.seeds == [4] and cfg.oracle.restarts == 3
+
+
+def test_oracle_defaults_defined_once():
+    """compare's oracle section and baselines.schedules.oracle share one set of defaults."""
+    import inspect
+
+    from baselines import schedules as B
+
+    d = B.OracleConfig()
+    assert C.CompareConfig().oracle == d
+    sig = inspect.signature(B.oracle).parameters
+    for name in ("iterations", "lr", "restarts", "num_random"):
+        assert sig[name].default == getattr(d, name)
+    assert (d.iterations, d.restarts) == (200, 3)
 
 
 def test_shipped_config_loads():
-    from pathlib import Path
-
-    cfg = C.load_config(Path(C.__file__).parent / "configs" / "compare-ring8.yaml")
-    C._check_names(cfg.strategies)
-    assert cfg.nfe == [5, 9] and "oracle" in cfg.strategies and "learn-to-guide" in cfg.strategies
+    for name in ("compare-ring8.yaml", "compare-64d.yaml"):
+        cfg = C.load_config(Path(C.__file__).parent / "configs" / name)
+        assert cfg.nfe == [5, 9] and "oracle" in cfg.strategies
+        # the shipped configs set every oracle field (their tables do not follow the default)
+        assert (cfg.oracle.iterations, cfg.oracle.restarts, cfg.oracle.num_samples) == (60, 1, 128)
 
 
 def test_compare_cli_tiny(tmp_path):
@@ -163,3 +237,44 @@ def test_compare_cli_tiny(tmp_path):
     assert list(sec) == ["edm-rho7", "oracle", "cfg-1.5"]
     assert sec["oracle"]["nfe"]["mean"] == 5
     assert (tmp_path / "out" / "gmm-ring8" / "metric_vs_nfe.png").is_file()
+
+
+def test_cli_dispatch(capsys):
+    from agents import cli
+
+    assert cli.main([]) == 0 and "compare" in capsys.readouterr().out
+    assert cli.main(["nope"]) == 2 and "unknown command" in capsys.readouterr().err
+    assert cli.main(["presets"]) == 0 and "gmm-ring8" in capsys.readouterr().out
+    assert set(cli.COMMANDS) == {"train", "evaluate", "compare", "benchmark", "presets"}
+
+
+def test_digits_rows_through_the_harness_match_the_direct_sampler():
+    """baselines.digits: a harness row on digits_noise is the plain Heun sampler from
+    prior_std · randn(seed), and its metrics are digits_metrics of those samples."""
+    from baselines import digits as D
+    from diffusion_gym.denoisers.classifier import digits_metrics, load_digits_classifier
+
+    p = presets.make("digits")
+    clf = load_digits_classifier()
+    sig = schedules.karras(3, p.sigma_min, p.sigma_max)
+    rows = [E.FixedSchedule("w1", sig), E.FixedSchedule("w2", sig, guidance=2.0)]
+    samples = {}
+    res = E.evaluate(
+        rows,
+        p,
+        num_samples=20,
+        seeds=[3],
+        metrics=["fd_digits", "digits_class_tv"],
+        extra_metrics=E.digits_metric_fns(clf),
+        noise=D.digits_noise,
+        progress=False,
+        samples_out=samples,
+    )
+    x_T = p.prior_std * torch.randn(20, 1, 8, 8, generator=torch.Generator().manual_seed(3))
+    labels = torch.arange(20) % 10
+    for row, w in (("w1", None), ("w2", 2.0)):
+        want = steps.sample(p.denoiser, x_T, sig, class_labels=labels, guidance=w)
+        torch.testing.assert_close(samples[row], want, rtol=0, atol=0)
+        m = digits_metrics(want, labels, classifier=clf)
+        assert res[row]["fd_digits"]["mean"] == m["fd"]
+        assert res[row]["digits_class_tv"]["mean"] == m["class_tv"]
