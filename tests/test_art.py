@@ -189,7 +189,7 @@ def test_learning_rate_decays_linearly_to_final():
 
 
 def test_evaluation_adds_classic_baselines_on_a_short_reference(tmp_path):
-    from agents.art import _evaluate
+    from agents.art.report import evaluate_schedule
     from baselines import schedules as B  # noqa: N812
     from baselines.evaluate import FixedSchedule, evaluate
 
@@ -198,7 +198,7 @@ def test_evaluation_adds_classic_baselines_on_a_short_reference(tmp_path):
                     classic=["uniform", "log-linear"])  # fmt: skip
     cfg = _tiny(eval=ev)
     p = presets.make("art-gauss1d")
-    res = _evaluate(cfg, schedules.linear(5, 3.0), tmp_path)
+    res = evaluate_schedule(cfg, schedules.linear(5, 3.0), tmp_path)
     assert {"art-ppo", "edm-rho7", "uniform-linear", "uniform", "log-linear"} <= set(res)
     # independent: the harness on the same held-out noise with the same 16-step reference
     own = FixedSchedule("uniform", B.classic("uniform", 5, p), "euler")
@@ -290,14 +290,14 @@ def test_error_bank_sampling_weights_rewards_by_inverse_probability():
     env.reset()
     sig_b = venv.schedule_from_actions(torch.as_tensor(b))
     env.set_schedule(sig_b)
-    bank = venv.core.bank
-    x_b = steps.sample(venv.denoiser, bank["x_T"], sig_b, class_labels=bank["labels"])
-    e = (x_b - bank["x_ref"]).pow(2).mean(1).numpy()
+    bank = venv.bank
+    x_b = steps.sample(venv.denoiser, bank.x_T, sig_b, class_labels=bank.labels)
+    e = (x_b - bank.x_ref).pow(2).mean(1).numpy()
     p = 0.25 / 32 + 0.75 * e / e.sum()
     np.testing.assert_allclose(env.errors, e, rtol=1e-12)  # the whole bank, scored once
     assert venv.bank_weight is None  # the running episodes were drawn uniformly
     _terminal_rewards(env, a, 3)
-    idx, w = venv.core.idx.numpy(), venv.bank_weight.numpy()  # the next episodes: by p
+    idx, w = venv.bank_index.numpy(), venv.bank_weight.numpy()  # the next episodes: by p
     np.testing.assert_allclose(w, 1.0 / (32 * p[idx]), rtol=1e-12)
     assert e[idx].mean() > e.mean()  # high-error entries come up more often
     shaped, infos = _terminal_rewards(env, a, 3)
@@ -317,10 +317,10 @@ def test_error_bank_sampling_needs_a_self_critical_reward():
 
 
 def test_restarts_keep_the_schedule_with_the_lowest_training_noise_error(tmp_path, monkeypatch):
-    import agents.art as art_mod
+    import agents.art.trainer as art_trainer
     from baselines import schedules as B
 
-    monkeypatch.setattr(art_mod, "RESTART_SELECT_SAMPLES", 64)
+    monkeypatch.setattr(art_trainer, "RESTART_SELECT_SAMPLES", 64)
     cfg = _tiny(total_timesteps=320, restarts=2)
     run(cfg, tmp_path)
     rec = json.loads((tmp_path / "distilled.json").read_text())
