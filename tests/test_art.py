@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,8 +16,10 @@ from agents.art import (
     Config,
     ContinuousActorCritic,
     EvalConfig,
+    SelfCriticalReward,
     clock_schedule,
     distill,
+    find_wrapper,
     gaussian_1d_w2,
     local_error_coefficient,
     make_env,
@@ -24,6 +28,22 @@ from agents.art import (
     transfer_schedule,
 )
 from diffusion_gym import presets, schedules, steps
+
+ART_DIR = Path(__file__).resolve().parents[1] / "agents" / "art"
+
+
+def test_package_modules_are_flat_and_short():
+    # No class and no import inside a function; every module under ~500 lines.
+    files = sorted(ART_DIR.glob("*.py"))
+    assert {f.stem for f in files} >= {"config", "actor_critic", "wrappers", "sb3", "trainer"}
+    for f in files:
+        text = f.read_text()
+        assert len(text.splitlines()) <= 500, f
+        for fn in ast.walk(ast.parse(text)):
+            if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                for node in ast.walk(fn):
+                    bad = isinstance(node, (ast.ClassDef, ast.Import, ast.ImportFrom))
+                    assert not bad, f"{f.name}:{node.lineno} inside {fn.name}"
 
 
 def _gauss1d_gain(sigmas) -> float:
@@ -181,6 +201,7 @@ def test_learning_rate_decays_linearly_to_final():
     cfg = _tiny(learning_rate=1e-3, learning_rate_final=1e-5)
     env, _ = make_env(cfg)
     model = make_model(cfg, env)
+    assert model.device == torch.device(cfg.device)  # the SB3 device follows the config
     # SB3 evaluates the schedule at progress_remaining 1 (start) → 0 (end)
     assert model.lr_schedule(1.0) == pytest.approx(1e-3)
     assert model.lr_schedule(0.5) == pytest.approx(0.5 * (1e-3 + 1e-5))
@@ -251,6 +272,8 @@ def test_self_critical_reward_is_error_minus_mean_schedule_error(kind):
     a, b = np.array([0.3, -0.2, 0.1]), np.array([-0.4, 0.5, 0.0])
     env, venv = make_env(cfg)
     plain, plain_venv = make_env(cfg, reward_transform=False)
+    assert find_wrapper(env, SelfCriticalReward) is env  # by isinstance, outermost first
+    assert find_wrapper(plain, SelfCriticalReward) is None
     env.reset()  # SB3 views: the seed of make_env applies to the first reset only
     env.set_schedule(plain_venv.schedule_from_actions(torch.as_tensor(b)))
     shaped, infos = _terminal_rewards(env, a, 3)
