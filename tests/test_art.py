@@ -361,3 +361,18 @@ def test_restarts_keep_the_schedule_with_the_lowest_training_noise_error(tmp_pat
     assert schedules.load_schedule(tmp_path / "schedule.json")["sigmas"].tolist() == kept["sigmas"]
     with pytest.raises(ValueError, match="restarts"):
         _tiny(restarts=0)
+
+
+def test_art_ac_restarts_use_their_own_actor_critic_seeds(tmp_path, monkeypatch):
+    import agents.art.trainer as art_trainer
+
+    monkeypatch.setattr(art_trainer, "RESTART_SELECT_SAMPLES", 64)
+    ev = EvalConfig(num_samples=64, seeds=[0], metrics=["rmse"], rho_grid=[7.0], oracle=False)
+    cfg = Config(preset="art-gauss1d", budget=5, solver="euler", base="linear",
+                 reward="local_error", reward_transform="none", algo="art_ac", restarts=2,
+                 actor_critic=ActorCriticConfig(iterations=3, batch_size=16),
+                 progress=False, eval=ev)  # fmt: skip
+    run(cfg, tmp_path)
+    sig = [json.loads((tmp_path / f"restart{r}" / "distilled.json").read_text())["sigmas"]
+           for r in range(2)]  # fmt: skip
+    assert sig[0] != sig[1]  # restart r: actor_critic.seed + r

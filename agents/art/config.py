@@ -148,7 +148,8 @@ class Config:
         drawn uniformly they arrive as rare, large advantages that PPO's stabilisers cap,
         drawn often with small weights they steer the update (docs/art_agent.md).
     :param bank_sampling_mix: ``mix`` above, in (0, 1]: bounds every weight by 1 / mix.
-    :param restarts: independent trainings (seeds ``seed``, ``seed + 1``, …, each in
+    :param restarts: independent trainings (seeds ``seed``, ``seed + 1``, … and, for
+        ``art_ac``, ``actor_critic.seed`` + 0, 1, …; each in
         ``restart<r>/`` with its own bank); the distilled schedule with the lowest RMSE on
         ``agents.art.trainer.RESTART_SELECT_SAMPLES`` training-noise samples of the harness
         (disjoint from every evaluation seed) is kept, as the oracle keeps its best restart.

@@ -2,9 +2,9 @@
 distil, export ``schedule.json``, evaluate.
 
 Seeding: :func:`_train_once` seeds torch's global RNG with the run's seed, once per training
-(each restart is one training with its own seed); SB3 seeds its own model from ``cfg.seed``
-and :class:`ContinuousActorCritic` its networks and exploration noise from
-``actor_critic.seed`` without touching the global RNG.
+(restart r is one training with ``seed + r`` and ``actor_critic.seed + r``); SB3 seeds its
+own model from ``cfg.seed`` and :class:`ContinuousActorCritic` its networks and exploration
+noise from ``actor_critic.seed`` without touching the global RNG.
 """
 
 from __future__ import annotations
@@ -101,7 +101,8 @@ def _train_restarts(cfg: Config, out: Path, resume: bool):
     data = B.training_set(p, RESTART_SELECT_SAMPLES, seed=0)
     runs = []
     for r in range(cfg.restarts):
-        sub, sub_cfg = out / f"restart{r}", replace(cfg, seed=cfg.seed + r)
+        ac = replace(cfg.actor_critic, seed=cfg.actor_critic.seed + r)  # art_ac's own seed
+        sub, sub_cfg = out / f"restart{r}", replace(cfg, seed=cfg.seed + r, actor_critic=ac)
         (sub / "checkpoints").mkdir(parents=True, exist_ok=True)
         done = sub / "distilled.json"
         if resume and done.exists():
