@@ -1,7 +1,9 @@
 """``diffusion-gym compare CONFIG --out DIR`` and ``diffusion-gym evaluate``.
 
-A comparison config (YAML, mapped onto :class:`CompareConfig`; unknown keys are errors
-listing the valid ones) names presets, NFE budgets and strategies. Strategy names say what
+A comparison config (YAML, mapped onto :class:`CompareConfig` by the project's one loader,
+:func:`diffusion_gym.config.load`: unknown keys are errors listing the valid ones, every value
+is checked before any work starts; dotted ``key=value`` overrides such as
+``oracle.iterations=60``) names presets, NFE budgets and strategies. Strategy names say what
 they are:
 
 ============================  ================================================================
@@ -362,7 +364,11 @@ def main_compare(argv: list[str] | None = None) -> int:
         over.append(f"seeds={a.seeds}")
     if a.num_samples:
         over.append(f"num_samples={a.num_samples}")
-    cfg = load_config(a.config, over)
+    try:
+        cfg = load_config(a.config, over)
+    except (ValueError, TypeError, FileNotFoundError) as e:
+        print(f"diffusion-gym compare: error: {e}", file=sys.stderr)
+        return 2
     t0 = time.perf_counter()
     run_compare(cfg, a.out, progress=not a.no_progress)
     print((Path(a.out) / "eval.md").read_text())
@@ -394,21 +400,23 @@ def main_evaluate(argv: list[str] | None = None) -> int:
     ap.add_argument("--num-samples", type=int, default=2048)
     ap.add_argument("--no-progress", action="store_true")
     a = ap.parse_args(argv)
-    cfg = load_config(
-        {
-            "presets": [a.preset],
-            "nfe": [a.nfe],
-            "strategies": a.strategies,
-            "solver": a.solver,
-            "seeds": a.seeds,
-            "num_samples": a.num_samples,
-        }
-    )
+    data = {
+        "presets": [a.preset],
+        "nfe": [a.nfe],
+        "strategies": a.strategies,
+        "solver": a.solver,
+        "seeds": a.seeds,
+        "num_samples": a.num_samples,
+    }
+    try:  # every input checked before any work
+        cfg = load_config(data)
+        files = [FixedSchedule(*_load_schedule_file(f)) for f in a.schedule]
+    except (ValueError, TypeError, FileNotFoundError) as e:
+        print(f"diffusion-gym evaluate: error: {e}", file=sys.stderr)
+        return 2
     preset = _presets.make(a.preset)
     strategies = build_strategies(preset, a.nfe, cfg, log=lambda m: print(m, file=sys.stderr))
-    for f in a.schedule:
-        name, sig, solver = _load_schedule_file(f)
-        strategies.append(FixedSchedule(name, sig, solver))
+    strategies += files
     samples: dict = {}
     res = evaluate(
         strategies,

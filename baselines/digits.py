@@ -28,7 +28,8 @@ from pathlib import Path
 import torch
 
 from diffusion_gym import presets, schedules
-from diffusion_gym.denoisers.classifier import digits_metrics, load_digits_classifier
+from diffusion_gym.denoisers.classifier import load_digits_classifier
+from diffusion_gym.metrics import digits_metrics
 from diffusion_gym.noise import SampleStreams, derive_keys
 
 from .evaluate import FixedSchedule, digits_metric_fns, evaluate

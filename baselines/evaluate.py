@@ -11,11 +11,11 @@ tables (:mod:`baselines.digits`) and the agents' final evaluations all call it.
 
 Extension points (public, for callers outside this package):
 
-- metrics: :func:`register_metric` adds a metric by name to :data:`METRICS` (process-wide);
-  ``evaluate(extra_metrics={name: fn})`` adds metrics for one call. A metric is
-  ``fn(ctx) -> float | None`` on the :class:`MetricContext`-style dict ``ctx`` (keys
-  ``x0, real, labels, preset, x_ref, strategy, seed, cache``; ``cache`` is a dict shared by
-  the metrics of one sample set, for work they have in common).
+- metrics (registry in :mod:`baselines.metrics`, re-exported here): :func:`register_metric`
+  adds a metric by name to :data:`METRICS` (process-wide); ``evaluate(extra_metrics={name:
+  fn})`` adds metrics for one call. A metric is ``fn(ctx) -> float | None`` on the dict
+  ``ctx`` (keys ``x0, real, labels, preset, x_ref, strategy, seed, cache``; ``cache`` is a
+  dict shared by the metrics of one sample set, for work they have in common).
 - noise: ``evaluate(noise=fn)`` replaces :func:`make_noise` (``fn(preset, num_samples,
   seed) -> (x_T, streams)``), for callers whose figures were drawn on other noise.
 - reports: ``write_report(..., fields=, summary=, extra_plots=)`` adds per-strategy fields to
@@ -36,15 +36,22 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from diffusion_gym import metrics as _metrics
 from diffusion_gym import presets as _presets
 from diffusion_gym import schedules as _schedules
 from diffusion_gym import steps as _steps
-from diffusion_gym.denoisers.classifier import digits_metrics
 from diffusion_gym.noise import SampleStreams, make_labels, make_noise
 from diffusion_gym.steps import REFERENCE_STEPS, nfe_of, reference_solution, steps_for_nfe
 
 from . import plotting
+from .metrics import (
+    DEFAULT_METRICS,
+    HIGHER_IS_BETTER,
+    METRICS,
+    UNRANKED,
+    MetricFn,
+    digits_metric_fns,
+    register_metric,
+)
 
 __all__ = [
     "Strategy",
@@ -65,17 +72,6 @@ __all__ = [
     "register_metric",
     "digits_metric_fns",
 ]
-
-#: Metrics where larger is better (all others: smaller is better). Extended by
-#: :func:`register_metric`.
-HIGHER_IS_BETTER: set[str] = {"loglik", "precision", "recall", "class_acc"} | {
-    "digits_precision",
-    "digits_recall",
-    "digits_class_acc",
-}
-#: Metrics reported but never ranked (no bold, no ± in the table).
-UNRANKED: set[str] = {"nfe"}
-
 
 # ---------------------------------------------------------------------------------------------
 # Strategies
@@ -212,174 +208,6 @@ class FixedSchedule(Strategy):
             "guidance": self._as_list(self.guidance),
             "gamma": self._as_list(self.gamma),
         }
-
-
-# ---------------------------------------------------------------------------------------------
-# Metrics
-
-
-def _flat(x: torch.Tensor) -> torch.Tensor:
-    return x.reshape(x.shape[0], -1)
-
-
-#: A metric: ``fn(ctx) -> float | None`` (None = not defined for this preset or strategy; the
-#: row leaves it out). ``ctx`` holds ``x0, real, labels, preset, x_ref, strategy, seed`` and
-#: ``cache`` (a dict shared by the metrics of one sample set).
-MetricFn = Callable[[dict], "float | None"]
-
-
-def _per_class(fn, ctx) -> float:
-    """Mean over classes of fn(samples of class c, real data of class c), or fn on all."""
-    x, y = _flat(ctx["x0"]), _flat(ctx["real"])
-    if ctx["labels"] is None:
-        return float(fn(x, y))
-    lab = ctx["labels"]
-    return float(_metrics.class_conditional(fn, x, y, lab, lab, ctx["preset"].num_classes))
-
-
-def _is_mixture(preset) -> bool:
-    return hasattr(preset.data, "component_log_posterior") and hasattr(preset.data, "log_prob")
-
-
-def _class_acc(ctx) -> float | None:
-    if ctx["labels"] is None or not _is_mixture(ctx["preset"]):
-        return None
-    pred = ctx["preset"].data.class_log_posterior(_flat(ctx["x0"])).argmax(1)
-    return float((pred == ctx["labels"]).double().mean())
-
-
-def _class_tv(ctx) -> float | None:
-    """TV between the histogram of Bayes-classified classes and that of the target labels."""
-    p = ctx["preset"]
-    if ctx["labels"] is None or not _is_mixture(p):
-        return None
-    m = _metrics
-    pred = p.data.class_log_posterior(_flat(ctx["x0"])).argmax(1)
-    return float(
-        m.total_variation(
-            m.class_histogram(pred, p.num_classes), m.class_histogram(ctx["labels"], p.num_classes)
-        )
-    )
-
-
-def _mode_tv(ctx) -> float | None:
-    """TV between the histogram of the sample's most likely component and the expected one
-    (true component weights within each sample's class): mode balance and mode dropping."""
-    p = ctx["preset"]
-    if not _is_mixture(p):
-        return None
-    x = _flat(ctx["x0"])
-    m = _metrics
-    k = p.data.num_components
-    pred = p.data.component_log_posterior(x).argmax(1)
-    expected = p.data._log_weights(x.shape[0], ctx["labels"]).exp().sum(0)
-    return float(m.total_variation(m.class_histogram(pred, k), expected / expected.sum()))
-
-
-def _loglik(ctx) -> float | None:
-    p = ctx["preset"]
-    if not _is_mixture(p):
-        return None
-    return float(_metrics.mean_log_likelihood(p.data, _flat(ctx["x0"]), ctx["labels"]))
-
-
-def _rmse(ctx) -> float | None:
-    if ctx["x_ref"] is None or not ctx["strategy"].deterministic:
-        return None
-    return float(_metrics.rmse(_flat(ctx["x0"]), _flat(ctx["x_ref"])))
-
-
-def _precision(ctx) -> float:
-    return float(_metrics.precision_recall(_flat(ctx["real"]), _flat(ctx["x0"]))[0])
-
-
-def _recall(ctx) -> float:
-    return float(_metrics.precision_recall(_flat(ctx["real"]), _flat(ctx["x0"]))[1])
-
-
-#: digits metric name → key of :func:`digits_metrics`' result.
-_DIGITS_KEYS = {
-    "fd_digits": "fd",
-    "digits_precision": "precision",
-    "digits_recall": "recall",
-    "digits_class_acc": "class_accuracy",
-    "digits_class_tv": "class_tv",
-}
-
-
-def digits_metric_fns(classifier=None) -> dict[str, MetricFn]:
-    """The image metrics of :func:`digits_metrics` (classifier features, against the 450 test
-    images) as harness metrics: ``fd_digits``, ``digits_precision``, ``digits_recall``,
-    ``digits_class_acc``, ``digits_class_tv``; None for samples not shaped [N, 1, 8, 8].
-    ``digits_metrics`` runs once per sample set (cached in ``ctx["cache"]``).
-
-    :param classifier: the classifier (None: the shipped one, loaded per sample set).
-    """
-
-    def metric(key: str) -> MetricFn:
-        def fn(ctx) -> float | None:
-            if tuple(ctx["x0"].shape[1:]) != (1, 8, 8):
-                return None
-            cache = ctx.setdefault("cache", {})
-            if "digits" not in cache:
-                x = ctx["x0"].float().cpu()
-                cache["digits"] = digits_metrics(x, ctx["labels"], classifier=classifier)
-            return float(cache["digits"][key])
-
-        return fn
-
-    return {name: metric(key) for name, key in _DIGITS_KEYS.items()}
-
-
-#: name → :data:`MetricFn`. Add to it with :func:`register_metric`.
-METRICS: dict[str, MetricFn] = {
-    "energy": lambda ctx: _per_class(_metrics.energy_distance, ctx),
-    "frechet": lambda ctx: _per_class(_metrics.frechet_distance, ctx),
-    "sliced_w": lambda ctx: float(
-        _metrics.sliced_wasserstein(_flat(ctx["x0"]), _flat(ctx["real"]))
-    ),
-    "precision": _precision,
-    "recall": _recall,
-    "loglik": _loglik,
-    "class_acc": _class_acc,
-    "class_tv": _class_tv,
-    "mode_tv": _mode_tv,
-    "rmse": _rmse,
-    "nfe": lambda ctx: float(ctx["strategy"].nfe),
-    **digits_metric_fns(),
-}
-DEFAULT_METRICS = ("energy", "frechet", "sliced_w", "loglik", "class_acc", "mode_tv", "rmse", "nfe")
-
-
-def register_metric(
-    name: str,
-    fn: MetricFn,
-    *,
-    higher_is_better: bool = False,
-    ranked: bool = True,
-    replace: bool = False,
-) -> None:
-    """Add metric ``name`` to :data:`METRICS` so every :func:`evaluate` call (and YAML
-    ``metrics:`` lists) can name it.
-
-    :param fn: ``fn(ctx) -> float | None`` (see :data:`MetricFn`).
-    :param higher_is_better: rank larger values best in :func:`markdown_table`.
-    :param ranked: False: report the value without ranking (like ``nfe``).
-    :param replace: allow replacing an existing metric of that name.
-    """
-    if not isinstance(name, str) or not name:
-        raise TypeError(f"metric name must be a non-empty str, got {name!r}")
-    if not callable(fn):
-        raise TypeError(f"metric {name!r}: fn must be callable, got {type(fn).__name__}")
-    if name in METRICS and not replace:
-        raise ValueError(f"metric {name!r} already exists (pass replace=True to replace it)")
-    METRICS[name] = fn
-    HIGHER_IS_BETTER.discard(name)
-    UNRANKED.discard(name)
-    if higher_is_better:
-        HIGHER_IS_BETTER.add(name)
-    if not ranked:
-        UNRANKED.add(name)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -252,7 +252,8 @@ def test_digits_rows_through_the_harness_match_the_direct_sampler():
     """baselines.digits: a harness row on digits_noise is the plain Heun sampler from
     prior_std · randn(seed), and its metrics are digits_metrics of those samples."""
     from baselines import digits as D
-    from diffusion_gym.denoisers.classifier import digits_metrics, load_digits_classifier
+    from diffusion_gym.denoisers.classifier import load_digits_classifier
+    from diffusion_gym.metrics import digits_metrics
 
     p = presets.make("digits")
     clf = load_digits_classifier()
@@ -278,3 +279,22 @@ def test_digits_rows_through_the_harness_match_the_direct_sampler():
         m = digits_metrics(want, labels, classifier=clf)
         assert res[row]["fd_digits"]["mean"] == m["fd"]
         assert res[row]["digits_class_tv"]["mean"] == m["class_tv"]
+
+
+def test_evaluate_cli_with_schedule_file_and_errors(tmp_path, capsys):
+    sched = tmp_path / "mine.json"
+    sched.write_text(json.dumps({"sigmas": [80.0, 1.8, 0.5, 0.0], "solver": "heun"}))
+    out = tmp_path / "ev"
+    args = ["--nfe", "5", "--strategies", "edm-rho7", "--num-samples", "32", "--seeds", "0"]
+    assert (
+        C.main_evaluate([*args, "--schedule", str(sched), "--out", str(out), "--no-progress"]) == 0
+    )
+    assert list(json.loads((out / "eval.json").read_text())) == ["edm-rho7", "mine"]
+    capsys.readouterr()
+    bad = ["--strategies", "nonsense", "--out", str(out)]
+    assert C.main_evaluate(bad) == 2
+    assert "unknown strategy" in capsys.readouterr().err
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("nfe: [5]\n")
+    assert C.main_compare([str(cfg), "--out", str(out), "oracle.iterationz=3"]) == 2
+    assert "iterationz" in capsys.readouterr().err
