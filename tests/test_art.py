@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,8 +16,10 @@ from agents.art import (
     Config,
     ContinuousActorCritic,
     EvalConfig,
+    SelfCriticalReward,
     clock_schedule,
     distill,
+    find_wrapper,
     gaussian_1d_w2,
     local_error_coefficient,
     make_env,
@@ -24,6 +28,22 @@ from agents.art import (
     transfer_schedule,
 )
 from diffusion_gym import presets, schedules, steps
+
+ART_DIR = Path(__file__).resolve().parents[1] / "agents" / "art"
+
+
+def test_package_modules_are_flat_and_short():
+    # No class and no import inside a function; every module under ~500 lines.
+    files = sorted(ART_DIR.glob("*.py"))
+    assert {f.stem for f in files} >= {"config", "actor_critic", "wrappers", "sb3", "trainer"}
+    for f in files:
+        text = f.read_text()
+        assert len(text.splitlines()) <= 500, f
+        for fn in ast.walk(ast.parse(text)):
+            if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                for node in ast.walk(fn):
+                    bad = isinstance(node, (ast.ClassDef, ast.Import, ast.ImportFrom))
+                    assert not bad, f"{f.name}:{node.lineno} inside {fn.name}"
 
 
 def _gauss1d_gain(sigmas) -> float:
@@ -181,6 +201,7 @@ def test_learning_rate_decays_linearly_to_final():
     cfg = _tiny(learning_rate=1e-3, learning_rate_final=1e-5)
     env, _ = make_env(cfg)
     model = make_model(cfg, env)
+    assert model.device == torch.device(cfg.device)  # the SB3 device follows the config
     # SB3 evaluates the schedule at progress_remaining 1 (start) → 0 (end)
     assert model.lr_schedule(1.0) == pytest.approx(1e-3)
     assert model.lr_schedule(0.5) == pytest.approx(0.5 * (1e-3 + 1e-5))
@@ -189,7 +210,7 @@ def test_learning_rate_decays_linearly_to_final():
 
 
 def test_evaluation_adds_classic_baselines_on_a_short_reference(tmp_path):
-    from agents.art import _evaluate
+    from agents.art.report import evaluate_schedule
     from baselines import schedules as B  # noqa: N812
     from baselines.evaluate import FixedSchedule, evaluate
 
@@ -198,7 +219,7 @@ def test_evaluation_adds_classic_baselines_on_a_short_reference(tmp_path):
                     classic=["uniform", "log-linear"])  # fmt: skip
     cfg = _tiny(eval=ev)
     p = presets.make("art-gauss1d")
-    res = _evaluate(cfg, schedules.linear(5, 3.0), tmp_path)
+    res = evaluate_schedule(cfg, schedules.linear(5, 3.0), tmp_path)
     assert {"art-ppo", "edm-rho7", "uniform-linear", "uniform", "log-linear"} <= set(res)
     # independent: the harness on the same held-out noise with the same 16-step reference
     own = FixedSchedule("uniform", B.classic("uniform", 5, p), "euler")
@@ -251,6 +272,8 @@ def test_self_critical_reward_is_error_minus_mean_schedule_error(kind):
     a, b = np.array([0.3, -0.2, 0.1]), np.array([-0.4, 0.5, 0.0])
     env, venv = make_env(cfg)
     plain, plain_venv = make_env(cfg, reward_transform=False)
+    assert find_wrapper(env, SelfCriticalReward) is env  # by isinstance, outermost first
+    assert find_wrapper(plain, SelfCriticalReward) is None
     env.reset()  # SB3 views: the seed of make_env applies to the first reset only
     env.set_schedule(plain_venv.schedule_from_actions(torch.as_tensor(b)))
     shaped, infos = _terminal_rewards(env, a, 3)
@@ -290,14 +313,14 @@ def test_error_bank_sampling_weights_rewards_by_inverse_probability():
     env.reset()
     sig_b = venv.schedule_from_actions(torch.as_tensor(b))
     env.set_schedule(sig_b)
-    bank = venv.core.bank
-    x_b = steps.sample(venv.denoiser, bank["x_T"], sig_b, class_labels=bank["labels"])
-    e = (x_b - bank["x_ref"]).pow(2).mean(1).numpy()
+    bank = venv.bank
+    x_b = steps.sample(venv.denoiser, bank.x_T, sig_b, class_labels=bank.labels)
+    e = (x_b - bank.x_ref).pow(2).mean(1).numpy()
     p = 0.25 / 32 + 0.75 * e / e.sum()
     np.testing.assert_allclose(env.errors, e, rtol=1e-12)  # the whole bank, scored once
     assert venv.bank_weight is None  # the running episodes were drawn uniformly
     _terminal_rewards(env, a, 3)
-    idx, w = venv.core.idx.numpy(), venv.bank_weight.numpy()  # the next episodes: by p
+    idx, w = venv.bank_index.numpy(), venv.bank_weight.numpy()  # the next episodes: by p
     np.testing.assert_allclose(w, 1.0 / (32 * p[idx]), rtol=1e-12)
     assert e[idx].mean() > e.mean()  # high-error entries come up more often
     shaped, infos = _terminal_rewards(env, a, 3)
@@ -317,10 +340,10 @@ def test_error_bank_sampling_needs_a_self_critical_reward():
 
 
 def test_restarts_keep_the_schedule_with_the_lowest_training_noise_error(tmp_path, monkeypatch):
-    import agents.art as art_mod
+    import agents.art.trainer as art_trainer
     from baselines import schedules as B
 
-    monkeypatch.setattr(art_mod, "RESTART_SELECT_SAMPLES", 64)
+    monkeypatch.setattr(art_trainer, "RESTART_SELECT_SAMPLES", 64)
     cfg = _tiny(total_timesteps=320, restarts=2)
     run(cfg, tmp_path)
     rec = json.loads((tmp_path / "distilled.json").read_text())
@@ -338,3 +361,18 @@ def test_restarts_keep_the_schedule_with_the_lowest_training_noise_error(tmp_pat
     assert schedules.load_schedule(tmp_path / "schedule.json")["sigmas"].tolist() == kept["sigmas"]
     with pytest.raises(ValueError, match="restarts"):
         _tiny(restarts=0)
+
+
+def test_art_ac_restarts_use_their_own_actor_critic_seeds(tmp_path, monkeypatch):
+    import agents.art.trainer as art_trainer
+
+    monkeypatch.setattr(art_trainer, "RESTART_SELECT_SAMPLES", 64)
+    ev = EvalConfig(num_samples=64, seeds=[0], metrics=["rmse"], rho_grid=[7.0], oracle=False)
+    cfg = Config(preset="art-gauss1d", budget=5, solver="euler", base="linear",
+                 reward="local_error", reward_transform="none", algo="art_ac", restarts=2,
+                 actor_critic=ActorCriticConfig(iterations=3, batch_size=16),
+                 progress=False, eval=ev)  # fmt: skip
+    run(cfg, tmp_path)
+    sig = [json.loads((tmp_path / f"restart{r}" / "distilled.json").read_text())["sigmas"]
+           for r in range(2)]  # fmt: skip
+    assert sig[0] != sig[1]  # restart r: actor_critic.seed + r

@@ -1,0 +1,151 @@
+"""ART-RL training entry (``diffusion-gym train``, ``agent: art``): train, restart, resume,
+distil, export ``schedule.json``, evaluate.
+
+Seeding: :func:`_train_once` seeds torch's global RNG with the run's seed, once per training
+(restart r is one training with ``seed + r`` and ``actor_critic.seed + r``); SB3 seeds its
+own model from ``cfg.seed`` and :class:`ContinuousActorCritic` its networks and exploration
+noise from ``actor_critic.seed`` without touching the global RNG.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+from torch.utils.tensorboard import SummaryWriter
+from tqdm.auto import tqdm
+
+from baselines import schedules as B  # noqa: N812
+from diffusion_gym import presets as _presets
+from diffusion_gym import schedules as _schedules
+
+from .actor_critic import ContinuousActorCritic
+from .config import Config
+from .report import evaluate_schedule
+from .sb3 import SB3_ALGOS, ArtCallback, distill, make_env, make_model
+
+__all__ = ["RESTART_SELECT_SAMPLES", "run"]
+
+#: Training-noise samples that score the restarts (``Config.restarts``).
+RESTART_SELECT_SAMPLES = 1024
+
+
+def _latest(ckpt_dir: Path, pattern: str) -> Path | None:
+    found = sorted(ckpt_dir.glob(pattern), key=lambda p: int(p.stem.split("_")[-1]))
+    return found[-1] if found else None
+
+
+def _train_sb3(cfg: Config, out: Path, resume: bool) -> tuple[torch.Tensor, list[float]]:
+    env, _ = make_env(cfg)
+    ckpt = _latest(out / "checkpoints", "model_*.zip") if resume else None
+    tb = str(out / "tb")
+    if ckpt is not None:
+        cls = SB3_ALGOS[cfg.algo]
+        model = cls.load(ckpt, env=env, tensorboard_log=tb, device=cfg.device)
+        print(f"resuming from {ckpt} at {model.num_timesteps} steps")
+    else:
+        model = make_model(cfg, env, tensorboard_log=tb)
+    remaining = cfg.total_timesteps - model.num_timesteps
+    if remaining > 0:
+        model.learn(
+            remaining, callback=ArtCallback(cfg, out, model.num_timesteps), tb_log_name="art",
+            reset_num_timesteps=ckpt is None, progress_bar=cfg.progress,
+        )  # fmt: skip
+    model.save(out / "checkpoints" / f"model_{model.num_timesteps}.zip")
+    env.close()
+    sigmas, actions = distill(model, cfg)
+    return sigmas, [float(a) for a in actions]
+
+
+def _train_art_ac(cfg: Config, out: Path, resume: bool) -> tuple[torch.Tensor, list[float]]:
+    p = _presets.make(cfg.preset, device=cfg.device)
+    labels = None
+    if p.num_classes > 0:
+        labels = lambda n, g: p.data.sample_labels(n, generator=g)  # noqa: E731
+    ac = ContinuousActorCritic(p.denoiser, cfg.budget, p.sigma_max, p.prior_std,
+                               cfg.actor_critic, class_sampler=labels)  # fmt: skip
+    ckpt = _latest(out / "checkpoints", "art_ac_*.pt") if resume else None
+    if ckpt is not None:
+        ac.load_state(torch.load(ckpt, weights_only=False))
+        print(f"resuming from {ckpt} at iteration {ac.iteration}")
+    writer = SummaryWriter(str(out / "tb" / "art_ac"))
+    total = cfg.actor_critic.iterations
+    bar = tqdm(total=total, initial=ac.iteration, disable=not cfg.progress, desc="art_ac")
+    while ac.iteration < total:
+        logs = ac.update()
+        for k, v in logs.items():
+            writer.add_scalar(k, v, ac.iteration)
+        bar.update(1)
+        if ac.iteration % cfg.checkpoint_every == 0 or ac.iteration == total:
+            torch.save(ac.state(), out / "checkpoints" / f"art_ac_{ac.iteration}.pt")
+    bar.close()
+    writer.close()
+    return ac.schedule(), [float(v) for v in ac.mean_speeds()]
+
+
+def _train_once(cfg: Config, out: Path, resume: bool) -> tuple[torch.Tensor, list[float]]:
+    """One training in ``out`` (the one place a run seeds torch's global RNG)."""
+    torch.manual_seed(cfg.seed)
+    if cfg.algo == "art_ac":
+        return _train_art_ac(cfg, out, resume)
+    return _train_sb3(cfg, out, resume)
+
+
+def _train_restarts(cfg: Config, out: Path, resume: bool):
+    """Train ``cfg.restarts`` seeds in ``out/restart<r>`` (a finished one is reused on
+    resume) and keep the schedule with the lowest RMSE on the harness's training noise."""
+    p = _presets.make(cfg.preset, device=cfg.device)
+    data = B.training_set(p, RESTART_SELECT_SAMPLES, seed=0)
+    runs = []
+    for r in range(cfg.restarts):
+        ac = replace(cfg.actor_critic, seed=cfg.actor_critic.seed + r)  # art_ac's own seed
+        sub, sub_cfg = out / f"restart{r}", replace(cfg, seed=cfg.seed + r, actor_critic=ac)
+        (sub / "checkpoints").mkdir(parents=True, exist_ok=True)
+        done = sub / "distilled.json"
+        if resume and done.exists():
+            rec = json.loads(done.read_text())
+            sig, means = torch.tensor(rec["sigmas"], dtype=torch.float64), rec["policy_means"]
+        else:
+            sig, means = _train_once(sub_cfg, sub, resume)
+            rec = {"sigmas": _schedules.schedule_to_list(sig), "policy_means": means}
+            done.write_text(json.dumps(rec, indent=2))
+        rmse = B.schedule_rmse(p, sig, cfg.solver, data)
+        print(f"restart {r} (seed {sub_cfg.seed}): training-noise RMSE {rmse:.4g}")
+        runs.append((rmse, r, sig, means))
+    best = min(runs, key=lambda t: t[0])
+    extra = {"restart": best[1], "restart_train_rmse": [t[0] for t in runs],
+             "restart_select_samples": RESTART_SELECT_SAMPLES}  # fmt: skip
+    return best[2], best[3], extra
+
+
+def run(config: Config, out_dir: str | Path, resume: bool = False) -> dict:
+    """Train (SB3 PPO/A2C/SAC or ART's actor-critic), distil, export ``schedule.json``,
+    evaluate against the baselines with the harness; returns the ``eval.json`` results.
+
+    Writes into ``out_dir``: ``checkpoints/`` (``--resume`` continues from the latest;
+    with ``restarts`` > 1 each restart's files are in ``restart<r>/``),
+    ``tb/`` (TensorBoard), ``schedule.json``, ``distilled.json`` (mean actions or speeds),
+    ``eval.json``/``eval.md``/PNGs, and ``transfer.json``/``transfer.md`` when asked for.
+    """
+    cfg, out = config, Path(out_dir)
+    if cfg.num_threads is not None:
+        if not isinstance(cfg.num_threads, int) or cfg.num_threads < 1:
+            raise ValueError(f"num_threads must be None or an int >= 1, got {cfg.num_threads!r}")
+        torch.set_num_threads(cfg.num_threads)
+    (out / "checkpoints").mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    if cfg.restarts == 1:
+        sigmas, policy_means = _train_once(cfg, out, resume)
+        extra = {}
+    else:
+        sigmas, policy_means, extra = _train_restarts(cfg, out, resume)
+    train_s = time.time() - t0
+    _schedules.save_schedule(out / "schedule.json", sigmas, cfg.solver, cfg.budget, cfg.preset)
+    record = {"policy_means": policy_means, "sigmas": _schedules.schedule_to_list(sigmas),
+              "train_seconds": train_s, **extra}  # fmt: skip
+    (out / "distilled.json").write_text(json.dumps(record, indent=2))
+    print(f"distilled schedule ({train_s:.0f} s): {[round(float(s), 4) for s in sigmas]}")
+    return evaluate_schedule(cfg, sigmas, out)
