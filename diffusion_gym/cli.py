@@ -13,7 +13,7 @@ COMMANDS = {
     "train": ("agents.train", "main", "train an agent from a YAML config"),
     "evaluate": ("baselines.evaluate", "main_evaluate", "evaluate strategies on a preset"),
     "compare": ("baselines.evaluate", "main_compare", "run a comparison config"),
-    "benchmark": ("baselines.benchmark", "main", "RL algorithms x envs x seeds, throughput"),
+    "benchmark": ("agents.benchmark", "main", "RL algorithms x envs x seeds, throughput"),
     "presets": ("diffusion_gym.cli", "list_presets", "list the denoiser presets"),
 }
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from baselines import benchmark as B
+from agents import benchmark as B
 from diffusion_gym import metrics, schedules, steps
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,8 +34,7 @@ def tiny():
 @pytest.fixture(scope="module")
 def eval_envs(tiny):
     envs = {
-        e.label: B.make_vector_env(e.id, tiny.eval.num_samples, B._eval_kwargs_for(e))
-        for e in tiny.envs
+        e.label: B.make_vector_env(e.id, tiny.eval.num_samples, B.eval_kwargs(e)) for e in tiny.envs
     }
     yield envs
     for env in envs.values():
@@ -102,7 +101,7 @@ def test_irl_reward_skips_algorithms_without_rollout_buffer(tiny, eval_envs, alg
 def test_clock_metric_equals_reference_sampler(eval_envs, tiny):
     """RMSE of the base schedule (a = 0) = Heun on karras(K) from the same x_T vs x_ref."""
     env = eval_envs["Clock-v0"]
-    got = B.evaluate_policy_batch(B._ConstantPolicy(np.zeros(1, np.float32)), env, 7)["metric"]
+    got = B.evaluate_policy_batch(B.ConstantPolicy(np.zeros(1, np.float32)), env, 7)["metric"]
     env.reset(seed=7)
     core = env.unwrapped.core
     den = core.denoiser

@@ -1,0 +1,161 @@
+"""Evaluation of a policy on the benchmark's fixed batch, and the constant-action baselines.
+
+Final metric, on a fixed evaluation batch with the deterministic policy:
+
+- guidance: class-conditional energy distance between the policy's x_0 and true data of the
+  same classes (``diffusion_gym.metrics.class_conditional(energy_distance, ...)``);
+- clock: RMSE between the policy's x_K and the env's reference ODE solution x_ref.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from gymnasium.envs.registration import load_env_creator
+
+import diffusion_gym  # noqa: F401  (registers the env ids)
+from diffusion_gym import metrics
+from diffusion_gym.envs.clock import ClockVectorEnv
+from diffusion_gym.envs.guidance import GuidanceVectorEnv
+
+from .config import EnvConfig, train_kwargs
+
+__all__ = [
+    "ConstantPolicy",
+    "baseline_policies",
+    "eval_kwargs",
+    "evaluate_policy_batch",
+    "is_clock",
+    "make_vector_env",
+    "rollout",
+]
+
+
+def make_vector_env(env_id: str, num_envs: int, kwargs: dict, device: str = "cpu"):
+    """The native batched vector env of ``env_id`` (``vector_entry_point``)."""
+    return gym.make_vec(
+        env_id,
+        num_envs=num_envs,
+        vectorization_mode="vector_entry_point",
+        device=device,
+        **kwargs,
+    )
+
+
+def is_clock(env_id: str) -> bool:
+    """Whether the registered ``env_id`` is a Clock env (its vector entry point is a
+    :class:`~diffusion_gym.envs.clock.ClockVectorEnv`); otherwise a Guidance env."""
+    creator = load_env_creator(gym.spec(env_id).vector_entry_point)
+    return isinstance(creator, type) and issubclass(creator, ClockVectorEnv)
+
+
+def eval_kwargs(env_cfg: EnvConfig) -> dict:
+    """Env kwargs of the evaluation batch: the training ones with the metric's own reward."""
+    out = train_kwargs(env_cfg)
+    if is_clock(env_cfg.id):
+        out["reward"] = "terminal_error"  # its terminal reward is −‖x_K − x_ref‖²/dim
+    elif callable(out.get("reward")) or out.get("reward") in (None, "none"):
+        out["reward"] = "log_prob"  # a readable return for the IRL-trained policies
+    return out
+
+
+class ConstantPolicy:
+    """A policy that plays one fixed action in every env (the baselines of the tables)."""
+
+    def __init__(self, action: Any):
+        self.action = np.asarray(action)
+
+    def predict(self, obs: np.ndarray, **_: Any) -> tuple[np.ndarray, None]:
+        """``action`` for every row of ``obs`` (SB3's ``predict`` signature)."""
+        return np.broadcast_to(self.action, (len(obs), *self.action.shape)).copy(), None
+
+
+def rollout(policy: Any, env: Any, seed: int, algo: str = "") -> tuple[np.ndarray, dict]:
+    """One synchronous episode of every env of ``env`` with the deterministic ``policy``.
+
+    :returns: the undiscounted returns ``[B]`` and the last step's ``final_info`` (plus
+        ``"class_labels"``, the episode's labels read at reset, or None).
+    """
+    obs, _ = env.reset(seed=seed)
+    labels = _episode_labels(env)
+    n = env.num_envs
+    returns, state, starts = np.zeros(n), None, np.ones(n, dtype=bool)
+    for _ in range(10_000):
+        kw: dict[str, Any] = {"deterministic": True}
+        if algo == "maskable_ppo":
+            kw["action_masks"] = env.action_masks()
+        if algo == "ppo_lstm":
+            kw.update(state=state, episode_start=starts)
+        action, state = policy.predict(obs, **kw)
+        obs, reward, terminated, truncated, info = env.step(action)
+        returns += reward
+        starts = terminated | truncated
+        if starts.any():
+            if not starts.all():
+                raise RuntimeError("episodes of the batch ended at different steps")
+            return returns, {**info["final_info"], "class_labels": labels}
+    raise RuntimeError("evaluation episode did not end within 10000 steps")
+
+
+def _episode_labels(env: Any) -> np.ndarray | None:
+    """Class labels ``[B]`` of the episodes just reset (None for unconditional envs)."""
+    u = env.unwrapped
+    labels = u.core.labels if hasattr(u, "core") else getattr(u, "class_labels", None)
+    return None if labels is None else labels.detach().cpu().numpy().copy()
+
+
+def evaluate_policy_batch(policy: Any, env: Any, seed: int, algo: str = "") -> dict[str, float]:
+    """Final metric and mean return of ``policy`` on the evaluation batch ``env``.
+
+    guidance: ``metric`` = class-conditional energy distance between the final x_0 and true
+    data of the same classes (drawn with ``seed``); clock: ``metric`` = RMSE of x_K to the
+    reference solution x_ref, sqrt(mean ‖x_K − x_ref‖²/dim) over the batch.
+    """
+    returns, final = rollout(policy, env, seed, algo)
+    out = {"return": float(returns.mean())}
+    if isinstance(env.unwrapped, ClockVectorEnv):
+        # terminal_error reward = −‖x_K − x_ref‖²/dim, the only non-zero one of an episode.
+        out["metric"] = math.sqrt(max(-float(returns.mean()), 0.0))
+    else:
+        out["metric"] = _guidance_energy(env, final, seed)
+    if not math.isfinite(out["metric"]):
+        raise ValueError(f"evaluation metric is not finite: {out}")
+    return out
+
+
+def _guidance_energy(env: Any, final: dict, seed: int) -> float:
+    x0 = torch.as_tensor(np.asarray(final["x0"])).reshape(len(final["x0"]), -1)
+    labels = torch.as_tensor(np.asarray(final["class_labels"])).long()
+    data = env.unwrapped.preset.data
+    g = torch.Generator().manual_seed(seed)
+    ref = data.sample(len(labels), class_labels=labels, generator=g)
+    ref = ref.reshape(len(labels), -1).to(x0.dtype)
+    return metrics.class_conditional(
+        metrics.energy_distance, x0, ref, labels, labels, env.unwrapped.preset.num_classes
+    )
+
+
+def baseline_policies(env: Any) -> dict[str, ConstantPolicy]:
+    """Constant-action reference policies for an env's table.
+
+    guidance: every entry of the action table (``const w=.. γ=..``); clock: a = 0 (the base
+    schedule) and constant speeds a = ±0.5, ±1.
+    """
+    u = env.unwrapped
+    if isinstance(u, ClockVectorEnv):
+        out = {"base schedule (a=0)": ConstantPolicy(np.zeros(1, dtype=np.float32))}
+        for a in (-1.0, -0.5, 0.5, 1.0):  # uniformly slower / faster clocks
+            out[f"const a={a:g}"] = ConstantPolicy(np.full(1, a, dtype=np.float32))
+        return out
+    if not isinstance(u, GuidanceVectorEnv) or type(u.single_action_space).__name__ != "Discrete":
+        return {}
+    out = {}
+    for i, w in enumerate(u.guidance_weights):  # action a = i_w · len(gammas) + i_γ
+        for j, gamma in enumerate(u.gammas):
+            action = np.int64(i * len(u.gammas) + j)
+            out[f"const w={float(w):g} γ={float(gamma):g}"] = ConstantPolicy(action)
+    return out
