@@ -623,3 +623,56 @@ def test_set_bank_probs_draws_by_the_given_probabilities_reproducibly():
     for bad in ([1.0] * 7, [np.nan] + [1.0] * 7, [-1.0] + [1.0] * 7, [0.0] * 8):
         with pytest.raises(ValueError, match="probs"):
             env.set_bank_probs(bad)
+
+
+# ---------------------------------------------------------------------------------------------
+# Public API: rollout, properties, bank, spec
+
+
+@pytest.mark.parametrize("kw", [{}, {"reward": "local_error"}, {"obs_mode": "features"}])
+def test_rollout_equals_env_step_episode(kw):
+    env = small_vec(num_envs=4, **kw)
+    rng = np.random.default_rng(0)
+    actions = rng.uniform(-1, 1, (3, 4)).astype(np.float32)
+    actions[0, 1] = 0.0  # one env on the base path for a step
+    ro = env.rollout(lambda obs, k: actions[k], seed=3)
+    obs, rewards, final = rollout(env, actions, seed=3)
+    np.testing.assert_array_equal(ro.observations[:3].numpy(), np.stack(obs[:3]))
+    np.testing.assert_array_equal(ro.rewards.numpy(), rewards)
+    np.testing.assert_array_equal(ro.schedule.numpy(), final["schedule"])
+    np.testing.assert_array_equal(ro.x0.numpy(), final["x0"])
+    assert ro.schedule.shape == (4, 4) and (ro.schedule[:, -1] == 0).all()
+    # A second rollout with the same seed replays it; the env's episodes are untouched.
+    env.reset(seed=9)
+    x_T = env.x_T.clone()
+    again = env.rollout(lambda obs, k: torch.as_tensor(actions[k])[:, None], seed=3)
+    assert torch.equal(again.x0, ro.x0) and torch.equal(env.x_T, x_T)
+
+
+def test_public_properties_bank_and_spec():
+    from diffusion_gym.envs import ClockSpec, ReferenceBank, batch_of
+
+    env = small_vec(num_envs=3, guidance=1.5)
+    assert isinstance(env.bank, ReferenceBank) and not env.bank.built
+    env.reset(seed=4)
+    bank = env.bank
+    assert bank.built and bank.size == 32 and bank.build_seconds > 0
+    idx = env.bank_index
+    assert torch.equal(env.x_T, bank.x_T[idx]) and torch.equal(env.x_ref, bank.x_ref[idx])
+    assert torch.equal(env.class_labels, bank.labels[idx])
+    assert torch.equal(env.x, env.x_T)
+    spec = env.clock_spec
+    assert isinstance(spec, ClockSpec) and spec.budget == env.budget == 3
+    assert spec.guidance == env.guidance == 1.5 and env.solver == "heun"
+    with pytest.raises(AttributeError):
+        spec.budget = 4
+    assert env.schedule.shape == (3, 4)
+    assert torch.equal(env.schedule[:, 0], env.base_schedule[:1].expand(3))
+    assert env.preset.name == "gmm-ring8" and env.denoiser is env.preset.denoiser
+    assert env.device.type == "cpu" and env.dtype == torch.float64 and env.num_classes == 8
+    single = gym.make("diffusion_gym/Clock-v0", **SMALL)
+    single.reset(seed=1)
+    assert batch_of(single).x_T.shape == (1, 2)
+    with pytest.raises(ValueError, match="solver"):
+        ClockSpec(solver="rk4")
+    assert ClockSpec(class_labels=3).class_labels == (3,)

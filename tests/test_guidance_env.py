@@ -281,3 +281,130 @@ def test_guidance_improves_the_imperfect_model():
 
     w1, w15, w0 = mean_log_prob(3), mean_log_prob(6), mean_log_prob(0)
     assert w15 > w1 + 0.5 and w0 < w1 - 50
+
+
+# ---------------------------------------------------------------------------------------------
+# Public API: rollout, ActionTable, batch_of
+
+
+@pytest.mark.parametrize("fmt,obs_mode", [("discrete", "state"), ("multidiscrete", "features")])
+def test_rollout_equals_env_step_episodes_and_reference_sampler(fmt, obs_mode):
+    b, n, seed = 5, 4, 21
+    env = make_vec(b, num_steps=n, action_format=fmt, obs_mode=obs_mode, reward="log_prob")
+    env.action_space.seed(0)
+    actions = [env.action_space.sample() for _ in range(n)]
+    ro = env.rollout(lambda obs, k: actions[k], seed=seed)
+    seen, reward, term, _, info = rollout(env, actions, seed)
+    assert term.all()
+    np.testing.assert_array_equal(ro.observations[:n].numpy(), seen[:n])
+    np.testing.assert_array_equal(ro.observations[n].numpy(), np.stack(info["final_obs"]))
+    np.testing.assert_array_equal(ro.x0.numpy(), info["final_info"]["x0"])
+    np.testing.assert_array_equal(ro.rewards[-1].numpy(), reward)
+    np.testing.assert_array_equal(ro.actions, np.stack(actions))
+    wi, gi = env.action_table.decode(actions[0], b)
+    np.testing.assert_array_equal(ro.guidance[0].numpy(), env.guidance_weights[wi])
+    np.testing.assert_array_equal(ro.gamma[0].numpy(), env.gammas[gi])
+    # The reference sampler with the same start, labels, streams and per-step tables.
+    keys = derive_keys(torch.arange(b) + seed, salt=0)
+    ref = steps.sample(
+        env.denoiser,
+        ro.x_T,
+        env.sigmas,
+        class_labels=ro.class_labels,
+        guidance=ro.guidance,
+        gamma=ro.gamma,
+        solver=env.solver,
+        generator=SampleStreams(keys),
+    )
+    torch.testing.assert_close(ro.x0, ref, atol=1e-10, rtol=0)
+
+
+def test_rollout_with_given_x_T_of_another_batch_size():
+    env = make_vec(4, num_steps=3)
+    env.reset(seed=0)
+    x_before = env.x.clone()
+    gen = torch.Generator().manual_seed(0)
+    x_T = 80.0 * torch.randn(7, 2, generator=gen, dtype=torch.float64)
+    labels = torch.arange(7) % env.num_classes
+    streams = SampleStreams(derive_keys(torch.arange(7) + 100, salt=0))
+    ro = env.rollout(lambda obs, k: np.full(len(obs), 7), x_T=x_T, class_labels=labels,
+                     streams=streams)  # fmt: skip
+    assert ro.x0.shape == (7, 2) and ro.observations.shape == (4, 7, env.obs_dim)
+    assert torch.equal(ro.x_T, x_T) and torch.equal(ro.class_labels, labels)
+    assert torch.equal(env.x, x_before)  # the env's own episodes are untouched
+    # The same batch as env episodes: a 7-env vector env with these x_T/labels/streams.
+    big = make_vec(7, num_steps=3, class_labels=labels.tolist())
+    again = big.rollout(lambda obs, k: np.full(len(obs), 7), x_T=x_T, streams=streams)
+    assert torch.equal(again.x0, ro.x0)
+    with pytest.raises(ValueError, match="x_T"):
+        env.rollout(lambda obs, k: np.zeros(len(obs)), x_T=torch.zeros(3, 5))
+    with pytest.raises(ValueError, match="streams"):
+        env.rollout(lambda obs, k: np.zeros(len(obs)), x_T=x_T, class_labels=labels,
+                    streams=SampleStreams(derive_keys(torch.arange(2), salt=0)))  # fmt: skip
+    with pytest.raises(ValueError, match="actions"):
+        env.rollout(lambda obs, k: np.full(len(obs), 99), seed=0)
+
+
+def test_action_table_round_trip_and_errors():
+    from diffusion_gym.envs import ActionTable
+
+    for fmt in ("discrete", "multidiscrete"):
+        t = ActionTable([0.0, 1.0, 2.0], [0.0, 0.5], fmt)
+        wi, gi = np.array([0, 1, 2, 2]), np.array([1, 0, 1, 0])
+        a = t.encode(wi, gi)
+        assert a.shape == ((4,) if fmt == "discrete" else (4, 2))
+        w2, g2 = t.decode(a)
+        np.testing.assert_array_equal(w2, wi)
+        np.testing.assert_array_equal(g2, gi)
+        w, g = t.values(torch.as_tensor(a))
+        assert torch.equal(w, torch.tensor([0.0, 1.0, 2.0, 2.0], dtype=torch.float64))
+        assert torch.equal(g, torch.tensor([0.5, 0.0, 0.5, 0.0], dtype=torch.float64))
+        assert t.size == 6
+    t = ActionTable([0.0, 1.0, 2.0], [0.0, 0.5])
+    assert t.encode(np.array(2), np.array(1)) == 5
+    with pytest.raises(ValueError, match=r"\[0, 6\)"):
+        t.decode([6])
+    with pytest.raises(ValueError, match="integral"):
+        t.decode([0.5])
+    with pytest.raises(TypeError, match="integers"):
+        t.decode(["a"])
+    with pytest.raises(ValueError, match="shape"):
+        t.decode([1, 2], batch=3)
+    with pytest.raises(ValueError, match="wi"):
+        t.encode([3], [0])
+    with pytest.raises(TypeError, match="integers"):
+        t.encode([0.5], [0])
+    with pytest.raises(ValueError, match="MultiDiscrete"):
+        ActionTable([0.0, 1.0], [0.0], "multidiscrete").decode([[2, 0]])
+    with pytest.raises(ValueError, match="action_format"):
+        ActionTable([1.0], [0.0], "box")
+    with pytest.raises(ValueError, match="gammas"):
+        ActionTable([1.0], [-0.1])
+    env = make_vec(2)
+    assert env.action_table.size == env.single_action_space.n
+    np.testing.assert_array_equal(env.action_table.weights, env.guidance_weights)
+
+
+def test_batch_of_vector_env_single_view_and_wrappers():
+    from gymnasium.wrappers import RecordEpisodeStatistics
+    from gymnasium.wrappers.vector import RecordEpisodeStatistics as VectorRecord
+
+    from agents.vec_env import SB3VecEnv
+    from diffusion_gym.envs import batch_of
+
+    vec = make_vec(3)
+    assert batch_of(vec) is vec
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        made = gym.make_vec(
+            "diffusion_gym/Guidance-v0", num_envs=3, vectorization_mode="vector_entry_point"
+        )
+        single = gym.make("diffusion_gym/Guidance-v0")
+    assert batch_of(VectorRecord(made)) is made.unwrapped
+    assert isinstance(batch_of(single), GuidanceVectorEnv) and batch_of(single).num_envs == 1
+    assert batch_of(RecordEpisodeStatistics(single)) is batch_of(single)
+    assert batch_of(SB3VecEnv(vec)) is vec
+    single.reset(seed=2)
+    assert batch_of(single).x.shape == (1, 2)
+    with pytest.raises(TypeError, match="batch_of"):
+        batch_of(object())

@@ -11,269 +11,75 @@ learned policy distils into a fixed schedule usable by any sampler.
 
 from __future__ import annotations
 
+import copy
 import math
-import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 import torch
 from gymnasium import spaces
+from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from .. import schedules, steps
+from .. import presets, steps
 from ..denoisers.base import NULL_LABEL, Denoiser
-from ..noise import derive_keys, draw_normal, draw_uniform, draw_uniform_int
+from ..noise import draw_uniform, draw_uniform_int
+from .bank import ReferenceBank
+from .clock_spec import (
+    BASES,
+    OBS_MODES,
+    REWARDS,
+    Clock,
+    ClockSpec,
+    check_actions,
+    check_decreasing,
+    schedule_from_actions,
+)
 from .common import base_seeds, episode_keys, resolve_preset
 
-__all__ = ["Clock", "ClockVectorEnv", "ClockEnv", "schedule_from_actions", "BASES", "REWARDS"]
+__all__ = [
+    "Clock",
+    "ClockSpec",
+    "ClockVectorEnv",
+    "ClockEnv",
+    "ClockRollout",
+    "ReferenceBank",
+    "schedule_from_actions",
+    "BASES",
+    "REWARDS",
+    "OBS_MODES",
+]
 
-BASES = ("edm", "linear")
-REWARDS = ("terminal_error", "local_error")
-OBS_MODES = ("state", "features")
 TERMINAL_LOG_SIGMA = math.log(1e-6)  # log σ feature of the terminal state (σ = 0)
-_BANK_SALT = 0x0C10C  # separates the bank's streams from the episodes' streams
 _HOST_TAKE_DTYPES = (torch.float64, torch.float32, torch.int64)  # gathered with np.take
 
 
-# ---------------------------------------------------------------------------------------------
-# The warped clock
+@dataclass(frozen=True)
+class ClockRollout:
+    """One batch of Clock episodes run by :meth:`ClockVectorEnv.rollout` (B = num_envs)."""
 
-
-class Clock:
-    """The clock u ∈ [0, u*) over a base σ curve, and the speed action that advances it.
-
-    ``base="edm"``: σ_base(u) = (σ_max^(1/ρ) + u (σ_min^(1/ρ) − σ_max^(1/ρ)))^ρ, continued past
-    u = 1 until it reaches 0 at u* = σ_max^(1/ρ) / (σ_max^(1/ρ) − σ_min^(1/ρ)); base positions
-    u_k = k/(K−1), k = 0..K−1 (σ_base(u_k) = ``karras(K)``). ``base="linear"`` (ART):
-    σ_base(u) = T (1 − u) with T = σ_max, u* = 1, base positions u_k = k/K (``linear(K)``).
-
-    Step k's action a_k ∈ [−1, 1] covers the fraction f_k = sigmoid(logit(f_k^base) + β a_k)
-    of the remaining clock, u_{k+1} = u_k + (u* − u_k) f_k, with the fixed base fractions
-    f_k^base = (u^base_{k+1} − u^base_k)/(u* − u^base_k) and β = ``speed_scale``. a_k = 0 gives
-    f_k = f_k^base exactly; while every action so far was 0 the position and σ are read from
-    the base tables, so all-zero actions reproduce the base schedule bit for bit. The last
-    step (k = K−1) ignores its action and lands on σ = 0.
-
-    :param budget: K, the number of solver steps (>= 1).
-    :param base: ``"edm"`` or ``"linear"``.
-    :param sigma_min, sigma_max: the σ range (σ_max is the start σ_0 = T).
-    :param rho: ρ of the EDM base (ignored by ``"linear"``).
-    :param speed_scale: β, how far one unit of action moves the logit of f.
-    """
-
-    def __init__(
-        self,
-        budget: int,
-        base: str = "edm",
-        sigma_min: float = 0.002,
-        sigma_max: float = 80.0,
-        rho: float = 7.0,
-        speed_scale: float = 3.0,
-        device: torch.device | str = "cpu",
-    ):
-        if not isinstance(budget, int) or isinstance(budget, bool) or budget < 1:
-            raise ValueError(f"budget (K solver steps) must be an int >= 1, got {budget!r}")
-        if base not in BASES:
-            raise ValueError(f"base must be one of {BASES}, got {base!r}")
-        if not (isinstance(speed_scale, (int, float)) and 0 < speed_scale < math.inf):
-            raise ValueError(f"speed_scale (β) must be a finite number > 0, got {speed_scale!r}")
-        if not 0 < sigma_min < sigma_max < math.inf:
-            raise ValueError(f"need 0 < sigma_min < sigma_max < inf, got {sigma_min}, {sigma_max}")
-        if not (isinstance(rho, (int, float)) and rho > 0):
-            raise ValueError(f"rho must be a number > 0, got {rho!r}")
-        self.budget, self.base, self.rho = budget, base, float(rho)
-        self.sigma_min, self.sigma_max = float(sigma_min), float(sigma_max)
-        self.speed_scale = float(speed_scale)
-        self.device = torch.device(device)
-        k = budget
-        if base == "edm":
-            self._hi, self._lo = sigma_max ** (1 / rho), sigma_min ** (1 / rho)
-            self.u_star = self._hi / (self._hi - self._lo)
-            self.u_base = torch.linspace(0, 1, k, dtype=torch.float64, device=device)
-            self.sigma_base = schedules.karras(k, sigma_min, sigma_max, rho, device=device)
-        else:
-            self.u_star = 1.0
-            self.u_base = torch.linspace(0, 1, k + 1, dtype=torch.float64, device=device)[:k]
-            self.sigma_base = schedules.linear(k, sigma_max, device=device)
-        # Base fraction of the remaining clock covered by step k (k = 0..K−2).
-        u = self.u_base
-        self.f_base = (u[1:] - u[:-1]) / (self.u_star - u[:-1])
-        self.logit_f_base = torch.logit(self.f_base)
-        # The same tables as python floats (exact float64 values): no per-step indexing.
-        self._f, self._logit_f = self.f_base.tolist(), self.logit_f_base.tolist()
-        self._u, self._sigma = self.u_base.tolist(), self.sigma_base.tolist()
-        self.decrease_guaranteed = self._decrease_guaranteed()
-        self._off_base_cache: torch.Tensor | None = None  # see _off_base
-
-    def _decrease_guaranteed(self) -> tuple[bool, ...]:
-        """Per step k < K−1: True when every action in [−1, 1] gives 1e−250 < σ_{k+1} < σ_k
-        with margins that float64 rounding cannot eat (then the env skips the check).
-
-        With r = u* − u the remaining clock, a step maps r_{k+1} = r_k (1 − f_k), f_k rising
-        with a_k; σ_base(u) = ((σ_max^(1/ρ) − σ_min^(1/ρ)) r)^ρ (EDM) or T r (linear). So
-        σ_{k+1}/σ_k = (1 − f_k)^ρ (or 1 − f_k) whatever u_k: the smallest relative decrease is
-        at a_k = −1 (f_lo), the smallest σ_{k+1} on the all +1 path (f_hi). Safe when that
-        decrease is > 1e−9, the smallest r_{k+1} > 1e−6 u* (u_k is float64, error ~1e−16 u*)
-        and the smallest σ_{k+1} > 1e−250 (so the observation's clamp at 1e−300 is a no-op).
-        """
-        edm = self.base == "edm"
-        log_c = math.log(self._hi - self._lo) if edm else math.log(self.sigma_max)
-        power = self.rho if edm else 1.0
-        log_r_min = math.log(self.u_star)
-        out = []
-        for k in range(self.budget - 1):
-            lf = self._logit_f[k]
-            f_lo = 1 / (1 + math.exp(-(lf - self.speed_scale)))
-            f_hi = 1 / (1 + math.exp(-(lf + self.speed_scale)))
-            if f_hi >= 1:
-                out.append(False)
-                log_r_min = -math.inf
-                continue
-            log_r_min += math.log1p(-f_hi)
-            decrease = -math.expm1(power * math.log1p(-f_lo))  # 1 − (1 − f_lo)^ρ
-            out.append(
-                decrease > 1e-9
-                and log_r_min > math.log(1e-6 * self.u_star)
-                and power * (log_c + log_r_min) > math.log(1e-250)
-            )
-        return tuple(out)
-
-    def sigma_of(self, u: torch.Tensor) -> torch.Tensor:
-        """σ_base(u) (float64), for clock positions u ∈ [0, u*]."""
-        if self.base == "edm":
-            return (self._hi + u * (self._lo - self._hi)) ** self.rho
-        return self.sigma_max * (1 - u)
-
-    def start(self, batch: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Initial ``(u, sigma, on_base)`` for a batch: u = 0, σ = σ_max, on the base path."""
-        u = torch.zeros(batch, dtype=torch.float64, device=self.device)
-        sigma = self.sigma_base[:1].expand(batch).clone()
-        return u, sigma, torch.ones(batch, dtype=torch.bool, device=self.device)
-
-    def advance(
-        self,
-        k: int,
-        u: torch.Tensor,
-        on_base: torch.Tensor,
-        action: torch.Tensor,
-        any_zero: bool | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Clock step k: ``(u_{k+1}, σ_{k+1}, on_base_{k+1})`` from ``u_k [B]`` and ``a_k [B]``.
-
-        ``any_zero``: whether some a_k is exactly 0, if the caller knows it (None: tested here).
-        """
-        if k == self.budget - 1:
-            # Forced last step: land on σ = 0 whatever the action.
-            return torch.full_like(u, self.u_star), torch.zeros_like(u), on_base
-        a = action.to(torch.float64)
-        if any_zero is False and a.device.type == "cpu":
-            return self._advance_host(k, u, a)
-        s = torch.sigmoid(self._logit_f[k] + self.speed_scale * a)
-        if any_zero is False:  # no a_k = 0: f_k = s and no env stays on the base path
-            u_next = u + (self.u_star - u) * s  # the same ops as below, without the selects
-            return u_next, self.sigma_of(u_next), torch.zeros_like(a, dtype=torch.bool)
-        zero = a == 0
-        if not bool(zero.any()):  # the same, found on the device
-            u_next = u + (self.u_star - u) * s
-            return u_next, self.sigma_of(u_next), zero
-        # f_k = sigmoid(logit f_k^base + β a_k), exactly f_k^base at a_k = 0.
-        f = torch.where(zero, self._f[k], s)
-        # u_{k+1} = u_k + (u* − u_k) f_k.
-        u_next = u + (self.u_star - u) * f
-        on_base = on_base & zero
-        u_next = torch.where(on_base, self._u[k + 1], u_next)
-        sigma_next = torch.where(on_base, self._sigma[k + 1], self.sigma_of(u_next))
-        return u_next, sigma_next, on_base
-
-    def _advance_host(
-        self, k: int, u: torch.Tensor, a: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """:meth:`advance` of a CPU batch with no a_k = 0: the same float64 operations in the
-        same order, the arithmetic on numpy views (a few µs less per op than tensor dispatch
-        on [B]) and sigmoid and pow still torch's (its vectorised versions round differently
-        from numpy's), so the result is bit for bit the tensor path's."""
-        z = a.numpy() * self.speed_scale
-        z += self._logit_f[k]  # logit f_k^base + β a_k
-        s = torch.sigmoid(torch.from_numpy(z)).numpy()  # f_k
-        u_np = u.numpy()
-        u_next = self.u_star - u_np
-        u_next *= s
-        u_next += u_np  # u_{k+1} = u_k + (u* − u_k) f_k
-        if self.base == "edm":  # σ_base(u) = (σ_max^(1/ρ) + u (σ_min^(1/ρ) − σ_max^(1/ρ)))^ρ
-            root = u_next * (self._lo - self._hi)
-            root += self._hi
-            sigma_next = torch.from_numpy(root).pow_(self.rho)
-        else:  # σ_base(u) = T (1 − u)
-            sigma_next = torch.from_numpy(1 - u_next)
-            sigma_next *= self.sigma_max
-        return torch.from_numpy(u_next), sigma_next, self._off_base(len(u_next))
-
-    def _off_base(self, batch: int) -> torch.Tensor:
-        """A shared all-False ``on_base`` of ``batch`` CPU envs (never written in place)."""
-        off = self._off_base_cache
-        if off is None or len(off) != batch:
-            off = self._off_base_cache = torch.zeros(batch, dtype=torch.bool)
-        return off
-
-
-def schedule_from_actions(
-    actions,
-    budget: int | None = None,
-    *,
-    base: str = "edm",
-    sigma_min: float = 0.002,
-    sigma_max: float = 80.0,
-    rho: float = 7.0,
-    speed_scale: float = 3.0,
-) -> torch.Tensor:
-    """The σ schedule(s) that an action sequence produces on the clock (see :class:`Clock`).
-
-    :param actions: ``[K]`` (one sequence) or ``[B, K]`` actions in [−1, 1]; the last action
-        of each sequence is ignored (the last step is forced to σ = 0).
-    :param budget: K; defaults to the actions' last dimension (must match it if given).
-    :returns: float64 ``[K+1]`` (or ``[B, K+1]``) descending σ ending in 0, usable by
-        :func:`diffusion_gym.steps.sample` (``sigmas=``) and exportable with
-        :func:`diffusion_gym.schedules.save_schedule`.
-    """
-    a = torch.as_tensor(np.asarray(actions) if not isinstance(actions, torch.Tensor) else actions)
-    single = a.ndim == 1
-    if a.ndim not in (1, 2) or a.shape[-1] < 1:
-        raise ValueError(f"actions must have shape [K] or [B, K], got {tuple(a.shape)}")
-    if not a.is_floating_point():
-        a = a.to(torch.float64)
-    if budget is not None and budget != a.shape[-1]:
-        raise ValueError(f"actions have {a.shape[-1]} steps but budget={budget}")
-    _check_actions(a, "actions")
-    clock = Clock(a.shape[-1], base, sigma_min, sigma_max, rho, speed_scale, device=a.device)
-    a = a.reshape(-1, a.shape[-1])
-    u, sigma, on_base = clock.start(a.shape[0])
-    out = [sigma]
-    for k in range(clock.budget):
-        u, sigma, on_base = clock.advance(k, u, on_base, a[:, k])
-        out.append(sigma)
-    sig = torch.stack(out, 1)
-    if not bool((sig[:, 1:] < sig[:, :-1]).all()):
-        raise ValueError("speed_scale is too large: the clock reached σ = 0 before its last step")
-    return sig[0] if single else sig
-
-
-def _check_actions(a: torch.Tensor, name: str) -> None:
-    """Raise ``ValueError`` unless every action is finite and in [−1, 1]."""
-    if bool(((a >= -1) & (a <= 1)).all()):  # False for NaN too: one reduction when valid
-        return
-    if not bool(torch.isfinite(a).all()):
-        raise ValueError(f"{name} must be finite (got NaN or inf)")
-    lo, hi = float(a.min()), float(a.max())
-    raise ValueError(f"{name} must lie in [-1, 1] (the action space), got [{lo}, {hi}]")
-
-
-def _check_decreasing(sigma_next: torch.Tensor, sigma: torch.Tensor) -> None:
-    """0 < σ_{k+1} < σ_k before the last step; only a huge ``speed_scale`` can break it."""
-    if not bool(((sigma_next > 0) & (sigma_next < sigma)).all()):
-        raise ValueError("speed_scale is too large: the clock reached σ = 0 before its last step")
+    schedule: torch.Tensor
+    """``[B, K+1]`` float64 realised σ schedules (ending in 0)."""
+    x0: torch.Tensor
+    """``[B, *shape]`` the final samples x_K."""
+    x_ref: torch.Tensor
+    """``[B, *shape]`` the bank's reference solutions of the same x_T."""
+    x_T: torch.Tensor
+    """``[B, *shape]`` the start states (bank rows)."""
+    class_labels: torch.Tensor | None
+    """``[B]`` long labels (−1: unconditional call) or None."""
+    bank_index: torch.Tensor
+    """``[B]`` long bank entries."""
+    actions: torch.Tensor
+    """``[K, B]`` float64 actions as validated."""
+    rewards: torch.Tensor
+    """``[K, B]`` float64 rewards."""
+    observations: torch.Tensor
+    """``[K + 1, B, obs_dim]`` float32 observations before every step, then the last."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -283,69 +89,41 @@ def _check_decreasing(sigma_next: torch.Tensor, sigma: torch.Tensor) -> None:
 class _ClockBatch:
     """Tensors and transition of B clock trajectories; the envs below are thin views of it."""
 
-    def __init__(
-        self,
-        denoiser,
-        budget,
-        solver,
-        base,
-        rho,
-        speed_scale,
-        obs_mode,
-        reward,
-        reference_steps,
-        reference_extrapolate,
-        bank_size,
-        bank_seed,
-        class_labels,
-        guidance,
-        device,
-        num_envs,
-        max_episode_steps,
-        data,
-        prior_std,
-    ):
+    def __init__(self, spec: ClockSpec, denoiser, device, num_envs: int, data):
         self.device = torch.device(device)
         preset = resolve_preset(denoiser, data, self.device)
+        self.preset = preset
         self.preset_name, self.denoiser, self.data = preset.name, preset.denoiser, preset.data
-        if prior_std is not None and not (isinstance(prior_std, (int, float)) and prior_std > 0):
-            raise ValueError(f"prior_std must be None or a number > 0, got {prior_std!r}")
+        self.spec = spec
+        prior_std = spec.prior_std
         self.prior_std = float(prior_std if prior_std is not None else preset.prior_std)
         den = self.denoiser
-        if solver not in steps.SOLVERS:
-            raise ValueError(f"solver must be one of {steps.SOLVERS}, got {solver!r}")
-        if obs_mode not in OBS_MODES:
-            raise ValueError(f"obs_mode must be one of {OBS_MODES}, got {obs_mode!r}")
-        if not (callable(reward) or reward in REWARDS):
-            raise ValueError(f"reward must be one of {REWARDS} or a callable, got {reward!r}")
-        for name, v in (("reference_steps", reference_steps), ("bank_size", bank_size)):
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ValueError(f"{name} must be an int >= 1, got {v!r}")
         if not isinstance(num_envs, int) or isinstance(num_envs, bool) or num_envs < 1:
             raise ValueError(f"num_envs must be an int >= 1, got {num_envs!r}")
-        if max_episode_steps is not None and (
-            not isinstance(max_episode_steps, int) or max_episode_steps < 1
-        ):
-            raise ValueError(
-                f"max_episode_steps must be None or an int >= 1, got {max_episode_steps!r}"
-            )
-        if guidance is not None:
-            if den.num_classes == 0:
-                raise ValueError("guidance needs a class-conditional denoiser (num_classes > 0)")
-            if not (isinstance(guidance, (int, float)) and math.isfinite(guidance)):
-                raise TypeError(f"guidance must be None or a finite number, got {guidance!r}")
-            guidance = float(guidance)
-        self.clock = Clock(budget, base, den.sigma_min, den.sigma_max, rho, speed_scale, device)
-        self.K, self.solver, self.obs_mode, self.reward = budget, solver, obs_mode, reward
-        self.guidance, self.num_envs = guidance, num_envs
-        self.reference_steps, self.bank_size, self.bank_seed = reference_steps, bank_size, bank_seed
-        if not isinstance(reference_extrapolate, bool):
-            raise TypeError(f"reference_extrapolate must be a bool, got {reference_extrapolate!r}")
-        self.reference_extrapolate = reference_extrapolate
-        self.max_episode_steps = max_episode_steps
-        self.label_choices = self._label_choices(class_labels)
+        if spec.guidance is not None and den.num_classes == 0:
+            raise ValueError("guidance needs a class-conditional denoiser (num_classes > 0)")
+        self.clock = spec.clock(den.sigma_min, den.sigma_max, device)
+        self.K, self.solver, self.obs_mode = spec.budget, spec.solver, spec.obs_mode
+        self.reward, self.guidance, self.num_envs = spec.reward, spec.guidance, num_envs
+        self.bank_size = spec.bank_size
+        self.max_episode_steps = spec.max_episode_steps
+        obs_mode = spec.obs_mode
+        self.label_choices = self._label_choices(spec.class_labels)
+        choices = self.label_choices  # the data's class histogram is read only if drawn from
+        hist = choices is not None and choices.numel() == 0
+        self.reference_bank = ReferenceBank(
+            den,
+            spec.bank_size,
+            prior_std=self.prior_std,
+            seed=spec.bank_seed,
+            label_choices=self.label_choices,
+            class_weights=getattr(self.data, "class_weights", None) if hist else None,
+            reference_steps=spec.reference_steps,
+            extrapolate=spec.reference_extrapolate,
+            guidance=spec.guidance,
+            device=self.device,
+        )
         self.bank: dict[str, torch.Tensor] | None = None
-        self.bank_build_seconds: float | None = None
         self.bank_cdf: np.ndarray | None = None  # None: uniform draws (set_bank_probs)
         self.bank_inv_p: torch.Tensor | None = None  # 1 / (bank_size · p_j)
         self.bank_weight: torch.Tensor | None = None  # the current episodes' 1 / (N p)
@@ -381,23 +159,19 @@ class _ClockBatch:
         return labels.long()
 
     # -- the reference bank --------------------------------------------------------------------
+    @property
+    def bank_build_seconds(self) -> float | None:
+        return self.reference_bank.build_seconds
+
     @torch.no_grad()
     def build_bank(self) -> None:
-        """(x_T, class, x_ref, x''_0) for ``bank_size`` entries: x_ref solves the same PF-ODE
-        from x_T with :func:`~diffusion_gym.steps.reference_solve` (``reference_steps`` Heun
-        steps on karras(ρ=7), Richardson-extrapolated unless ``reference_extrapolate`` is
-        False); x''_0 is d²x/dσ² at σ_max from the fine solve's first step (for
-        ``reward="local_error"``)."""
-        t0 = time.perf_counter()
-        den, n, dev = self.denoiser, self.bank_size, self.device
-        keys = derive_keys(torch.arange(n, device=dev), salt=_BANK_SALT + self.bank_seed)
-        x_T = self.prior_std * draw_normal(keys, 0, den.shape, den.dtype)
-        labels = self._bank_labels(n)
-        x_ref, d2 = torch.empty_like(x_T), torch.empty_like(x_T)
-        for lo in range(0, n, 1024):
-            sl = slice(lo, min(lo + 1024, n))
-            x_ref[sl], d2[sl] = self._reference(x_T[sl], None if labels is None else labels[sl])
-        self.bank = {"x_T": x_T, "labels": labels, "x_ref": x_ref, "d2": d2}
+        """Build the reference bank (unless built) and each entry's first observation."""
+        rb = self.reference_bank
+        if not rb.built:
+            rb.build()
+        den, n, dev = self.denoiser, rb.size, self.device
+        x_T, labels = rb.x_T, rb.labels  # noqa: N806
+        self.bank = {"x_T": x_T, "labels": labels, "x_ref": rb.x_ref, "d2": rb.d2}
         if labels is not None:  # one-hot observation part of each entry (−1: all zeros)
             onehot = torch.zeros(n, den.num_classes, dtype=torch.float64, device=dev)
             onehot.scatter_(1, labels.clamp_min(0)[:, None], (labels >= 0).double()[:, None])
@@ -411,42 +185,6 @@ class _ClockBatch:
             obs0[:, self.obs_dim - den.num_classes :] = onehot
         self.bank["obs0_f32"] = obs0.to(torch.float32)
         self._ahead = None  # entries gathered from an older bank
-        self.bank_build_seconds = time.perf_counter() - t0
-
-    def _bank_labels(self, n: int) -> torch.Tensor | None:
-        choices = self.label_choices
-        if choices is None:
-            return None
-        g = torch.Generator().manual_seed(int(self.bank_seed))
-        if choices.numel() == 0:  # the data's class histogram, else uniform
-            w = getattr(self.data, "class_weights", None)
-            w = torch.ones(self.denoiser.num_classes) if w is None else w.detach().cpu()
-            return torch.multinomial(w.double(), n, replacement=True, generator=g).to(self.device)
-        idx = torch.randint(len(choices), (n,), generator=g)
-        return choices[idx].to(self.device)
-
-    def _reference(self, x_T, labels):
-        first: list[dict] = []
-
-        def keep(info):  # x_1 and D at σ_0, σ_1, for x'' at σ_max
-            if info["i"] < 2:
-                first.append(info)
-
-        x_ref = steps.reference_solve(
-            self.denoiser,
-            x_T,
-            self.reference_steps,
-            class_labels=labels,
-            guidance=1.0 if self.guidance is None else self.guidance,
-            extrapolate=self.reference_extrapolate,
-            callback=keep,
-        )
-        if len(first) < 2:  # a one-step reference has no second point
-            return x_ref, torch.zeros_like(x_T)
-        s_0, s_1 = first[0]["sigma"], first[1]["sigma"]
-        d_0 = (x_T - first[0]["denoised"]) / s_0
-        d_1 = (first[0]["x"] - first[1]["denoised"]) / s_1
-        return x_ref, (d_1 - d_0) / (s_1 - s_0)
 
     # -- episodes ------------------------------------------------------------------------------
     def set_seeds(self, seed, rng: np.random.Generator) -> None:
@@ -670,7 +408,7 @@ class _ClockBatch:
         self._any_zero = (None, None)
         u_next, sigma_next, on_base = self.clock.advance(k, self.u, self.on_base, action, any_zero)
         if k < self.K - 1 and not self.clock.decrease_guaranteed[k]:
-            _check_decreasing(sigma_next, self.sigma)  # else no action in [−1, 1] can fail
+            check_decreasing(sigma_next, self.sigma)  # else no action in [−1, 1] can fail
         x_next, denoised = steps.step(
             self.denoiser,
             self.x,
@@ -742,7 +480,7 @@ class _ClockBatch:
             if arr.shape != (batch, 1):
                 raise ValueError(f"actions must have shape ({batch}, 1), got {arr.shape}")
             if not (arr.min() >= -1 and arr.max() <= 1):  # host check (NaN fails it too)
-                _check_actions(torch.as_tensor(arr.astype(np.float64)), "action")
+                check_actions(torch.as_tensor(arr.astype(np.float64)), "action")
             a = torch.from_numpy(arr[:, 0].astype(np.float64))  # a new array: no aliasing
             a = a if self.device.type == "cpu" else a.to(self.device)
             self._any_zero = (a, bool(np.count_nonzero(arr) < batch))  # for advance (a bool:
@@ -750,7 +488,7 @@ class _ClockBatch:
             return a
         if tuple(a.shape) != (batch, 1):
             raise ValueError(f"actions must have shape ({batch}, 1), got {tuple(a.shape)}")
-        _check_actions(a, "action")
+        check_actions(a, "action")
         return a[:, 0]
 
     def truncated(self) -> bool:
@@ -886,11 +624,14 @@ class ClockVectorEnv(VectorEnv):
     ):
         if render_mode not in (None, "rgb_array"):
             raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
-        self.core = _ClockBatch(
-            denoiser, budget, solver, base, rho, speed_scale, obs_mode, reward,
-            reference_steps, reference_extrapolate, bank_size, bank_seed, class_labels, guidance,
-            device, num_envs, max_episode_steps, data, prior_std,
+        spec = ClockSpec(
+            budget=budget, solver=solver, base=base, rho=rho, speed_scale=speed_scale,
+            obs_mode=obs_mode, reward=reward, reference_steps=reference_steps,
+            reference_extrapolate=reference_extrapolate, bank_size=bank_size,
+            bank_seed=bank_seed, class_labels=class_labels, guidance=guidance,
+            max_episode_steps=max_episode_steps, prior_std=prior_std,
         )  # fmt: skip
+        self.core = _ClockBatch(spec, denoiser, device, num_envs, data)
         self.num_envs = num_envs
         self.render_mode = render_mode
         self.single_action_space = spaces.Box(-1.0, 1.0, (1,), np.float32)
@@ -903,7 +644,84 @@ class ClockVectorEnv(VectorEnv):
     # -- public attributes -----------------------------------------------------------------------
     @property
     def budget(self) -> int:
+        """K, the number of solver steps of an episode."""
         return self.core.K
+
+    @property
+    def clock_spec(self) -> ClockSpec:
+        """The frozen parameters of this env (everything but denoiser, device, num_envs)."""
+        return self.core.spec
+
+    @property
+    def preset(self) -> presets.Preset:
+        """The resolved preset (denoiser, data, σ range)."""
+        return self.core.preset
+
+    @property
+    def device(self) -> torch.device:
+        return self.core.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The denoiser's dtype (of x, x_T, x_ref)."""
+        return self.core.denoiser.dtype
+
+    @property
+    def num_classes(self) -> int:
+        """Classes of the denoiser (0: unconditional)."""
+        return self.core.denoiser.num_classes
+
+    @property
+    def solver(self) -> str:
+        return self.core.solver
+
+    @property
+    def guidance(self) -> float | None:
+        """The CFG weight w of every call (None: the plain conditional call)."""
+        return self.core.guidance
+
+    @property
+    def obs_mode(self) -> str:
+        return self.core.obs_mode
+
+    @property
+    def x(self) -> torch.Tensor | None:
+        """``[B, *shape]`` the current states (None before the first reset)."""
+        return getattr(self.core, "x", None)
+
+    @property
+    def x_T(self) -> torch.Tensor | None:  # noqa: N802 - the paper's name
+        """``[B, *shape]`` the current episodes' start states (their bank rows' x_T)."""
+        return getattr(self.core, "x_T", None)
+
+    @property
+    def x_ref(self) -> torch.Tensor | None:
+        """``[B, *shape]`` the current episodes' reference solutions (bank rows' x_ref)."""
+        return getattr(self.core, "x_ref", None)
+
+    @property
+    def class_labels(self) -> torch.Tensor | None:
+        """``[B]`` long labels of the current episodes (−1: unconditional call), or None."""
+        return getattr(self.core, "labels", None)
+
+    @property
+    def bank_index(self) -> torch.Tensor | None:
+        """``[B]`` long: the bank entry of each current episode (None before a reset). Read
+        it before the step that ends the episode: the autoreset draws the next ones."""
+        return getattr(self.core, "idx", None)
+
+    @property
+    def bank(self) -> ReferenceBank:
+        """The reference bank (built at the first reset, or by ``bank.build()``)."""
+        return self.core.reference_bank
+
+    @property
+    def schedule(self) -> torch.Tensor:
+        """``[B, K+1]`` float64: σ_0 .. σ_k of every current trajectory so far, then zeros (a
+        new tensor)."""
+        if self.core.k < 0:
+            raise gym.error.ResetNeeded("call reset() before reading schedule")
+        return self.core.schedule
 
     @property
     def clock(self) -> Clock:
@@ -938,6 +756,52 @@ class ClockVectorEnv(VectorEnv):
         float64 on the env's device (read them before the step that ends the episode, as
         the autoreset draws the next ones), or None with uniform draws."""
         return self.core.bank_weight
+
+    @torch.no_grad()
+    def rollout(
+        self, policy: Callable[[torch.Tensor, int], Any], *, seed: int | Sequence[int] | None = None
+    ) -> ClockRollout:
+        """One episode of every env under ``policy``, by the same step code as :meth:`step`,
+        without touching the env's own episodes (it builds the bank if needed).
+
+        :param policy: ``policy(obs [B, obs_dim] float32 tensor, k) -> actions`` (``[B, 1]``
+            or ``[B]`` in [−1, 1]; numpy or tensor), called at k = 0 .. K−1.
+        :param seed: like ``reset(seed=seed)``: env i draws its bank entry from the stream of
+            base seed ``seed + i``, episode 0 (None: a fresh random base).
+        :returns: a :class:`ClockRollout`, equal bit for bit to the first episode after
+            ``reset(seed=seed)`` stepped with the same actions.
+        """
+        own = self.core
+        if own.bank is None:
+            own.build_bank()
+        core = copy.copy(own)  # shares the bank and the clock (read only); own episode state
+        core.episode = torch.zeros(own.num_envs, dtype=torch.int64, device=own.device)
+        core._start, core._ahead = None, None
+        rng = seeding.np_random(seed if isinstance(seed, (int, np.integer)) else None)[0]
+        core.set_seeds(seed, rng)
+        core.start_episodes()
+        b = core.num_envs
+        x_T, x_ref, labels, idx = core.x_T, core.x_ref, core.labels, core.idx  # noqa: N806
+        obs, acts, rewards = [core.observe()], [], []
+        for k in range(core.K):
+            a = policy(obs[-1], k)
+            a = a if isinstance(a, torch.Tensor) else np.asarray(a)
+            a = core.to_actions(a.reshape(b, 1), b)
+            tr = core.advance(a)
+            obs.append(core.observe())
+            acts.append(a)
+            rewards.append(tr["reward"])
+        return ClockRollout(
+            schedule=core.schedule,
+            x0=core.x,
+            x_ref=x_ref,
+            x_T=x_T,
+            class_labels=labels,
+            bank_index=idx,
+            actions=torch.stack(acts),
+            rewards=torch.stack(rewards),
+            observations=torch.stack(obs),
+        )
 
     def schedule_from_actions(self, actions) -> torch.Tensor:
         """:func:`schedule_from_actions` with this env's clock (``[K]`` or ``[B, K]``)."""

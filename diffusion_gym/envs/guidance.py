@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import gymnasium as gym
@@ -31,23 +32,23 @@ from gymnasium.vector.utils import batch_space
 from .. import schedules, steps
 from ..denoisers.base import Denoiser, DenoiserWrapper, guided_denoise
 from ..noise import SampleStreams, draw_normal, randn
-from .common import as_index_array, base_seeds, draw_class_labels, episode_keys, resolve_preset
+from .actions import ACTION_FORMATS, DEFAULT_GAMMAS, DEFAULT_GUIDANCE_WEIGHTS, ActionTable
+from .common import base_seeds, draw_class_labels, episode_keys, resolve_preset
 
 __all__ = [
     "GuidanceVectorEnv",
     "GuidanceEnv",
+    "ActionTable",
+    "Rollout",
     "DEFAULT_GUIDANCE_WEIGHTS",
     "DEFAULT_GAMMAS",
     "SCHEDULES",
     "REWARDS",
 ]
 
-DEFAULT_GUIDANCE_WEIGHTS = (0.0, 1.0, 1.5, 2.0, 3.0, 5.0)
-DEFAULT_GAMMAS = (0.0, 0.1, 0.4)
 SCHEDULES = ("karras", "uniform", "log_linear", "linear", "vp_uniform_t")
 REWARDS = ("none", "log_prob", "classifier")
 OBS_MODES = ("state", "features")
-ACTION_FORMATS = ("discrete", "multidiscrete")
 NUM_FEATURES = 4  # ‖x‖, ‖D_c − D_u‖, ‖D_w‖, ‖x̂ − D_w‖/σ̂ (all scaled)
 
 RewardFn = Callable[[dict[str, Any]], torch.Tensor | np.ndarray]
@@ -70,12 +71,31 @@ def _make_schedule(schedule, num_steps: int | None, preset, device) -> torch.Ten
     return sigmas
 
 
-def _table(values, name: str, low: float) -> np.ndarray:
-    """A 1-D float64 table of finite values >= ``low``."""
-    v = np.asarray(values, dtype=np.float64).reshape(-1)
-    if v.size == 0 or not np.isfinite(v).all() or (v < low).any():
-        raise ValueError(f"{name} must be a non-empty list of finite values >= {low}, got {values}")
-    return v
+@dataclass(frozen=True)
+class Rollout:
+    """One batch of Guidance episodes run by :meth:`GuidanceVectorEnv.rollout`.
+
+    N = ``num_steps``, B = batch size; tensors on the env's device unless noted.
+    """
+
+    x_T: torch.Tensor
+    """``[B, *shape]`` the start states at σ_0."""
+    x0: torch.Tensor
+    """``[B, *shape]`` the final samples (σ_N = 0)."""
+    class_labels: torch.Tensor | None
+    """``[B]`` long, or None (unconditional)."""
+    actions: np.ndarray
+    """``[N, B]`` (discrete) or ``[N, B, 2]`` (multidiscrete) int64 actions, as validated."""
+    guidance: torch.Tensor
+    """``[N, B]`` float64 CFG weight w of every step (host)."""
+    gamma: torch.Tensor
+    """``[N, B]`` float64 churn γ of every step (host)."""
+    rewards: torch.Tensor
+    """``[N, B]`` float64 rewards (the env's ``reward=``)."""
+    observations: torch.Tensor
+    """``[N + 1, B, obs_dim]`` float32: the observation before every step, then the last."""
+    sigmas: torch.Tensor
+    """``[N + 1]`` the σ schedule."""
 
 
 class _RecordingDenoiser(DenoiserWrapper):
@@ -248,10 +268,11 @@ class GuidanceVectorEnv(VectorEnv):
         self._sigma_list = [float(s) for s in sig]
         self.num_steps = len(sig) - 1
         self.max_episode_steps = self._check_max_steps(max_episode_steps)
-        self.guidance_weights = _table(guidance_weights, "guidance_weights", -math.inf)
-        self.gammas = _table(gammas, "gammas", 0.0)
-        self._w_t = torch.as_tensor(self.guidance_weights, dtype=self.dtype, device=self.device)
-        self._g_t = torch.as_tensor(self.gammas, dtype=self.dtype, device=self.device)
+        self.action_table = ActionTable(
+            guidance_weights, gammas, action_format, device=self.device, dtype=self.dtype
+        )
+        self.guidance_weights = self.action_table.weights
+        self.gammas = self.action_table.gammas
         self.s_noise = float(s_noise)
         self.num_classes = self.denoiser.num_classes
         self._init_action_space(action_format)
@@ -289,10 +310,7 @@ class GuidanceVectorEnv(VectorEnv):
         return m
 
     def _init_action_space(self, action_format: str) -> None:
-        if action_format not in ACTION_FORMATS:
-            raise ValueError(
-                f"action_format must be one of {ACTION_FORMATS}, got {action_format!r}"
-            )
+        assert action_format in ACTION_FORMATS  # validated by ActionTable
         self.action_format = action_format
         nw, ng = len(self.guidance_weights), len(self.gammas)
         if action_format == "discrete":
@@ -408,7 +426,7 @@ class GuidanceVectorEnv(VectorEnv):
             obs[:, :head] = xf * scale
         obs[:, head] = log_s
         obs[:, head + 1] = frac
-        if labels is self.class_labels and n == self.num_envs:
+        if labels is not None and labels is self.class_labels and n == self.num_envs:
             obs[:, head + 2 : head + 2 + c] = self._onehot_c  # cached for the episode
         else:
             obs[:, head + 2 : head + 2 + c] = self._onehot(labels, n)
@@ -569,22 +587,44 @@ class GuidanceVectorEnv(VectorEnv):
 
     def _decode_actions(self, actions) -> tuple[np.ndarray, np.ndarray]:
         """Validated (weight index, γ index) arrays ``[B]`` on the host."""
-        a = as_index_array(actions, self._action_shape)
-        nw, ng = len(self.guidance_weights), len(self.gammas)
-        if self.action_format == "discrete":
-            if a.size and (a.min() < 0 or a.max() >= nw * ng):
-                raise ValueError(
-                    f"actions must lie in [0, {nw * ng}) (Discrete({nw * ng})), "
-                    f"got values in [{a.min()}, {a.max()}]"
-                )
-            return a // ng, a % ng
-        wi, gi = a[:, 0], a[:, 1]
-        if (wi < 0).any() or (wi >= nw).any() or (gi < 0).any() or (gi >= ng).any():
-            raise ValueError(
-                f"actions must lie in MultiDiscrete([{nw}, {ng}]): column 0 in [0, {nw}), "
-                f"column 1 in [0, {ng}); got {a.min(0)}..{a.max(0)}"
-            )
-        return wi, gi
+        return self.action_table.decode(actions, self.num_envs)
+
+    def _transition(self, x, labels, streams, k: int, wi: np.ndarray, gi: np.ndarray):
+        """The one step of a batch (env steps and :meth:`rollout` both run it): states ``x``
+        at σ_k with labels and streams, decoded actions ``(wi, gi)``. Returns
+        ``(x_next, reward, stats, w_np, g_np, terminated)``; ``stats`` are the features of
+        this step's guided call (``obs_mode="features"``, else None)."""
+        table = self.action_table
+        w_np, g_np = self.guidance_weights[wi], self.gammas[gi]
+        w = table.weight_values(wi)
+        churn = bool(g_np.any())
+        gamma = table.gamma_values(gi) if churn else 0.0
+        noise = steps.churn_noise(streams, k, x) if churn else None
+        sigma, sigma_next = self._sigma_list[k], self._sigma_list[k + 1]
+        model = self.denoiser
+        if self.obs_mode == "features":
+            model = self._recorder
+            model.arm()
+        x_next, denoised = steps.step(
+            model,
+            x,
+            sigma,
+            sigma_next,
+            class_labels=labels,
+            guidance=w if labels is not None else None,
+            gamma=gamma,
+            solver=self.solver,
+            noise=noise,
+            s_noise=self.s_noise,
+        )
+        stats = None
+        if self.obs_mode == "features":
+            n = x.shape[0]
+            x_hat, sigma_hat = model.inputs  # what steps.step gave the denoiser: x̂, σ̂
+            stats = self._denoiser_stats(x_hat[:n], sigma_hat[:n], denoised, model.last)
+        terminated = k + 1 == self.num_steps
+        reward = self._reward(x, x_next, denoised, k, w, gamma, terminated, labels)
+        return x_next, reward, stats, w_np, g_np, terminated
 
     @torch.no_grad()
     def step_tensors(self, actions):
@@ -599,37 +639,14 @@ class GuidanceVectorEnv(VectorEnv):
             raise ResetNeeded("call reset() before step() (and after an episode ends)")
         wi, gi = self._decode_actions(actions)
         k = self._k
-        w_np, g_np = self.guidance_weights[wi], self.gammas[gi]
-        w = self._w_t[torch.from_numpy(wi).to(self.device)]
-        churn = bool(g_np.any())
-        gamma = self._g_t[torch.from_numpy(gi).to(self.device)] if churn else 0.0
-        noise = steps.churn_noise(self.streams, k, self.x) if churn else None
-        sigma, sigma_next = self._sigma_list[k], self._sigma_list[k + 1]
-        model = self.denoiser
-        if self.obs_mode == "features":
-            model = self._recorder
-            model.arm()
-        x_prev = self.x
-        x_next, denoised = steps.step(
-            model,
-            x_prev,
-            sigma,
-            sigma_next,
-            class_labels=self.class_labels,
-            guidance=w if self.class_labels is not None else None,
-            gamma=gamma,
-            solver=self.solver,
-            noise=noise,
-            s_noise=self.s_noise,
+        sigma = self._sigma_list[k]
+        x_next, reward, stats, w_np, g_np, terminated = self._transition(
+            self.x, self.class_labels, self.streams, k, wi, gi
         )
         self.x, self._k = x_next, k + 1
-        if self.obs_mode == "features":
-            n = x_prev.shape[0]
-            x_hat, sigma_hat = model.inputs  # what steps.step gave the denoiser: x̂, σ̂
-            self._stats = self._denoiser_stats(x_hat[:n], sigma_hat[:n], denoised, model.last)
-        terminated = self._k == self.num_steps
+        if stats is not None:
+            self._stats = stats
         truncated = not terminated and self._k >= self.max_episode_steps
-        reward = self._reward(x_prev, x_next, denoised, k, w, gamma, terminated)
         obs = self._encode(self.x, self._k, self.class_labels, self._stats)
         info = {
             "sigma": np.full(self.num_envs, sigma),
@@ -675,13 +692,101 @@ class GuidanceVectorEnv(VectorEnv):
             info,
         )
 
+    @torch.no_grad()
+    def rollout(
+        self,
+        policy: Callable[[torch.Tensor, int], Any],
+        *,
+        seed: int | Sequence[int] | None = None,
+        x_T: torch.Tensor | None = None,  # noqa: N803 - the paper's name
+        class_labels: int | Sequence[int] | torch.Tensor | None = None,
+        streams: SampleStreams | None = None,
+    ) -> Rollout:
+        """Whole episodes of a batch under ``policy``, by the same step code as :meth:`step`,
+        without touching the env's own episodes.
+
+        :param policy: ``policy(obs [B, obs_dim] float32 tensor, k) -> actions`` (``[B]`` or
+            ``[B, 2]``; numpy, tensor or list), called at k = 0 .. N−1.
+        :param seed: env i of the batch starts like episode 0 of ``reset(seed=seed)``: base
+            seed ``seed + i`` (or a list), stream key ``derive_keys(seed + i, salt=0)``;
+            None: a fresh random base. It supplies whatever of ``x_T``, ``class_labels`` and
+            ``streams`` is not given.
+        :param x_T: ``[B, *shape]`` start states at σ_0 (any B; default: ``prior_std`` · draw
+            0 of each stream, B = ``num_envs``).
+        :param class_labels: an int or ``[B]`` labels (default: the env's fixed labels if they
+            fit B, else drawn from each stream like the env does).
+        :param streams: :class:`~diffusion_gym.noise.SampleStreams` of the churn noise.
+        :returns: a :class:`Rollout`; with the same x_T, labels, streams and actions it equals
+            ``env.step`` episodes bit for bit.
+        """
+        if x_T is None:
+            b = self.num_envs
+        else:
+            x_T = torch.as_tensor(x_T, device=self.device).to(self.dtype)  # noqa: N806
+            if x_T.ndim < 1 or tuple(x_T.shape[1:]) != self.denoiser.shape:
+                raise ValueError(
+                    f"x_T must have shape [B, {self.denoiser.shape}], got {tuple(x_T.shape)}"
+                )
+            b = x_T.shape[0]
+        rng = seeding.np_random(seed if isinstance(seed, (int, np.integer)) else None)[0]
+        seeds = base_seeds(seed, b, rng).to(self.device)
+        keys = episode_keys(seeds, torch.zeros(b, dtype=torch.int64, device=self.device))
+        if x_T is None:
+            x_T = self.preset.prior_std * draw_normal(keys, 0, self.denoiser.shape, self.dtype)  # noqa: N806
+        labels = self._rollout_labels(class_labels, keys, b)
+        if streams is None:
+            streams = SampleStreams(keys)
+        elif not isinstance(streams, SampleStreams) or len(streams) != b:
+            raise ValueError(f"streams must be SampleStreams of {b} samples, got {streams!r}")
+        stats = None
+        if self.obs_mode == "features":
+            stats = torch.zeros(b, NUM_FEATURES - 1, device=self.device)
+        x, n = x_T, self.num_steps
+        obs = [self._encode(x, 0, labels, stats)]
+        acts, ws, gs, rewards = [], [], [], []
+        for k in range(n):
+            wi, gi = self.action_table.decode(policy(obs[-1], k), b)
+            x, r, st, w_np, g_np, _ = self._transition(x, labels, streams, k, wi, gi)
+            stats = st if st is not None else stats
+            obs.append(self._encode(x, k + 1, labels, stats))
+            acts.append(self.action_table.encode(wi, gi))
+            ws.append(w_np)
+            gs.append(g_np)
+            rewards.append(r)
+        return Rollout(
+            x_T=x_T,
+            x0=x,
+            class_labels=labels,
+            actions=np.stack(acts),
+            guidance=torch.from_numpy(np.stack(ws)),
+            gamma=torch.from_numpy(np.stack(gs)),
+            rewards=torch.stack(rewards),
+            observations=torch.stack(obs),
+            sigmas=self.sigmas,
+        )
+
+    def _rollout_labels(self, class_labels, keys, b: int) -> torch.Tensor | None:
+        if class_labels is not None:
+            return self._check_labels(class_labels, b)
+        if self.num_classes == 0:
+            return None
+        fixed = self._fixed_labels
+        if fixed is not None:
+            if len(fixed) == b:
+                return fixed
+            raise ValueError(
+                f"the env's fixed class_labels hold {len(fixed)} labels, the batch {b}: "
+                "pass class_labels="
+            )
+        return draw_class_labels(keys, self._label_weights)
+
     @staticmethod
     def _host(v):
         return v.detach().cpu().numpy() if isinstance(v, torch.Tensor) else v
 
-    def _reward(self, x, x_next, denoised, k, w, gamma, terminated) -> torch.Tensor:
+    def _reward(self, x, x_next, denoised, k, w, gamma, terminated, labels) -> torch.Tensor:
         """Reward ``[B]`` float64 on the device (see the class docstring)."""
-        b = self.num_envs
+        b = x.shape[0]
         if self.reward_mode == "callable":
             t = {
                 "x": x,
@@ -692,7 +797,7 @@ class GuidanceVectorEnv(VectorEnv):
                 "step": k,
                 "guidance": w,
                 "gamma": torch.as_tensor(gamma, device=self.device).expand(b),
-                "class_labels": self.class_labels,
+                "class_labels": labels,
                 "terminated": terminated,
                 "env": self,
             }
@@ -703,12 +808,12 @@ class GuidanceVectorEnv(VectorEnv):
         if self.reward_mode == "none" or not terminated:
             return torch.zeros(b, dtype=torch.float64, device=self.device)
         if self.reward_mode == "log_prob":
-            return self.preset.data.log_prob(x_next, 0.0, self.class_labels).to(torch.float64)
+            return self.preset.data.log_prob(x_next, 0.0, labels).to(torch.float64)
         if self.classifier is not None:
             logp = torch.as_tensor(self.classifier(x_next), device=self.device)
         else:
             logp = self.preset.data.class_log_posterior(x_next, 0.0)
-        return logp.gather(1, self.class_labels[:, None]).squeeze(1).to(torch.float64)
+        return logp.gather(1, labels[:, None]).squeeze(1).to(torch.float64)
 
     # ------------------------------------------------------------------------------------
     # Masks, rendering

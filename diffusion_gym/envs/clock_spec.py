@@ -1,0 +1,340 @@
+"""The clock's definition: :class:`ClockSpec` (every parameter of the Clock env, written once)
+and :class:`Clock` (the warped time over a base σ curve they define), with
+:func:`schedule_from_actions` (action sequences -> σ schedules, for any sampler).
+
+ART / ART-RL (arXiv 2601.18681) reparameterises the sampler's time by a clock whose speed an
+agent sets at every step, so a fixed number of solver steps is spent where the
+discretisation error is largest.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from .. import schedules, steps
+
+__all__ = [
+    "ClockSpec",
+    "Clock",
+    "schedule_from_actions",
+    "check_actions",
+    "check_decreasing",
+    "BASES",
+    "REWARDS",
+    "OBS_MODES",
+]
+
+BASES = ("edm", "linear")
+REWARDS = ("terminal_error", "local_error")
+OBS_MODES = ("state", "features")
+
+
+def _positive_int(name: str, v) -> None:
+    if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+        raise ValueError(f"{name} must be an int >= 1, got {v!r}")
+
+
+@dataclass(frozen=True)
+class ClockSpec:
+    """Every parameter of a Clock env but the denoiser, device and batch size (frozen,
+    validated at construction; see :class:`~diffusion_gym.envs.clock.ClockVectorEnv` for
+    their meaning). ``class_labels`` is normalised to a tuple of ints (or None)."""
+
+    budget: int = 3
+    solver: str = "heun"
+    base: str = "edm"
+    rho: float = 7.0
+    speed_scale: float = 3.0
+    obs_mode: str = "state"
+    reward: str | Callable[[dict], Any] = "terminal_error"
+    reference_steps: int = 128
+    reference_extrapolate: bool = True
+    bank_size: int = 4096
+    bank_seed: int = 0
+    class_labels: tuple[int, ...] | None = None
+    guidance: float | None = None
+    max_episode_steps: int | None = None
+    prior_std: float | None = None
+
+    def __post_init__(self):
+        p = self.prior_std
+        if p is not None and not (isinstance(p, (int, float)) and p > 0):
+            raise ValueError(f"prior_std must be None or a number > 0, got {p!r}")
+        if self.solver not in steps.SOLVERS:
+            raise ValueError(f"solver must be one of {steps.SOLVERS}, got {self.solver!r}")
+        if self.obs_mode not in OBS_MODES:
+            raise ValueError(f"obs_mode must be one of {OBS_MODES}, got {self.obs_mode!r}")
+        if not (callable(self.reward) or self.reward in REWARDS):
+            raise ValueError(f"reward must be one of {REWARDS} or a callable, got {self.reward!r}")
+        _positive_int("reference_steps", self.reference_steps)
+        _positive_int("bank_size", self.bank_size)
+        m = self.max_episode_steps
+        if m is not None and (not isinstance(m, int) or m < 1):
+            raise ValueError(f"max_episode_steps must be None or an int >= 1, got {m!r}")
+        g = self.guidance
+        if g is not None:
+            if not (isinstance(g, (int, float)) and math.isfinite(g)):
+                raise TypeError(f"guidance must be None or a finite number, got {g!r}")
+            object.__setattr__(self, "guidance", float(g))
+        if not isinstance(self.reference_extrapolate, bool):
+            raise TypeError(
+                f"reference_extrapolate must be a bool, got {self.reference_extrapolate!r}"
+            )
+        if self.class_labels is not None:
+            labels = torch.as_tensor(self.class_labels).reshape(-1)
+            if labels.numel() == 0 or labels.is_floating_point() or labels.dtype == torch.bool:
+                raise TypeError(
+                    f"class_labels must be None, an int or a list of ints, got {labels}"
+                )
+            object.__setattr__(self, "class_labels", tuple(int(v) for v in labels))
+        # budget, base, rho, speed_scale: validated by Clock (the env builds one at once)
+
+    def clock(self, sigma_min: float, sigma_max: float, device="cpu") -> Clock:
+        """The :class:`Clock` of this spec over ``[sigma_min, sigma_max]``."""
+        return Clock(
+            self.budget, self.base, sigma_min, sigma_max, self.rho, self.speed_scale, device
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# The warped clock
+
+
+class Clock:
+    """The clock u ∈ [0, u*) over a base σ curve, and the speed action that advances it.
+
+    ``base="edm"``: σ_base(u) = (σ_max^(1/ρ) + u (σ_min^(1/ρ) − σ_max^(1/ρ)))^ρ, continued past
+    u = 1 until it reaches 0 at u* = σ_max^(1/ρ) / (σ_max^(1/ρ) − σ_min^(1/ρ)); base positions
+    u_k = k/(K−1), k = 0..K−1 (σ_base(u_k) = ``karras(K)``). ``base="linear"`` (ART):
+    σ_base(u) = T (1 − u) with T = σ_max, u* = 1, base positions u_k = k/K (``linear(K)``).
+
+    Step k's action a_k ∈ [−1, 1] covers the fraction f_k = sigmoid(logit(f_k^base) + β a_k)
+    of the remaining clock, u_{k+1} = u_k + (u* − u_k) f_k, with the fixed base fractions
+    f_k^base = (u^base_{k+1} − u^base_k)/(u* − u^base_k) and β = ``speed_scale``. a_k = 0 gives
+    f_k = f_k^base exactly; while every action so far was 0 the position and σ are read from
+    the base tables, so all-zero actions reproduce the base schedule bit for bit. The last
+    step (k = K−1) ignores its action and lands on σ = 0.
+
+    :param budget: K, the number of solver steps (>= 1).
+    :param base: ``"edm"`` or ``"linear"``.
+    :param sigma_min, sigma_max: the σ range (σ_max is the start σ_0 = T).
+    :param rho: ρ of the EDM base (ignored by ``"linear"``).
+    :param speed_scale: β, how far one unit of action moves the logit of f.
+    """
+
+    def __init__(
+        self,
+        budget: int,
+        base: str = "edm",
+        sigma_min: float = 0.002,
+        sigma_max: float = 80.0,
+        rho: float = 7.0,
+        speed_scale: float = 3.0,
+        device: torch.device | str = "cpu",
+    ):
+        if not isinstance(budget, int) or isinstance(budget, bool) or budget < 1:
+            raise ValueError(f"budget (K solver steps) must be an int >= 1, got {budget!r}")
+        if base not in BASES:
+            raise ValueError(f"base must be one of {BASES}, got {base!r}")
+        if not (isinstance(speed_scale, (int, float)) and 0 < speed_scale < math.inf):
+            raise ValueError(f"speed_scale (β) must be a finite number > 0, got {speed_scale!r}")
+        if not 0 < sigma_min < sigma_max < math.inf:
+            raise ValueError(f"need 0 < sigma_min < sigma_max < inf, got {sigma_min}, {sigma_max}")
+        if not (isinstance(rho, (int, float)) and rho > 0):
+            raise ValueError(f"rho must be a number > 0, got {rho!r}")
+        self.budget, self.base, self.rho = budget, base, float(rho)
+        self.sigma_min, self.sigma_max = float(sigma_min), float(sigma_max)
+        self.speed_scale = float(speed_scale)
+        self.device = torch.device(device)
+        k = budget
+        if base == "edm":
+            self._hi, self._lo = sigma_max ** (1 / rho), sigma_min ** (1 / rho)
+            self.u_star = self._hi / (self._hi - self._lo)
+            self.u_base = torch.linspace(0, 1, k, dtype=torch.float64, device=device)
+            self.sigma_base = schedules.karras(k, sigma_min, sigma_max, rho, device=device)
+        else:
+            self.u_star = 1.0
+            self.u_base = torch.linspace(0, 1, k + 1, dtype=torch.float64, device=device)[:k]
+            self.sigma_base = schedules.linear(k, sigma_max, device=device)
+        # Base fraction of the remaining clock covered by step k (k = 0..K−2).
+        u = self.u_base
+        self.f_base = (u[1:] - u[:-1]) / (self.u_star - u[:-1])
+        self.logit_f_base = torch.logit(self.f_base)
+        # The same tables as python floats (exact float64 values): no per-step indexing.
+        self._f, self._logit_f = self.f_base.tolist(), self.logit_f_base.tolist()
+        self._u, self._sigma = self.u_base.tolist(), self.sigma_base.tolist()
+        self.decrease_guaranteed = self._decrease_guaranteed()
+        self._off_base_cache: torch.Tensor | None = None  # see _off_base
+
+    def _decrease_guaranteed(self) -> tuple[bool, ...]:
+        """Per step k < K−1: True when every action in [−1, 1] gives 1e−250 < σ_{k+1} < σ_k
+        with margins that float64 rounding cannot eat (then the env skips the check).
+
+        With r = u* − u the remaining clock, a step maps r_{k+1} = r_k (1 − f_k), f_k rising
+        with a_k; σ_base(u) = ((σ_max^(1/ρ) − σ_min^(1/ρ)) r)^ρ (EDM) or T r (linear). So
+        σ_{k+1}/σ_k = (1 − f_k)^ρ (or 1 − f_k) whatever u_k: the smallest relative decrease is
+        at a_k = −1 (f_lo), the smallest σ_{k+1} on the all +1 path (f_hi). Safe when that
+        decrease is > 1e−9, the smallest r_{k+1} > 1e−6 u* (u_k is float64, error ~1e−16 u*)
+        and the smallest σ_{k+1} > 1e−250 (so the observation's clamp at 1e−300 is a no-op).
+        """
+        edm = self.base == "edm"
+        log_c = math.log(self._hi - self._lo) if edm else math.log(self.sigma_max)
+        power = self.rho if edm else 1.0
+        log_r_min = math.log(self.u_star)
+        out = []
+        for k in range(self.budget - 1):
+            lf = self._logit_f[k]
+            f_lo = 1 / (1 + math.exp(-(lf - self.speed_scale)))
+            f_hi = 1 / (1 + math.exp(-(lf + self.speed_scale)))
+            if f_hi >= 1:
+                out.append(False)
+                log_r_min = -math.inf
+                continue
+            log_r_min += math.log1p(-f_hi)
+            decrease = -math.expm1(power * math.log1p(-f_lo))  # 1 − (1 − f_lo)^ρ
+            out.append(
+                decrease > 1e-9
+                and log_r_min > math.log(1e-6 * self.u_star)
+                and power * (log_c + log_r_min) > math.log(1e-250)
+            )
+        return tuple(out)
+
+    def sigma_of(self, u: torch.Tensor) -> torch.Tensor:
+        """σ_base(u) (float64), for clock positions u ∈ [0, u*]."""
+        if self.base == "edm":
+            return (self._hi + u * (self._lo - self._hi)) ** self.rho
+        return self.sigma_max * (1 - u)
+
+    def start(self, batch: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Initial ``(u, sigma, on_base)`` for a batch: u = 0, σ = σ_max, on the base path."""
+        u = torch.zeros(batch, dtype=torch.float64, device=self.device)
+        sigma = self.sigma_base[:1].expand(batch).clone()
+        return u, sigma, torch.ones(batch, dtype=torch.bool, device=self.device)
+
+    def advance(
+        self,
+        k: int,
+        u: torch.Tensor,
+        on_base: torch.Tensor,
+        action: torch.Tensor,
+        any_zero: bool | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Clock step k: ``(u_{k+1}, σ_{k+1}, on_base_{k+1})`` from ``u_k [B]`` and ``a_k [B]``.
+
+        ``any_zero``: whether some a_k is exactly 0, if the caller knows it (None: tested here).
+        """
+        if k == self.budget - 1:
+            # Forced last step: land on σ = 0 whatever the action.
+            return torch.full_like(u, self.u_star), torch.zeros_like(u), on_base
+        a = action.to(torch.float64)
+        if any_zero is False and a.device.type == "cpu":
+            return self._advance_host(k, u, a)
+        s = torch.sigmoid(self._logit_f[k] + self.speed_scale * a)
+        if any_zero is False:  # no a_k = 0: f_k = s and no env stays on the base path
+            u_next = u + (self.u_star - u) * s  # the same ops as below, without the selects
+            return u_next, self.sigma_of(u_next), torch.zeros_like(a, dtype=torch.bool)
+        zero = a == 0
+        if not bool(zero.any()):  # the same, found on the device
+            u_next = u + (self.u_star - u) * s
+            return u_next, self.sigma_of(u_next), zero
+        # f_k = sigmoid(logit f_k^base + β a_k), exactly f_k^base at a_k = 0.
+        f = torch.where(zero, self._f[k], s)
+        # u_{k+1} = u_k + (u* − u_k) f_k.
+        u_next = u + (self.u_star - u) * f
+        on_base = on_base & zero
+        u_next = torch.where(on_base, self._u[k + 1], u_next)
+        sigma_next = torch.where(on_base, self._sigma[k + 1], self.sigma_of(u_next))
+        return u_next, sigma_next, on_base
+
+    def _advance_host(
+        self, k: int, u: torch.Tensor, a: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """:meth:`advance` of a CPU batch with no a_k = 0: the same float64 operations in the
+        same order, the arithmetic on numpy views (a few µs less per op than tensor dispatch
+        on [B]) and sigmoid and pow still torch's (its vectorised versions round differently
+        from numpy's), so the result is bit for bit the tensor path's."""
+        z = a.numpy() * self.speed_scale
+        z += self._logit_f[k]  # logit f_k^base + β a_k
+        s = torch.sigmoid(torch.from_numpy(z)).numpy()  # f_k
+        u_np = u.numpy()
+        u_next = self.u_star - u_np
+        u_next *= s
+        u_next += u_np  # u_{k+1} = u_k + (u* − u_k) f_k
+        if self.base == "edm":  # σ_base(u) = (σ_max^(1/ρ) + u (σ_min^(1/ρ) − σ_max^(1/ρ)))^ρ
+            root = u_next * (self._lo - self._hi)
+            root += self._hi
+            sigma_next = torch.from_numpy(root).pow_(self.rho)
+        else:  # σ_base(u) = T (1 − u)
+            sigma_next = torch.from_numpy(1 - u_next)
+            sigma_next *= self.sigma_max
+        return torch.from_numpy(u_next), sigma_next, self._off_base(len(u_next))
+
+    def _off_base(self, batch: int) -> torch.Tensor:
+        """A shared all-False ``on_base`` of ``batch`` CPU envs (never written in place)."""
+        off = self._off_base_cache
+        if off is None or len(off) != batch:
+            off = self._off_base_cache = torch.zeros(batch, dtype=torch.bool)
+        return off
+
+
+def schedule_from_actions(
+    actions,
+    budget: int | None = None,
+    *,
+    base: str = "edm",
+    sigma_min: float = 0.002,
+    sigma_max: float = 80.0,
+    rho: float = 7.0,
+    speed_scale: float = 3.0,
+) -> torch.Tensor:
+    """The σ schedule(s) that an action sequence produces on the clock (see :class:`Clock`).
+
+    :param actions: ``[K]`` (one sequence) or ``[B, K]`` actions in [−1, 1]; the last action
+        of each sequence is ignored (the last step is forced to σ = 0).
+    :param budget: K; defaults to the actions' last dimension (must match it if given).
+    :returns: float64 ``[K+1]`` (or ``[B, K+1]``) descending σ ending in 0, usable by
+        :func:`diffusion_gym.steps.sample` (``sigmas=``) and exportable with
+        :func:`diffusion_gym.schedules.save_schedule`.
+    """
+    a = torch.as_tensor(np.asarray(actions) if not isinstance(actions, torch.Tensor) else actions)
+    single = a.ndim == 1
+    if a.ndim not in (1, 2) or a.shape[-1] < 1:
+        raise ValueError(f"actions must have shape [K] or [B, K], got {tuple(a.shape)}")
+    if not a.is_floating_point():
+        a = a.to(torch.float64)
+    if budget is not None and budget != a.shape[-1]:
+        raise ValueError(f"actions have {a.shape[-1]} steps but budget={budget}")
+    check_actions(a, "actions")
+    clock = Clock(a.shape[-1], base, sigma_min, sigma_max, rho, speed_scale, device=a.device)
+    a = a.reshape(-1, a.shape[-1])
+    u, sigma, on_base = clock.start(a.shape[0])
+    out = [sigma]
+    for k in range(clock.budget):
+        u, sigma, on_base = clock.advance(k, u, on_base, a[:, k])
+        out.append(sigma)
+    sig = torch.stack(out, 1)
+    if not bool((sig[:, 1:] < sig[:, :-1]).all()):
+        raise ValueError("speed_scale is too large: the clock reached σ = 0 before its last step")
+    return sig[0] if single else sig
+
+
+def check_actions(a: torch.Tensor, name: str) -> None:
+    """Raise ``ValueError`` unless every action is finite and in [−1, 1]."""
+    if bool(((a >= -1) & (a <= 1)).all()):  # False for NaN too: one reduction when valid
+        return
+    if not bool(torch.isfinite(a).all()):
+        raise ValueError(f"{name} must be finite (got NaN or inf)")
+    lo, hi = float(a.min()), float(a.max())
+    raise ValueError(f"{name} must lie in [-1, 1] (the action space), got [{lo}, {hi}]")
+
+
+def check_decreasing(sigma_next: torch.Tensor, sigma: torch.Tensor) -> None:
+    """0 < σ_{k+1} < σ_k before the last step; only a huge ``speed_scale`` can break it."""
+    if not bool(((sigma_next > 0) & (sigma_next < sigma)).all()):
+        raise ValueError("speed_scale is too large: the clock reached σ = 0 before its last step")
