@@ -16,6 +16,7 @@ import torch
 
 from agents import benchmark as B
 from diffusion_gym import metrics, schedules, steps
+from diffusion_gym.envs import batch_of
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "baselines" / "configs" / "benchmark-tiny.yaml"
@@ -103,11 +104,11 @@ def test_clock_metric_equals_reference_sampler(eval_envs, tiny):
     env = eval_envs["Clock-v0"]
     got = B.evaluate_policy_batch(B.ConstantPolicy(np.zeros(1, np.float32)), env, 7)["metric"]
     env.reset(seed=7)
-    core = env.unwrapped.core
-    den = core.denoiser
-    sig = schedules.karras(core.K, den.sigma_min, den.sigma_max, 7.0)
-    x0 = steps.sample(den, core.x_T, sig, class_labels=core.labels, solver="heun")
-    want = (x0 - core.x_ref).pow(2).mean().sqrt().item()
+    u = batch_of(env)
+    den = u.denoiser
+    sig = schedules.karras(u.budget, den.sigma_min, den.sigma_max, 7.0)
+    x0 = steps.sample(den, u.x_T, sig, class_labels=u.class_labels, solver="heun")
+    want = (x0 - u.x_ref).pow(2).mean().sqrt().item()
     assert got == pytest.approx(want, rel=1e-6)
 
 
@@ -120,7 +121,7 @@ def test_guidance_metric_equals_reference_sampler():
     got = B.evaluate_policy_batch(base["const w=1 γ=0"], env, 3)["metric"]
     bad = B.evaluate_policy_batch(base["const w=5 γ=0.4"], env, 3)["metric"]
     env.reset(seed=3)
-    u = env.unwrapped
+    u = batch_of(env)
     labels = u.class_labels.clone()
     x0 = steps.sample(u.denoiser, u.x.clone(), u.sigmas, class_labels=labels, solver=u.solver)
     ref = u.preset.data.sample(256, class_labels=labels, generator=torch.Generator().manual_seed(3))
@@ -238,7 +239,7 @@ def test_rl_zoo_trains_on_our_ids(tmp_path, algo, env_id, params):
     assert list(tmp_path.glob(f"{algo}/{name}_1/{name}.zip"))
 
 
-def test_throughput_delegates_to_benchmarks_script(tmp_path):
+def test_throughput_delegates_to_throughput_module(tmp_path):
     argv = ["--throughput", "--out", str(tmp_path), "--ids", "Guidance-v0"]
     assert B.main([*argv, "--batch-sizes", "2", "--repeats", "1", "--min-time", "0.01"]) == 0
     rows = json.loads((tmp_path / "throughput.json").read_text())

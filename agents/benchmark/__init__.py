@@ -30,11 +30,11 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import sys
 from pathlib import Path
 
+from . import throughput
 from .algos import (
     ALGORITHMS,
     ZOO_DIR,
@@ -104,21 +104,6 @@ __all__ = [
     "write_report",
 ]
 
-_REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-def _throughput_module():
-    """INTERIM (until branch h-env's agents.benchmark.throughput is merged):
-    ``benchmarks/throughput.py`` of the source tree, loaded by path."""
-    path = _REPO_ROOT / "benchmarks" / "throughput.py"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: --throughput needs the source checkout")
-    spec = importlib.util.spec_from_file_location("diffusion_gym_throughput", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
 
 def run_throughput(argv: list[str]) -> int:
     """``--throughput [--out DIR] [ARGS]``: :func:`agents.benchmark.throughput.main` of ARGS
@@ -131,7 +116,7 @@ def run_throughput(argv: list[str]) -> int:
             raise ValueError("--out needs a directory")
         out = Path(argv[i + 1])
         argv = argv[:i] + argv[i + 2 :]
-    rows = _throughput_module().main(argv)
+    rows = throughput.main(argv)
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         (out / "throughput.json").write_text(json.dumps(_jsonable(rows), indent=1))

@@ -19,8 +19,7 @@ from gymnasium.envs.registration import load_env_creator
 
 import diffusion_gym  # noqa: F401  (registers the env ids)
 from diffusion_gym import metrics
-from diffusion_gym.envs.clock import ClockVectorEnv
-from diffusion_gym.envs.guidance import GuidanceVectorEnv
+from diffusion_gym.envs import ClockVectorEnv, GuidanceVectorEnv, batch_of
 
 from .config import EnvConfig, train_kwargs
 
@@ -103,8 +102,7 @@ def rollout(policy: Any, env: Any, seed: int, algo: str = "") -> tuple[np.ndarra
 
 def _episode_labels(env: Any) -> np.ndarray | None:
     """Class labels ``[B]`` of the episodes just reset (None for unconditional envs)."""
-    u = env.unwrapped
-    labels = u.core.labels if hasattr(u, "core") else getattr(u, "class_labels", None)
+    labels = batch_of(env).class_labels
     return None if labels is None else labels.detach().cpu().numpy().copy()
 
 
@@ -115,47 +113,49 @@ def evaluate_policy_batch(policy: Any, env: Any, seed: int, algo: str = "") -> d
     data of the same classes (drawn with ``seed``); clock: ``metric`` = RMSE of x_K to the
     reference solution x_ref, sqrt(mean ‖x_K − x_ref‖²/dim) over the batch.
     """
+    batch = batch_of(env)
+    if not isinstance(batch, (ClockVectorEnv, GuidanceVectorEnv)):
+        raise TypeError(f"no benchmark metric for {type(batch).__name__}; known: Guidance, Clock")
     returns, final = rollout(policy, env, seed, algo)
     out = {"return": float(returns.mean())}
-    if isinstance(env.unwrapped, ClockVectorEnv):
+    if isinstance(batch, ClockVectorEnv):
         # terminal_error reward = −‖x_K − x_ref‖²/dim, the only non-zero one of an episode.
         out["metric"] = math.sqrt(max(-float(returns.mean()), 0.0))
     else:
-        out["metric"] = _guidance_energy(env, final, seed)
+        out["metric"] = _guidance_energy(batch, final, seed)
     if not math.isfinite(out["metric"]):
         raise ValueError(f"evaluation metric is not finite: {out}")
     return out
 
 
-def _guidance_energy(env: Any, final: dict, seed: int) -> float:
+def _guidance_energy(batch: GuidanceVectorEnv, final: dict, seed: int) -> float:
     x0 = torch.as_tensor(np.asarray(final["x0"])).reshape(len(final["x0"]), -1)
     labels = torch.as_tensor(np.asarray(final["class_labels"])).long()
-    data = env.unwrapped.preset.data
     g = torch.Generator().manual_seed(seed)
-    ref = data.sample(len(labels), class_labels=labels, generator=g)
+    ref = batch.preset.data.sample(len(labels), class_labels=labels, generator=g)
     ref = ref.reshape(len(labels), -1).to(x0.dtype)
     return metrics.class_conditional(
-        metrics.energy_distance, x0, ref, labels, labels, env.unwrapped.preset.num_classes
+        metrics.energy_distance, x0, ref, labels, labels, batch.preset.num_classes
     )
 
 
 def baseline_policies(env: Any) -> dict[str, ConstantPolicy]:
     """Constant-action reference policies for an env's table.
 
-    guidance: every entry of the action table (``const w=.. γ=..``); clock: a = 0 (the base
-    schedule) and constant speeds a = ±0.5, ±1.
+    guidance: every entry of the action table (``const w=.. γ=..``, encoded by its
+    :class:`~diffusion_gym.envs.ActionTable` in the env's action format); clock: a = 0 (the
+    base schedule) and constant speeds a = ±0.5, ±1.
     """
-    u = env.unwrapped
+    u = batch_of(env)
     if isinstance(u, ClockVectorEnv):
         out = {"base schedule (a=0)": ConstantPolicy(np.zeros(1, dtype=np.float32))}
         for a in (-1.0, -0.5, 0.5, 1.0):  # uniformly slower / faster clocks
             out[f"const a={a:g}"] = ConstantPolicy(np.full(1, a, dtype=np.float32))
         return out
-    if not isinstance(u, GuidanceVectorEnv) or type(u.single_action_space).__name__ != "Discrete":
-        return {}
+    table = u.action_table
     out = {}
-    for i, w in enumerate(u.guidance_weights):  # action a = i_w · len(gammas) + i_γ
-        for j, gamma in enumerate(u.gammas):
-            action = np.int64(i * len(u.gammas) + j)
+    for i, w in enumerate(table.weights):
+        for j, gamma in enumerate(table.gammas):
+            action = table.encode(np.int64(i), np.int64(j))
             out[f"const w={float(w):g} γ={float(gamma):g}"] = ConstantPolicy(action)
     return out

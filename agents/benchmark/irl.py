@@ -16,6 +16,7 @@ from typing import Any
 from stable_baselines3.common.vec_env import VecMonitor
 
 from agents import irl
+from diffusion_gym.envs import GuidanceVectorEnv, batch_of
 
 from .algos import AlgoSpec
 from .config import BenchmarkConfig, EnvConfig, from_mapping
@@ -37,15 +38,17 @@ def irl_trainer(
     generator is replaced by ``spec``'s model (the trainer's discriminator, relabelling and
     rounds). ``kwargs`` are the algorithm's constructor arguments (``n_steps`` is rounded up
     to whole episodes here)."""
-    u = eval_env.unwrapped
+    u = batch_of(eval_env)
+    if not isinstance(u, GuidanceVectorEnv):
+        raise TypeError(f"the IRL reward needs a Guidance env, got {type(u).__name__}")
     env = irl.EnvConfig(
         preset=u.preset.name,
         num_envs=n,
         num_steps=u.num_steps,
         solver=u.solver,
         schedule=_irl_schedule(env_cfg),
-        guidance_weights=[float(w) for w in u.guidance_weights],
-        gammas=[float(g) for g in u.gammas],
+        guidance_weights=[float(w) for w in u.action_table.weights],
+        gammas=[float(g) for g in u.action_table.gammas],
         obs_mode=u.obs_mode,
         class_labels=env_cfg.kwargs.get("class_labels"),
         device=cfg.env_device,

@@ -17,6 +17,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.vec_env import VecMonitor, VecNormalize
 
 from agents.vec_env import SB3VecEnv
+from diffusion_gym.envs import batch_of
 
 from .algos import (
     AlgoSpec,
@@ -102,7 +103,7 @@ def run_one(
     spec = algo_spec(algo)
     result = RunResult(spec.name, env_cfg.label, seed, "ok")
     irl = env_cfg.irl is not None
-    reason = fit_reason(spec, eval_env.single_action_space, irl=irl, env=eval_env.unwrapped)
+    reason = fit_reason(spec, eval_env.single_action_space, irl=irl, env=batch_of(eval_env))
     if reason:
         return dataclasses.replace(result, status="skipped", reason=reason, seed=None)
     tb_name = f"{env_cfg.label}/{spec.name}_s{seed}"
