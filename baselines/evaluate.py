@@ -25,7 +25,8 @@ import torch
 from diffusion_gym import presets as _presets
 from diffusion_gym import schedules as _schedules
 from diffusion_gym import steps as _steps
-from diffusion_gym.noise import SampleStreams, derive_keys, draw_normal
+from diffusion_gym.noise import SampleStreams, make_labels, make_noise
+from diffusion_gym.steps import REFERENCE_STEPS, nfe_of, reference_solution, steps_for_nfe
 
 __all__ = [
     "Strategy",
@@ -50,32 +51,9 @@ HIGHER_IS_BETTER = frozenset(
 )
 _UNRANKED = frozenset({"nfe"})
 
-#: Default reference solve: Heun on EDM ρ = 7, w = 1, γ = 0.
-REFERENCE_STEPS = 256
-
 
 # ---------------------------------------------------------------------------------------------
 # Strategies
-
-
-def nfe_of(num_steps: int, solver: str) -> int:
-    """Denoiser evaluations of ``num_steps`` steps ending at σ = 0: Euler n, Heun 2n − 1."""
-    if solver not in _steps.SOLVERS:
-        raise ValueError(f"solver must be one of {_steps.SOLVERS}, got {solver!r}")
-    return num_steps if solver == "euler" else 2 * num_steps - 1
-
-
-def steps_for_nfe(nfe: int, solver: str) -> int:
-    """Inverse of :func:`nfe_of`: the number of steps that spends exactly ``nfe``."""
-    if not isinstance(nfe, int) or nfe < 1:
-        raise ValueError(f"nfe must be an int >= 1, got {nfe!r}")
-    if solver == "euler":
-        return nfe
-    if solver == "heun":
-        if nfe % 2 == 0:
-            raise ValueError(f"Heun ending at sigma=0 spends an odd NFE (2n-1), got nfe={nfe}")
-        return (nfe + 1) // 2
-    raise ValueError(f"solver must be one of {_steps.SOLVERS}, got {solver!r}")
 
 
 class Strategy:
@@ -209,68 +187,6 @@ class FixedSchedule(Strategy):
             "guidance": self._as_list(self.guidance),
             "gamma": self._as_list(self.gamma),
         }
-
-
-# ---------------------------------------------------------------------------------------------
-# Shared noise, labels, reference
-
-
-def make_noise(
-    preset: _presets.Preset, num_samples: int, seed: int
-) -> tuple[torch.Tensor, SampleStreams]:
-    """x_T = prior_std · draw 0 of each sample's stream, and the streams (counter reset).
-
-    Sample i of seed s uses key ``derive_keys(i, salt=s)``: the same for every strategy."""
-    den = preset.denoiser
-    keys = derive_keys(torch.arange(num_samples, device=den.device), salt=int(seed))
-    x_T = preset.prior_std * draw_normal(keys, 0, den.shape, den.dtype)  # noqa: N806
-    return x_T.to(den.device), SampleStreams(keys)
-
-
-def make_labels(
-    preset: _presets.Preset, num_samples: int, seed: int, class_labels="balanced"
-) -> torch.Tensor | None:
-    """Labels for one seed: ``"balanced"`` (i mod C), ``"data"`` (drawn from the data's class
-    histogram with a generator seeded by ``seed``), an int (one class for all), a ``[N]``
-    tensor, or None (unconditional). An unconditional preset always gets None."""
-    C = preset.num_classes  # noqa: N806
-    if C == 0 or class_labels is None:
-        return None
-    dev = preset.denoiser.device
-    if isinstance(class_labels, str):
-        if class_labels == "balanced":
-            return torch.arange(num_samples, device=dev) % C
-        if class_labels == "data":
-            g = torch.Generator().manual_seed(10_007 + int(seed))
-            return preset.data.sample_labels(num_samples, generator=g).to(dev)
-        raise ValueError(
-            f"class_labels must be 'balanced', 'data', an int or a tensor, got {class_labels!r}"
-        )
-    if isinstance(class_labels, int):
-        if not 0 <= class_labels < C:
-            raise ValueError(f"class_labels={class_labels} out of range [0, {C})")
-        return torch.full((num_samples,), class_labels, dtype=torch.long, device=dev)
-    labels = torch.as_tensor(class_labels, dtype=torch.long, device=dev)
-    if labels.shape != (num_samples,) or labels.min() < 0 or labels.max() >= C:
-        raise ValueError(f"class_labels must be [{num_samples}] ints in [0, {C})")
-    return labels
-
-
-def reference_solution(
-    preset: _presets.Preset,
-    x_T: torch.Tensor,  # noqa: N803
-    class_labels: torch.Tensor | None,
-    num_steps: int = REFERENCE_STEPS,
-    extrapolate: bool = True,
-) -> torch.Tensor:
-    """The probability-flow ODE solved finely from x_T (w = 1, the plain conditional model,
-    γ = 0): :func:`diffusion_gym.steps.reference_solve`, Heun on EDM ρ = 7 with ``num_steps``
-    steps, Richardson-extrapolated with the ``num_steps // 2`` solve unless ``extrapolate`` is
-    False. The target of ``rmse`` for deterministic strategies: on gmm-ring8 the default is
-    7.6e-7 RMSE from the converged solution (the plain 256-step solve: 5.5e-5)."""
-    return _steps.reference_solve(
-        preset.denoiser, x_T, num_steps, class_labels=class_labels, extrapolate=extrapolate
-    )
 
 
 # ---------------------------------------------------------------------------------------------

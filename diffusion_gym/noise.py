@@ -13,10 +13,23 @@ wrapping products: about half the work), bit for bit equal to the tensor code.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
 
-__all__ = ["SampleStreams", "derive_keys", "draw_normal", "draw_uniform", "draw_uniform_int"]
+if TYPE_CHECKING:  # annotations only: presets import this module (through data)
+    from .presets import Preset
+
+__all__ = [
+    "SampleStreams",
+    "derive_keys",
+    "draw_normal",
+    "draw_uniform",
+    "draw_uniform_int",
+    "make_noise",
+    "make_labels",
+]
 
 _GOLDEN = -7046029254386353131  # 0x9E3779B97F4A7C15 as a signed int64
 _MIX1 = -4658895280553007687  # 0xBF58476D1CE4E5B9
@@ -228,3 +241,46 @@ def randn(
         )
     gen_device = generator.device if generator is not None else device
     return torch.randn(shape, generator=generator, dtype=dtype, device=gen_device).to(device)
+
+
+# ---------------------------------------------------------------------------------------------
+# The seeding contract: every strategy and env of one seed sees the same x_T, streams, labels
+
+
+def make_noise(preset: Preset, num_samples: int, seed: int) -> tuple[torch.Tensor, SampleStreams]:
+    """x_T = prior_std · draw 0 of each sample's stream, and the streams (counter reset).
+
+    Sample i of seed s uses key ``derive_keys(i, salt=s)``: the same for every strategy."""
+    den = preset.denoiser
+    keys = derive_keys(torch.arange(num_samples, device=den.device), salt=int(seed))
+    x_T = preset.prior_std * draw_normal(keys, 0, den.shape, den.dtype)  # noqa: N806
+    return x_T.to(den.device), SampleStreams(keys)
+
+
+def make_labels(
+    preset: Preset, num_samples: int, seed: int, class_labels="balanced"
+) -> torch.Tensor | None:
+    """Labels for one seed: ``"balanced"`` (i mod C), ``"data"`` (drawn from the data's class
+    histogram with a generator seeded by ``seed``), an int (one class for all), a ``[N]``
+    tensor, or None (unconditional). An unconditional preset always gets None."""
+    C = preset.num_classes  # noqa: N806
+    if C == 0 or class_labels is None:
+        return None
+    dev = preset.denoiser.device
+    if isinstance(class_labels, str):
+        if class_labels == "balanced":
+            return torch.arange(num_samples, device=dev) % C
+        if class_labels == "data":
+            g = torch.Generator().manual_seed(10_007 + int(seed))
+            return preset.data.sample_labels(num_samples, generator=g).to(dev)
+        raise ValueError(
+            f"class_labels must be 'balanced', 'data', an int or a tensor, got {class_labels!r}"
+        )
+    if isinstance(class_labels, int):
+        if not 0 <= class_labels < C:
+            raise ValueError(f"class_labels={class_labels} out of range [0, {C})")
+        return torch.full((num_samples,), class_labels, dtype=torch.long, device=dev)
+    labels = torch.as_tensor(class_labels, dtype=torch.long, device=dev)
+    if labels.shape != (num_samples,) or labels.min() < 0 or labels.max() >= C:
+        raise ValueError(f"class_labels must be [{num_samples}] ints in [0, {C})")
+    return labels

@@ -22,6 +22,8 @@ from diffusion_gym.noise import (
     draw_normal,
     draw_uniform,
     draw_uniform_int,
+    make_labels,
+    make_noise,
     randn,
 )
 
@@ -199,3 +201,52 @@ def test_randn_dispatch_and_errors():
         SampleStreams(torch.tensor([1.0, 2.0]))
     with pytest.raises(TypeError, match="1-D"):
         SampleStreams(torch.ones(2, 2, dtype=torch.int64))
+
+
+# ---------------------------------------------------------------------------------------------
+# The seeding contract (moved here from baselines.evaluate; the pinned numbers are the old ones)
+
+
+def test_make_noise_is_draw_zero_of_per_sample_streams(ring8):
+    x_T, streams = make_noise(ring8, 3, seed=7)
+    assert x_T.dtype == torch.float64 and streams.counter == 0
+    assert x_T.tolist() == [
+        [-150.05748846817195, 64.531118440208],
+        [4.752778863977526, 159.5443682158263],
+        [83.32923131060043, 74.97462534822473],
+    ]
+    keys = derive_keys(torch.arange(3), salt=7)
+    assert torch.equal(x_T, ring8.prior_std * draw_normal(keys, 0, (2,), torch.float64))
+    # The streams come back with their counter reset: the caller's first draw is draw 0.
+    assert torch.equal(
+        streams.randn((2,), torch.float64), draw_normal(keys, 0, (2,), torch.float64)
+    )
+    assert torch.equal(
+        streams.randn((2,), torch.float64), draw_normal(keys, 1, (2,), torch.float64)
+    )
+    # Per sample: a longer batch starts with the same rows; another seed differs.
+    assert torch.equal(make_noise(ring8, 16, 7)[0][:3], x_T)
+    assert not torch.equal(make_noise(ring8, 3, 8)[0], x_T)
+
+
+def test_make_labels_modes(ring8):
+    assert make_labels(ring8, 10, 0).tolist() == [0, 1, 2, 3, 4, 5, 6, 7, 0, 1]
+    assert make_labels(ring8, 6, 1, "data").tolist() == [5, 2, 4, 1, 6, 4]
+    assert make_labels(ring8, 4, 0, 3).tolist() == [3, 3, 3, 3]
+    assert make_labels(ring8, 3, 0, torch.tensor([1, 0, 7])).tolist() == [1, 0, 7]
+    assert make_labels(ring8, 4, 0, None) is None
+    with pytest.raises(ValueError, match="out of range"):
+        make_labels(ring8, 4, 0, 8)
+    with pytest.raises(ValueError, match="balanced"):
+        make_labels(ring8, 4, 0, "uniform")
+    with pytest.raises(ValueError, match="ints in"):
+        make_labels(ring8, 3, 0, torch.tensor([0, 1]))
+
+
+def test_make_labels_unconditional_preset_gets_none(gauss1d):
+    assert make_labels(gauss1d, 4, 0) is None
+
+
+def test_baselines_evaluate_reexports_the_core_seeding_contract():
+    evaluate = pytest.importorskip("baselines.evaluate")
+    assert evaluate.make_noise is make_noise and evaluate.make_labels is make_labels

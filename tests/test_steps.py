@@ -9,7 +9,7 @@ import torch
 
 from diffusion_gym import metrics, presets, schedules, steps
 from diffusion_gym.denoisers import NULL_LABEL, GaussianMixture
-from diffusion_gym.noise import SampleStreams, derive_keys, draw_normal
+from diffusion_gym.noise import SampleStreams, derive_keys, draw_normal, make_labels, make_noise
 
 C = 1.5  # std of the 1-D Gaussian data
 
@@ -237,3 +237,50 @@ def test_sample_bad_input():
     with pytest.raises(ValueError, match="streams"):
         sig = schedules.karras(3, 0.002, 80.0)
         steps.sample(gm, x, sig, gamma=0.1, generator=SampleStreams.from_seeds([1, 2, 3]))
+
+
+# ---------------------------------------------------------------------------------------------
+# NFE accounting and the reference solution of a preset (moved here from baselines.evaluate)
+
+
+def test_nfe_of_and_steps_for_nfe():
+    assert steps.nfe_of(3, "heun") == 5 and steps.nfe_of(5, "euler") == 5
+    assert steps.steps_for_nfe(9, "heun") == 5 and steps.steps_for_nfe(4, "euler") == 4
+    for n in range(1, 8):
+        for solver in steps.SOLVERS:
+            assert steps.steps_for_nfe(steps.nfe_of(n, solver), solver) == n
+    with pytest.raises(ValueError, match="odd"):
+        steps.steps_for_nfe(4, "heun")
+    with pytest.raises(ValueError, match="nfe must be"):
+        steps.steps_for_nfe(0, "euler")
+    with pytest.raises(ValueError, match="solver must be"):
+        steps.nfe_of(3, "rk4")
+
+
+def test_reference_solution_is_reference_solve_of_the_preset(ring8):
+    x_T, _ = make_noise(ring8, 3, seed=7)
+    labels = make_labels(ring8, 3, 7)
+    ref = steps.reference_solution(ring8, x_T, labels, num_steps=16)
+    assert ref.tolist() == [
+        [1.6248747006862545, 0.15919804650068745],
+        [1.4224497914510528, 1.804320108209684],
+        [0.205572926081285, 2.180028148904954],
+    ]
+    plain = steps.reference_solution(ring8, x_T, labels, num_steps=16, extrapolate=False)
+    direct = steps.reference_solve(ring8.denoiser, x_T, 16, class_labels=labels, extrapolate=False)
+    assert torch.equal(plain, direct)
+
+
+def test_baselines_evaluate_reexports_nfe_and_reference():
+    evaluate = pytest.importorskip("baselines.evaluate")
+    assert evaluate.nfe_of is steps.nfe_of and evaluate.steps_for_nfe is steps.steps_for_nfe
+    assert evaluate.reference_solution is steps.reference_solution
+
+
+def test_shared_env_fixtures_make_small_native_vector_envs(make_guidance, make_clock):
+    g = make_guidance(num_envs=3)
+    obs, _ = g.reset(seed=0)
+    assert obs.shape[0] == 3
+    c = make_clock(num_envs=2)
+    obs, _ = c.reset(seed=0)
+    assert obs.shape[0] == 2
