@@ -136,7 +136,7 @@ def test_unknown_algorithm_env_and_key_are_errors():
         B.config_from_dict({"algos": ["ppo", "dqnn"], "envs": [env]})
     with pytest.raises(ValueError, match="valid env ids: .*diffusion_gym/Guidance-v0"):
         B.config_from_dict({"algos": ["ppo"], "envs": [{"id": "diffusion_gym/Nope-v0"}]})
-    with pytest.raises(ValueError, match="unknown key.*'stepz'.*valid keys"):
+    with pytest.raises(ValueError, match="unknown key.*'stepz'.*valid"):
         B.config_from_dict({"algos": ["ppo"], "envs": [env], "stepz": 5})
     with pytest.raises(ValueError, match=r"unknown key.*envs\[0\]"):
         B.config_from_dict({"algos": ["ppo"], "envs": [{**env, "rewrd": "x"}]})
@@ -144,6 +144,19 @@ def test_unknown_algorithm_env_and_key_are_errors():
         B.config_from_dict({"algos": ["ppo"], "envs": [env], "seeds": []})
     with pytest.raises(FileNotFoundError):
         B.load_config("/nonexistent/bench.yaml")
+    # Types, algorithm hyperparameters and IRL options are checked before any run starts.
+    with pytest.raises(TypeError, match="steps: expected int"):
+        B.config_from_dict({"algos": ["ppo"], "envs": [env], "steps": "many"})
+    with pytest.raises(ValueError, match=r"unknown PPO hyperparameter.*'n_stepz'.*overrides\.ppo"):
+        B.config_from_dict({"algos": ["ppo"], "envs": [env], "overrides": {"ppo": {"n_stepz": 3}}})
+    irl_env = {"id": "diffusion_gym/Guidance-v0", "irl": {"hiden": [8]}}
+    with pytest.raises(ValueError, match=r"'hiden'.*envs\[0\]\.irl; valid: .*'hidden'"):
+        B.config_from_dict({"algos": ["ppo"], "envs": [irl_env]})
+    # Dotted key=value overrides, as for `diffusion-gym train`.
+    cfg = B.load_config(TINY, ["steps=64", "eval.points=3", "seeds=[4, 5]"])
+    assert (cfg.steps, cfg.eval.points, cfg.seeds) == (64, 3, [4, 5])
+    with pytest.raises(ValueError, match="unknown key.*'eval.pointz'"):
+        B.load_config(TINY, ["eval.pointz=3"])
     # Aliases resolve to the RL-Zoo names.
     cfg = B.config_from_dict({"algos": ["RecurrentPPO", "QRDQN", "MaskablePPO"], "envs": [env]})
     assert cfg.algos == ["ppo_lstm", "qrdqn", "maskable_ppo"]

@@ -131,6 +131,12 @@ def _parser() -> argparse.ArgumentParser:
         "or env throughput (--throughput).",
     )
     p.add_argument("config", nargs="?", help="benchmark YAML (baselines/configs/benchmark.yaml)")
+    p.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="KEY=VALUE",
+        help="dotted overrides of the config, e.g. steps=2000 eval.points=3",
+    )
     p.add_argument("--out", default="runs/benchmark", help="output directory")
     p.add_argument("--seeds", type=int, nargs="+", help="override the config's seeds")
     p.add_argument("--steps", type=int, help="override the env steps per run")
@@ -170,7 +176,8 @@ def _apply_flags(cfg: BenchmarkConfig, args: argparse.Namespace) -> BenchmarkCon
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``diffusion-gym benchmark CONFIG [--out DIR] [--seeds ...] [--steps N]`` or
+    """``diffusion-gym benchmark CONFIG [KEY=VALUE ...] [--out DIR] [--seeds ...] [--steps N]``,
+    ``diffusion-gym benchmark --merge DIR ... --out DIR`` or
     ``diffusion-gym benchmark --throughput [ARGS]``."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if "--throughput" in argv:
@@ -184,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.config is None:
         _parser().error("CONFIG is required (or --throughput, --merge)")
-    cfg = _apply_flags(load_config(args.config), args)
+    cfg = _apply_flags(load_config(args.config, args.overrides), args)
     results = run_benchmark(cfg, args.out)
     print(markdown_tables(results))
     print(f"wrote {Path(args.out) / 'benchmark.md'}, benchmark.json, curves_*.png, tb/")

@@ -33,6 +33,7 @@ __all__ = [
     "AlgoSpec",
     "algo_kwargs",
     "algo_spec",
+    "check_hyperparam_keys",
     "fit_reason",
     "load_hyperparams",
     "parse_policy_kwargs",
@@ -224,17 +225,26 @@ def load_hyperparams(
     return entry
 
 
-def algo_kwargs(spec: AlgoSpec, hp: dict, action_dim: int | None = None) -> tuple[str, dict]:
-    """(policy, constructor kwargs) of ``spec`` from a zoo entry ``hp``; unknown keys are a
-    ``ValueError`` listing the algorithm's arguments."""
+def check_hyperparam_keys(spec: AlgoSpec, hp: dict, where: str = "") -> None:
+    """``ValueError`` for a key of the zoo entry ``hp`` that is neither an RL-Zoo key nor an
+    argument of ``spec``'s constructor (listing the valid ones), or an unsupported zoo key."""
     bad = sorted(_ZOO_UNSUPPORTED & set(hp))
     if bad:
         raise ValueError(f"zoo keys {bad} are not supported by diffusion-gym benchmark")
-    kwargs = {k: v for k, v in hp.items() if k not in _ZOO_ONLY}
     valid = set(inspect.signature(spec.load().__init__).parameters) - {"self", "env", "policy"}
-    unknown = sorted(set(kwargs) - valid)
+    unknown = sorted(set(hp) - _ZOO_ONLY - valid)
     if unknown:
-        raise ValueError(f"unknown {spec.cls} hyperparameter(s) {unknown}; valid: {sorted(valid)}")
+        at = f" in {where}" if where else ""
+        raise ValueError(
+            f"unknown {spec.cls} hyperparameter(s) {unknown}{at}; valid: {sorted(valid)}"
+        )
+
+
+def algo_kwargs(spec: AlgoSpec, hp: dict, action_dim: int | None = None) -> tuple[str, dict]:
+    """(policy, constructor kwargs) of ``spec`` from a zoo entry ``hp``; unknown keys are a
+    ``ValueError`` listing the algorithm's arguments."""
+    check_hyperparam_keys(spec, hp)
+    kwargs = {k: v for k, v in hp.items() if k not in _ZOO_ONLY}
     if "policy_kwargs" in kwargs:
         kwargs["policy_kwargs"] = parse_policy_kwargs(kwargs["policy_kwargs"])
     for key in ("learning_rate", "clip_range", "clip_range_vf"):

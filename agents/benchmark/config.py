@@ -1,23 +1,24 @@
 """The benchmark config: YAML (``baselines/configs/benchmark*.yaml``) → :class:`BenchmarkConfig`.
 
-An unknown key, algorithm or env id is a ``ValueError`` that lists the valid ones; every value
-is checked here, before any run starts.
+Read by the project's one config loader, :func:`diffusion_gym.config.load` (dotted
+``key=value`` overrides; an unknown key is a ``ValueError`` listing the valid ones, a value of
+the wrong type a ``TypeError``); an unknown algorithm, override key or env id is a
+``ValueError`` that lists the valid ones. Every value is checked here, before any run starts.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import gymnasium as gym
-import yaml
 
 import diffusion_gym  # noqa: F401  (registers the env ids)
+from agents import irl
+from diffusion_gym.config import load
 
-from .algos import ALGORITHMS, ALIASES, algo_spec
+from .algos import ALGORITHMS, ALIASES, algo_spec, check_hyperparam_keys
 
 __all__ = ["BenchmarkConfig", "EnvConfig", "EvalConfig", "config_from_dict", "load_config"]
 
@@ -89,40 +90,41 @@ class BenchmarkConfig:
     tensorboard: bool = True
 
 
-def from_mapping(cls: type, data: Any, where: str):
-    """Build dataclass ``cls`` from a mapping; unknown keys are a ``ValueError``."""
-    if not isinstance(data, dict):
-        raise ValueError(f"{where} must be a mapping, got {type(data).__name__}")
-    names = [f.name for f in dataclasses.fields(cls)]
-    unknown = sorted(set(data) - set(names))
-    if unknown:
-        raise ValueError(f"unknown key(s) {unknown} in {where}; valid keys: {', '.join(names)}")
-    try:
-        return cls(**data)
-    except TypeError as e:  # a required key is missing
-        raise ValueError(f"{where}: {e}") from None
+def config_from_dict(
+    data: dict, base_dir: Path | None = None, overrides: Sequence[str] | None = None
+) -> BenchmarkConfig:
+    """Typed :class:`BenchmarkConfig` from a plain mapping (a parsed YAML file) and dotted
+    ``key=value`` ``overrides``, read by :func:`diffusion_gym.config.load` (unknown keys
+    listed with the valid ones, types checked) and validated: algorithm names and their
+    override keys, env ids and labels, each env's IRL options, seeds and budgets."""
+    return _validated(load(BenchmarkConfig, data, overrides, where="benchmark config"), base_dir)
 
 
-def config_from_dict(data: dict, base_dir: Path | None = None) -> BenchmarkConfig:
-    """Typed :class:`BenchmarkConfig` from a plain mapping (a parsed YAML file), validated:
-    algorithm names, env ids, seeds and budgets."""
-    data = dict(data)
-    data["envs"] = [
-        from_mapping(EnvConfig, e, f"envs[{i}]") for i, e in enumerate(data.get("envs", []))
-    ]
-    data["eval"] = from_mapping(EvalConfig, data.get("eval", {}), "eval")
-    cfg = from_mapping(BenchmarkConfig, data, "benchmark config")
+def load_config(path: str | Path, overrides: Sequence[str] | None = None) -> BenchmarkConfig:
+    """Read a benchmark YAML file (with dotted ``key=value`` ``overrides``) into a validated
+    :class:`BenchmarkConfig`; ``hyperparams`` is relative to the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"benchmark config {str(path)!r} does not exist")
+    return _validated(load(BenchmarkConfig, path, overrides), path.parent)
+
+
+def _validated(cfg: BenchmarkConfig, base_dir: Path | None) -> BenchmarkConfig:
+    """The checks beyond types, on a freshly loaded config (labels filled in, algorithm
+    names resolved to their RL-Zoo names, ``hyperparams`` made absolute)."""
     cfg.algos = [algo_spec(a).name for a in cfg.algos]
     unknown = sorted(set(cfg.overrides) - set(ALGORITHMS) - set(ALIASES))
     if unknown:
         raise ValueError(f"overrides for unknown algorithm(s) {unknown}; valid: {list(ALGORITHMS)}")
     cfg.overrides = {algo_spec(a).name: dict(v) for a, v in cfg.overrides.items()}
+    for name, hp in cfg.overrides.items():
+        check_hyperparam_keys(ALGORITHMS[name], hp, f"overrides.{name}")
     if not cfg.envs or not cfg.algos:
         raise ValueError("a benchmark config needs at least one entry in 'algos' and in 'envs'")
-    if not cfg.seeds or not all(isinstance(s, int) and s >= 0 for s in cfg.seeds):
+    if not cfg.seeds or not all(s >= 0 for s in cfg.seeds):
         raise ValueError(f"seeds must be a non-empty list of ints >= 0, got {cfg.seeds!r}")
     for name, value in (("steps", cfg.steps), ("num_envs", cfg.num_envs)):
-        if not isinstance(value, int) or value < 1:
+        if value < 1:
             raise ValueError(f"{name} must be a positive int, got {value!r}")
     _check_env_ids(cfg.envs)
     labels = [_label(e) for e in cfg.envs]
@@ -130,19 +132,19 @@ def config_from_dict(data: dict, base_dir: Path | None = None) -> BenchmarkConfi
         e.label = lab
     if len(set(labels)) != len(labels):
         raise ValueError(f"env labels must be unique, got {labels}; set 'label' per env")
+    for i, e in enumerate(cfg.envs):
+        if e.irl is not None:
+            irl_discriminator(e, where=f"envs[{i}].irl")
     if cfg.hyperparams is not None and base_dir is not None:
         cfg.hyperparams = str((base_dir / cfg.hyperparams).resolve())
     return cfg
 
 
-def load_config(path: str | Path) -> BenchmarkConfig:
-    """Read a benchmark YAML file into a validated :class:`BenchmarkConfig`."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"benchmark config {str(path)!r} does not exist")
-    with open(path) as f:
-        data = yaml.safe_load(f) or {}
-    return config_from_dict(data, base_dir=path.parent)
+def irl_discriminator(env_cfg: EnvConfig, where: str = "") -> irl.IRLDiscriminatorConfig:
+    """The :class:`agents.irl.IRLDiscriminatorConfig` of ``env_cfg.irl`` (checked by
+    :func:`diffusion_gym.config.load`)."""
+    where = where or f"envs[{env_cfg.label}].irl"
+    return load(irl.IRLDiscriminatorConfig, dict(env_cfg.irl or {}), where=where)
 
 
 def registered_ids() -> list[str]:

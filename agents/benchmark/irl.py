@@ -19,7 +19,7 @@ from agents import irl
 from diffusion_gym.envs import GuidanceVectorEnv, batch_of
 
 from .algos import AlgoSpec
-from .config import BenchmarkConfig, EnvConfig, from_mapping
+from .config import BenchmarkConfig, EnvConfig, irl_discriminator
 
 __all__ = ["irl_learn", "irl_trainer"]
 
@@ -53,9 +53,7 @@ def irl_trainer(
         class_labels=env_cfg.kwargs.get("class_labels"),
         device=cfg.env_device,
     )
-    options = dict(env_cfg.irl or {})
-    from_mapping(irl.IRLDiscriminatorConfig, options, f"envs[{env_cfg.label}].irl")
-    disc = irl.IRLDiscriminatorConfig(**options)
+    disc = irl_discriminator(env_cfg)
     # The trainer's own PPO is replaced below; keep it small (batch = one rollout).
     algo = irl.AlgoConfig(net_arch=[8], batch_size=n * u.num_steps)
     trainer = irl.IRLTrainer(
