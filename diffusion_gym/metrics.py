@@ -10,14 +10,21 @@ naming the argument. Pairwise computations run in row chunks so memory stays bou
 References: Fréchet distance (Heusel et al. 2017, "FID"); energy distance (Székely & Rizzo
 2013); MMD (Gretton et al. 2012); sliced Wasserstein (Bonneel et al. 2015); k-NN precision and
 recall (Kynkäänniemi et al. 2019); W2 between 1-D Gaussians (Dowson & Landau 1982).
+
+:func:`digits_metrics` scores 8×8 digit samples in the features of the shipped digits
+classifier (:mod:`diffusion_gym.denoisers.classifier`), as FID does in Inception's.
 """
 
 from __future__ import annotations
 
 import math
+import weakref
 from collections.abc import Callable
 
 import torch
+
+from .data.digits import DigitsData
+from .denoisers.classifier import DigitsClassifier, load_digits_classifier
 
 __all__ = [
     "frechet_distance",
@@ -33,6 +40,7 @@ __all__ = [
     "gaussian_w2_1d",
     "empirical_w2_1d",
     "class_conditional",
+    "digits_metrics",
 ]
 
 _CHUNK = 2048  # rows per block of pairwise distances
@@ -397,3 +405,75 @@ def class_conditional(
         except ValueError as e:
             raise ValueError(f"class {c}: {e}") from e
     return sum(values) / len(values)
+
+
+# ---------------------------------------------------------------------------------------------
+# Digits: classifier features against the held-out test set (FID-like)
+
+
+_REFERENCE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _test_features(classifier: DigitsClassifier) -> torch.Tensor:
+    """Features of the test set (cached per classifier object)."""
+    key = classifier
+    if key not in _REFERENCE:
+        data = DigitsData()
+        dev = next(classifier.parameters()).device
+        with torch.no_grad():
+            _REFERENCE[key] = classifier.features(data.test_images.to(dev)).double().cpu()
+    return _REFERENCE[key]
+
+
+@torch.no_grad()
+def digits_metrics(
+    samples: torch.Tensor,
+    class_labels: torch.Tensor | None = None,
+    *,
+    classifier: DigitsClassifier | None = None,
+    reference: torch.Tensor | None = None,
+    k: int = 3,
+) -> dict[str, float]:
+    """Quality of digit samples ``[N, 1, 8, 8]`` (in [−1, 1]) against real images.
+
+    :param class_labels: ``[N]`` requested classes, −1 (or None) for unconditional samples.
+    :param classifier: defaults to the shipped one.
+    :param reference: real images to compare with; defaults to the test set (450 images).
+    :param k: neighbours for k-NN precision/recall (Kynkäänniemi et al. 2019).
+    :returns: ``fd`` (Fréchet distance of classifier features), ``precision``, ``recall``,
+        ``class_accuracy`` (fraction classified as the requested label; NaN without labels),
+        ``class_tv`` (total variation between the predicted class histogram and the requested
+        one, or uniform without labels).
+    """
+    if samples.ndim != 4 or tuple(samples.shape[1:]) != (1, 8, 8):
+        raise ValueError(f"samples must have shape [N, 1, 8, 8], got {tuple(samples.shape)}")
+    clf = load_digits_classifier() if classifier is None else classifier
+    dev = next(clf.parameters()).device
+    x = samples.to(dev, torch.float32)
+    feats = clf.features(x).double().cpu()
+    pred = clf.head(clf.features(x)).argmax(1).cpu()
+    ref = _test_features(clf) if reference is None else clf.features(reference.to(dev)).double()
+    ref = ref.cpu()
+    precision, recall = precision_recall(ref, feats, k=k)
+    hist = class_histogram(pred, 10)
+    if class_labels is None:
+        target = torch.full((10,), 0.1, dtype=hist.dtype)
+        accuracy = float("nan")
+    else:
+        labels = torch.as_tensor(class_labels).long().cpu()
+        if labels.shape != (x.shape[0],):
+            raise ValueError(f"class_labels must have shape [{x.shape[0]}]")
+        known = labels >= 0  # label −1: an unconditional sample
+        if not bool(known.any()):
+            return digits_metrics(samples, None, classifier=clf, reference=reference, k=k)
+        # Requested histogram: the labels, uniform for the unconditional rows.
+        counts = torch.bincount(labels[known], minlength=10).double() + 0.1 * (~known).sum()
+        target = counts / counts.sum()
+        accuracy = float((pred[known] == labels[known]).double().mean())
+    return {
+        "fd": float(frechet_distance(feats, ref)),
+        "precision": float(precision),
+        "recall": float(recall),
+        "class_accuracy": accuracy,
+        "class_tv": float(total_variation(hist, target)),
+    }

@@ -13,6 +13,7 @@ class balance), so guidance and noise injection have something to correct.
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import math
 from collections.abc import Callable
@@ -72,12 +73,26 @@ class Preset:
         return self
 
 
-_REGISTRY: dict[str, tuple[Callable[..., Preset], str]] = {}
+_REGISTRY: dict[str, tuple[Callable[..., Preset] | str, str]] = {}
 
 
-def register(name: str, factory: Callable[..., Preset], description: str = "") -> None:
-    """Add a preset: ``factory(**overrides) -> Preset``."""
+def register(name: str, factory: Callable[..., Preset] | str, description: str = "") -> None:
+    """Add a preset: ``factory(**overrides) -> Preset``, or its entry point
+    ``"module:function"`` (imported on the first :func:`make`, as gymnasium's ``entry_point``),
+    which keeps :func:`names` free of the factory's imports."""
+    if not (callable(factory) or (isinstance(factory, str) and factory.count(":") == 1)):
+        raise TypeError(f"factory must be a callable or 'module:function', got {factory!r}")
     _REGISTRY[name] = (factory, description)
+
+
+def _factory(name: str) -> Callable[..., Preset]:
+    """The factory of preset ``name``, its entry point resolved (once)."""
+    factory, description = _REGISTRY[name]
+    if isinstance(factory, str):
+        module, attr = factory.split(":")
+        factory = getattr(importlib.import_module(module), attr)
+        _REGISTRY[name] = (factory, description)
+    return factory
 
 
 def names() -> list[str]:
@@ -98,7 +113,7 @@ def make(name: str, **overrides) -> Preset:
     """
     if name not in _REGISTRY:
         raise ValueError(f"unknown preset {name!r}; valid presets: {', '.join(names())}")
-    factory = _REGISTRY[name][0]
+    factory = _factory(name)
     params = inspect.signature(factory).parameters
     unknown = sorted(set(overrides) - set(params))
     if unknown:
@@ -254,5 +269,15 @@ register(
     _gauss1d_imperfect,
     "ART 1-D toy with an over-dispersed denoiser (N(0, 1.5) learned)",
 )
-
-from . import presets_trained  # noqa: E402, F401  (registers "digits", "gmm-ring8-mlp")
+# Presets on the shipped trained networks (diffusion_gym/presets_trained.py, which imports this
+# module): registered by entry point, so listing presets never loads the networks' modules.
+register(
+    "digits",
+    "diffusion_gym.presets_trained:digits",
+    "trained 8x8 digits U-Net (sklearn digits, 10 classes, CFG)",
+)
+register(
+    "gmm-ring8-mlp",
+    "diffusion_gym.presets_trained:gmm_ring8_mlp",
+    "2-D ring of 8 Gaussians, 8 classes; trained MLP denoiser (class dropout)",
+)

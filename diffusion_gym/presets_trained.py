@@ -1,8 +1,9 @@
 """Presets built on the shipped trained networks: ``digits`` and ``gmm-ring8-mlp``.
 
-Imported at the end of :mod:`diffusion_gym.presets`; importing this module is cheap (torch and
-the registry only): weights are read from the package's local checkpoints inside each
-factory, so ``presets.names()`` never touches a file.
+:mod:`diffusion_gym.presets` registers both by entry point (``"diffusion_gym.presets_trained:
+digits"``) and imports this module on the first ``presets.make`` of one of them, so
+``presets.names()`` loads neither this module nor the networks; weights are read from the
+package's local checkpoints inside each factory.
 
 - ``digits``: the class-conditional U-Net trained on scikit-learn's digits (8×8, 10 classes,
   label dropout 0.15 for classifier-free guidance); ``data`` = :class:`DigitsData` (real
@@ -20,7 +21,9 @@ from pathlib import Path
 
 import torch
 
-from .presets import Preset, register, ring8
+from .data.digits import DigitsData
+from .denoisers.adapters import load_trained_denoiser
+from .presets import Preset, ring8
 
 __all__ = ["DIGITS_CHECKPOINT", "RING8_MLP_CHECKPOINT", "digits", "gmm_ring8_mlp"]
 
@@ -30,8 +33,6 @@ RING8_MLP_CHECKPOINT = _CKPT / "ring8_mlp.safetensors"
 
 
 def _load(path, device, sigma_min: float, sigma_max: float):
-    from .denoisers.adapters import load_trained_denoiser
-
     den = load_trained_denoiser(path, device)
     if not 0 < sigma_min < sigma_max:
         raise ValueError(f"need 0 < sigma_min < sigma_max, got {sigma_min}, {sigma_max}")
@@ -50,8 +51,6 @@ def digits(
     :param checkpoint: a local safetensors file from ``python -m diffusion_gym.train_denoiser
         digits``; default the shipped one.
     """
-    from .data.digits import DigitsData
-
     den = _load(
         DIGITS_CHECKPOINT if checkpoint is None else checkpoint, device, sigma_min, sigma_max
     )
@@ -83,11 +82,3 @@ def gmm_ring8_mlp(
         {"num_steps": 4, "budget": 3},
         "2-D ring of 8 Gaussians; MLP denoiser trained on its samples with class dropout",
     )
-
-
-register("digits", digits, "trained 8x8 digits U-Net (sklearn digits, 10 classes, CFG)")
-register(
-    "gmm-ring8-mlp",
-    gmm_ring8_mlp,
-    "2-D ring of 8 Gaussians, 8 classes; trained MLP denoiser (class dropout)",
-)

@@ -7,7 +7,9 @@ Results are float64 tensors on ``device``.
 
 from __future__ import annotations
 
+import json
 import math
+import pathlib
 
 import torch
 
@@ -167,9 +169,6 @@ def save_schedule(path, sigmas, solver: str, budget: int, preset: str | None) ->
     :param solver: ``"euler"`` or ``"heun"`` (the solver the schedule was made for).
     :param preset: the preset (denoiser) name it was tuned on, or None.
     """
-    import json
-    import pathlib
-
     values = schedule_to_list(sigmas)
     _check_record(values, solver, budget, preset, "save_schedule")
     record = {"sigmas": values, "solver": solver, "budget": budget, "preset": preset}
@@ -179,9 +178,6 @@ def save_schedule(path, sigmas, solver: str, budget: int, preset: str | None) ->
 def load_schedule(path) -> dict:
     """Read a file written by :func:`save_schedule`; returns the dict with ``"sigmas"`` as a
     float64 tensor. Raises ``FileNotFoundError`` / ``ValueError`` naming what is wrong."""
-    import json
-    import pathlib
-
     p = pathlib.Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"no schedule file at {str(p)!r}")

@@ -26,7 +26,10 @@ import torch
 from torch.nn import functional as F  # noqa: N812
 from tqdm import tqdm
 
+from .data.digits import DigitsData
+from .denoisers.classifier import DigitsClassifier, augment
 from .denoisers.networks import build_network, edm_loss, save_checkpoint
+from .presets import ring8
 
 __all__ = ["TrainConfig", "train_edm", "train_classifier", "main", "DEFAULT_STEPS"]
 
@@ -134,8 +137,6 @@ def train_classifier(data, cfg: TrainConfig, progress=True):
 
     :returns: ``(classifier in eval mode, test accuracy)``.
     """
-    from .denoisers.classifier import DigitsClassifier, augment
-
     torch.manual_seed(cfg.seed)
     g = torch.Generator().manual_seed(cfg.seed)
     clf = DigitsClassifier(**cfg.arch_kwargs).train()
@@ -178,8 +179,6 @@ def run(what: str, out: str | Path, steps: int | None = None, seed: int = 0, pro
 
     :returns: the metadata written next to the weights.
     """
-    from .data.digits import DigitsData
-
     if what not in DEFAULT_STEPS:
         raise ValueError(f"unknown target {what!r}; valid: {sorted(DEFAULT_STEPS)}")
     cfg = _config_for(what, steps, seed)
@@ -196,8 +195,6 @@ def run(what: str, out: str | Path, steps: int | None = None, seed: int = 0, pro
             extra = {"shape": [1, 8, 8], "num_classes": 10, "sigma_min": 0.002, "sigma_max": 80.0}
             arch = "digits_unet"
         else:
-            from .presets import ring8
-
             gm = ring8()
             sigma_data = round(gm.sigma_data, 4)
             sampler = _ring_sampler(gm)

@@ -10,8 +10,9 @@ import torch
 
 from diffusion_gym import presets, schedules, steps
 from diffusion_gym.data.digits import DigitsData
-from diffusion_gym.denoisers.classifier import digits_metrics, load_digits_classifier
+from diffusion_gym.denoisers.classifier import load_digits_classifier
 from diffusion_gym.denoisers.networks import build_network, edm_loss
+from diffusion_gym.metrics import digits_metrics
 from diffusion_gym.train_denoiser import TrainConfig, _digits_sampler, main, train_edm
 
 

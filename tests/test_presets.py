@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -109,3 +111,22 @@ def test_noised_expert_states():
         noised(ring, 0.5)
     with pytest.raises(TypeError, match="sample"):
         noised(object(), 0.5, num_samples=2)
+
+
+def test_trained_presets_load_on_first_make_only():
+    """``import diffusion_gym`` and ``presets.names()`` load neither the trained presets'
+    module nor scikit-learn; the first ``make`` does."""
+    code = (
+        "import sys, diffusion_gym; from diffusion_gym import presets; presets.names();"
+        "print('diffusion_gym.presets_trained' in sys.modules, 'sklearn' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False"]
+    assert presets.make("gmm-ring8-mlp").name == "gmm-ring8-mlp"
+    assert "digits" in presets.names() and "gmm-ring8-mlp" in presets.describe()
+
+
+def test_register_rejects_a_malformed_entry_point():
+    with pytest.raises(TypeError, match="module:function"):
+        presets.register("x", "diffusion_gym.presets_trained.digits")
+    assert "x" not in presets.names()

@@ -8,6 +8,9 @@ denoiser, the classifier, the metrics) sees the same split. No download is invol
 from __future__ import annotations
 
 import torch
+from sklearn.datasets import load_digits as _sk_load
+
+from ..denoisers.classifier import load_digits_classifier
 
 __all__ = ["DigitsData", "load_digits", "SPLIT_SEED", "TEST_FRACTION"]
 
@@ -17,8 +20,6 @@ TEST_FRACTION = 0.25
 
 def load_digits() -> tuple[torch.Tensor, torch.Tensor]:
     """All 1,797 images ``[N, 1, 8, 8]`` in [−1, 1] (float32) and labels ``[N]`` (long)."""
-    from sklearn.datasets import load_digits as _sk_load
-
     d = _sk_load()
     x = torch.as_tensor(d.images, dtype=torch.float32).reshape(-1, 1, 8, 8)
     # Pixels 0..16 → [−1, 1].
@@ -122,8 +123,6 @@ class DigitsData:
         if float(sigma) != 0.0:
             raise ValueError(f"sigma must be 0 (the classifier sees clean images), got {sigma}")
         if self._classifier is None:
-            from ..denoisers.classifier import load_digits_classifier
-
             self._classifier = load_digits_classifier(device=self.device)
         with torch.no_grad():
             return self._classifier.log_probs(x.to(self.device, torch.float32)).to(x.device)

@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from .base import NULL_LABEL, Denoiser
+from .networks import load_network
 
 __all__ = [
     "EDMNetDenoiser",
@@ -285,8 +286,6 @@ def load_trained_denoiser(
     Reads the LOCAL safetensors file (``FileNotFoundError`` naming it if absent); shape, classes,
     σ range and σ_data come from its embedded metadata (``sigma_max`` overrides the range).
     """
-    from .networks import load_network
-
     net, meta = load_network(path)
     return EDMNetDenoiser(
         net,

@@ -1,15 +1,14 @@
-"""A small CNN classifier of 8×8 digits, and the sample-quality metrics built on it.
+"""A small CNN classifier of 8×8 digits.
 
 The classifier plays the role Inception plays for FID: its penultimate features
 (``features(x)``, 64-D) give a Fréchet distance FD_digits and k-NN precision/recall between
 samples and the held-out test set, and its predictions give the class accuracy of
 class-conditional samples (does the classifier agree with the requested label) and their
-class histogram.
+class histogram. Those metrics are :func:`diffusion_gym.metrics.digits_metrics`.
 """
 
 from __future__ import annotations
 
-import weakref
 from pathlib import Path
 
 import torch
@@ -21,7 +20,6 @@ from .networks import CHECKPOINT_DIR, load_checkpoint
 __all__ = [
     "DigitsClassifier",
     "load_digits_classifier",
-    "digits_metrics",
     "augment",
     "DEFAULT_CLASSIFIER",
 ]
@@ -81,75 +79,3 @@ def load_digits_classifier(
     clf = DigitsClassifier(**meta.get("arch_kwargs", {}))
     clf.load_state_dict(state)
     return clf.to(device).eval().requires_grad_(False)
-
-
-_REFERENCE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-def _test_features(classifier: DigitsClassifier) -> torch.Tensor:
-    """Features of the test set (cached per classifier object)."""
-    key = classifier
-    if key not in _REFERENCE:
-        from ..data.digits import DigitsData
-
-        data = DigitsData()
-        dev = next(classifier.parameters()).device
-        with torch.no_grad():
-            _REFERENCE[key] = classifier.features(data.test_images.to(dev)).double().cpu()
-    return _REFERENCE[key]
-
-
-@torch.no_grad()
-def digits_metrics(
-    samples: torch.Tensor,
-    class_labels: torch.Tensor | None = None,
-    *,
-    classifier: DigitsClassifier | None = None,
-    reference: torch.Tensor | None = None,
-    k: int = 3,
-) -> dict[str, float]:
-    """Quality of digit samples ``[N, 1, 8, 8]`` (in [−1, 1]) against real images.
-
-    :param class_labels: ``[N]`` requested classes, −1 (or None) for unconditional samples.
-    :param classifier: defaults to the shipped one.
-    :param reference: real images to compare with; defaults to the test set (450 images).
-    :param k: neighbours for k-NN precision/recall (Kynkäänniemi et al. 2019).
-    :returns: ``fd`` (Fréchet distance of classifier features), ``precision``, ``recall``,
-        ``class_accuracy`` (fraction classified as the requested label; NaN without labels),
-        ``class_tv`` (total variation between the predicted class histogram and the requested
-        one, or uniform without labels).
-    """
-    from .. import metrics
-
-    if samples.ndim != 4 or tuple(samples.shape[1:]) != (1, 8, 8):
-        raise ValueError(f"samples must have shape [N, 1, 8, 8], got {tuple(samples.shape)}")
-    clf = load_digits_classifier() if classifier is None else classifier
-    dev = next(clf.parameters()).device
-    x = samples.to(dev, torch.float32)
-    feats = clf.features(x).double().cpu()
-    pred = clf.head(clf.features(x)).argmax(1).cpu()
-    ref = _test_features(clf) if reference is None else clf.features(reference.to(dev)).double()
-    ref = ref.cpu()
-    precision, recall = metrics.precision_recall(ref, feats, k=k)
-    hist = metrics.class_histogram(pred, 10)
-    if class_labels is None:
-        target = torch.full((10,), 0.1, dtype=hist.dtype)
-        accuracy = float("nan")
-    else:
-        labels = torch.as_tensor(class_labels).long().cpu()
-        if labels.shape != (x.shape[0],):
-            raise ValueError(f"class_labels must have shape [{x.shape[0]}]")
-        known = labels >= 0  # label −1: an unconditional sample
-        if not bool(known.any()):
-            return digits_metrics(samples, None, classifier=clf, reference=reference, k=k)
-        # Requested histogram: the labels, uniform for the unconditional rows.
-        counts = torch.bincount(labels[known], minlength=10).double() + 0.1 * (~known).sum()
-        target = counts / counts.sum()
-        accuracy = float((pred[known] == labels[known]).double().mean())
-    return {
-        "fd": float(metrics.frechet_distance(feats, ref)),
-        "precision": float(precision),
-        "recall": float(recall),
-        "class_accuracy": accuracy,
-        "class_tv": float(metrics.total_variation(hist, target)),
-    }

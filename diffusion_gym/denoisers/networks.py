@@ -23,6 +23,8 @@ import math
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.nn import functional as F  # noqa: N812
 
@@ -233,8 +235,6 @@ def build_network(arch: str, sigma_data: float, **kwargs) -> EDMPrecond:
 def save_checkpoint(module: nn.Module, path: str | Path, metadata: dict) -> None:
     """Write ``module``'s state dict as safetensors (metadata embedded as JSON) and a
     human-readable ``<path>.json`` next to it."""
-    from safetensors.torch import save_file
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()}
@@ -245,9 +245,6 @@ def save_checkpoint(module: nn.Module, path: str | Path, metadata: dict) -> None
 def load_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
     """Read a safetensors checkpoint written by :func:`save_checkpoint` from a LOCAL file:
     ``(state_dict, metadata)``. Raises ``FileNotFoundError`` naming the path if absent."""
-    from safetensors import safe_open
-    from safetensors.torch import load_file
-
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
