@@ -205,8 +205,8 @@ def test_zoo_entry_falls_back_to_same_env_class(tmp_path):
 
 def test_main_writes_tables_json_curves_and_tensorboard(tmp_path):
     out = tmp_path / "bench"
-    argv = [str(TINY), "--out", str(out), "--algos", "ppo", "dqn", "--envs", "Clock-v0"]
-    rc = B.main([*argv, "--seeds", "0", "1", "--steps", "96"])
+    argv = [str(TINY), "steps=96", "--out", str(out), "--algos", "ppo", "dqn", "--envs", "Clock-v0"]
+    rc = B.main([*argv, "--seeds", "0", "1"])
     assert rc == 0
     res = json.loads((out / "benchmark.json").read_text())
     rows = {r["algo"]: r for r in res["summary"]}

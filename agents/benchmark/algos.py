@@ -10,7 +10,6 @@ an entry, :func:`algo_kwargs` turns it into constructor arguments.
 from __future__ import annotations
 
 import ast
-import importlib
 import inspect
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,8 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+import sb3_contrib
+import stable_baselines3
 import torch
 import yaml
 from gymnasium import spaces
@@ -65,9 +66,10 @@ class AlgoSpec:
 
     def load(self) -> type:
         """The algorithm class."""
-        return getattr(importlib.import_module(self.module), self.cls)
+        return getattr(_MODULES[self.module], self.cls)
 
 
+_MODULES = {"stable_baselines3": stable_baselines3, "sb3_contrib": sb3_contrib}
 _ON = ("Box", "Discrete", "MultiDiscrete", "MultiBinary")
 ALGORITHMS: dict[str, AlgoSpec] = {
     a.name: a
