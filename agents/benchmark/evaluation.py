@@ -19,12 +19,13 @@ from gymnasium.envs.registration import load_env_creator
 
 import diffusion_gym  # noqa: F401  (registers the env ids)
 from diffusion_gym import metrics
-from diffusion_gym.envs import ClockVectorEnv, GuidanceVectorEnv, batch_of
+from diffusion_gym.envs import ClockVectorEnv, GuidanceVectorEnv, Rollout, batch_of
 
 from .config import EnvConfig, train_kwargs
 
 __all__ = [
     "ConstantPolicy",
+    "PredictPolicy",
     "baseline_policies",
     "eval_kwargs",
     "evaluate_policy_batch",
@@ -73,37 +74,47 @@ class ConstantPolicy:
         return np.broadcast_to(self.action, (len(obs), *self.action.shape)).copy(), None
 
 
-def rollout(policy: Any, env: Any, seed: int, algo: str = "") -> tuple[np.ndarray, dict]:
-    """One synchronous episode of every env of ``env`` with the deterministic ``policy``.
+class PredictPolicy:
+    """An SB3-style policy (``predict(obs, deterministic=True, ...)``) as the
+    ``policy(obs, k) -> actions`` of the envs' ``rollout``: numpy observations, MaskablePPO's
+    action masks, RecurrentPPO's LSTM state carried over the steps of the episode.
 
-    :returns: the undiscounted returns ``[B]`` and the last step's ``final_info`` (plus
-        ``"class_labels"``, the episode's labels read at reset, or None).
+    :param policy: an SB3 model or a :class:`ConstantPolicy`.
+    :param algo: the RL-Zoo name (``maskable_ppo`` and ``ppo_lstm`` get their extra inputs).
+    :param batch: the native vector env (its ``action_masks()`` for MaskablePPO: the
+        benchmark's envs come from YAML, so they have no state-dependent ``mask_fn``).
     """
-    obs, _ = env.reset(seed=seed)
-    labels = _episode_labels(env)
-    n = env.num_envs
-    returns, state, starts = np.zeros(n), None, np.ones(n, dtype=bool)
-    for _ in range(10_000):
+
+    def __init__(self, policy: Any, algo: str, batch: Any):
+        self.policy, self.algo, self.batch = policy, algo, batch
+        self.state: Any = None
+
+    def __call__(self, obs: torch.Tensor, k: int) -> np.ndarray:
         kw: dict[str, Any] = {"deterministic": True}
-        if algo == "maskable_ppo":
-            kw["action_masks"] = env.action_masks()
-        if algo == "ppo_lstm":
-            kw.update(state=state, episode_start=starts)
-        action, state = policy.predict(obs, **kw)
-        obs, reward, terminated, truncated, info = env.step(action)
+        if self.algo == "maskable_ppo":
+            kw["action_masks"] = self.batch.action_masks()
+        if self.algo == "ppo_lstm":
+            if k == 0:
+                self.state = None
+            kw.update(state=self.state, episode_start=np.full(len(obs), k == 0))
+        action, self.state = self.policy.predict(obs.cpu().numpy(), **kw)
+        return action
+
+
+def rollout(policy: Any, env: Any, seed: int, algo: str = "") -> tuple[np.ndarray, Any]:
+    """One episode of every env of the batch ``env`` with the deterministic ``policy``, run
+    by the env's own ``rollout`` (seeded like ``reset(seed=seed)``; the env's episodes are
+    not touched).
+
+    :returns: the undiscounted returns ``[B]`` (float64, summed step by step) and the env's
+        :class:`~diffusion_gym.envs.Rollout` / :class:`~diffusion_gym.envs.ClockRollout`.
+    """
+    batch = batch_of(env)
+    run = batch.rollout(PredictPolicy(policy, algo, batch), seed=seed)
+    returns = np.zeros(batch.num_envs)
+    for reward in run.rewards.cpu().numpy():
         returns += reward
-        starts = terminated | truncated
-        if starts.any():
-            if not starts.all():
-                raise RuntimeError("episodes of the batch ended at different steps")
-            return returns, {**info["final_info"], "class_labels": labels}
-    raise RuntimeError("evaluation episode did not end within 10000 steps")
-
-
-def _episode_labels(env: Any) -> np.ndarray | None:
-    """Class labels ``[B]`` of the episodes just reset (None for unconditional envs)."""
-    labels = batch_of(env).class_labels
-    return None if labels is None else labels.detach().cpu().numpy().copy()
+    return returns, run
 
 
 def evaluate_policy_batch(policy: Any, env: Any, seed: int, algo: str = "") -> dict[str, float]:
@@ -116,21 +127,21 @@ def evaluate_policy_batch(policy: Any, env: Any, seed: int, algo: str = "") -> d
     batch = batch_of(env)
     if not isinstance(batch, (ClockVectorEnv, GuidanceVectorEnv)):
         raise TypeError(f"no benchmark metric for {type(batch).__name__}; known: Guidance, Clock")
-    returns, final = rollout(policy, env, seed, algo)
+    returns, run = rollout(policy, env, seed, algo)
     out = {"return": float(returns.mean())}
     if isinstance(batch, ClockVectorEnv):
         # terminal_error reward = −‖x_K − x_ref‖²/dim, the only non-zero one of an episode.
         out["metric"] = math.sqrt(max(-float(returns.mean()), 0.0))
     else:
-        out["metric"] = _guidance_energy(batch, final, seed)
+        out["metric"] = _guidance_energy(batch, run, seed)
     if not math.isfinite(out["metric"]):
         raise ValueError(f"evaluation metric is not finite: {out}")
     return out
 
 
-def _guidance_energy(batch: GuidanceVectorEnv, final: dict, seed: int) -> float:
-    x0 = torch.as_tensor(np.asarray(final["x0"])).reshape(len(final["x0"]), -1)
-    labels = torch.as_tensor(np.asarray(final["class_labels"])).long()
+def _guidance_energy(batch: GuidanceVectorEnv, run: Rollout, seed: int) -> float:
+    x0 = run.x0.cpu().reshape(len(run.x0), -1)
+    labels = run.class_labels.cpu().long()
     g = torch.Generator().manual_seed(seed)
     ref = batch.preset.data.sample(len(labels), class_labels=labels, generator=g)
     ref = ref.reshape(len(labels), -1).to(x0.dtype)
