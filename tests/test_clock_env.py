@@ -121,15 +121,12 @@ def test_zero_actions_reproduce_karras_and_reference_sampler(solver, budget):
     _, rewards, final = rollout(env, np.zeros((budget, 5)), seed=1)
     karras = schedules.karras(budget, 0.002, 80.0, 7.0)
     assert torch.equal(torch.as_tensor(final["schedule"]), karras.expand(5, -1))
-    core = env.core
-    bank = core.bank
-    # The episode's x_T and labels (the env has autoreset: recover the previous episode's).
-    core.episode -= 1
-    core.start_episodes()
-    x_ref = steps.sample(core.denoiser, core.x_T, karras, class_labels=core.labels, solver=solver)
+    # The episode's x_T and labels (the env has autoreset: replay it by rollout).
+    ro = env.rollout(lambda obs, k: np.zeros((5, 1)), seed=1)
+    x_ref = steps.sample(env.denoiser, ro.x_T, karras, class_labels=ro.class_labels, solver=solver)
     assert torch.equal(torch.as_tensor(final["x0"]), x_ref)
     # Terminal reward = −‖x_K − x_ref‖²/dim against the bank's fine solve.
-    fine = bank["x_ref"][core.idx]
+    fine = env.bank.x_ref[ro.bank_index]
     np.testing.assert_allclose(rewards[-1], -((x_ref - fine) ** 2).mean(1).numpy(), rtol=1e-12)
     assert (rewards[:-1] == 0).all()
 
@@ -190,11 +187,9 @@ def test_guidance_one_batched_call_per_stage_and_matches_reference_sampler():
     for _ in range(3):
         _, _, _, _, info = env.step(np.zeros((4, 1), np.float32))
     assert den.calls == [8] * 5  # conditional + unconditional in one call of 2B, 2K−1 stages
-    core = env.core
-    core.episode -= 1
-    core.start_episodes()
+    ro = env.rollout(lambda obs, k: np.zeros((4, 1)), seed=5)
     x0 = steps.sample(
-        den, core.x_T, env.base_schedule, class_labels=core.labels, guidance=2.0, solver="heun"
+        den, ro.x_T, env.base_schedule, class_labels=ro.class_labels, guidance=2.0, solver="heun"
     )
     assert torch.equal(torch.as_tensor(info["final_info"]["x0"]), x0)
 
@@ -263,17 +258,16 @@ def test_numpy_actions_take_the_host_path_and_match_tensor_actions(monkeypatch, 
         for a in acts:
             obs, r, term, _, info = env.step(torch.from_numpy(a) if as_tensor else a)
             if not term.all():
-                buffer = env.core.observation64().to(torch.float32).numpy()
+                buffer = env._observation64().to(torch.float32).numpy()
                 np.testing.assert_array_equal(obs, buffer)
             out += [obs, r, term]
             if term.all():
                 out += [np.stack(info["final_obs"]), *info["final_info"].values()]
             else:
                 out += list(info.values())
-            sched = env.core.schedule  # mid-episode: σ_0 .. σ_k, then zeros
-            assert (sched[:, env.core.k + 1 :] == 0).all() and (
-                sched[:, : env.core.k + 1] > 0
-            ).all()
+            sched = env.schedule  # mid-episode: σ_0 .. σ_k, then zeros
+            k = 0 if term.all() else int(info["step"][0]) + 1
+            assert (sched[:, k + 1 :] == 0).all() and (sched[:, : k + 1] > 0).all()
         runs.append(out)
         if not as_tensor:
             assert len(calls) == 4  # k = 0, 1 of episode 1, k = 0 of episodes 2 and 3
@@ -324,10 +318,8 @@ def test_art_gauss1d_exported_schedules_closed_form_w2(budget, paper, tmp_path):
     assert prior_std == pytest.approx(math.sqrt(10))
     a = gaussian1d_gain(uniform)
     # Independent check of the closed form: the env's own x_K is a·x_T.
-    core = env.core
-    core.episode -= 1
-    core.start_episodes()
-    np.testing.assert_allclose(final["x0"][0], a * core.x_T[0].numpy(), rtol=1e-10)
+    x_T = env.rollout(lambda obs, k: np.zeros((1, 1)), seed=0).x_T  # noqa: N806
+    np.testing.assert_allclose(final["x0"][0], a * x_T[0].numpy(), rtol=1e-10)
     w2_uniform = abs(prior_std * abs(a) - 1.0)  # W2(N(0, (a·std)²), N(0, 1))
     assert abs(w2_uniform - paper) < 0.005
     edm_env = small_vec(denoiser="art-gauss1d", solver="euler", budget=budget, base="edm")
@@ -347,9 +339,9 @@ def test_local_error_reward_matches_closed_form_at_first_step():
         num_envs=4,
     )
     env.reset(seed=0)
-    x_T = env.core.x_T[:, 0].clone()
+    x_T = env.x_T[:, 0].clone()
     _, r, _, _, _ = env.step(np.full((4, 1), 0.5, np.float32))
-    sig = env.core.schedule[:, :2]
+    sig = env.schedule[:, :2]
     # x(σ) = x_T sqrt(1 + σ²)/sqrt(1 + T²) ⇒ x'' = x_T (1 + σ²)^(-3/2)/sqrt(1 + T²), taken at
     # the midpoint of the reference's first fine step (where its finite difference sits).
     fine = schedules.karras(256, 0.002, 3.0, 7.0)
@@ -377,7 +369,7 @@ def test_step_outputs_fresh_arrays_and_observation_layout():
     # arrays against independent computations, and that a later step does not overwrite them.
     env = small_vec(num_envs=3, denoiser="gmm-grid")
     obs, _ = env.reset(seed=5)
-    core, den = env.core, env.denoiser
+    den = env.denoiser
     steps_out = []
     for k in range(env.budget):
         out = env.step(np.full((3, 1), 0.25 * (k + 1) - 0.5, np.float32))
@@ -395,19 +387,21 @@ def test_step_outputs_fresh_arrays_and_observation_layout():
         assert obs_k.dtype == np.float32 and obs_k.flags.c_contiguous and r.dtype == np.float64
         if k < env.budget - 1:
             assert set(info) == {"sigma", "sigma_next", "step", "_sigma", "_sigma_next", "_step"}
-            sig = core.sigma.numpy()
+            sigma = env.schedule[:, k + 1]
+            sig = sigma.numpy()
+            u_star, u = env.clock.u_star, env._u  # the clock position (white-box)
             expect = np.concatenate(
                 [
                     np.log(sig)[:, None],
                     np.full((3, 1), (k + 1) / env.budget),
-                    ((core.clock.u_star - core.u) / core.clock.u_star).numpy()[:, None],
-                    (core.x / (core.sigma[:, None] ** 2 + den.sigma_data**2).sqrt()).numpy(),
-                    np.eye(den.num_classes)[core.labels.numpy()],
+                    ((u_star - u) / u_star).numpy()[:, None],
+                    (env.x / (sigma[:, None] ** 2 + den.sigma_data**2).sqrt()).numpy(),
+                    np.eye(den.num_classes)[env.class_labels.numpy()],
                 ],
                 1,
             ).astype(np.float32)
             np.testing.assert_array_equal(obs_k, expect)
-            np.testing.assert_array_equal(obs_k, core.observe().numpy())
+            np.testing.assert_array_equal(obs_k, env._observe().numpy())
             np.testing.assert_array_equal(info["sigma_next"], sig)
     fin = info["final_info"]
     assert set(fin) == {
@@ -487,17 +481,17 @@ def test_bank_reference_is_the_shared_reference_solve(extrapolate):
     labels and guidance; ``reference_extrapolate=False`` is the plain fine Heun solve."""
     env = small_vec(guidance=1.5, reference_steps=12, reference_extrapolate=extrapolate)
     env.reset(seed=0)
-    bank, core = env.core.bank, env.core
+    bank = env.bank
     want = steps.reference_solve(
-        core.denoiser, bank["x_T"], 12, class_labels=bank["labels"], guidance=1.5,
+        env.denoiser, bank.x_T, 12, class_labels=bank.labels, guidance=1.5,
         extrapolate=extrapolate,
     )  # fmt: skip
-    assert torch.equal(bank["x_ref"], want)
+    assert torch.equal(bank.x_ref, want)
     plain = steps.sample(
-        core.denoiser, bank["x_T"], schedules.karras(12, 0.002, 80.0), class_labels=bank["labels"],
+        env.denoiser, bank.x_T, schedules.karras(12, 0.002, 80.0), class_labels=bank.labels,
         guidance=1.5,
     )  # fmt: skip
-    assert torch.equal(bank["x_ref"], plain) is not extrapolate
+    assert torch.equal(bank.x_ref, plain) is not extrapolate
 
 
 def test_save_load_schedule_round_trip_and_errors(tmp_path):
@@ -602,7 +596,7 @@ def test_set_bank_probs_draws_by_the_given_probabilities_reproducibly():
     for _ in range(8):
         for _ in range(env.budget):
             env.step(np.zeros((512, 1), np.float32))
-        idx = env.core.idx.numpy()
+        idx = env.bank_index.numpy()
         counts += np.bincount(idx, minlength=8)
         np.testing.assert_allclose(env.bank_weight.numpy(), 1 / (8 * p[idx]))
         weights.append(env.bank_weight.numpy())

@@ -32,6 +32,7 @@ import torch
 
 import diffusion_gym  # noqa: F401 - registers the ids
 from diffusion_gym import presets, schedules, steps
+from diffusion_gym.envs import batch_of
 from diffusion_gym.noise import SampleStreams, derive_keys, draw_normal, draw_uniform_int
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -59,8 +60,7 @@ def _make(env_id: str, device: str, num_envs: int = N_ENVS, **kwargs):
 
 def _state(env) -> torch.Tensor:
     """The env's batch x_k (the tensor that must live on the device)."""
-    u = env.unwrapped
-    return u.core.x if hasattr(u, "core") else u.x
+    return batch_of(env).x
 
 
 def _rollout(env_id: str, device: str, episodes: int = 2, **kwargs) -> dict[str, np.ndarray]:
@@ -69,7 +69,7 @@ def _rollout(env_id: str, device: str, episodes: int = 2, **kwargs) -> dict[str,
     try:
         obs, _ = env.reset(seed=SEED)
         # The env really computes on ``device`` (else CPU == CUDA would hold trivially).
-        assert env.unwrapped.denoiser.device.type == torch.device(device).type
+        assert batch_of(env).denoiser.device.type == torch.device(device).type
         assert _state(env).device.type == torch.device(device).type
         env.action_space.seed(ACTION_SEED)  # the same actions on both devices
         out: dict[str, list] = {"obs": [obs], "reward": [], "x0": [], "final_obs": []}
@@ -150,10 +150,10 @@ def test_expert_observations_cuda_match_cpu():
     for device in ("cpu", "cuda"):
         env = _make("diffusion_gym/Guidance-v0", device, obs_mode="features")
         env.reset(seed=SEED)
-        k = torch.arange(16) % (env.unwrapped.num_steps + 1)
-        labels = torch.arange(16) % env.unwrapped.num_classes
+        k = torch.arange(16) % (batch_of(env).num_steps + 1)
+        labels = torch.arange(16) % batch_of(env).num_classes
         gen = torch.Generator().manual_seed(3)
-        obs = env.unwrapped.expert_observations(k, labels, gen)
+        obs = batch_of(env).expert_observations(k, labels, gen)
         assert obs.device.type == device
         out[device] = obs.cpu().numpy()
         env.close()

@@ -15,6 +15,7 @@ from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 import diffusion_gym  # noqa: F401 - registers the ids
 from diffusion_gym import presets, schedules, steps
+from diffusion_gym.envs import batch_of
 from diffusion_gym.envs.guidance import GuidanceEnv, GuidanceVectorEnv
 from diffusion_gym.noise import SampleStreams, derive_keys, draw_normal
 
@@ -112,7 +113,7 @@ def test_single_env_is_a_view_of_the_vector_env():
     np.testing.assert_array_equal(o1, info2["final_obs"][0])
     with pytest.raises(ResetNeeded):
         env.step(0)  # the single env does not auto-reset
-    assert env.unwrapped.sigmas.shape == (5,)
+    assert batch_of(env).sigmas.shape == (5,)
 
 
 def test_log_prob_and_classifier_rewards_are_exact():

@@ -5,6 +5,8 @@
 - :mod:`.clock`: continuous clock-speed actions, i.e. the timestep schedule of a fixed budget
   (``diffusion_gym/Clock-v0``); :mod:`.clock_spec`: :class:`ClockSpec` and the warped
   :class:`Clock`; :mod:`.bank`: the :class:`ReferenceBank`.
+- :mod:`.base`: the shared base (:class:`BatchedSamplerEnv`: seeding, autoreset, device,
+  render) and the single-env view (:class:`SingleEnvView`) of both families.
 - :mod:`.rendering`: drawing helpers shared by the environments.
 
 :func:`batch_of` gives the native batched vector env behind any of them (a vector env, a
@@ -14,10 +16,9 @@ API consumers read (see docs/guidance_env.md and docs/clock_env.md).
 
 from __future__ import annotations
 
-from typing import Any
-
 from .actions import ActionTable
 from .bank import ReferenceBank
+from .base import BatchedSamplerEnv, SingleEnvView, batch_of
 from .clock import ClockEnv, ClockRollout, ClockVectorEnv
 from .clock_spec import Clock, ClockSpec, schedule_from_actions
 from .guidance import GuidanceEnv, GuidanceVectorEnv, Rollout
@@ -25,6 +26,8 @@ from .guidance import GuidanceEnv, GuidanceVectorEnv, Rollout
 __all__ = [
     "batch_of",
     "ActionTable",
+    "BatchedSamplerEnv",
+    "SingleEnvView",
     "Clock",
     "ClockEnv",
     "ClockRollout",
@@ -36,28 +39,3 @@ __all__ = [
     "Rollout",
     "schedule_from_actions",
 ]
-
-_NATIVE = (GuidanceVectorEnv, ClockVectorEnv)
-_VIEWS = (GuidanceEnv, ClockEnv)
-
-
-def batch_of(env: Any) -> GuidanceVectorEnv | ClockVectorEnv:
-    """The native batched vector env behind ``env``: the env itself, the vector env of a
-    single-env view (``gym.make``), or the one inside any chain of gymnasium wrappers
-    (``env.unwrapped``) or SB3 ``VecEnv`` wrappers (``.venv``). ``TypeError`` otherwise."""
-    seen = env
-    for _ in range(64):
-        if isinstance(seen, _NATIVE):
-            return seen
-        if isinstance(seen, _VIEWS):
-            return seen.vec
-        nxt = getattr(seen, "unwrapped", None)
-        if nxt is None or nxt is seen:
-            nxt = getattr(seen, "venv", None)
-        if nxt is None or nxt is seen:
-            break
-        seen = nxt
-    raise TypeError(
-        f"batch_of needs a diffusion_gym env (vector env, gym.make view or a wrapper of "
-        f"one), got {type(env).__name__}"
-    )

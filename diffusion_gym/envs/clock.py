@@ -4,9 +4,13 @@ ART / ART-RL (arXiv 2601.18681) reparameterises the sampler's time by a clock wh
 agent sets at every step, so a fixed number of solver steps is spent where the
 discretisation error is largest. :class:`ClockVectorEnv` holds a batch of trajectories as
 tensors (one batched denoiser call per solver stage, per-sample σ since every sample has its
-own schedule); :class:`ClockEnv` is the single-env view over a batch of one (``gym.make``,
-``check_env``, RL Zoo). :func:`schedule_from_actions` maps action sequences to schedules, so a
-learned policy distils into a fixed schedule usable by any sampler.
+own schedule) on the shared :class:`~diffusion_gym.envs.base.BatchedSamplerEnv`;
+:class:`ClockEnv` is the single-env view (``gym.make``, ``check_env``, RL Zoo). The clock and
+the parameters live in :mod:`.clock_spec`, the reference bank in :mod:`.bank`.
+
+Why this file is over 500 lines: one class, whose docstring is the env's specification
+(~100 lines) and whose hot path (bank draws, transition, observation) is kept in one place
+so the throughput benchmark's in-run overhead can be read against one listing.
 """
 
 from __future__ import annotations
@@ -21,14 +25,14 @@ import gymnasium as gym
 import numpy as np
 import torch
 from gymnasium import spaces
-from gymnasium.utils import seeding
-from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.error import ResetNeeded
 from gymnasium.vector.utils import batch_space
 
-from .. import presets, steps
+from .. import steps
 from ..denoisers.base import NULL_LABEL, Denoiser
 from ..noise import draw_uniform, draw_uniform_int
 from .bank import ReferenceBank
+from .base import BatchedSamplerEnv, SingleEnvView
 from .clock_spec import (
     BASES,
     OBS_MODES,
@@ -39,7 +43,7 @@ from .clock_spec import (
     check_decreasing,
     schedule_from_actions,
 )
-from .common import base_seeds, episode_keys, resolve_preset
+from .common import episode_keys
 
 __all__ = [
     "Clock",
@@ -82,424 +86,7 @@ class ClockRollout:
     """``[K + 1, B, obs_dim]`` float32 observations before every step, then the last."""
 
 
-# ---------------------------------------------------------------------------------------------
-# The batched environment core (shared by the vector env and the single-env view)
-
-
-class _ClockBatch:
-    """Tensors and transition of B clock trajectories; the envs below are thin views of it."""
-
-    def __init__(self, spec: ClockSpec, denoiser, device, num_envs: int, data):
-        self.device = torch.device(device)
-        preset = resolve_preset(denoiser, data, self.device)
-        self.preset = preset
-        self.preset_name, self.denoiser, self.data = preset.name, preset.denoiser, preset.data
-        self.spec = spec
-        prior_std = spec.prior_std
-        self.prior_std = float(prior_std if prior_std is not None else preset.prior_std)
-        den = self.denoiser
-        if not isinstance(num_envs, int) or isinstance(num_envs, bool) or num_envs < 1:
-            raise ValueError(f"num_envs must be an int >= 1, got {num_envs!r}")
-        if spec.guidance is not None and den.num_classes == 0:
-            raise ValueError("guidance needs a class-conditional denoiser (num_classes > 0)")
-        self.clock = spec.clock(den.sigma_min, den.sigma_max, device)
-        self.K, self.solver, self.obs_mode = spec.budget, spec.solver, spec.obs_mode
-        self.reward, self.guidance, self.num_envs = spec.reward, spec.guidance, num_envs
-        self.bank_size = spec.bank_size
-        self.max_episode_steps = spec.max_episode_steps
-        obs_mode = spec.obs_mode
-        self.label_choices = self._label_choices(spec.class_labels)
-        choices = self.label_choices  # the data's class histogram is read only if drawn from
-        hist = choices is not None and choices.numel() == 0
-        self.reference_bank = ReferenceBank(
-            den,
-            spec.bank_size,
-            prior_std=self.prior_std,
-            seed=spec.bank_seed,
-            label_choices=self.label_choices,
-            class_weights=getattr(self.data, "class_weights", None) if hist else None,
-            reference_steps=spec.reference_steps,
-            extrapolate=spec.reference_extrapolate,
-            guidance=spec.guidance,
-            device=self.device,
-        )
-        self.bank: dict[str, torch.Tensor] | None = None
-        self.bank_cdf: np.ndarray | None = None  # None: uniform draws (set_bank_probs)
-        self.bank_inv_p: torch.Tensor | None = None  # 1 / (bank_size · p_j)
-        self.bank_weight: torch.Tensor | None = None  # the current episodes' 1 / (N p)
-        self.seeds: torch.Tensor | None = None
-        self.episode = torch.zeros(num_envs, dtype=torch.int64, device=self.device)
-        self.k = -1  # step index; -1 = never reset
-        self._start: tuple | None = None  # shared start state (u, σ, on_base, 0·x)
-        self._ahead: tuple | None = None  # bank entries drawn ahead (see _bank_entries)
-        self._obs32_start: torch.Tensor | None = None
-        self._obs_rows0: torch.Tensor | None = None  # the episode's first observations
-        self.obs64: torch.Tensor | None = None  # float64 observation buffer (internal)
-        self._any_zero: tuple = (None, None)  # (actions, whether one is 0) from to_actions
-        n_cls = den.num_classes if self.label_choices is not None else 0
-        n_x = den.dim if obs_mode == "state" else 3
-        self.obs_dim = 3 + n_x + n_cls
-        self._ones_shape = (1,) * len(den.shape)  # broadcasts a [B] scale over x [B, *shape]
-
-    # -- configuration -------------------------------------------------------------------------
-    def _label_choices(self, class_labels) -> torch.Tensor | None:
-        """None (unconditional), or the labels episodes draw from (empty = data's histogram)."""
-        den = self.denoiser
-        if den.num_classes == 0:
-            if class_labels is not None:
-                raise ValueError("class_labels given but the denoiser is unconditional")
-            return None
-        if class_labels is None:
-            return torch.zeros(0, dtype=torch.long)
-        labels = torch.as_tensor(class_labels).reshape(-1)
-        if labels.numel() == 0 or labels.is_floating_point() or labels.dtype == torch.bool:
-            raise TypeError(f"class_labels must be None, an int or a list of ints, got {labels}")
-        if not bool(((labels >= NULL_LABEL) & (labels < den.num_classes)).all()):
-            raise ValueError(f"class_labels must lie in [-1, {den.num_classes}), got {labels}")
-        return labels.long()
-
-    # -- the reference bank --------------------------------------------------------------------
-    @property
-    def bank_build_seconds(self) -> float | None:
-        return self.reference_bank.build_seconds
-
-    @torch.no_grad()
-    def build_bank(self) -> None:
-        """Build the reference bank (unless built) and each entry's first observation."""
-        rb = self.reference_bank
-        if not rb.built:
-            rb.build()
-        den, n, dev = self.denoiser, rb.size, self.device
-        x_T, labels = rb.x_T, rb.labels  # noqa: N806
-        self.bank = {"x_T": x_T, "labels": labels, "x_ref": rb.x_ref, "d2": rb.d2}
-        if labels is not None:  # one-hot observation part of each entry (−1: all zeros)
-            onehot = torch.zeros(n, den.num_classes, dtype=torch.float64, device=dev)
-            onehot.scatter_(1, labels.clamp_min(0)[:, None], (labels >= 0).double()[:, None])
-            self.bank["onehot"] = onehot
-        # Every episode starts at σ_max, u = 0: entry j's first observation is fixed, so a
-        # reset is one index_select of these rows (float64 state, float32 as returned).
-        obs0 = torch.empty(n, self.obs_dim, dtype=torch.float64, device=dev)
-        sig0, u0 = self.clock.sigma_base[:1].expand(n), torch.zeros(n, dtype=torch.float64)
-        self._write_obs(obs0, 0, sig0, u0.to(dev), x_T, torch.zeros_like(x_T))
-        if labels is not None:
-            obs0[:, self.obs_dim - den.num_classes :] = onehot
-        self.bank["obs0_f32"] = obs0.to(torch.float32)
-        self._ahead = None  # entries gathered from an older bank
-
-    # -- episodes ------------------------------------------------------------------------------
-    def set_seeds(self, seed, rng: np.random.Generator) -> None:
-        """Per-env base seeds ``seed + i`` (int), ``seed[i]`` (list) or random (None, from
-        ``rng``); episode counters restart at 0."""
-        self.seeds = base_seeds(seed, self.num_envs, rng).to(self.device)
-        self.episode.zero_()
-        self._ahead = None  # the precomputed bank indices belong to the old seeds
-
-    def set_bank_probs(self, probs) -> None:
-        """Draw bank entries with probabilities ``probs`` [bank_size] (normalised here) from
-        the next episode on; None restores uniform draws. See the env's method."""
-        if probs is None:
-            self.bank_cdf = self.bank_inv_p = None
-        else:
-            p = np.asarray(probs.detach().cpu() if isinstance(probs, torch.Tensor) else probs)
-            if p.shape != (self.bank_size,):
-                raise ValueError(
-                    f"probs must have shape ({self.bank_size},) (bank_size), got {p.shape}"
-                )
-            p = p.astype(np.float64)
-            if not np.isfinite(p).all() or (p < 0).any() or p.sum() <= 0:
-                raise ValueError("probs must be finite, >= 0 and not all zero")
-            p = p / p.sum()
-            cdf = np.cumsum(p)
-            cdf /= cdf[-1]
-            with np.errstate(divide="ignore"):
-                inv = 1.0 / (self.bank_size * p)  # inf only for entries never drawn
-            self.bank_cdf = cdf
-            self.bank_inv_p = torch.from_numpy(inv).to(self.device)
-        self._ahead = None  # entries drawn ahead used the old probabilities
-
-    def _bank_entries(self) -> tuple[torch.Tensor, dict[str, torch.Tensor | None]]:
-        """Every env's bank entry for its current episode (``draw_uniform_int`` of its keys)
-        and the rows of that entry: ``(idx [B], {"x_T", "x_ref", "labels", "obs0_f32"})``.
-
-        Drawn and gathered for the next M episodes at once (row m: episode counters + m;
-        integer hashing, so each row equals the one-episode draw bit for bit; one gather of
-        M·B rows while the bank is in cache); used while ``episode`` walks along the rows,
-        recomputed when it does not (seeding, manual edits). Rows of different episodes are
-        disjoint views, never written in place.
-        """
-        ahead = self._ahead
-        if ahead is not None:
-            seeds, episodes, idx, rows, m = ahead
-            if m < len(idx) and seeds is self.seeds and torch.equal(self.episode, episodes[m]):
-                self._ahead = (seeds, episodes, idx, rows, m + 1)
-                return idx[m], {key: None if v is None else v[m] for key, v in rows.items()}
-        n_ahead = max(1, min(64, 2**15 // self.num_envs))  # ~32k rows: stays in cache
-        offsets = torch.arange(n_ahead, dtype=torch.int64, device=self.device)[:, None]
-        episodes = self.episode[None, :] + offsets
-        keys = episode_keys(self.seeds[None, :], episodes)
-        if self.bank_cdf is None:
-            idx = draw_uniform_int(keys, 0, self.bank_size)
-        else:  # inverse CDF of the same stream's uniform
-            u = draw_uniform(keys, 0).cpu().numpy()
-            j = np.minimum(np.searchsorted(self.bank_cdf, u, side="right"), self.bank_size - 1)
-            idx = torch.from_numpy(j).to(self.device)
-        flat, b = idx.reshape(-1), self.num_envs
-        rows, cpu = {}, self.device.type == "cpu"
-        flat_np = flat.numpy() if cpu else None
-        for key in ("x_T", "x_ref", "labels", "obs0_f32"):
-            v = self.bank[key]
-            if v is not None:  # the same gather; numpy's take is ~2-3x faster on the host
-                v = (
-                    torch.from_numpy(np.take(v.numpy(), flat_np, axis=0))
-                    if cpu and v.dtype in _HOST_TAKE_DTYPES
-                    else v.index_select(0, flat)
-                )
-                v = v.view(-1, b, *v.shape[1:])
-            rows[key] = v
-        self._ahead = (self.seeds, episodes, idx, rows, 1)
-        return idx[0], {key: None if v is None else v[0] for key, v in rows.items()}
-
-    def start_episodes(self) -> None:
-        """Draw every env's bank entry by its own stream and put the batch at σ_max."""
-        if self.bank is None:
-            self.build_bank()
-        if self._start is None:  # start state tensors, shared by every episode (never
-            # written in place: each step makes new ones)
-            u0, sigma0, on_base0 = self.clock.start(self.num_envs)
-            self.obs64 = torch.empty(self.num_envs, self.obs_dim, dtype=torch.float64)
-            self.obs64 = self.obs64.to(self.device)  # reused by every episode (internal)
-            self._obs64_cols = self._columns(self.obs64, self.bank["x_T"].shape[1:])
-            self._start = (u0, sigma0, on_base0, torch.zeros_like(self.bank["x_T"][:1]))
-            self._zero_reward = torch.zeros(self.num_envs, dtype=torch.float64, device=self.device)
-        u0, sigma0, on_base0, zero_x = self._start
-        idx, rows = self._bank_entries()
-        self.idx = idx
-        self.bank_weight = None if self.bank_inv_p is None else self.bank_inv_p[idx]
-        self.x = rows["x_T"]  # gathered copies: the bank stays untouched
-        self.x_T = self.x
-        self.x_ref, self.labels = rows["x_ref"], rows["labels"]
-        self.u, self.sigma, self.on_base = u0, sigma0, on_base0
-        self._sigmas = [sigma0]  # σ_0 .. σ_k of the episode (see schedule)
-        self.prev_denoised = zero_x.expand_as(self.x)
-        self.prev_d = None
-        # Float64 observation state of the episode (the one-hot part stays fixed), and the
-        # float32 first observation handed out once by observe().
-        self._obs32_start = self._obs_rows0 = rows["obs0_f32"]
-        self._obs_k = -1  # obs64 is filled when first read in this episode (observation64)
-        n_cls = 0 if self.labels is None else self.denoiser.num_classes
-        # One-hot class part of the observation (None: unconditional), exact in float32.
-        self.onehot = self._obs32_start[:, self.obs_dim - n_cls :] if n_cls else None
-        self.k = 0
-
-    @property
-    def schedule(self) -> torch.Tensor:
-        """``[B, K+1]`` float64 (a new tensor): σ_0 .. σ_k of every trajectory so far, then
-        zeros. Assembled from the per-step σ when read (once per episode), instead of a
-        column write into a cold [B, K+1] buffer every step and a clone per episode."""
-        sig = self._sigmas
-        pad = [torch.zeros_like(sig[0])] * (self.K + 1 - len(sig))
-        return torch.stack(sig + pad, 1)
-
-    def observe(self) -> torch.Tensor:
-        """``[B, obs_dim]`` float32 (a new tensor): log σ_k, k/K, (u* − u_k)/u*, x features,
-        one-hot c."""
-        if self.k == 0 and self._obs32_start is not None:  # the reset's rows, handed out once
-            obs, self._obs32_start = self._obs32_start, None
-            return obs
-        if self.device.type == "cpu" and self.obs_mode == "state":
-            return torch.from_numpy(self._observe_host())
-        return self.observation64().to(torch.float32)
-
-    def _observe_host(self) -> np.ndarray:
-        """CPU, ``obs_mode="state"``: :meth:`observation64` rounded to float32, written into a
-        copy of the episode's first-observation rows (their one-hot part is this episode's)
-        from numpy columns: IEEE arithmetic, sqrt and casts, so the same bits; log σ stays
-        torch's, into a strided column as in the buffer (the same scalar loop). Skips the
-        cold float64 buffer's column writes and its full-width cast."""
-        b, k, den = self.num_envs, self.k, self.denoiser
-        obs = self._obs_rows0.numpy().copy()
-        if k < self.K:  # σ_k > 0 before the terminal state (see _write_obs)
-            safe = k == 0 or self.clock.decrease_guaranteed[k - 1]
-            log_sigma = torch.empty(b, 2, dtype=torch.float64)[:, 0]  # strided: see above
-            torch.log(self.sigma if safe else self.sigma.clamp_min(1e-300), out=log_sigma)
-            obs[:, 0] = log_sigma.numpy()
-        else:
-            obs[:, 0] = TERMINAL_LOG_SIGMA
-        obs[:, 1] = k / self.K
-        u_star = self.clock.u_star
-        clock = u_star - self.u.numpy()
-        clock /= u_star
-        obs[:, 2] = clock  # (u* − u_k)/u*
-        sig = self.sigma.numpy()
-        scale = sig * sig  # σ² + σ_data², then its square root
-        scale += den.sigma_data**2
-        np.sqrt(scale, out=scale)
-        x = self.x.numpy().reshape(b, -1)
-        if den.dim <= 4:  # one 1-D division per column (numpy's 2-D loop is slow for few)
-            for j in range(den.dim):
-                obs[:, 3 + j] = x[:, j] / scale
-        else:
-            obs[:, 3 : 3 + den.dim] = x / scale[:, None]
-        return obs
-
-    def observe_into(self, out: torch.Tensor) -> torch.Tensor:
-        """Write the observation into the first ``obs_dim`` columns of ``out`` (cast to its
-        dtype: float32 rounds the float64 values, as ``observe`` does)."""
-        d = self.obs_dim
-        out[:, :d].copy_(self.observation64())
-        return out[:, :d]
-
-    def observation64(self) -> torch.Tensor:
-        """The float64 observation ``[B, obs_dim]`` of the current state (the env's own
-        buffer: read it, do not keep it across steps)."""
-        if self._obs_k < 0:  # first read this episode: its one-hot part, copied here rather
-            # than at reset since the CPU "state" path never reads obs64 (whole rows, one
-            # contiguous copy; the other columns are rewritten just below)
-            self.obs64.copy_(self._obs_rows0)
-        if self._obs_k != self.k:
-            self._write_obs(self.obs64, self.k, self.sigma, self.u, self.x, self.prev_denoised)
-            self._obs_k = self.k
-        return self.obs64
-
-    def _columns(self, out: torch.Tensor, x_shape) -> tuple:
-        """Views of ``out``'s columns: log σ, k/K, clock, x (shaped like x; None: features)."""
-        x_cols = None
-        if self.obs_mode == "state":
-            x_cols = out[:, 3 : 3 + self.denoiser.dim].view(out.shape[0], *x_shape)
-        return out[:, 0], out[:, 1], out[:, 2], x_cols
-
-    def _write_obs(self, out, k, sig, u, x, prev_denoised) -> None:
-        """Columns 0 .. 3 + n_x of the observation at step ``k`` (all but the one-hot)."""
-        b, den = x.shape[0], self.denoiser
-        if out is self.obs64:  # the env's own buffer: its column views are kept
-            log_sigma, step, clock, x_cols = self._obs64_cols
-        else:
-            log_sigma, step, clock, x_cols = self._columns(out, x.shape[1:])
-        if k < self.K:  # σ_k > 0 before the terminal state (checked by advance)
-            safe = k == 0 or self.clock.decrease_guaranteed[k - 1]  # then σ_k > 1e-250
-            torch.log(sig if safe else sig.clamp_min(1e-300), out=log_sigma)
-        else:  # the terminal state σ_K = 0
-            log_sigma.fill_(TERMINAL_LOG_SIGMA)
-        step.fill_(k / self.K)
-        u_star = self.clock.u_star
-        torch.div(u_star - u, u_star, out=clock)
-        # σ·σ: what pow(σ, 2) computes, without its dispatch.
-        scale = (sig * sig + den.sigma_data**2).sqrt().view(-1, *self._ones_shape)
-        if x_cols is not None:  # obs_mode "state"
-            torch.div(x, scale, out=x_cols)
-        else:
-            xs = (x / scale).reshape(b, -1).to(torch.float64)
-            dn = prev_denoised.reshape(b, -1).to(torch.float64) / den.sigma_data
-            out[:, 3] = xs.pow(2).mean(1).sqrt()
-            out[:, 4] = xs.mean(1)
-            out[:, 5] = dn.pow(2).mean(1).sqrt()
-
-    def advance(self, action: torch.Tensor) -> dict[str, Any]:
-        """One env step of every trajectory; returns the transition (tensors, reward [B])."""
-        if torch.is_grad_enabled():  # no graphs; a caller under no_grad skips the switch
-            with torch.no_grad():
-                return self._advance(action)
-        return self._advance(action)
-
-    def _advance(self, action: torch.Tensor) -> dict[str, Any]:
-        k = self.k
-        # Whether some action is 0, known from the host check of these very actions.
-        any_zero = self._any_zero[1] if self._any_zero[0] is action else None
-        self._any_zero = (None, None)
-        u_next, sigma_next, on_base = self.clock.advance(k, self.u, self.on_base, action, any_zero)
-        if k < self.K - 1 and not self.clock.decrease_guaranteed[k]:
-            check_decreasing(sigma_next, self.sigma)  # else no action in [−1, 1] can fail
-        x_next, denoised = steps.step(
-            self.denoiser,
-            self.x,
-            self.sigma,
-            sigma_next,
-            class_labels=self.labels,
-            guidance=self.guidance,
-            solver=self.solver,
-        )
-        tr = {
-            "x": self.x, "x_next": x_next, "denoised": denoised, "sigma": self.sigma,
-            "sigma_next": sigma_next, "step": k, "terminal": k == self.K - 1,
-            "x_ref": self.x_ref, "x_T": self.x_T, "class_labels": self.labels,
-        }  # fmt: skip
-        tr["reward"] = self._reward(tr)
-        self._sigmas.append(sigma_next)
-        self.x, self.sigma, self.u, self.on_base = x_next, sigma_next, u_next, on_base
-        self.prev_denoised = denoised
-        self.k = k + 1
-        return tr
-
-    def _reward(self, tr: dict[str, Any]) -> torch.Tensor:
-        b = self.num_envs
-        if callable(self.reward):
-            r = torch.as_tensor(self.reward(tr), dtype=torch.float64, device=self.device)
-            if r.shape != (b,) or not bool(torch.isfinite(r).all()):
-                raise ValueError(
-                    f"the reward callable must return {b} finite values, got {r.shape}"
-                )
-            return r
-        if self.reward == "terminal_error":
-            if not tr["terminal"]:
-                return self._zero_reward  # shared, never written in place
-            err = (tr["x_next"] - tr["x_ref"]).reshape(b, -1).to(torch.float64)
-            if err.shape[1] == 2:  # = mean(1) bit for bit (a two-term sum has one order),
-                # without the slow reduction over a 2-wide inner dimension
-                e0, e1 = err[:, 0], err[:, 1]
-                return -((e0 * e0 + e1 * e1) / 2)
-            return -err.pow(2).mean(1)
-        return self._local_error(tr)
-
-    def _local_error(self, tr: dict[str, Any]) -> torch.Tensor:
-        """ART's Euler local-error surrogate r_k = −|Q_k| θ_k² Δt (see the env docstring)."""
-        b, sig = self.num_envs, tr["sigma"]
-        shape = (-1, *([1] * len(self.denoiser.shape)))
-        d_k = (tr["x"] - tr["denoised"]) / sig.reshape(shape).to(tr["x"].dtype)
-        if self.prev_d is None:  # k = 0: x'' at σ_max from the bank's reference
-            d2 = self.bank["d2"][self.idx]
-        else:  # backward difference of dx/dσ along this trajectory
-            d2 = (d_k - self.prev_d) / (sig - self.prev_sigma).reshape(shape).to(d_k.dtype)
-        self.prev_d, self.prev_sigma = d_k, sig
-        dt = self.clock.sigma_max / self.K  # Δt: one uniform step of the linear clock, in σ
-        theta = (sig - tr["sigma_next"]) / dt  # θ_k: realised clock speed in those units
-        q = 0.5 * d2.reshape(b, -1).to(torch.float64).pow(2).mean(1).sqrt() * dt
-        return -q.abs() * theta**2 * dt
-
-    def to_actions(self, actions, batch: int) -> torch.Tensor:
-        """Validate a batch of actions (``[batch, 1]``) and return them as a float64 ``[batch]``."""
-        if self.k < 0:
-            raise gym.error.ResetNeeded("call reset() before step()")
-        if self.k >= self.K:
-            raise gym.error.ResetNeeded("the episode is over: call reset() before step()")
-        if isinstance(actions, torch.Tensor):
-            a = actions.detach().to(self.device, torch.float64)
-        else:
-            arr = np.asarray(actions)
-            if not np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_:
-                raise TypeError(f"actions must be numeric, got dtype {arr.dtype}")
-            if arr.shape != (batch, 1):
-                raise ValueError(f"actions must have shape ({batch}, 1), got {arr.shape}")
-            if not (arr.min() >= -1 and arr.max() <= 1):  # host check (NaN fails it too)
-                check_actions(torch.as_tensor(arr.astype(np.float64)), "action")
-            a = torch.from_numpy(arr[:, 0].astype(np.float64))  # a new array: no aliasing
-            a = a if self.device.type == "cpu" else a.to(self.device)
-            self._any_zero = (a, bool(np.count_nonzero(arr) < batch))  # for advance (a bool:
-            # advance tests `is False`)
-            return a
-        if tuple(a.shape) != (batch, 1):
-            raise ValueError(f"actions must have shape ({batch}, 1), got {tuple(a.shape)}")
-        check_actions(a, "action")
-        return a[:, 0]
-
-    def truncated(self) -> bool:
-        return self.max_episode_steps is not None and self.k >= self.max_episode_steps < self.K
-
-
-# ---------------------------------------------------------------------------------------------
-# Gymnasium classes
-
-
-class ClockVectorEnv(VectorEnv):
+class ClockVectorEnv(BatchedSamplerEnv):
     """Clock (continuous): choose the clock speed of each of K solver steps.
 
     ## Description
@@ -597,8 +184,6 @@ class ClockVectorEnv(VectorEnv):
     - v0: initial version.
     """
 
-    metadata = {"render_modes": ["rgb_array"], "autoreset_mode": AutoresetMode.SAME_STEP}
-
     def __init__(
         self,
         denoiser: str | Denoiser = "gmm-ring8",
@@ -622,8 +207,6 @@ class ClockVectorEnv(VectorEnv):
         data: Any = None,
         prior_std: float | None = None,
     ):
-        if render_mode not in (None, "rgb_array"):
-            raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
         spec = ClockSpec(
             budget=budget, solver=solver, base=base, rho=rho, speed_scale=speed_scale,
             obs_mode=obs_mode, reward=reward, reference_steps=reference_steps,
@@ -631,131 +214,147 @@ class ClockVectorEnv(VectorEnv):
             bank_seed=bank_seed, class_labels=class_labels, guidance=guidance,
             max_episode_steps=max_episode_steps, prior_std=prior_std,
         )  # fmt: skip
-        self.core = _ClockBatch(spec, denoiser, device, num_envs, data)
-        self.num_envs = num_envs
-        self.render_mode = render_mode
-        self.single_action_space = spaces.Box(-1.0, 1.0, (1,), np.float32)
-        self.single_observation_space = spaces.Box(
-            -np.inf, np.inf, (self.core.obs_dim,), np.float32
+        preset = self._init_batch(num_envs, denoiser, data, device, render_mode)
+        den = preset.denoiser
+        if spec.guidance is not None and den.num_classes == 0:
+            raise ValueError("guidance needs a class-conditional denoiser (num_classes > 0)")
+        self._spec = spec
+        self._prior_std = float(spec.prior_std if spec.prior_std is not None else preset.prior_std)
+        self._clock = spec.clock(den.sigma_min, den.sigma_max, self._device)
+        self._K, self._solver, self._obs_mode = spec.budget, spec.solver, spec.obs_mode
+        self._reward_mode, self._guidance = spec.reward, spec.guidance
+        self._label_choices_t = self._check_label_choices(spec.class_labels)
+        choices = self._label_choices_t  # the data's class histogram is read only if drawn from
+        hist = choices is not None and choices.numel() == 0
+        self._bank = ReferenceBank(
+            den,
+            spec.bank_size,
+            prior_std=self._prior_std,
+            seed=spec.bank_seed,
+            label_choices=choices,
+            class_weights=getattr(preset.data, "class_weights", None) if hist else None,
+            reference_steps=spec.reference_steps,
+            extrapolate=spec.reference_extrapolate,
+            guidance=spec.guidance,
+            device=self._device,
         )
+        # Gather sources of an episode's bank rows (x_T, x_ref, labels, first observation).
+        self._bank_table: dict[str, torch.Tensor | None] | None = None
+        self._bank_cdf: np.ndarray | None = None  # None: uniform draws (set_bank_probs)
+        self._bank_inv_p: torch.Tensor | None = None  # 1 / (bank_size · p_j)
+        self._bank_weight: torch.Tensor | None = None  # the current episodes' 1 / (N p)
+        self._k = -1  # step index; -1 = never reset
+        self._x = self._x_T = self._x_ref = self._labels = self._idx = None
+        self._start: tuple | None = None  # shared start state (u, σ, on_base, 0·x)
+        self._ahead: tuple | None = None  # bank entries drawn ahead (see _bank_entries)
+        self._obs32_start: torch.Tensor | None = None
+        self._obs_rows0: torch.Tensor | None = None  # the episode's first observations
+        self._obs64: torch.Tensor | None = None  # float64 observation buffer
+        self._any_zero: tuple = (None, None)  # (actions, whether one is 0) from _to_actions
+        n_cls = den.num_classes if choices is not None else 0
+        n_x = den.dim if spec.obs_mode == "state" else 3
+        self.obs_dim = 3 + n_x + n_cls
+        self._ones_shape = (1,) * len(den.shape)  # broadcasts a [B] scale over x [B, *shape]
+        self.single_action_space = spaces.Box(-1.0, 1.0, (1,), np.float32)
+        self.single_observation_space = spaces.Box(-np.inf, np.inf, (self.obs_dim,), np.float32)
         self.action_space = batch_space(self.single_action_space, num_envs)
         self.observation_space = batch_space(self.single_observation_space, num_envs)
 
-    # -- public attributes -----------------------------------------------------------------------
+    # -- public, read-only ------------------------------------------------------------------------
     @property
     def budget(self) -> int:
         """K, the number of solver steps of an episode."""
-        return self.core.K
+        return self._K
 
     @property
     def clock_spec(self) -> ClockSpec:
         """The frozen parameters of this env (everything but denoiser, device, num_envs)."""
-        return self.core.spec
+        return self._spec
 
     @property
-    def preset(self) -> presets.Preset:
-        """The resolved preset (denoiser, data, σ range)."""
-        return self.core.preset
-
-    @property
-    def device(self) -> torch.device:
-        return self.core.device
-
-    @property
-    def dtype(self) -> torch.dtype:
-        """The denoiser's dtype (of x, x_T, x_ref)."""
-        return self.core.denoiser.dtype
-
-    @property
-    def num_classes(self) -> int:
-        """Classes of the denoiser (0: unconditional)."""
-        return self.core.denoiser.num_classes
+    def clock(self) -> Clock:
+        """The warped clock (base schedule, speed action)."""
+        return self._clock
 
     @property
     def solver(self) -> str:
-        return self.core.solver
+        return self._solver
 
     @property
     def guidance(self) -> float | None:
         """The CFG weight w of every call (None: the plain conditional call)."""
-        return self.core.guidance
+        return self._guidance
 
     @property
     def obs_mode(self) -> str:
-        return self.core.obs_mode
+        return self._obs_mode
 
     @property
     def x(self) -> torch.Tensor | None:
-        """``[B, *shape]`` the current states (None before the first reset)."""
-        return getattr(self.core, "x", None)
+        """``[B, *shape]`` the current states x_k (None before the first reset)."""
+        return self._x
 
     @property
     def x_T(self) -> torch.Tensor | None:  # noqa: N802 - the paper's name
         """``[B, *shape]`` the current episodes' start states (their bank rows' x_T)."""
-        return getattr(self.core, "x_T", None)
+        return self._x_T
 
     @property
     def x_ref(self) -> torch.Tensor | None:
         """``[B, *shape]`` the current episodes' reference solutions (bank rows' x_ref)."""
-        return getattr(self.core, "x_ref", None)
+        return self._x_ref
 
     @property
     def class_labels(self) -> torch.Tensor | None:
         """``[B]`` long labels of the current episodes (−1: unconditional call), or None."""
-        return getattr(self.core, "labels", None)
+        return self._labels
 
     @property
     def bank_index(self) -> torch.Tensor | None:
         """``[B]`` long: the bank entry of each current episode (None before a reset). Read
         it before the step that ends the episode: the autoreset draws the next ones."""
-        return getattr(self.core, "idx", None)
+        return self._idx
 
     @property
     def bank(self) -> ReferenceBank:
         """The reference bank (built at the first reset, or by ``bank.build()``)."""
-        return self.core.reference_bank
-
-    @property
-    def schedule(self) -> torch.Tensor:
-        """``[B, K+1]`` float64: σ_0 .. σ_k of every current trajectory so far, then zeros (a
-        new tensor)."""
-        if self.core.k < 0:
-            raise gym.error.ResetNeeded("call reset() before reading schedule")
-        return self.core.schedule
-
-    @property
-    def clock(self) -> Clock:
-        return self.core.clock
-
-    @property
-    def denoiser(self) -> Denoiser:
-        return self.core.denoiser
-
-    @property
-    def base_schedule(self) -> torch.Tensor:
-        """The schedule of all-zero actions (``karras(K)`` or ``linear(K)``), float64 [K+1]."""
-        return self.core.clock.sigma_base
+        return self._bank
 
     @property
     def bank_build_seconds(self) -> float | None:
-        """Wall time of the bank build (None before the first reset)."""
-        return self.core.bank_build_seconds
-
-    def set_bank_probs(self, probs) -> None:
-        """Importance-sample the reference bank: from the next episode on, entry j is drawn
-        with probability ``probs[j] / sum(probs)`` (``[bank_size]``, finite, >= 0), by the
-        inverse CDF of the same per-(seed, env, episode) uniform that uniform draws use, so
-        runs stay reproducible. The episode's weight 1 / (bank_size · p_j) is in
-        :attr:`bank_weight`: a weighted mean of rewards is an unbiased estimate of the
-        uniform-bank mean. ``None`` restores uniform draws (weights None)."""
-        self.core.set_bank_probs(probs)
+        """Wall time of the bank build (None before it)."""
+        return self._bank.build_seconds
 
     @property
     def bank_weight(self) -> torch.Tensor | None:
         """The current episodes' importance weights 1 / (bank_size · p_j) ``[num_envs]``
         float64 on the env's device (read them before the step that ends the episode, as
         the autoreset draws the next ones), or None with uniform draws."""
-        return self.core.bank_weight
+        return self._bank_weight
+
+    @property
+    def base_schedule(self) -> torch.Tensor:
+        """The schedule of all-zero actions (``karras(K)`` or ``linear(K)``), float64 [K+1]."""
+        return self._clock.sigma_base
+
+    @property
+    def schedule(self) -> torch.Tensor:
+        """``[B, K+1]`` float64 (a new tensor): σ_0 .. σ_k of every current trajectory so far,
+        then zeros. Assembled from the per-step σ when read (once per episode), instead of a
+        column write into a cold [B, K+1] buffer every step and a clone per episode."""
+        if self._k < 0:
+            raise ResetNeeded("call reset() before reading schedule")
+        sig = self._sigma_hist
+        pad = [torch.zeros_like(sig[0])] * (self._K + 1 - len(sig))
+        return torch.stack(sig + pad, 1)
+
+    def schedule_from_actions(self, actions) -> torch.Tensor:
+        """:func:`schedule_from_actions` with this env's clock (``[K]`` or ``[B, K]``)."""
+        c = self._clock
+        return schedule_from_actions(
+            actions, c.budget, base=c.base, sigma_min=c.sigma_min, sigma_max=c.sigma_max,
+            rho=c.rho, speed_scale=c.speed_scale,
+        )  # fmt: skip
 
     @torch.no_grad()
     def rollout(
@@ -771,29 +370,26 @@ class ClockVectorEnv(VectorEnv):
         :returns: a :class:`ClockRollout`, equal bit for bit to the first episode after
             ``reset(seed=seed)`` stepped with the same actions.
         """
-        own = self.core
-        if own.bank is None:
-            own.build_bank()
-        core = copy.copy(own)  # shares the bank and the clock (read only); own episode state
-        core.episode = torch.zeros(own.num_envs, dtype=torch.int64, device=own.device)
-        core._start, core._ahead = None, None
-        rng = seeding.np_random(seed if isinstance(seed, (int, np.integer)) else None)[0]
-        core.set_seeds(seed, rng)
-        core.start_episodes()
-        b = core.num_envs
-        x_T, x_ref, labels, idx = core.x_T, core.x_ref, core.labels, core.idx  # noqa: N806
-        obs, acts, rewards = [core.observe()], [], []
-        for k in range(core.K):
+        if self._bank_table is None:
+            self._build_bank_table()
+        run = copy.copy(self)  # shares the bank, clock and spaces (read only), not the episodes
+        run._seeds, run._start, run._ahead = None, None, None
+        run._seed_episodes(seed)
+        run._begin_episodes()
+        b = run.num_envs
+        x_T, x_ref, labels, idx = run._x_T, run._x_ref, run._labels, run._idx  # noqa: N806
+        obs, acts, rewards = [run._observe()], [], []
+        for k in range(run._K):
             a = policy(obs[-1], k)
             a = a if isinstance(a, torch.Tensor) else np.asarray(a)
-            a = core.to_actions(a.reshape(b, 1), b)
-            tr = core.advance(a)
-            obs.append(core.observe())
+            a = run._to_actions(a.reshape(b, 1), b)
+            tr = run._transition(a)
+            obs.append(run._observe())
             acts.append(a)
             rewards.append(tr["reward"])
         return ClockRollout(
-            schedule=core.schedule,
-            x0=core.x,
+            schedule=run.schedule,
+            x0=run._x,
             x_ref=x_ref,
             x_T=x_T,
             class_labels=labels,
@@ -803,36 +399,23 @@ class ClockVectorEnv(VectorEnv):
             observations=torch.stack(obs),
         )
 
-    def schedule_from_actions(self, actions) -> torch.Tensor:
-        """:func:`schedule_from_actions` with this env's clock (``[K]`` or ``[B, K]``)."""
-        c = self.core.clock
-        return schedule_from_actions(
-            actions, c.budget, base=c.base, sigma_min=c.sigma_min, sigma_max=c.sigma_max,
-            rho=c.rho, speed_scale=c.speed_scale,
-        )  # fmt: skip
-
     # -- gymnasium API ----------------------------------------------------------------------------
     def reset(self, *, seed: int | Sequence[int] | None = None, options: dict | None = None):
         """Start a new episode in every env; ``seed`` (int or one per env) restarts the streams."""
-        first_seed = seed if isinstance(seed, (int, np.integer)) or seed is None else None
-        super().reset(seed=first_seed)
-        if seed is not None or self.core.seeds is None:
-            self.core.set_seeds(seed, self.np_random)
-        elif self.core.k >= 0:
-            self.core.episode += 1
-        self.core.start_episodes()
-        return self._obs(), {}
+        self._seed_episodes(seed)
+        self._begin_episodes()
+        return self._observe().cpu().numpy(), {}  # a new float32 array
 
     def step(self, actions):
         """Advance every env one solver step with its clock speed; autoreset ``SAME_STEP``."""
-        core, b, d = self.core, self.num_envs, self.core.obs_dim
-        a = core.to_actions(actions, b)
-        tr = core.advance(a)
+        b, d = self.num_envs, self.obs_dim
+        a = self._to_actions(actions, b)
+        tr = self._transition(a)
         terminated = tr["terminal"]
-        truncated = (not terminated) and core.truncated()
+        truncated = (not terminated) and self._is_truncated()
         stacked = (tr["reward"], tr["sigma"], tr["sigma_next"])
-        if core.device.type == "cpu":  # fresh tensors shared with numpy: no copy, no packing
-            obs = core.observe().numpy()
+        if self._device.type == "cpu":  # fresh tensors shared with numpy: no copy, no packing
+            obs = self._observe().numpy()
             reward, sigma, sigma_next = torch.stack(stacked).numpy()
         else:
             # Observation (float32), reward, σ_k and σ_{k+1} (float64) packed in one fresh
@@ -840,8 +423,8 @@ class ClockVectorEnv(VectorEnv):
             # Byte layout [obs (4·B·d) | pad to 8 | reward, σ, σ_next (8·3B)].
             n_obs = 4 * b * d
             lo = n_obs + (-n_obs) % 8
-            buf = torch.empty(lo + 24 * b, dtype=torch.uint8, device=core.device)
-            buf[:n_obs].view(torch.float32).view(b, d).copy_(core.observation64())
+            buf = torch.empty(lo + 24 * b, dtype=torch.uint8, device=self._device)
+            buf[:n_obs].view(torch.float32).view(b, d).copy_(self._observation64())
             torch.stack(stacked, out=buf[lo:].view(torch.float64).view(3, b))
             host = buf.cpu().numpy()  # a fresh buffer every step: the views below stay valid
             obs = host[:n_obs].view(np.float32).reshape(b, d)
@@ -858,18 +441,17 @@ class ClockVectorEnv(VectorEnv):
             "_step": mask,
         }
         if terminated or truncated:
-            final_info = info
             if terminated:
-                final_info["schedule"] = core.schedule.cpu().numpy()
-                final_info["x0"] = tr["x_next"].cpu().numpy()
-                final_info["_schedule"] = final_info["_x0"] = mask
-            # One row view per env, as SyncVectorEnv gives it (fromiter: no list in between).
-            final_obs = np.fromiter(obs, dtype=object, count=b)
-            core.episode += 1
-            core.start_episodes()
-            obs = self._obs()
-            info = {"final_obs": final_obs, "_final_obs": mask, "final_info": final_info}
-            info["_final_info"] = mask
+                info["schedule"] = self.schedule.cpu().numpy()
+                info["x0"] = tr["x_next"].cpu().numpy()
+                info["_schedule"] = info["_x0"] = mask
+            if not self._autoreset:  # the single-env view: the episode needs a reset
+                self._k = self._K
+            else:
+                final = self._final_info(obs, info)
+                self._episodes += 1
+                self._begin_episodes()
+                obs, info = self._observe().cpu().numpy(), final
         return (
             obs,
             reward,
@@ -878,92 +460,365 @@ class ClockVectorEnv(VectorEnv):
             info,
         )
 
-    def _obs(self) -> np.ndarray:
-        return self.core.observe().cpu().numpy()  # a new float32 array
-
-    def render(self):
-        """An RGB array of the current batch (scatter for 2-D, histogram for 1-D)."""
-        if self.render_mode != "rgb_array":
-            return None
-        from .rendering import render_batch
-
-        core = self.core
-        if core.k < 0:
-            raise gym.error.ResetNeeded("call reset() before render()")
-        sig = float(core.sigma[0]) if core.sigma.numel() else 0.0
-        return render_batch(
-            core.x.detach().cpu(), core.labels, title=f"step {core.k}/{core.K}  σ={sig:.3g}"
-        )
+    def _render_state(self):
+        sig = float(self._sigma[0]) if self._sigma.numel() else 0.0
+        return self._x, self._labels, f"step {self._k}/{self._K}  σ={sig:.3g}"
 
     def close_extras(self, **kwargs):
-        self.core.bank = None
+        self._bank_table, self._start, self._ahead = None, None, None
+
+    # -- internals: bank rows, episodes, observation, transition ----------------------------------
+
+    # -- configuration -------------------------------------------------------------------------
+    def _check_label_choices(self, class_labels) -> torch.Tensor | None:
+        """None (unconditional), or the labels episodes draw from (empty = data's histogram)."""
+        den = self.denoiser
+        if den.num_classes == 0:
+            if class_labels is not None:
+                raise ValueError("class_labels given but the denoiser is unconditional")
+            return None
+        if class_labels is None:
+            return torch.zeros(0, dtype=torch.long)
+        labels = torch.as_tensor(class_labels).reshape(-1)
+        if labels.numel() == 0 or labels.is_floating_point() or labels.dtype == torch.bool:
+            raise TypeError(f"class_labels must be None, an int or a list of ints, got {labels}")
+        if not bool(((labels >= NULL_LABEL) & (labels < den.num_classes)).all()):
+            raise ValueError(f"class_labels must lie in [-1, {den.num_classes}), got {labels}")
+        return labels.long()
+
+    # -- the reference bank --------------------------------------------------------------------
+    @torch.no_grad()
+    def _build_bank_table(self) -> None:
+        """Build the reference bank (unless built) and each entry's first observation."""
+        rb = self._bank
+        if not rb.built:
+            rb.build()
+        den, n, dev = self.denoiser, rb.size, self._device
+        x_T, labels = rb.x_T, rb.labels  # noqa: N806
+        self._bank_table = {"x_T": x_T, "labels": labels, "x_ref": rb.x_ref, "d2": rb.d2}
+        if labels is not None:  # one-hot observation part of each entry (−1: all zeros)
+            onehot = torch.zeros(n, den.num_classes, dtype=torch.float64, device=dev)
+            onehot.scatter_(1, labels.clamp_min(0)[:, None], (labels >= 0).double()[:, None])
+            self._bank_table["onehot"] = onehot
+        # Every episode starts at σ_max, u = 0: entry j's first observation is fixed, so a
+        # reset is one index_select of these rows (float64 state, float32 as returned).
+        obs0 = torch.empty(n, self.obs_dim, dtype=torch.float64, device=dev)
+        sig0, u0 = self._clock.sigma_base[:1].expand(n), torch.zeros(n, dtype=torch.float64)
+        self._write_obs(obs0, 0, sig0, u0.to(dev), x_T, torch.zeros_like(x_T))
+        if labels is not None:
+            obs0[:, self.obs_dim - den.num_classes :] = onehot
+        self._bank_table["obs0_f32"] = obs0.to(torch.float32)
+        self._ahead = None  # entries gathered from an older bank
+
+    # -- episodes ------------------------------------------------------------------------------
+    def set_bank_probs(self, probs) -> None:
+        """Importance-sample the reference bank: from the next episode on, entry j is drawn
+        with probability ``probs[j] / sum(probs)`` (``[bank_size]``, finite, >= 0), by the
+        inverse CDF of the same per-(seed, env, episode) uniform that uniform draws use, so
+        runs stay reproducible. The episode's weight 1 / (bank_size · p_j) is in
+        :attr:`bank_weight`: a weighted mean of rewards is an unbiased estimate of the
+        uniform-bank mean. ``None`` restores uniform draws (weights None)."""
+        if probs is None:
+            self._bank_cdf = self._bank_inv_p = None
+        else:
+            p = np.asarray(probs.detach().cpu() if isinstance(probs, torch.Tensor) else probs)
+            if p.shape != (self._spec.bank_size,):
+                raise ValueError(
+                    f"probs must have shape ({self._spec.bank_size},) (bank_size), got {p.shape}"
+                )
+            p = p.astype(np.float64)
+            if not np.isfinite(p).all() or (p < 0).any() or p.sum() <= 0:
+                raise ValueError("probs must be finite, >= 0 and not all zero")
+            p = p / p.sum()
+            cdf = np.cumsum(p)
+            cdf /= cdf[-1]
+            with np.errstate(divide="ignore"):
+                inv = 1.0 / (self._spec.bank_size * p)  # inf only for entries never drawn
+            self._bank_cdf = cdf
+            self._bank_inv_p = torch.from_numpy(inv).to(self._device)
+        self._ahead = None  # entries drawn ahead used the old probabilities
+
+    def _bank_entries(self) -> tuple[torch.Tensor, dict[str, torch.Tensor | None]]:
+        """Every env's bank entry for its current episode (``draw_uniform_int`` of its keys)
+        and the rows of that entry: ``(idx [B], {"x_T", "x_ref", "labels", "obs0_f32"})``.
+
+        Drawn and gathered for the next M episodes at once (row m: episode counters + m;
+        integer hashing, so each row equals the one-episode draw bit for bit; one gather of
+        M·B rows while the bank is in cache); used while ``episode`` walks along the rows,
+        recomputed when it does not (seeding, manual edits). Rows of different episodes are
+        disjoint views, never written in place.
+        """
+        ahead = self._ahead
+        if ahead is not None:
+            seeds, episodes, idx, rows, m = ahead
+            if m < len(idx) and seeds is self._seeds and torch.equal(self._episodes, episodes[m]):
+                self._ahead = (seeds, episodes, idx, rows, m + 1)
+                return idx[m], {key: None if v is None else v[m] for key, v in rows.items()}
+        n_ahead = max(1, min(64, 2**15 // self.num_envs))  # ~32k rows: stays in cache
+        offsets = torch.arange(n_ahead, dtype=torch.int64, device=self._device)[:, None]
+        episodes = self._episodes[None, :] + offsets
+        keys = episode_keys(self._seeds[None, :], episodes)
+        if self._bank_cdf is None:
+            idx = draw_uniform_int(keys, 0, self._spec.bank_size)
+        else:  # inverse CDF of the same stream's uniform
+            u = draw_uniform(keys, 0).cpu().numpy()
+            j = np.minimum(
+                np.searchsorted(self._bank_cdf, u, side="right"), self._spec.bank_size - 1
+            )
+            idx = torch.from_numpy(j).to(self._device)
+        flat, b = idx.reshape(-1), self.num_envs
+        rows, cpu = {}, self._device.type == "cpu"
+        flat_np = flat.numpy() if cpu else None
+        for key in ("x_T", "x_ref", "labels", "obs0_f32"):
+            v = self._bank_table[key]
+            if v is not None:  # the same gather; numpy's take is ~2-3x faster on the host
+                v = (
+                    torch.from_numpy(np.take(v.numpy(), flat_np, axis=0))
+                    if cpu and v.dtype in _HOST_TAKE_DTYPES
+                    else v.index_select(0, flat)
+                )
+                v = v.view(-1, b, *v.shape[1:])
+            rows[key] = v
+        self._ahead = (self._seeds, episodes, idx, rows, 1)
+        return idx[0], {key: None if v is None else v[0] for key, v in rows.items()}
+
+    def _begin_episodes(self) -> None:
+        """Draw every env's bank entry by its own stream and put the batch at σ_max."""
+        if self._bank_table is None:
+            self._build_bank_table()
+        if self._start is None:  # start state tensors, shared by every episode (never
+            # written in place: each step makes new ones)
+            u0, sigma0, on_base0 = self._clock.start(self.num_envs)
+            self._obs64 = torch.empty(self.num_envs, self.obs_dim, dtype=torch.float64)
+            self._obs64 = self._obs64.to(self._device)  # reused by every episode (internal)
+            self._obs64_cols = self._columns(self._obs64, self._bank_table["x_T"].shape[1:])
+            self._start = (u0, sigma0, on_base0, torch.zeros_like(self._bank_table["x_T"][:1]))
+            self._zero_reward = torch.zeros(self.num_envs, dtype=torch.float64, device=self._device)
+        u0, sigma0, on_base0, zero_x = self._start
+        idx, rows = self._bank_entries()
+        self._idx = idx
+        self._bank_weight = None if self._bank_inv_p is None else self._bank_inv_p[idx]
+        self._x = rows["x_T"]  # gathered copies: the bank stays untouched
+        self._x_T = self._x
+        self._x_ref, self._labels = rows["x_ref"], rows["labels"]
+        self._u, self._sigma, self._on_base = u0, sigma0, on_base0
+        self._sigma_hist = [sigma0]  # σ_0 .. σ_k of the episode (see schedule)
+        self._prev_denoised = zero_x.expand_as(self._x)
+        self._prev_d = None
+        # Float64 observation state of the episode (the one-hot part stays fixed), and the
+        # float32 first observation handed out once by observe().
+        self._obs32_start = self._obs_rows0 = rows["obs0_f32"]
+        self._obs_k = -1  # obs64 is filled when first read in this episode (observation64)
+        n_cls = 0 if self._labels is None else self.denoiser.num_classes
+        # One-hot class part of the observation (None: unconditional), exact in float32.
+        self._onehot = self._obs32_start[:, self.obs_dim - n_cls :] if n_cls else None
+        self._k = 0
+
+    def _observe(self) -> torch.Tensor:
+        """``[B, obs_dim]`` float32 (a new tensor): log σ_k, k/K, (u* − u_k)/u*, x features,
+        one-hot c."""
+        if self._k == 0 and self._obs32_start is not None:  # the reset's rows, handed out once
+            obs, self._obs32_start = self._obs32_start, None
+            return obs
+        if self._device.type == "cpu" and self._obs_mode == "state":
+            return torch.from_numpy(self._observe_host())
+        return self._observation64().to(torch.float32)
+
+    def _observe_host(self) -> np.ndarray:
+        """CPU, ``obs_mode="state"``: :meth:`observation64` rounded to float32, written into a
+        copy of the episode's first-observation rows (their one-hot part is this episode's)
+        from numpy columns: IEEE arithmetic, sqrt and casts, so the same bits; log σ stays
+        torch's, into a strided column as in the buffer (the same scalar loop). Skips the
+        cold float64 buffer's column writes and its full-width cast."""
+        b, k, den = self.num_envs, self._k, self.denoiser
+        obs = self._obs_rows0.numpy().copy()
+        if k < self._K:  # σ_k > 0 before the terminal state (see _write_obs)
+            safe = k == 0 or self._clock.decrease_guaranteed[k - 1]
+            log_sigma = torch.empty(b, 2, dtype=torch.float64)[:, 0]  # strided: see above
+            torch.log(self._sigma if safe else self._sigma.clamp_min(1e-300), out=log_sigma)
+            obs[:, 0] = log_sigma.numpy()
+        else:
+            obs[:, 0] = TERMINAL_LOG_SIGMA
+        obs[:, 1] = k / self._K
+        u_star = self._clock.u_star
+        clock = u_star - self._u.numpy()
+        clock /= u_star
+        obs[:, 2] = clock  # (u* − u_k)/u*
+        sig = self._sigma.numpy()
+        scale = sig * sig  # σ² + σ_data², then its square root
+        scale += den.sigma_data**2
+        np.sqrt(scale, out=scale)
+        x = self._x.numpy().reshape(b, -1)
+        if den.dim <= 4:  # one 1-D division per column (numpy's 2-D loop is slow for few)
+            for j in range(den.dim):
+                obs[:, 3 + j] = x[:, j] / scale
+        else:
+            obs[:, 3 : 3 + den.dim] = x / scale[:, None]
+        return obs
+
+    def _observation64(self) -> torch.Tensor:
+        """The float64 observation ``[B, obs_dim]`` of the current state (the env's own
+        buffer: read it, do not keep it across steps)."""
+        if self._obs_k < 0:  # first read this episode: its one-hot part, copied here rather
+            # than at reset since the CPU "state" path never reads obs64 (whole rows, one
+            # contiguous copy; the other columns are rewritten just below)
+            self._obs64.copy_(self._obs_rows0)
+        if self._obs_k != self._k:
+            self._write_obs(
+                self._obs64, self._k, self._sigma, self._u, self._x, self._prev_denoised
+            )
+            self._obs_k = self._k
+        return self._obs64
+
+    def _columns(self, out: torch.Tensor, x_shape) -> tuple:
+        """Views of ``out``'s columns: log σ, k/K, clock, x (shaped like x; None: features)."""
+        x_cols = None
+        if self._obs_mode == "state":
+            x_cols = out[:, 3 : 3 + self.denoiser.dim].view(out.shape[0], *x_shape)
+        return out[:, 0], out[:, 1], out[:, 2], x_cols
+
+    def _write_obs(self, out, k, sig, u, x, prev_denoised) -> None:
+        """Columns 0 .. 3 + n_x of the observation at step ``k`` (all but the one-hot)."""
+        b, den = x.shape[0], self.denoiser
+        if out is self._obs64:  # the env's own buffer: its column views are kept
+            log_sigma, step, clock, x_cols = self._obs64_cols
+        else:
+            log_sigma, step, clock, x_cols = self._columns(out, x.shape[1:])
+        if k < self._K:  # σ_k > 0 before the terminal state (checked by advance)
+            safe = k == 0 or self._clock.decrease_guaranteed[k - 1]  # then σ_k > 1e-250
+            torch.log(sig if safe else sig.clamp_min(1e-300), out=log_sigma)
+        else:  # the terminal state σ_K = 0
+            log_sigma.fill_(TERMINAL_LOG_SIGMA)
+        step.fill_(k / self._K)
+        u_star = self._clock.u_star
+        torch.div(u_star - u, u_star, out=clock)
+        # σ·σ: what pow(σ, 2) computes, without its dispatch.
+        scale = (sig * sig + den.sigma_data**2).sqrt().view(-1, *self._ones_shape)
+        if x_cols is not None:  # obs_mode "state"
+            torch.div(x, scale, out=x_cols)
+        else:
+            xs = (x / scale).reshape(b, -1).to(torch.float64)
+            dn = prev_denoised.reshape(b, -1).to(torch.float64) / den.sigma_data
+            out[:, 3] = xs.pow(2).mean(1).sqrt()
+            out[:, 4] = xs.mean(1)
+            out[:, 5] = dn.pow(2).mean(1).sqrt()
+
+    def _transition(self, action: torch.Tensor) -> dict[str, Any]:
+        """One env step of every trajectory; returns the transition (tensors, reward [B])."""
+        if torch.is_grad_enabled():  # no graphs; a caller under no_grad skips the switch
+            with torch.no_grad():
+                return self._transition_nograd(action)
+        return self._transition_nograd(action)
+
+    def _transition_nograd(self, action: torch.Tensor) -> dict[str, Any]:
+        k = self._k
+        # Whether some action is 0, known from the host check of these very actions.
+        any_zero = self._any_zero[1] if self._any_zero[0] is action else None
+        self._any_zero = (None, None)
+        u_next, sigma_next, on_base = self._clock.advance(
+            k, self._u, self._on_base, action, any_zero
+        )
+        if k < self._K - 1 and not self._clock.decrease_guaranteed[k]:
+            check_decreasing(sigma_next, self._sigma)  # else no action in [−1, 1] can fail
+        x_next, denoised = steps.step(
+            self.denoiser,
+            self._x,
+            self._sigma,
+            sigma_next,
+            class_labels=self._labels,
+            guidance=self._guidance,
+            solver=self._solver,
+        )
+        tr = {
+            "x": self._x, "x_next": x_next, "denoised": denoised, "sigma": self._sigma,
+            "sigma_next": sigma_next, "step": k, "terminal": k == self._K - 1,
+            "x_ref": self._x_ref, "x_T": self._x_T, "class_labels": self._labels,
+        }  # fmt: skip
+        tr["reward"] = self._reward(tr)
+        self._sigma_hist.append(sigma_next)
+        self._x, self._sigma, self._u, self._on_base = x_next, sigma_next, u_next, on_base
+        self._prev_denoised = denoised
+        self._k = k + 1
+        return tr
+
+    def _reward(self, tr: dict[str, Any]) -> torch.Tensor:
+        b = self.num_envs
+        if callable(self._reward_mode):
+            r = torch.as_tensor(self._reward_mode(tr), dtype=torch.float64, device=self._device)
+            if r.shape != (b,) or not bool(torch.isfinite(r).all()):
+                raise ValueError(
+                    f"the reward callable must return {b} finite values, got {r.shape}"
+                )
+            return r
+        if self._reward_mode == "terminal_error":
+            if not tr["terminal"]:
+                return self._zero_reward  # shared, never written in place
+            err = (tr["x_next"] - tr["x_ref"]).reshape(b, -1).to(torch.float64)
+            if err.shape[1] == 2:  # = mean(1) bit for bit (a two-term sum has one order),
+                # without the slow reduction over a 2-wide inner dimension
+                e0, e1 = err[:, 0], err[:, 1]
+                return -((e0 * e0 + e1 * e1) / 2)
+            return -err.pow(2).mean(1)
+        return self._local_error(tr)
+
+    def _local_error(self, tr: dict[str, Any]) -> torch.Tensor:
+        """ART's Euler local-error surrogate r_k = −|Q_k| θ_k² Δt (see the env docstring)."""
+        b, sig = self.num_envs, tr["sigma"]
+        shape = (-1, *([1] * len(self.denoiser.shape)))
+        d_k = (tr["x"] - tr["denoised"]) / sig.reshape(shape).to(tr["x"].dtype)
+        if self._prev_d is None:  # k = 0: x'' at σ_max from the bank's reference
+            d2 = self._bank_table["d2"][self._idx]
+        else:  # backward difference of dx/dσ along this trajectory
+            d2 = (d_k - self._prev_d) / (sig - self._prev_sigma).reshape(shape).to(d_k.dtype)
+        self._prev_d, self._prev_sigma = d_k, sig
+        dt = self._clock.sigma_max / self._K  # Δt: one uniform step of the linear clock, in σ
+        theta = (sig - tr["sigma_next"]) / dt  # θ_k: realised clock speed in those units
+        q = 0.5 * d2.reshape(b, -1).to(torch.float64).pow(2).mean(1).sqrt() * dt
+        return -q.abs() * theta**2 * dt
+
+    def _to_actions(self, actions, batch: int) -> torch.Tensor:
+        """Validate a batch of actions (``[batch, 1]``) and return them as a float64 ``[batch]``."""
+        if self._k < 0:
+            raise gym.error.ResetNeeded("call reset() before step()")
+        if self._k >= self._K:
+            raise gym.error.ResetNeeded("the episode is over: call reset() before step()")
+        if isinstance(actions, torch.Tensor):
+            a = actions.detach().to(self._device, torch.float64)
+        else:
+            arr = np.asarray(actions)
+            if not np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_:
+                raise TypeError(f"actions must be numeric, got dtype {arr.dtype}")
+            if arr.shape != (batch, 1):
+                raise ValueError(f"actions must have shape ({batch}, 1), got {arr.shape}")
+            if not (arr.min() >= -1 and arr.max() <= 1):  # host check (NaN fails it too)
+                check_actions(torch.as_tensor(arr.astype(np.float64)), "action")
+            a = torch.from_numpy(arr[:, 0].astype(np.float64))  # a new array: no aliasing
+            a = a if self._device.type == "cpu" else a.to(self._device)
+            self._any_zero = (a, bool(np.count_nonzero(arr) < batch))  # for advance (a bool:
+            # advance tests `is False`)
+            return a
+        if tuple(a.shape) != (batch, 1):
+            raise ValueError(f"actions must have shape ({batch}, 1), got {tuple(a.shape)}")
+        check_actions(a, "action")
+        return a[:, 0]
+
+    def _is_truncated(self) -> bool:
+        m = self._spec.max_episode_steps
+        return m is not None and self._k >= m < self._K
 
 
-class ClockEnv(gym.Env):
+class ClockEnv(SingleEnvView):
     """Single-env view of :class:`ClockVectorEnv` (a batch of one, no autoreset).
 
     Same Description, Action Space, Observation Space, Rewards, Starting State and Arguments
     as :class:`ClockVectorEnv`, unbatched: the action has shape (1,), the reward is a float,
     and the last step's info has ``"schedule"`` (``[K+1]`` σ) and ``"x0"`` directly. After the
     K-th step, call ``reset()``. Registered as ``diffusion_gym/Clock-v0`` and per preset.
+    Everything else is read from :attr:`batch` (``diffusion_gym.envs.batch_of(env)``).
     """
 
-    metadata = {"render_modes": ["rgb_array"]}
-
-    def __init__(self, **kwargs):
-        if "num_envs" in kwargs:
-            raise TypeError("ClockEnv is a single env; use ClockVectorEnv for num_envs")
-        self.vec = ClockVectorEnv(num_envs=1, **kwargs)
-        self.render_mode = self.vec.render_mode
-        self.action_space = self.vec.single_action_space
-        self.observation_space = self.vec.single_observation_space
-
-    @property
-    def core(self) -> _ClockBatch:
-        return self.vec.core
-
-    @property
-    def bank_build_seconds(self) -> float | None:
-        return self.vec.bank_build_seconds
+    vector_class = ClockVectorEnv
 
     def schedule_from_actions(self, actions) -> torch.Tensor:
         """:func:`schedule_from_actions` with this env's clock."""
-        return self.vec.schedule_from_actions(actions)
-
-    def reset(self, *, seed: int | None = None, options: dict | None = None):
-        super().reset(seed=seed)
-        core = self.core
-        if seed is not None or core.seeds is None:
-            core.set_seeds(seed, self.np_random)
-        elif core.k >= 0:
-            core.episode += 1
-        core.start_episodes()
-        return self.vec._obs()[0], {}
-
-    def step(self, action):
-        core = self.core
-        a = np.asarray(action) if not isinstance(action, torch.Tensor) else action
-        if tuple(a.shape) != (1,):
-            raise ValueError(f"action must have shape (1,), got {tuple(a.shape)}")
-        a = core.to_actions(a.reshape(1, 1), 1)
-        tr = core.advance(a)
-        terminated = bool(tr["terminal"])
-        truncated = (not terminated) and core.truncated()
-        info = {
-            "sigma": float(tr["sigma"][0]),
-            "sigma_next": float(tr["sigma_next"][0]),
-            "step": int(tr["step"]),
-        }
-        if terminated:
-            info["schedule"] = core.schedule[0].cpu().numpy()
-            info["x0"] = tr["x_next"][0].cpu().numpy()
-        obs = self.vec._obs()[0]
-        if truncated:
-            core.k = core.K  # the episode is over: the next step needs a reset
-        return obs, float(tr["reward"][0]), terminated, truncated, info
-
-    def render(self):
-        return self.vec.render()
-
-    def close(self):
-        self.vec.close()
+        return self.batch.schedule_from_actions(actions)

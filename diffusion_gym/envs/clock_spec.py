@@ -63,6 +63,11 @@ class ClockSpec:
     prior_std: float | None = None
 
     def __post_init__(self):
+        k = self.budget
+        if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+            raise ValueError(f"budget (K solver steps) must be an int >= 1, got {k!r}")
+        if self.base not in BASES:
+            raise ValueError(f"base must be one of {BASES}, got {self.base!r}")
         p = self.prior_std
         if p is not None and not (isinstance(p, (int, float)) and p > 0):
             raise ValueError(f"prior_std must be None or a number > 0, got {p!r}")
@@ -93,7 +98,7 @@ class ClockSpec:
                     f"class_labels must be None, an int or a list of ints, got {labels}"
                 )
             object.__setattr__(self, "class_labels", tuple(int(v) for v in labels))
-        # budget, base, rho, speed_scale: validated by Clock (the env builds one at once)
+        # rho, speed_scale: validated by Clock (the env builds one at once)
 
     def clock(self, sigma_min: float, sigma_max: float, device="cpu") -> Clock:
         """The :class:`Clock` of this spec over ``[sigma_min, sigma_max]``."""

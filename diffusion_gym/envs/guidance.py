@@ -20,20 +20,18 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 import torch
 from gymnasium import spaces
 from gymnasium.error import ResetNeeded
-from gymnasium.utils import seeding
-from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from .. import schedules, steps
 from ..denoisers.base import Denoiser, DenoiserWrapper, guided_denoise
 from ..noise import SampleStreams, draw_normal, randn
 from .actions import ACTION_FORMATS, DEFAULT_GAMMAS, DEFAULT_GUIDANCE_WEIGHTS, ActionTable
-from .common import base_seeds, draw_class_labels, episode_keys, resolve_preset
+from .base import BatchedSamplerEnv, SingleEnvView
+from .common import draw_class_labels
 
 __all__ = [
     "GuidanceVectorEnv",
@@ -119,7 +117,7 @@ class _RecordingDenoiser(DenoiserWrapper):
         return out
 
 
-class GuidanceVectorEnv(VectorEnv):
+class GuidanceVectorEnv(BatchedSamplerEnv):
     """Choose the classifier-free guidance weight and the churn of each sampler step.
 
     ## Description
@@ -225,12 +223,6 @@ class GuidanceVectorEnv(VectorEnv):
     * v0: initial version.
     """
 
-    metadata = {
-        "render_modes": ["rgb_array"],
-        "render_fps": 4,
-        "autoreset_mode": AutoresetMode.SAME_STEP,
-    }
-
     def __init__(
         self,
         num_envs: int = 1,
@@ -253,13 +245,7 @@ class GuidanceVectorEnv(VectorEnv):
         mask_fn: Callable[[GuidanceVectorEnv], np.ndarray] | None = None,
         s_noise: float = 1.0,
     ):
-        if not isinstance(num_envs, int) or isinstance(num_envs, bool) or num_envs < 1:
-            raise ValueError(f"num_envs must be an int >= 1, got {num_envs!r}")
-        self.num_envs = num_envs
-        self.device = torch.device(device)
-        self.preset = resolve_preset(denoiser, data, self.device)
-        self.denoiser = self.preset.denoiser
-        self.dtype = self.denoiser.dtype
+        self._init_batch(num_envs, denoiser, data, device, render_mode)
         self.solver = solver if solver is not None else self.preset.defaults.get("solver", "heun")
         if self.solver not in steps.SOLVERS:
             raise ValueError(f"solver must be one of {steps.SOLVERS}, got {self.solver!r}")
@@ -274,28 +260,34 @@ class GuidanceVectorEnv(VectorEnv):
         self.guidance_weights = self.action_table.weights
         self.gammas = self.action_table.gammas
         self.s_noise = float(s_noise)
-        self.num_classes = self.denoiser.num_classes
         self._init_action_space(action_format)
         self._init_obs_space(obs_mode)
         self._init_reward(reward, classifier)
         self._fixed_labels = self._check_labels(class_labels, num_envs)
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
-        self.render_mode = render_mode
         self.mask_fn = mask_fn
         self._recorder = _RecordingDenoiser(self.denoiser).to(self.device)
         self._label_weights = self._class_histogram()
         self._onehot_table = torch.eye(max(self.num_classes, 1), device=self.device)
         self._log_sigma = self._log_sigmas()
-        self._autoreset = True
-        self._np_random = None
-        self._seeds: torch.Tensor | None = None
-        self._episodes: torch.Tensor | None = None
         self._k: int | None = None
         self._needs_reset = True
-        self.x: torch.Tensor | None = None
-        self.class_labels: torch.Tensor | None = None
+        self._x: torch.Tensor | None = None
+        self._class_labels: torch.Tensor | None = None
         self.keys: torch.Tensor | None = None
+        self.streams: SampleStreams | None = None
+
+    # ------------------------------------------------------------------------------------
+    # Public state (read-only)
+
+    @property
+    def x(self) -> torch.Tensor | None:
+        """``[B, *shape]`` the current states x_k (None before the first reset)."""
+        return self._x
+
+    @property
+    def class_labels(self) -> torch.Tensor | None:
+        """``[B]`` long labels of the current episodes (None: unconditional or not reset)."""
+        return self._class_labels
 
     # ------------------------------------------------------------------------------------
     # Construction helpers
@@ -426,7 +418,7 @@ class GuidanceVectorEnv(VectorEnv):
             obs[:, :head] = xf * scale
         obs[:, head] = log_s
         obs[:, head + 1] = frac
-        if labels is not None and labels is self.class_labels and n == self.num_envs:
+        if labels is not None and labels is self._class_labels and n == self.num_envs:
             obs[:, head + 2 : head + 2 + c] = self._onehot_c  # cached for the episode
         else:
             obs[:, head + 2 : head + 2 + c] = self._onehot(labels, n)
@@ -550,15 +542,9 @@ class GuidanceVectorEnv(VectorEnv):
             if unknown:
                 raise ValueError(f"unknown reset option(s) {unknown}; valid: ['class_labels']")
             self._fixed_labels = self._check_labels(options["class_labels"], self.num_envs)
-        if seed is not None or self._seeds is None:
-            if isinstance(seed, (int, np.integer)) or seed is None:
-                self._np_random, self._np_random_seed = seeding.np_random(seed)
-            self._seeds = base_seeds(seed, self.num_envs, self._np_random).to(self.device)
-            self._episodes = torch.zeros(self.num_envs, dtype=torch.int64, device=self.device)
-        else:
-            self._episodes += 1
+        self._seed_episodes(seed)
         self._begin_episodes()
-        return self._encode(self.x, 0, self.class_labels, self._zero_stats()), {}
+        return self._encode(self._x, 0, self._class_labels, self._zero_stats()), {}
 
     def _zero_stats(self) -> torch.Tensor | None:
         if self.obs_mode != "features":
@@ -567,18 +553,18 @@ class GuidanceVectorEnv(VectorEnv):
 
     def _begin_episodes(self) -> None:
         """x_T = prior_std · draw 0 of each env's stream; labels fixed or drawn."""
-        self.keys = episode_keys(self._seeds, self._episodes)
+        self.keys = self._episode_keys()
         self.streams = SampleStreams(self.keys)
         eps0 = draw_normal(self.keys, 0, self.denoiser.shape, self.dtype)
-        self.x = self.preset.prior_std * eps0
+        self._x = self.preset.prior_std * eps0
         if self.num_classes == 0:
-            self.class_labels = None
+            self._class_labels = None
         elif self._fixed_labels is not None:
-            self.class_labels = self._fixed_labels
+            self._class_labels = self._fixed_labels
         else:
-            self.class_labels = draw_class_labels(self.keys, self._label_weights)
+            self._class_labels = draw_class_labels(self.keys, self._label_weights)
         self._stats = self._zero_stats()
-        self._onehot_c = self._onehot(self.class_labels, self.num_envs)  # fixed per episode
+        self._onehot_c = self._onehot(self._class_labels, self.num_envs)  # fixed per episode
         self._k = 0
         self._needs_reset = False
 
@@ -641,13 +627,13 @@ class GuidanceVectorEnv(VectorEnv):
         k = self._k
         sigma = self._sigma_list[k]
         x_next, reward, stats, w_np, g_np, terminated = self._transition(
-            self.x, self.class_labels, self.streams, k, wi, gi
+            self._x, self._class_labels, self.streams, k, wi, gi
         )
-        self.x, self._k = x_next, k + 1
+        self._x, self._k = x_next, k + 1
         if stats is not None:
             self._stats = stats
         truncated = not terminated and self._k >= self.max_episode_steps
-        obs = self._encode(self.x, self._k, self.class_labels, self._stats)
+        obs = self._encode(self._x, self._k, self._class_labels, self._stats)
         info = {
             "sigma": np.full(self.num_envs, sigma),
             "guidance": w_np,
@@ -656,14 +642,14 @@ class GuidanceVectorEnv(VectorEnv):
         }
         if not (terminated or truncated):
             return obs, reward, False, False, info, None
-        info["x0"] = self.x
+        info["x0"] = self._x
         if not self._autoreset:
             self._needs_reset = True
             return obs, reward, terminated, truncated, info, None
         final = (obs, info)
         self._episodes += 1
         self._begin_episodes()
-        obs = self._encode(self.x, 0, self.class_labels, self._stats)
+        obs = self._encode(self._x, 0, self._class_labels, self._stats)
         return obs, reward, terminated, truncated, {}, final
 
     def step(self, actions):
@@ -676,14 +662,10 @@ class GuidanceVectorEnv(VectorEnv):
         for key in list(info):
             info["_" + key] = np.ones(b, dtype=bool)
         if final is not None:
-            fobs = final[0].cpu().numpy()
-            final_obs = np.empty(b, dtype=object)
-            final_obs[:] = list(fobs)
             finfo = {key: self._host(v) for key, v in final[1].items()}
             for key in list(finfo):
                 finfo["_" + key] = np.ones(b, dtype=bool)
-            mask = np.ones(b, dtype=bool)
-            info.update(final_obs=final_obs, _final_obs=mask, final_info=finfo, _final_info=mask)
+            info.update(self._final_info(final[0].cpu().numpy(), finfo))
         return (
             obs.cpu().numpy(),
             reward.cpu().numpy(),
@@ -728,9 +710,7 @@ class GuidanceVectorEnv(VectorEnv):
                     f"x_T must have shape [B, {self.denoiser.shape}], got {tuple(x_T.shape)}"
                 )
             b = x_T.shape[0]
-        rng = seeding.np_random(seed if isinstance(seed, (int, np.integer)) else None)[0]
-        seeds = base_seeds(seed, b, rng).to(self.device)
-        keys = episode_keys(seeds, torch.zeros(b, dtype=torch.int64, device=self.device))
+        keys = self._rollout_keys(seed, b, self.device)
         if x_T is None:
             x_T = self.preset.prior_std * draw_normal(keys, 0, self.denoiser.shape, self.dtype)  # noqa: N806
         labels = self._rollout_labels(class_labels, keys, b)
@@ -832,21 +812,15 @@ class GuidanceVectorEnv(VectorEnv):
             )
         return m
 
-    def render(self) -> np.ndarray | None:
-        """The current batch drawn as an RGB array ``[400, 400, 3]`` (``rgb_array`` mode)."""
-        if self.render_mode is None:
-            gym.logger.warn("render() called without render_mode='rgb_array'")
-            return None
-        from .rendering import render_batch
-
-        if self.x is None:
+    def _render_state(self):
+        if self._x is None:
             raise ResetNeeded("call reset() before render()")
         k = self._k or 0
         title = f"{self.preset.name}  step {k}/{self.num_steps}  sigma={self._sigma_list[k]:.3g}"
-        return render_batch(self.x, self.class_labels, size=(400, 400), title=title)
+        return self._x, self._class_labels, title
 
     def close_extras(self, **kwargs) -> None:
-        self.x = None
+        self._x = None
 
     def __repr__(self) -> str:
         return (
@@ -855,46 +829,14 @@ class GuidanceVectorEnv(VectorEnv):
         )
 
 
-class GuidanceEnv(gym.Env):
+class GuidanceEnv(SingleEnvView):
     """Single-environment view of :class:`GuidanceVectorEnv` (a batch of one, no copy of the
-    dynamics). Takes the same arguments except ``num_envs``; see the vector env's docstring
-    for the spaces, rewards and episode end. After the last step call :meth:`reset`."""
+    dynamics; see :class:`~diffusion_gym.envs.base.SingleEnvView`). Takes the same arguments
+    except ``num_envs``; see the vector env's docstring for the spaces, rewards and episode
+    end. After the last step call :meth:`reset`."""
 
-    metadata = {"render_modes": ["rgb_array"], "render_fps": 4}
-
-    def __init__(self, render_mode: str | None = None, **kwargs):
-        if "num_envs" in kwargs:
-            raise TypeError("GuidanceEnv is a single env: use GuidanceVectorEnv for num_envs")
-        self.vec = GuidanceVectorEnv(1, render_mode=render_mode, **kwargs)
-        self.vec._autoreset = False
-        self.render_mode = render_mode
-        self.observation_space = self.vec.single_observation_space
-        self.action_space = self.vec.single_action_space
-
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
-        super().reset(seed=seed)
-        obs, _ = self.vec.reset_tensors(seed=seed, options=options)
-        return obs[0].cpu().numpy(), {}
-
-    def step(self, action):
-        if self.action_format == "discrete":
-            a = np.asarray(action).reshape(1)
-        else:
-            a = np.asarray(action).reshape(1, 2)
-        obs, r, term, trunc, info, _ = self.vec.step_tensors(a)
-        info = {key: GuidanceVectorEnv._host(v)[0] for key, v in info.items()}
-        info = {key: (v.item() if np.ndim(v) == 0 else v) for key, v in info.items()}
-        return obs[0].cpu().numpy(), float(r[0]), term, trunc, info
+    vector_class = GuidanceVectorEnv
 
     def action_masks(self) -> np.ndarray:
         """``[n]`` bool mask of valid actions (MaskablePPO)."""
-        return self.vec.action_masks()[0]
-
-    def render(self):
-        return self.vec.render()
-
-    def __getattr__(self, name: str):
-        # Read-only view of the vector env's attributes (sigmas, preset, x, ...).
-        if name.startswith("_") or name == "vec":
-            raise AttributeError(name)
-        return getattr(self.vec, name)
+        return self.batch.action_masks()[0]

@@ -17,6 +17,8 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
 __all__ = ["scatter_2d", "histogram_1d", "image_grid", "render_batch", "figure_to_array"]
 
@@ -30,9 +32,6 @@ def _as_numpy(x) -> np.ndarray:
 
 def _new_figure(size: tuple[int, int], dpi: int = 100):
     """An Agg figure of exactly ``size = (height, width)`` pixels and one axes."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
     h, w = size
     fig = Figure(figsize=(w / dpi, h / dpi), dpi=dpi)
     FigureCanvasAgg(fig)
