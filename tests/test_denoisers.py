@@ -243,8 +243,8 @@ def test_nan_from_a_denoiser_raises_in_the_sampler():
         ),
     ],
 )
-def test_bad_input_raises_clear_errors(call, error, match):
-    gm = presets.make("gmm-ring8").data
+def test_bad_input_raises_clear_errors(call, error, match, ring8):
+    gm = ring8.data
     with pytest.raises(error, match=match):
         call(gm)
 

@@ -3,7 +3,8 @@
 1. Layers run one way: ``diffusion_gym`` ← ``baselines`` ← ``agents``. ``diffusion_gym``
    imports neither ``baselines`` nor ``agents``; ``baselines`` does not import ``agents``.
    Module-level and function-local ``import``/``from`` statements count, and so do
-   ``importlib.import_module("literal")`` calls and ``"module:attr"`` entry-point strings.
+   ``importlib.import_module("literal")`` calls and strings that name a module for a later
+   dynamic import (``"pkg.mod:attr"`` entry points, ``"pkg.mod"`` in a dispatch table).
 2. No function-local import, except of the optional extras in :data:`OPTIONAL_EXTRAS` (a
    function-local import that only dodges a cycle means the code sits in the wrong layer).
 3. No import cycle between the modules of one top-level package. The graph holds every
@@ -34,6 +35,10 @@ OPTIONAL_EXTRAS = frozenset(
 )
 
 _ENTRY_POINT = re.compile(r"^([A-Za-z_][\w]*(?:\.[A-Za-z_]\w*)*):[A-Za-z_]\w*$")
+
+
+def _top(name: str) -> str:
+    return name.split(".")[0]
 
 
 @dataclass(frozen=True)
@@ -147,11 +152,16 @@ class _Visitor(ast.NodeVisitor):
         self.generic_visit(node)
 
     def visit_Constant(self, node: ast.Constant) -> None:
-        if isinstance(node.value, str) and (m := _ENTRY_POINT.match(node.value)):
-            if m.group(1).split(".")[0] in PACKAGES:
-                self.imports.append(
-                    Import(self.module, m.group(1), self.path, node.lineno, False, False, "entry")
-                )
+        """A string that names a module of the three packages for a later dynamic import: an
+        entry point ``"pkg.mod:attr"`` or a dotted module name ``"pkg.mod"``."""
+        if not isinstance(node.value, str):
+            return
+        m = _ENTRY_POINT.match(node.value)
+        target = m.group(1) if m else node.value
+        if (m or "." in target) and (target in self.modules or (m and _top(target) in PACKAGES)):
+            self.imports.append(
+                Import(self.module, target, self.path, node.lineno, False, False, "entry")
+            )
 
 
 @functools.cache
@@ -169,10 +179,6 @@ def scan() -> Scan:
         out.imports += v.imports
         out.nested_classes += v.nested_classes
     return out
-
-
-def _top(name: str) -> str:
-    return name.split(".")[0]
 
 
 def layer_violations(s: Scan) -> list[str]:
@@ -298,7 +304,7 @@ def test_checker_resolves_relative_imports_and_submodules():
         "import importlib\nimportlib.import_module('agents.x')\n"
         "def f():\n    from .c import Y\n    class K: pass\n"
         "if TYPE_CHECKING:\n    from pkg import a\n"
-        "ENTRY = 'baselines.m:func'\n",
+        "ENTRY = 'baselines.m:func'\nTABLE = {'x': ('pkg.a', 'main')}\nDOC = 'pkg.zz'\n",
         mods,
     )
     got = [(i.target, i.local, i.type_checking, i.kind) for i in v.imports]
@@ -312,6 +318,7 @@ def test_checker_resolves_relative_imports_and_submodules():
         ("pkg.sub.c", True, False, "import"),
         ("pkg.a", False, True, "import"),
         ("baselines.m", False, False, "entry"),
+        ("pkg.a", False, False, "entry"),
     ]
     assert v.nested_classes == ["pkg/sub/b.py:9 class K"]
 

@@ -73,13 +73,13 @@ def test_overrides_reach_the_denoiser():
     assert q.denoiser.conditional.num_components == 8
 
 
-def test_art_gauss1d_matches_the_art_paper():
+def test_art_gauss1d_matches_the_art_paper(gauss1d):
     """ART's 1-D toy: Euler on the uniform linear grid from T = 3, x_T ~ N(0, 1 + 3²).
 
     The sampler is linear, x_0 = a x_T, so the output is N(0, 10 a²) and its W2 to the data
     N(0, 1) is |√10 |a| − 1|. ART reports 0.468 / 0.215 / 0.114 at K = 2 / 5 / 10.
     """
-    p = presets.make("art-gauss1d")
+    p = gauss1d
     assert p.prior_std == pytest.approx(math.sqrt(10.0))
     for k, paper in [(2, 0.468), (5, 0.215), (10, 0.114)]:
         one = torch.ones(1, 1, dtype=torch.float64)
@@ -88,9 +88,9 @@ def test_art_gauss1d_matches_the_art_paper():
         assert w2 == pytest.approx(paper, abs=0.006), (k, w2)
 
 
-def test_noised_expert_states():
+def test_noised_expert_states(gauss1d, ring8):
     """x_σ = x_0 + σ n: per-sample σ, class labels, moments, reproducibility, errors."""
-    gm = presets.make("art-gauss1d").data  # N(0, 1)
+    gm = gauss1d.data  # N(0, 1)
     sig = torch.tensor([0.0, 2.0]).repeat_interleave(20000)
     x = noised(gm, sig, generator=torch.Generator().manual_seed(0))
     assert x.shape == (40000, 1)
@@ -98,7 +98,7 @@ def test_noised_expert_states():
     assert float(x[20000:].std()) == pytest.approx(math.sqrt(5.0), abs=0.05)
     again = noised(gm, sig, generator=torch.Generator().manual_seed(0))
     assert torch.equal(x, again)
-    ring = presets.make("gmm-ring8").data
+    ring = ring8.data
     labels = torch.full((3000,), 2)
     xr = noised(ring, 0.1, labels, torch.Generator().manual_seed(1))
     torch.testing.assert_close(xr.mean(0), ring.means[2], atol=0.03, rtol=0)

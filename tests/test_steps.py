@@ -73,9 +73,9 @@ def test_reference_solve_bad_input():
         steps.reference_solve(gm, torch.zeros(2, 1, dtype=torch.float64), 0)
 
 
-def test_last_step_is_euler_and_lands_on_denoised():
+def test_last_step_is_euler_and_lands_on_denoised(ring8):
     """A step to σ_next = 0 returns D(x; σ) whatever the solver, with one NFE."""
-    gm = presets.make("gmm-ring8").data
+    gm = ring8.data
     x = torch.randn(4, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     for solver in ("euler", "heun"):
         x_next, den = steps.step(gm, x, 0.7, 0.0, solver=solver)
@@ -114,9 +114,9 @@ def test_per_sample_sigma_equals_scalar_sigma():
     torch.testing.assert_close(a, s, rtol=0, atol=0)
 
 
-def test_churn_matches_edm_formula():
+def test_churn_matches_edm_formula(ring8):
     """σ̂ = σ(1 + γ), x̂ = x + sqrt(σ̂² − σ²) S_noise ε, then the ODE step from σ̂."""
-    gm = presets.make("gmm-ring8").data
+    gm = ring8.data
     g = torch.Generator().manual_seed(2)
     x = torch.randn(3, 2, generator=g, dtype=torch.float64)
     eps = torch.randn(3, 2, generator=g, dtype=torch.float64)
@@ -153,9 +153,9 @@ def test_churn_with_sample_streams_is_sub_batch_invariant():
     assert (other - part).abs().max() > 1e-3
 
 
-def test_sample_matches_manual_loop_and_callback():
+def test_sample_matches_manual_loop_and_callback(ring8):
     """``sample`` = the loop of ``step`` over the schedule; the callback sees every step."""
-    gm = presets.make("gmm-ring8").data
+    gm = ring8.data
     g = torch.Generator().manual_seed(3)
     x_t = 80.0 * torch.randn(4, 2, generator=g, dtype=torch.float64)
     labels = torch.tensor([0, 1, 2, 3])
@@ -172,10 +172,10 @@ def test_sample_matches_manual_loop_and_callback():
     torch.testing.assert_close(seen[-1]["x"], out)
 
 
-def test_schedule_matters_at_a_small_budget():
+def test_schedule_matters_at_a_small_budget(ring8):
     """gmm-ring8, Heun with 3 steps: RMSE to a fine reference differs by more than 2x between
     EDM ρ = 7 (σ_min = 0.002) and the best (ρ, σ_min) of a small grid."""
-    p = presets.make("gmm-ring8")
+    p = ring8
     g = torch.Generator().manual_seed(0)
     b = 512
     labels = p.data.sample_labels(b, g)
@@ -210,8 +210,8 @@ def test_schedule_matters_at_a_small_budget():
         (dict(guidance=torch.ones(3), class_labels=torch.tensor([0, 1])), "guidance"),
     ],
 )
-def test_step_bad_input(kwargs, match):
-    gm = presets.make("gmm-ring8").data
+def test_step_bad_input(kwargs, match, ring8):
+    gm = ring8.data
     args = dict(sigma=1.0, sigma_next=0.5) | kwargs
     x = torch.zeros(2, 2, dtype=torch.float64)
     sigma, sigma_next = args.pop("sigma"), args.pop("sigma_next")
@@ -219,16 +219,16 @@ def test_step_bad_input(kwargs, match):
         steps.step(gm, x, sigma, sigma_next, **args)
 
 
-def test_zero_gamma_tensor_needs_no_noise():
-    gm = presets.make("gmm-ring8").data
+def test_zero_gamma_tensor_needs_no_noise(ring8):
+    gm = ring8.data
     x = torch.ones(2, 2, dtype=torch.float64)
     a, _ = steps.step(gm, x, 1.0, 0.5, gamma=torch.zeros(2, dtype=torch.float64))
     b, _ = steps.step(gm, x, 1.0, 0.5)
     torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
-def test_sample_bad_input():
-    gm = presets.make("gmm-ring8").data
+def test_sample_bad_input(ring8):
+    gm = ring8.data
     x = torch.zeros(2, 2, dtype=torch.float64)
     with pytest.raises(ValueError, match="end in 0"):
         steps.sample(gm, x, torch.tensor([80.0, 1.0]))
