@@ -7,11 +7,10 @@ the environments (``diffusion_gym``) never import the layers above them.
 
 from __future__ import annotations
 
-import importlib
 import sys
 from collections.abc import Callable
 
-from agents import train
+from agents import benchmark, train
 from baselines import compare
 from diffusion_gym import presets
 
@@ -25,20 +24,12 @@ def list_presets(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _benchmark(argv: list[str] | None = None) -> int:
-    """``diffusion-gym benchmark``: :func:`agents.benchmark.main`.
-
-    Imported when called only while ``agents.benchmark`` (branch h-bench, moved from
-    ``baselines/benchmark.py``) is not yet merged; once it is, import it at the top."""
-    return importlib.import_module("agents.benchmark").main(argv)
-
-
 #: command → (function taking argv, one-line description).
 COMMANDS: dict[str, tuple[Callable[[list[str]], int | None], str]] = {
     "train": (train.main, "train an agent from a YAML config"),
     "evaluate": (compare.main_evaluate, "evaluate strategies on a preset"),
     "compare": (compare.main_compare, "run a comparison config"),
-    "benchmark": (_benchmark, "RL algorithms x envs x seeds, throughput"),
+    "benchmark": (benchmark.main, "RL algorithms x envs x seeds, throughput"),
     "presets": (list_presets, "list the denoiser presets"),
 }
 

@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 import torch
 
-from baselines import benchmark as B
+from agents import benchmark as B
 from diffusion_gym import metrics, schedules, steps
+from diffusion_gym.envs import batch_of
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "baselines" / "configs" / "benchmark-tiny.yaml"
@@ -34,8 +35,7 @@ def tiny():
 @pytest.fixture(scope="module")
 def eval_envs(tiny):
     envs = {
-        e.label: B.make_vector_env(e.id, tiny.eval.num_samples, B._eval_kwargs_for(e))
-        for e in tiny.envs
+        e.label: B.make_vector_env(e.id, tiny.eval.num_samples, B.eval_kwargs(e)) for e in tiny.envs
     }
     yield envs
     for env in envs.values():
@@ -102,13 +102,13 @@ def test_irl_reward_skips_algorithms_without_rollout_buffer(tiny, eval_envs, alg
 def test_clock_metric_equals_reference_sampler(eval_envs, tiny):
     """RMSE of the base schedule (a = 0) = Heun on karras(K) from the same x_T vs x_ref."""
     env = eval_envs["Clock-v0"]
-    got = B.evaluate_policy_batch(B._ConstantPolicy(np.zeros(1, np.float32)), env, 7)["metric"]
+    got = B.evaluate_policy_batch(B.ConstantPolicy(np.zeros(1, np.float32)), env, 7)["metric"]
     env.reset(seed=7)
-    core = env.unwrapped.core
-    den = core.denoiser
-    sig = schedules.karras(core.K, den.sigma_min, den.sigma_max, 7.0)
-    x0 = steps.sample(den, core.x_T, sig, class_labels=core.labels, solver="heun")
-    want = (x0 - core.x_ref).pow(2).mean().sqrt().item()
+    u = batch_of(env)
+    den = u.denoiser
+    sig = schedules.karras(u.budget, den.sigma_min, den.sigma_max, 7.0)
+    x0 = steps.sample(den, u.x_T, sig, class_labels=u.class_labels, solver="heun")
+    want = (x0 - u.x_ref).pow(2).mean().sqrt().item()
     assert got == pytest.approx(want, rel=1e-6)
 
 
@@ -121,7 +121,7 @@ def test_guidance_metric_equals_reference_sampler():
     got = B.evaluate_policy_batch(base["const w=1 γ=0"], env, 3)["metric"]
     bad = B.evaluate_policy_batch(base["const w=5 γ=0.4"], env, 3)["metric"]
     env.reset(seed=3)
-    u = env.unwrapped
+    u = batch_of(env)
     labels = u.class_labels.clone()
     x0 = steps.sample(u.denoiser, u.x.clone(), u.sigmas, class_labels=labels, solver=u.solver)
     ref = u.preset.data.sample(256, class_labels=labels, generator=torch.Generator().manual_seed(3))
@@ -136,7 +136,7 @@ def test_unknown_algorithm_env_and_key_are_errors():
         B.config_from_dict({"algos": ["ppo", "dqnn"], "envs": [env]})
     with pytest.raises(ValueError, match="valid env ids: .*diffusion_gym/Guidance-v0"):
         B.config_from_dict({"algos": ["ppo"], "envs": [{"id": "diffusion_gym/Nope-v0"}]})
-    with pytest.raises(ValueError, match="unknown key.*'stepz'.*valid keys"):
+    with pytest.raises(ValueError, match="unknown key.*'stepz'.*valid"):
         B.config_from_dict({"algos": ["ppo"], "envs": [env], "stepz": 5})
     with pytest.raises(ValueError, match=r"unknown key.*envs\[0\]"):
         B.config_from_dict({"algos": ["ppo"], "envs": [{**env, "rewrd": "x"}]})
@@ -144,6 +144,19 @@ def test_unknown_algorithm_env_and_key_are_errors():
         B.config_from_dict({"algos": ["ppo"], "envs": [env], "seeds": []})
     with pytest.raises(FileNotFoundError):
         B.load_config("/nonexistent/bench.yaml")
+    # Types, algorithm hyperparameters and IRL options are checked before any run starts.
+    with pytest.raises(TypeError, match="steps: expected int"):
+        B.config_from_dict({"algos": ["ppo"], "envs": [env], "steps": "many"})
+    with pytest.raises(ValueError, match=r"unknown PPO hyperparameter.*'n_stepz'.*overrides\.ppo"):
+        B.config_from_dict({"algos": ["ppo"], "envs": [env], "overrides": {"ppo": {"n_stepz": 3}}})
+    irl_env = {"id": "diffusion_gym/Guidance-v0", "irl": {"hiden": [8]}}
+    with pytest.raises(ValueError, match=r"'hiden'.*envs\[0\]\.irl; valid: .*'hidden'"):
+        B.config_from_dict({"algos": ["ppo"], "envs": [irl_env]})
+    # Dotted key=value overrides, as for `diffusion-gym train`.
+    cfg = B.load_config(TINY, ["steps=64", "eval.points=3", "seeds=[4, 5]"])
+    assert (cfg.steps, cfg.eval.points, cfg.seeds) == (64, 3, [4, 5])
+    with pytest.raises(ValueError, match="unknown key.*'eval.pointz'"):
+        B.load_config(TINY, ["eval.pointz=3"])
     # Aliases resolve to the RL-Zoo names.
     cfg = B.config_from_dict({"algos": ["RecurrentPPO", "QRDQN", "MaskablePPO"], "envs": [env]})
     assert cfg.algos == ["ppo_lstm", "qrdqn", "maskable_ppo"]
@@ -192,8 +205,8 @@ def test_zoo_entry_falls_back_to_same_env_class(tmp_path):
 
 def test_main_writes_tables_json_curves_and_tensorboard(tmp_path):
     out = tmp_path / "bench"
-    argv = [str(TINY), "--out", str(out), "--algos", "ppo", "dqn", "--envs", "Clock-v0"]
-    rc = B.main([*argv, "--seeds", "0", "1", "--steps", "96"])
+    argv = [str(TINY), "steps=96", "--out", str(out), "--algos", "ppo", "dqn", "--envs", "Clock-v0"]
+    rc = B.main([*argv, "--seeds", "0", "1"])
     assert rc == 0
     res = json.loads((out / "benchmark.json").read_text())
     rows = {r["algo"]: r for r in res["summary"]}
@@ -239,7 +252,7 @@ def test_rl_zoo_trains_on_our_ids(tmp_path, algo, env_id, params):
     assert list(tmp_path.glob(f"{algo}/{name}_1/{name}.zip"))
 
 
-def test_throughput_delegates_to_benchmarks_script(tmp_path):
+def test_throughput_delegates_to_throughput_module(tmp_path):
     argv = ["--throughput", "--out", str(tmp_path), "--ids", "Guidance-v0"]
     assert B.main([*argv, "--batch-sizes", "2", "--repeats", "1", "--min-time", "0.01"]) == 0
     rows = json.loads((tmp_path / "throughput.json").read_text())
