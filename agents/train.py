@@ -16,13 +16,20 @@ This module reads the YAML, applies dotted ``key=value`` overrides (values parse
 ``discriminator.lr=3e-4``, ``env.gammas=[0,0.2]``) and maps the result onto ``Config`` with
 the project's one config loader, :func:`diffusion_gym.config.load` (unknown keys are a
 ``ValueError`` listing the valid ones, every value is type-checked before any work starts);
-it writes the resolved ``config.yaml`` into ``out_dir`` and calls ``run``. On ``--resume``
-the ``config.yaml`` already in ``out_dir`` is the base, so a resumed run keeps its settings.
+it writes the resolved ``config.yaml`` into ``out_dir`` (atomically) and calls ``run``.
+
+A reused ``--out``: ``--resume`` continues the run stored there only when its
+``config.yaml`` equals the requested config (config file + overrides; only the keys in
+:data:`RESUME_FREE_KEYS` may differ, e.g. more ``rounds``), otherwise it is an error naming
+the differing keys; without ``--resume`` an existing run is an error; ``--overwrite`` deletes
+it and starts afresh. ``--resume`` on an empty ``--out`` starts afresh. SIGINT saves a
+checkpoint and exits with 130 (:mod:`agents.checkpoint`).
 """
 
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -30,15 +37,37 @@ from types import ModuleType
 import yaml
 
 from agents import art, irl
+from agents.checkpoint import Interrupted, sigint_saves
 from diffusion_gym.config import apply_overrides, load, to_dict
+from diffusion_gym.io import atomic_write_yaml, check_writable_dir
 
-__all__ = ["AGENTS", "load_config", "config_to_dict", "apply_overrides", "main"]
+__all__ = [
+    "AGENTS",
+    "RESUME_FREE_KEYS",
+    "load_config",
+    "config_to_dict",
+    "config_diff",
+    "apply_overrides",
+    "main",
+]
 
 #: ``agent:`` value → trainer module (protocol in the module docstring).
 AGENTS: dict[str, ModuleType] = {"irl": irl, "art": art}
 
 #: A config as plain YAML-able data (tuples become lists): :func:`diffusion_gym.config.to_dict`.
 config_to_dict = to_dict
+
+
+def _read_yaml(path: Path) -> object:
+    """YAML data of a config file; errors name the file (``ValueError``)."""
+    if not path.is_file():
+        raise FileNotFoundError(f"config file {str(path)!r} does not exist")
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise ValueError(f"{str(path)!r} is not valid YAML: {' '.join(str(e).split())}") from None
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{str(path)!r} is not a UTF-8 text file: {e}") from None
 
 
 def load_config(
@@ -48,10 +77,9 @@ def load_config(
     if isinstance(path_or_data, dict):
         data = path_or_data
     else:
-        path = Path(path_or_data)
-        if not path.is_file():
-            raise FileNotFoundError(f"config file {str(path)!r} does not exist")
-        data = yaml.safe_load(path.read_text()) or {}
+        data = _read_yaml(Path(path_or_data))
+    if data is None:
+        data = {}
     if not isinstance(data, dict):
         raise ValueError("the config must be a YAML mapping")
     data = apply_overrides(data, overrides or [])
@@ -62,6 +90,71 @@ def load_config(
     return module, load(module.Config, data)
 
 
+#: Keys a resumed run may change: they do not change what is computed.
+RESUME_FREE_KEYS = ("progress", "num_threads", "checkpoint_every", "rounds")
+
+
+def config_diff(a: dict, b: dict, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two plain config dicts (``key: a -> b``)."""
+    out = []
+    for key in sorted(set(a) | set(b), key=str):
+        va, vb = a.get(key), b.get(key)
+        if isinstance(va, dict) and isinstance(vb, dict):
+            out += config_diff(va, vb, f"{prefix}{key}.")
+        elif va != vb:
+            out.append(f"{prefix}{key}: {va!r} -> {vb!r}")
+    return out
+
+
+def _stored_run(out: Path) -> dict | None:
+    """The plain config of the run stored in ``out`` (None if there is none)."""
+    saved = out / "config.yaml"
+    if not saved.exists():
+        return None
+    data = _read_yaml(saved)
+    if not isinstance(data, dict) or data.get("agent") not in AGENTS:
+        raise ValueError(
+            f"{str(saved)!r} is not a diffusion-gym run config; use another --out or remove it"
+        )
+    return data
+
+
+def _prepare_out(out: Path, requested: dict, resume: bool, overwrite: bool) -> bool:
+    """Check ``--out`` against the run stored there; returns whether to resume.
+
+    Resume only a run whose stored config equals the requested one (up to
+    :data:`RESUME_FREE_KEYS`); an existing run without ``--resume`` or ``--overwrite`` is an
+    error; ``--overwrite`` deletes it and starts afresh."""
+    check_writable_dir(out)
+    stored = _stored_run(out)
+    if overwrite:
+        if stored is None and any(out.iterdir()):
+            raise ValueError(
+                f"--overwrite: {str(out)!r} is not empty and holds no diffusion-gym run "
+                "(config.yaml); refusing to delete it"
+            )
+        for child in out.iterdir():
+            if child.is_dir() and not child.is_symlink():
+                shutil.rmtree(child)
+            else:
+                child.unlink()
+        return False
+    if stored is None:
+        return False  # nothing to resume: start afresh (also with --resume)
+    if not resume:
+        raise ValueError(
+            f"--out {str(out)!r} already holds a run; pass --resume to continue it or "
+            "--overwrite to start afresh"
+        )
+    diff = [d for d in config_diff(stored, requested) if d.split(":")[0] not in RESUME_FREE_KEYS]
+    if diff:
+        raise ValueError(
+            f"--resume: the run in {str(out)!r} has a different config ({'; '.join(diff)}); "
+            "resume it with the same config, or use --overwrite or another --out"
+        )
+    return True
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="diffusion-gym train",
@@ -69,27 +162,49 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("config", help="YAML config file (its 'agent:' key picks the trainer)")
     p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --out from its newest complete checkpoint (its stored "
+        "config must equal the requested one)",
+    )
+    p.add_argument(
+        "--overwrite", action="store_true", help="delete the run in --out and start afresh"
+    )
     p.add_argument("overrides", nargs="*", help="dotted key=value overrides, e.g. seed=1")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``diffusion-gym train``; returns the exit status."""
+    """Entry point of ``diffusion-gym train``; returns the exit status (0; 2 for a bad
+    config or ``--out``; 130 after SIGINT, with a checkpoint saved)."""
     args = _parser().parse_intermixed_args(sys.argv[1:] if argv is None else argv)
+    if args.resume and args.overwrite:
+        print("diffusion-gym train: error: --resume and --overwrite exclude each other",
+              file=sys.stderr)  # fmt: skip
+        return 2
     out = Path(args.out)
-    saved = out / "config.yaml"
-    base: str | Path | dict = args.config
-    if args.resume and saved.is_file():
-        base = yaml.safe_load(saved.read_text())
     try:
-        module, config = load_config(base, args.overrides)
+        module, config = load_config(args.config, args.overrides)
+        plain = config_to_dict(config)
+        resume = _prepare_out(out, plain, args.resume, args.overwrite)
     except (ValueError, TypeError, FileNotFoundError) as e:
         print(f"diffusion-gym train: error: {e}", file=sys.stderr)
         return 2
-    out.mkdir(parents=True, exist_ok=True)
-    saved.write_text(yaml.safe_dump(config_to_dict(config), sort_keys=False))
-    module.run(config, out, args.resume)
+    atomic_write_yaml(out / "config.yaml", plain)
+    try:
+        with sigint_saves():
+            module.run(config, out, resume)
+    except Interrupted as e:
+        print(f"diffusion-gym train: interrupted: {e}; continue with --resume", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        print(
+            "diffusion-gym train: interrupted; the newest complete checkpoint in "
+            f"{str(out / 'checkpoints')!r} is kept (continue with --resume)",
+            file=sys.stderr,
+        )
+        return 130
     return 0
 
 

@@ -45,6 +45,7 @@ import torch
 
 from diffusion_gym import presets as _presets
 from diffusion_gym.config import load, to_dict
+from diffusion_gym.io import atomic_write_text
 
 from . import guidance as G  # noqa: N812
 from . import schedules as B  # noqa: N812
@@ -307,7 +308,7 @@ def run_compare(cfg: CompareConfig, out: str | Path, progress: bool = True) -> d
     """Run every (preset, NFE) section of ``cfg`` and write the reports under ``out``."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(json.dumps(to_dict(cfg), indent=2))
+    atomic_write_text(out / "config.json", json.dumps(to_dict(cfg), indent=2))
     everything, md = {}, [f"# {cfg.title}", ""]
     for pname in cfg.presets:
         preset = _presets.make(pname)
@@ -341,8 +342,8 @@ def run_compare(cfg: CompareConfig, out: str | Path, progress: bool = True) -> d
         if len(cfg.nfe) > 1:
             metric = "rmse" if "rmse" in (cfg.metrics or DEFAULT_METRICS) else "energy"
             plot_metric_vs_nfe(by_nfe, metric, out / pname / "metric_vs_nfe.png", pname)
-    (out / "eval.json").write_text(json.dumps(everything, indent=2, allow_nan=False))
-    (out / "eval.md").write_text("\n".join(md))
+    atomic_write_text(out / "eval.json", json.dumps(everything, indent=2, allow_nan=False))
+    atomic_write_text(out / "eval.md", "\n".join(md))
     return everything
 
 

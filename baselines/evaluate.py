@@ -39,6 +39,7 @@ from tqdm.auto import tqdm
 from diffusion_gym import presets as _presets
 from diffusion_gym import schedules as _schedules
 from diffusion_gym import steps as _steps
+from diffusion_gym.io import atomic_write_text
 from diffusion_gym.noise import SampleStreams, make_labels, make_noise
 from diffusion_gym.steps import REFERENCE_STEPS, nfe_of, reference_solution, steps_for_nfe
 
@@ -411,17 +412,17 @@ def write_report(
         if clash:
             raise ValueError(f"fields {clash} of {name!r} would shadow its metrics")
         data[name] = {**results[name], **extra}
-    files["json"].write_text(json.dumps(data, indent=2, allow_nan=False))
+    atomic_write_text(files["json"], json.dumps(data, indent=2, allow_nan=False))
     md = markdown_table(results, title)
     if summary:
         md += "\n" + summary + "\n"
-    files["md"].write_text(md)
+    atomic_write_text(files["md"], md)
     plots = plots or {}
     strategies = plots.get("strategies") or []
     if strategies:
         files["strategies"] = out / "strategies.json"
         desc = {s.name: s.describe() for s in strategies}
-        files["strategies"].write_text(json.dumps(desc, indent=1, allow_nan=False))
+        atomic_write_text(files["strategies"], json.dumps(desc, indent=1, allow_nan=False))
         files.update(plotting.plot_strategies([s.describe() for s in strategies], out))
     if plots.get("samples"):
         p = plotting.plot_samples(plots["samples"], out / "samples.png", title)

@@ -16,6 +16,8 @@ import torch
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402 - after the backend is chosen
 
+from diffusion_gym.io import atomic_save_via  # noqa: E402
+
 __all__ = ["plot_strategies", "plot_samples", "plot_metric_vs_nfe", "plot_digit_grid"]
 
 
@@ -38,7 +40,7 @@ def plot_strategies(descriptions: list[dict[str, Any]], out: Path) -> dict[str, 
         ax.legend(fontsize=7)
         fig.tight_layout()
         files["schedules"] = out / "schedules.png"
-        fig.savefig(files["schedules"], dpi=110)
+        atomic_save_via(files["schedules"], lambda tmp: fig.savefig(tmp, dpi=110))
         plt.close(fig)
     with_w = [
         d
@@ -58,7 +60,7 @@ def plot_strategies(descriptions: list[dict[str, Any]], out: Path) -> dict[str, 
         ax.legend(fontsize=7)
         fig.tight_layout()
         files["guidance"] = out / "guidance.png"
-        fig.savefig(files["guidance"], dpi=110)
+        atomic_save_via(files["guidance"], lambda tmp: fig.savefig(tmp, dpi=110))
         plt.close(fig)
     return files
 
@@ -80,7 +82,7 @@ def plot_samples(samples: dict[str, torch.Tensor], path: Path, title: str = "") 
         ax.axis("off")
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    atomic_save_via(path, lambda tmp: fig.savefig(tmp, dpi=100))
     plt.close(fig)
     return path
 
@@ -107,7 +109,7 @@ def plot_metric_vs_nfe(
     ax.set(yscale="log", xlabel="NFE", ylabel=metric, title=title or f"{metric} vs NFE")
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    atomic_save_via(path, lambda tmp: fig.savefig(tmp, dpi=110))
     plt.close(fig)
     return path
 
@@ -124,6 +126,6 @@ def plot_digit_grid(
     ax.imshow(img.clamp(-1, 1).numpy(), cmap="gray_r", vmin=-1, vmax=1, interpolation="nearest")
     ax.set_axis_off()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, bbox_inches="tight", pad_inches=0.05)
+    atomic_save_via(path, lambda tmp: fig.savefig(tmp, bbox_inches="tight", pad_inches=0.05))
     plt.close(fig)
     return Path(path)

@@ -13,6 +13,8 @@ import pathlib
 
 import torch
 
+from .io import atomic_write_text
+
 __all__ = [
     "karras",
     "uniform",
@@ -172,7 +174,7 @@ def save_schedule(path, sigmas, solver: str, budget: int, preset: str | None) ->
     values = schedule_to_list(sigmas)
     _check_record(values, solver, budget, preset, "save_schedule")
     record = {"sigmas": values, "solver": solver, "budget": budget, "preset": preset}
-    pathlib.Path(path).write_text(json.dumps(record, indent=2) + "\n")
+    atomic_write_text(pathlib.Path(path), json.dumps(record, indent=2) + "\n")
 
 
 def load_schedule(path) -> dict:

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from baselines.schedules import OracleConfig
+from baselines.metrics import METRICS
+from baselines.schedules import CLASSIC, OracleConfig
 from diffusion_gym import presets as _presets
 from diffusion_gym import steps as _steps
+
+from ..checkpoint import MAX_SEED, check_seed
 
 __all__ = [
     "ALGOS",
@@ -238,7 +241,48 @@ class Config:
                 f"'log_self_critical' (it scores the mean schedule per entry), got "
                 f"{self.reward_transform!r}"
             )
+        _check_run(self)
         if self.algo == "art_ac" and (self.base, self.solver) != ("linear", "euler"):
             raise ValueError(
                 "algo 'art_ac' is ART's Euler surrogate: needs base=linear, solver=euler"
             )
+
+
+def _check_run(cfg: Config) -> None:
+    """Seeds, checkpoint interval and the final evaluation, checked before any work."""
+    check_seed("seed", cfg.seed)
+    check_seed("actor_critic.seed", cfg.actor_critic.seed)
+    if cfg.seed + cfg.restarts - 1 > MAX_SEED:
+        raise ValueError(f"seed + restarts - 1 must be <= 2**63 - 1, got seed={cfg.seed}")
+    for name in ("checkpoint_every", "bank_size", "reference_steps"):
+        v = getattr(cfg, name)
+        if not isinstance(v, int) or v < 1:
+            raise ValueError(f"{name} must be an int >= 1, got {v!r}")
+    ac = cfg.actor_critic
+    if ac.iterations < 1 or ac.batch_size < 1 or ac.hidden < 1:
+        raise ValueError("actor_critic.iterations, batch_size and hidden must be >= 1")
+    ev = cfg.eval
+    unknown = [m for m in ev.metrics if m not in METRICS]
+    if unknown or not ev.metrics:
+        raise ValueError(f"eval.metrics must be names of {sorted(METRICS)}, got {ev.metrics}")
+    if ev.num_samples < 1 or ev.train_samples < 1:
+        raise ValueError(
+            f"eval.num_samples and eval.train_samples must be >= 1, got {ev.num_samples}, "
+            f"{ev.train_samples}"
+        )
+    if not ev.seeds:
+        raise ValueError("eval.seeds must hold at least one seed")
+    for i, s in enumerate(ev.seeds):
+        check_seed(f"eval.seeds[{i}]", s)
+    if not ev.rho_grid or not all(r > 0 for r in ev.rho_grid):
+        raise ValueError(f"eval.rho_grid must be a non-empty list of rho > 0, got {ev.rho_grid}")
+    if ev.oracle_iterations < 0 or (ev.reference_steps is not None and ev.reference_steps < 1):
+        raise ValueError("eval.oracle_iterations must be >= 0 and eval.reference_steps >= 1")
+    if not all(k >= 1 for k in ev.budgets):
+        raise ValueError(f"eval.budgets must be ints >= 1, got {ev.budgets}")
+    bad = [p for p in ev.transfer_presets if p not in _presets.names()]
+    if bad:
+        raise ValueError(f"eval.transfer_presets {bad} are not presets; valid: {_presets.names()}")
+    bad = [c for c in ev.classic if c not in CLASSIC or c == "edm"]
+    if bad:
+        raise ValueError(f"eval.classic {bad} invalid; valid: {[c for c in CLASSIC if c != 'edm']}")

@@ -8,7 +8,6 @@ closed-form W2.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,9 @@ from baselines import schedules as B  # noqa: N812
 from baselines.evaluate import FixedSchedule, evaluate, markdown_table, write_report
 from diffusion_gym import presets as _presets
 from diffusion_gym import schedules as _schedules
+from diffusion_gym.io import atomic_write_json, atomic_write_text
 
+from ..checkpoint import fit_seed
 from .config import Config
 from .schedules import gaussian_1d_w2, transfer_schedule
 
@@ -48,13 +49,14 @@ def evaluate_schedule(cfg: Config, sigmas: torch.Tensor, out: Path) -> dict:
         strategies.append(FixedSchedule("uniform-linear", base, solver))
     if K > 1:
         ref_kw = {} if ev.reference_steps is None else {"reference_steps": ev.reference_steps}
-        data = B.training_set(p, ev.train_samples, seed=cfg.seed, **ref_kw)
+        data = B.training_set(p, ev.train_samples, seed=fit_seed(cfg.seed), **ref_kw)
         rho, _ = B.best_rho(p, K, solver, ev.rho_grid, data=data)
         strategies.append(
             FixedSchedule(f"edm-best-rho{rho:g}", B.classic("edm", K, p, rho=rho), solver)
         )
         if ev.oracle:
-            orc = B.oracle(p, K, solver, data=data, iterations=ev.oracle_iterations, seed=cfg.seed)
+            orc = B.oracle(p, K, solver, data=data, iterations=ev.oracle_iterations,
+                           seed=fit_seed(cfg.seed))  # fmt: skip
             strategies.append(FixedSchedule("oracle", orc.sigmas, solver))
     for kind in ev.classic:  # hand-made baselines on the preset's σ range
         strategies.append(FixedSchedule(kind, B.classic(kind, K, p), solver))
@@ -86,8 +88,8 @@ def evaluate_schedule(cfg: Config, sigmas: torch.Tensor, out: Path) -> dict:
     write_report(results, out, title=title,
                  plots={"strategies": strategies, "by_nfe": by_nfe, "metric": "rmse"})  # fmt: skip
     if transfer:
-        (out / "transfer.json").write_text(json.dumps(transfer, indent=2))
-        (out / "transfer.md").write_text(markdown_table(transfer, f"Transfer of {learned}"))
+        atomic_write_json(out / "transfer.json", transfer)
+        atomic_write_text(out / "transfer.md", markdown_table(transfer, f"Transfer of {learned}"))
     print(markdown_table(results, title))
     if transfer:
         print(markdown_table(transfer, f"Transfer of {learned}"))

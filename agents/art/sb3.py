@@ -23,7 +23,16 @@ from torch import nn
 
 from agents.vec_env import SB3VecEnv
 from diffusion_gym.envs.clock import ClockVectorEnv
+from diffusion_gym.io import append_line
 
+from ..checkpoint import (
+    Interrupted,
+    fit_seed,
+    interrupt_requested,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 from .config import Config
 from .wrappers import RewardTransform, SelfCriticalReward, TimeInputs, find_wrapper
 
@@ -35,6 +44,8 @@ __all__ = [
     "SplitExtractor",
     "TimeActorPolicy",
     "ArtCallback",
+    "sb3_state",
+    "restore_sb3",
     "distill",
     "mean_schedule",
 ]
@@ -55,11 +66,11 @@ def make_env(
     venv = ClockVectorEnv(
         cfg.preset, budget=cfg.budget, solver=cfg.solver, base=cfg.base, rho=cfg.rho,
         speed_scale=cfg.speed_scale, reward=cfg.reward, reference_steps=cfg.reference_steps,
-        bank_size=bank_size or cfg.bank_size, bank_seed=cfg.seed, device=cfg.device,
+        bank_size=bank_size or cfg.bank_size, bank_seed=fit_seed(cfg.seed), device=cfg.device,
         num_envs=num_envs or cfg.num_envs,
     )  # fmt: skip
     env: VecEnv = SB3VecEnv(venv)
-    env.seed(cfg.seed)
+    env.seed(fit_seed(cfg.seed))
     if cfg.policy_inputs == "time":
         env = TimeInputs(env)
     if reward_transform and cfg.reward_transform.endswith("self_critical"):
@@ -140,7 +151,8 @@ def make_model(cfg: Config, env: VecEnv, tensorboard_log: str | None = None) -> 
         policy = TimeActorPolicy
     return cls(
         policy, env, learning_rate=lr, policy_kwargs=policy_kwargs,
-        seed=cfg.seed, device=cfg.device, tensorboard_log=tensorboard_log, verbose=0, **kwargs,
+        seed=fit_seed(cfg.seed), device=cfg.device, tensorboard_log=tensorboard_log, verbose=0,
+        **kwargs,
     )  # fmt: skip
 
 
@@ -173,27 +185,49 @@ def distill(model: BaseAlgorithm, cfg: Config) -> tuple[torch.Tensor, np.ndarray
 
 
 class ArtCallback(BaseCallback):
-    """Anneal log std; log terminal MSE and mean actions; checkpoint every N steps.
+    """Anneal log std; log terminal MSE and mean actions; checkpoint at rollout starts.
 
     At every rollout start of an open-loop policy it reads the policy's mean schedule on a
     one-env probe, hands it to a :class:`SelfCriticalReward` in the training env's chain (the
     baseline follows the policy's current mean), logs its σ and appends it to
-    ``out_dir/mean_schedules.jsonl``.
+    ``out_dir/mean_schedules.jsonl`` (one line per rollout start; :func:`trim_log` drops the
+    lines after a checkpoint when a run resumes, so each step appears once).
+
+    Checkpoints (``out_dir/checkpoints/step_<n>/``, :func:`agents.checkpoint.save_checkpoint`)
+    are written at the first rollout start at least ``checkpoint_every`` steps after the last
+    one, and on SIGINT (then :class:`agents.checkpoint.Interrupted` is raised): at a rollout
+    start the rollout buffer is empty, so the state is the networks, the optimisers, the step
+    counters, the env's episode streams, the wrappers' running state and the RNG states
+    (:func:`sb3_state`), from which :func:`restore_sb3` continues bit for bit.
 
     :param start: the step count training starts from (checkpoints count from there).
+    :param restore: the checkpoint state a resumed run starts from (its RNG states are set
+        at the first rollout start, after the probe env is built).
     """
 
-    def __init__(self, cfg: Config, out_dir: Path | None, start: int):
+    def __init__(self, cfg: Config, out_dir: Path | None, start: int, restore: dict | None = None):
         super().__init__()
         self.cfg, self.out_dir = cfg, out_dir
         self.last_ckpt, self.errors = start, []
+        self.restore = restore
         self.probe: tuple[VecEnv, ClockVectorEnv] | None = None
 
     def _on_rollout_start(self) -> None:
         cfg, out_dir = self.cfg, self.out_dir
+        if self.restore is not None:
+            set_rng_state(self.restore["rng"])
+            self.restore = None
+        n = self.model.num_timesteps
+        stop = interrupt_requested()
+        if out_dir is not None and (stop or n - self.last_ckpt >= cfg.checkpoint_every):
+            self.checkpoint()
+        if stop:
+            raise Interrupted(f"checkpoint at step {n} in {out_dir / 'checkpoints'}")
         if cfg.policy_inputs != "full":  # open loop: the policy's mean is one schedule
-            if self.probe is None:  # one env is enough to read it
+            if self.probe is None:  # one env is enough to read it (RNG states untouched)
+                saved = rng_state()
                 self.probe = make_env(cfg, num_envs=1, bank_size=1, reward_transform=False)
+                set_rng_state(saved)
             sigmas, acts = mean_schedule(self.model, *self.probe, cfg.budget)
             critic = find_wrapper(self.model.get_env(), SelfCriticalReward)
             if critic is not None:  # the baseline follows the policy's current mean
@@ -201,20 +235,29 @@ class ArtCallback(BaseCallback):
             for k, sig in enumerate(sigmas[1:-1].tolist(), start=1):
                 self.logger.record(f"charts/sigma_{k}", sig)
             if out_dir is not None:  # the mean schedule along training, one line a rollout
-                line = {"step": self.model.num_timesteps, "actions": acts.tolist(),
-                        "sigmas": sigmas.tolist()}  # fmt: skip
-                with open(out_dir / "mean_schedules.jsonl", "a") as f:
-                    f.write(json.dumps(line) + "\n")
+                line = {"step": n, "actions": acts.tolist(), "sigmas": sigmas.tolist()}
+                append_line(out_dir / "mean_schedules.jsonl", json.dumps(line))
         pol = self.model.policy
         if cfg.log_std_final is not None and hasattr(pol, "log_std"):
-            frac = min(self.model.num_timesteps / cfg.total_timesteps, 1.0)
+            frac = min(n / cfg.total_timesteps, 1.0)
             v = cfg.log_std_init + frac * (cfg.log_std_final - cfg.log_std_init)
             with torch.no_grad():
                 pol.log_std.fill_(v)
             self.logger.record("train/log_std_annealed", v)
 
+    def checkpoint(self) -> Path | None:
+        """Write ``checkpoints/step_<n>/`` (``state.pt`` + the SB3 ``model.zip``)."""
+        n = self.model.num_timesteps
+        state = sb3_state(self.model, self.errors, n)
+
+        def model_zip(d: Path) -> None:
+            self.model.save(d / "model.zip")
+
+        self.last_ckpt = n
+        return save_checkpoint(self.out_dir / "checkpoints", "step_", n, state, model_zip)
+
     def _on_step(self) -> bool:
-        cfg, out_dir = self.cfg, self.out_dir
+        cfg = self.cfg
         for info, done in zip(self.locals["infos"], self.locals["dones"], strict=True):
             if done and "env_reward" in info:
                 self.errors.append(-info["env_reward"])
@@ -225,8 +268,68 @@ class ArtCallback(BaseCallback):
             self.logger.record("charts/terminal_rmse", float(np.sqrt(e.mean())))
             self.logger.record("charts/log_terminal_mse", float(np.log(e + 1e-12).mean()))
             self.errors = []
-        n = self.model.num_timesteps
-        if out_dir is not None and n - self.last_ckpt >= cfg.checkpoint_every:
-            self.model.save(out_dir / "checkpoints" / f"model_{n}.zip")
-            self.last_ckpt = n
         return True
+
+
+def _clock_env(env: VecEnv) -> ClockVectorEnv:
+    inner = find_wrapper(env, SB3VecEnv)
+    assert inner is not None and isinstance(inner.venv, ClockVectorEnv)
+    return inner.venv
+
+
+def sb3_state(model: BaseAlgorithm, errors: list[float], step: int) -> dict[str, Any]:
+    """The state of an SB3 ART run at a rollout start, as weights-only data (see
+    :class:`ArtCallback`; ``torch.load(weights_only=True)`` reads it)."""
+    env = model.get_env()
+    clock = _clock_env(env)
+    wrappers = {}
+    for cls in (RewardTransform, SelfCriticalReward):
+        w = find_wrapper(env, cls)
+        if w is not None:
+            wrappers[cls.__name__] = w.state()
+    state: dict[str, Any] = {
+        "num_timesteps": int(step),
+        "n_updates": int(model._n_updates),
+        "episode_num": int(model._episode_num),
+        "params": model.get_parameters(),
+        "last_obs": torch.as_tensor(np.array(model._last_obs, copy=True)),
+        "last_episode_starts": torch.as_tensor(np.array(model._last_episode_starts, copy=True)),
+        "env": {"base_seeds": clock.base_seeds.cpu(), "episode_index": clock.episode_index.cpu()},
+        "wrappers": wrappers,
+        "errors": [float(e) for e in errors],
+        "rng": rng_state(),
+    }
+    ent = getattr(model, "log_ent_coef", None)  # SAC's learned entropy coefficient
+    if isinstance(ent, torch.Tensor):
+        state["log_ent_coef"] = ent.detach().cpu().clone()
+    return state
+
+
+def restore_sb3(model: BaseAlgorithm, state: dict[str, Any]) -> None:
+    """Continue a freshly built model (same config) from :func:`sb3_state`'s state: networks,
+    optimisers, counters, the env's episodes, the wrappers' state and the next observation.
+    The RNG states are restored by :class:`ArtCallback` at the first rollout start."""
+    model.set_parameters(state["params"], exact_match=True, device=model.device)
+    if "log_ent_coef" in state:
+        with torch.no_grad():
+            model.log_ent_coef.copy_(state["log_ent_coef"].to(model.device))
+    model.num_timesteps = int(state["num_timesteps"])
+    model._n_updates = int(state["n_updates"])
+    model._episode_num = int(state["episode_num"])
+    env = model.get_env()
+    for cls in (RewardTransform, SelfCriticalReward):
+        w = find_wrapper(env, cls)
+        if w is not None and cls.__name__ in state["wrappers"]:
+            w.load_state(state["wrappers"][cls.__name__])
+    obs = _clock_env(env).restore_episodes(
+        state["env"]["base_seeds"].numpy(), state["env"]["episode_index"].numpy()
+    )
+    saved = state["last_obs"].numpy()
+    if find_wrapper(env, TimeInputs) is not None:
+        obs = obs[:, :3]
+    if obs.shape == saved.shape and np.array_equal(obs, saved):  # a rollout start at k = 0
+        model._last_obs = saved
+        model._last_episode_starts = state["last_episode_starts"].numpy()
+    else:  # checkpoint inside episodes (n_steps not a multiple of the budget): restart them
+        model._last_obs = obs
+        model._last_episode_starts = np.ones(env.num_envs, dtype=bool)

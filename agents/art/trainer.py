@@ -21,40 +21,55 @@ from tqdm.auto import tqdm
 from baselines import schedules as B  # noqa: N812
 from diffusion_gym import presets as _presets
 from diffusion_gym import schedules as _schedules
+from diffusion_gym.io import atomic_write_json, atomic_write_text, read_jsonl
 
+from ..checkpoint import (
+    Interrupted,
+    interrupt_requested,
+    latest,
+    load_state,
+    save_checkpoint,
+    training,
+)
 from .actor_critic import ContinuousActorCritic
 from .config import Config
 from .report import evaluate_schedule
-from .sb3 import SB3_ALGOS, ArtCallback, distill, make_env, make_model
+from .sb3 import ArtCallback, distill, make_env, make_model, restore_sb3
 
-__all__ = ["RESTART_SELECT_SAMPLES", "run"]
+__all__ = ["RESTART_SELECT_SAMPLES", "run", "trim_log"]
 
 #: Training-noise samples that score the restarts (``Config.restarts``).
 RESTART_SELECT_SAMPLES = 1024
 
 
-def _latest(ckpt_dir: Path, pattern: str) -> Path | None:
-    found = sorted(ckpt_dir.glob(pattern), key=lambda p: int(p.stem.split("_")[-1]))
-    return found[-1] if found else None
+def trim_log(path: Path, step: int) -> None:
+    """Keep the lines of a JSON-lines log whose ``"step"`` is below ``step`` (and drop a torn
+    last line): a resumed run then appends each later step exactly once."""
+    if path.exists():
+        keep = [rec for rec in read_jsonl(path) if rec.get("step", -1) < step]
+        atomic_write_text(path, "".join(json.dumps(rec) + "\n" for rec in keep))
 
 
 def _train_sb3(cfg: Config, out: Path, resume: bool) -> tuple[torch.Tensor, list[float]]:
     env, _ = make_env(cfg)
-    ckpt = _latest(out / "checkpoints", "model_*.zip") if resume else None
-    tb = str(out / "tb")
-    if ckpt is not None:
-        cls = SB3_ALGOS[cfg.algo]
-        model = cls.load(ckpt, env=env, tensorboard_log=tb, device=cfg.device)
-        print(f"resuming from {ckpt} at {model.num_timesteps} steps")
-    else:
-        model = make_model(cfg, env, tensorboard_log=tb)
+    found = latest(out / "checkpoints", "step_") if resume else None
+    model = make_model(cfg, env, tensorboard_log=str(out / "tb"))
+    state = None
+    if found is not None:
+        state = load_state(found)
+        restore_sb3(model, state)
+        print(f"resuming from {found} at {model.num_timesteps} steps")
+    trim_log(out / "mean_schedules.jsonl", model.num_timesteps)
+    callback = ArtCallback(cfg, out, model.num_timesteps, restore=state)
     remaining = cfg.total_timesteps - model.num_timesteps
     if remaining > 0:
-        model.learn(
-            remaining, callback=ArtCallback(cfg, out, model.num_timesteps), tb_log_name="art",
-            reset_num_timesteps=ckpt is None, progress_bar=cfg.progress,
-        )  # fmt: skip
-    model.save(out / "checkpoints" / f"model_{model.num_timesteps}.zip")
+        with training():
+            model.learn(
+                remaining, callback=callback, tb_log_name="art",
+                reset_num_timesteps=state is None, progress_bar=cfg.progress,
+            )  # fmt: skip
+    callback.init_callback(model)
+    callback.checkpoint()  # the final one (kept if this step is already saved)
     env.close()
     sigmas, actions = distill(model, cfg)
     return sigmas, [float(a) for a in actions]
@@ -67,20 +82,26 @@ def _train_art_ac(cfg: Config, out: Path, resume: bool) -> tuple[torch.Tensor, l
         labels = lambda n, g: p.data.sample_labels(n, generator=g)  # noqa: E731
     ac = ContinuousActorCritic(p.denoiser, cfg.budget, p.sigma_max, p.prior_std,
                                cfg.actor_critic, class_sampler=labels)  # fmt: skip
-    ckpt = _latest(out / "checkpoints", "art_ac_*.pt") if resume else None
-    if ckpt is not None:
-        ac.load_state(torch.load(ckpt, weights_only=False))
-        print(f"resuming from {ckpt} at iteration {ac.iteration}")
+    ckpts = out / "checkpoints"
+    found = latest(ckpts, "art_ac_") if resume else None
+    if found is not None:
+        ac.load_state(load_state(found))
+        print(f"resuming from {found} at iteration {ac.iteration}")
     writer = SummaryWriter(str(out / "tb" / "art_ac"))
     total = cfg.actor_critic.iterations
     bar = tqdm(total=total, initial=ac.iteration, disable=not cfg.progress, desc="art_ac")
-    while ac.iteration < total:
-        logs = ac.update()
-        for k, v in logs.items():
-            writer.add_scalar(k, v, ac.iteration)
-        bar.update(1)
-        if ac.iteration % cfg.checkpoint_every == 0 or ac.iteration == total:
-            torch.save(ac.state(), out / "checkpoints" / f"art_ac_{ac.iteration}.pt")
+    with training():
+        while ac.iteration < total:
+            logs = ac.update()
+            for k, v in logs.items():
+                writer.add_scalar(k, v, ac.iteration)
+            bar.update(1)
+            stop = interrupt_requested()
+            if stop or ac.iteration % cfg.checkpoint_every == 0 or ac.iteration == total:
+                save_checkpoint(ckpts, "art_ac_", ac.iteration, ac.state())
+            if stop:
+                writer.close()
+                raise Interrupted(f"checkpoint of iteration {ac.iteration} in {ckpts}")
     bar.close()
     writer.close()
     return ac.schedule(), [float(v) for v in ac.mean_speeds()]
@@ -88,7 +109,7 @@ def _train_art_ac(cfg: Config, out: Path, resume: bool) -> tuple[torch.Tensor, l
 
 def _train_once(cfg: Config, out: Path, resume: bool) -> tuple[torch.Tensor, list[float]]:
     """One training in ``out`` (the one place a run seeds torch's global RNG)."""
-    torch.manual_seed(cfg.seed)
+    torch.manual_seed(cfg.seed)  # any seed in [0, 2**63 - 1]
     if cfg.algo == "art_ac":
         return _train_art_ac(cfg, out, resume)
     return _train_sb3(cfg, out, resume)
@@ -111,7 +132,7 @@ def _train_restarts(cfg: Config, out: Path, resume: bool):
         else:
             sig, means = _train_once(sub_cfg, sub, resume)
             rec = {"sigmas": _schedules.schedule_to_list(sig), "policy_means": means}
-            done.write_text(json.dumps(rec, indent=2))
+            atomic_write_json(done, rec)
         rmse = B.schedule_rmse(p, sig, cfg.solver, data)
         print(f"restart {r} (seed {sub_cfg.seed}): training-noise RMSE {rmse:.4g}")
         runs.append((rmse, r, sig, means))
@@ -146,6 +167,6 @@ def run(config: Config, out_dir: str | Path, resume: bool = False) -> dict:
     _schedules.save_schedule(out / "schedule.json", sigmas, cfg.solver, cfg.budget, cfg.preset)
     record = {"policy_means": policy_means, "sigmas": _schedules.schedule_to_list(sigmas),
               "train_seconds": train_s, **extra}  # fmt: skip
-    (out / "distilled.json").write_text(json.dumps(record, indent=2))
+    atomic_write_json(out / "distilled.json", record)
     print(f"distilled schedule ({train_s:.0f} s): {[round(float(s), 4) for s in sigmas]}")
     return evaluate_schedule(cfg, sigmas, out)

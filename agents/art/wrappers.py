@@ -53,6 +53,13 @@ class RewardTransform(VecEnvWrapper):
         super().__init__(venv)
         self.kind, self.eps, self.scale = kind, eps, None
 
+    def state(self) -> dict:
+        """Running state for checkpoints (weights-only data)."""
+        return {"scale": self.scale}
+
+    def load_state(self, state: dict) -> None:
+        self.scale = state["scale"]
+
     def reset(self):
         return self.venv.reset()
 
@@ -105,6 +112,28 @@ class SelfCriticalReward(VecEnvWrapper):
             raise TypeError(f"clock_env must be a ClockVectorEnv, got {type(clock_env)!r}")
         self.clock_env, self.log, self.eps, self.sampling_mix = clock_env, log, eps, sampling_mix
         self.sigmas, self.scale, self.errors = None, None, None
+        self.probs: np.ndarray | None = None  # the bank probabilities last handed to the env
+
+    def state(self) -> dict:
+        """Running state for checkpoints (weights-only data): the baseline schedule, the
+        running scale, the per-entry errors and the bank probabilities in use."""
+
+        def t(v):
+            return None if v is None else torch.from_numpy(np.array(v, dtype=np.float64))
+
+        sig = None if self.sigmas is None else self.sigmas.detach().cpu()
+        errors, probs = t(self.errors), t(self.probs)
+        return {"sigmas": sig, "scale": self.scale, "errors": errors, "probs": probs}
+
+    def load_state(self, state: dict) -> None:
+        """Restore :meth:`state` (and hand the env the bank probabilities that were in use)."""
+        sig = state["sigmas"]
+        self.sigmas = None if sig is None else sig.to(self.clock_env.device, torch.float64)
+        self.scale = state["scale"]
+        self.errors = None if state["errors"] is None else state["errors"].numpy().copy()
+        self.probs = None if state["probs"] is None else state["probs"].numpy().copy()
+        if self.probs is not None:
+            self.clock_env.set_bank_probs(self.probs)
 
     def set_schedule(self, sigmas: torch.Tensor) -> None:
         """The baseline schedule (the policy's current mean); rescores sampling if asked."""
@@ -115,7 +144,8 @@ class SelfCriticalReward(VecEnvWrapper):
             self.errors = self._bank_errors()
         n, mix = len(self.errors), self.sampling_mix
         e = np.maximum(self.errors, 1e-300)
-        self.clock_env.set_bank_probs(mix / n + (1.0 - mix) * e / e.sum())
+        self.probs = mix / n + (1.0 - mix) * e / e.sum()
+        self.clock_env.set_bank_probs(self.probs)
 
     def _mse_b(self, x_T, x_ref, labels) -> np.ndarray:  # noqa: N803
         env = self.clock_env

@@ -5,6 +5,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from baselines.metrics import METRICS
+from diffusion_gym import presets as _presets
+
+from ..checkpoint import check_seed
 from ..discriminator import DiscriminatorConfig
 
 __all__ = [
@@ -143,7 +147,7 @@ class Config:
 
     agent: str = "irl"
     seed: int = 0
-    """seed of everything (env, networks, expert draws)"""
+    """seed of everything (env, networks, expert draws): any int in [0, 2**63 - 1]"""
     rounds: int = 60
     """rollout → relabel → policy update → discriminator update rounds"""
     checkpoint_every: int = 10
@@ -168,9 +172,53 @@ class Config:
             raise ValueError("discriminator.source=policy needs algo.policy=dual_head")
         if self.algo.policy == "dual_head" and self.algo.name == "maskable_ppo":
             raise ValueError("algo.policy=dual_head works with ppo and a2c, not maskable_ppo")
-        for name in ("rounds", "checkpoint_every"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        check_seed("seed", self.seed)
+        check_seed("discriminator.expert_seed", self.discriminator.expert_seed)
+        if self.num_threads < 0:
+            raise ValueError(f"num_threads must be >= 0, got {self.num_threads}")
+        _check_sizes(self)
+        _check_eval(self.eval)
+
+
+def _check_sizes(cfg: Config) -> None:
+    """Counts that must be >= 1, and names that must exist, before any work."""
+    sizes = {
+        "rounds": cfg.rounds, "checkpoint_every": cfg.checkpoint_every,
+        "env.num_envs": cfg.env.num_envs, "env.num_steps": cfg.env.num_steps,
+        "algo.episodes_per_round": cfg.algo.episodes_per_round,
+        "algo.batch_size": cfg.algo.batch_size, "algo.n_epochs": cfg.algo.n_epochs,
+        "discriminator.epochs": cfg.discriminator.epochs,
+        "discriminator.batch_size": cfg.discriminator.batch_size,
+    }  # fmt: skip
+    for name, v in sizes.items():
+        if v < 1:
+            raise ValueError(f"{name} must be >= 1, got {v}")
+    if cfg.env.preset not in _presets.names():
+        raise ValueError(f"env.preset must be one of {_presets.names()}, got {cfg.env.preset!r}")
+    if not cfg.env.guidance_weights or not cfg.env.gammas:
+        raise ValueError("env.guidance_weights and env.gammas must not be empty")
+
+
+def _check_eval(ev: EvalConfig) -> None:
+    """The final evaluation's settings, checked before training (not after it)."""
+    unknown = [m for m in ev.metrics if m not in METRICS]
+    if unknown or not ev.metrics:
+        raise ValueError(f"eval.metrics must be names of {sorted(METRICS)}, got {ev.metrics}")
+    if ev.num_samples < 1 or ev.train_samples < 1:
+        raise ValueError(
+            f"eval.num_samples and eval.train_samples must be >= 1, got {ev.num_samples}, "
+            f"{ev.train_samples}"
+        )
+    if not ev.seeds:
+        raise ValueError("eval.seeds must hold at least one seed")
+    for i, s in enumerate(ev.seeds):
+        check_seed(f"eval.seeds[{i}]", s)
+    _choice("eval.class_labels", ev.class_labels, ("balanced", "data"))
+    if ev.every < 0:
+        raise ValueError(f"eval.every must be >= 0, got {ev.every}")
+    for t in [ev.temperature, *ev.temperatures]:
+        if t is not None and not t > 0:
+            raise ValueError(f"eval temperatures must be > 0, got {t}")
 
 
 def _choice(name: str, value: str, valid: tuple[str, ...]) -> None:

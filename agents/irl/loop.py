@@ -10,6 +10,7 @@ from stable_baselines3.common.logger import configure
 from torch.utils.tensorboard import SummaryWriter
 from tqdm.auto import tqdm
 
+from ..checkpoint import Interrupted, interrupt_requested, latest, training
 from .config import Config
 from .report import evaluate_trainer, quick_eval
 from .trainer import IRLTrainer
@@ -18,34 +19,43 @@ __all__ = ["run"]
 
 
 def run(config: Config, out_dir: Path, resume: bool = False) -> dict:
-    """Train (or continue from ``out_dir/checkpoints/last``), checkpoint every
-    ``checkpoint_every`` rounds, log ``train/``, ``eval/``, ``charts/``, then evaluate."""
+    """Train (or continue from the newest complete ``out_dir/checkpoints/round_<r>/``),
+    checkpoint every ``checkpoint_every`` rounds, at the end and on SIGINT (then raise
+    :class:`agents.checkpoint.Interrupted`), log ``train/``, ``eval/``, ``charts/``, then
+    evaluate."""
     out_dir = Path(out_dir)
-    ckpt = out_dir / "checkpoints" / "last"
+    ckpts = out_dir / "checkpoints"
     if config.num_threads > 0:
         torch.set_num_threads(config.num_threads)
     trainer = IRLTrainer(config)
-    if resume and (ckpt / "irl_state.pt").is_file():
-        trainer.load(ckpt)
+    found = latest(ckpts, "round_") if resume else None
+    if found is not None:
+        trainer.load(found)
+        print(f"resuming from {found} (round {trainer.round})")
     trainer.model.set_logger(configure(str(out_dir / "tb" / "sb3"), ["tensorboard"]))
     writer = SummaryWriter(str(out_dir / "tb" / "irl"))
     bar = tqdm(total=config.rounds, initial=trainer.round, disable=not config.progress, desc="irl")
-    while trainer.round < config.rounds:
-        stats = trainer.train_round()
-        r = trainer.round
-        for key, v in stats.items():
-            writer.add_scalar(f"train/{key}", v, r)
-        writer.add_scalar("eval/discriminator_accuracy", stats["accuracy"], r)
-        w, g = trainer.chosen_per_step()
-        for k in range(len(w)):
-            writer.add_scalar(f"charts/guidance_step{k}", w[k], r)
-            writer.add_scalar(f"charts/gamma_step{k}", g[k], r)
-        if config.eval.every and r % config.eval.every == 0:
-            quick_eval(trainer, writer, r)
-        if r % config.checkpoint_every == 0 or r == config.rounds:
-            trainer.save(ckpt)
-        bar.update(1)
-        bar.set_postfix(acc=f"{stats['accuracy']:.2f}", reward=f"{stats['irl_reward']:.3f}")
+    with training():
+        while trainer.round < config.rounds:
+            stats = trainer.train_round()
+            r = trainer.round
+            for key, v in stats.items():
+                writer.add_scalar(f"train/{key}", v, r)
+            writer.add_scalar("eval/discriminator_accuracy", stats["accuracy"], r)
+            w, g = trainer.chosen_per_step()
+            for k in range(len(w)):
+                writer.add_scalar(f"charts/guidance_step{k}", w[k], r)
+                writer.add_scalar(f"charts/gamma_step{k}", g[k], r)
+            if config.eval.every and r % config.eval.every == 0:
+                quick_eval(trainer, writer, r)
+            stop = interrupt_requested()
+            if stop or r % config.checkpoint_every == 0 or r == config.rounds:
+                trainer.save(ckpts)
+            bar.update(1)
+            bar.set_postfix(acc=f"{stats['accuracy']:.2f}", reward=f"{stats['irl_reward']:.3f}")
+            if stop:
+                writer.close()
+                raise Interrupted(f"checkpoint of round {r} in {ckpts / f'round_{r}'}")
     bar.close()
     results = evaluate_trainer(trainer, out_dir, progress=config.progress)
     for m, v in results["irl-policy"].items():

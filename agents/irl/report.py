@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +12,7 @@ import torch
 from matplotlib.figure import Figure
 
 from baselines.evaluate import HIGHER_IS_BETTER, evaluate, markdown_table, write_report
+from diffusion_gym.io import atomic_save_via, atomic_write_json
 from diffusion_gym.noise import make_labels, make_noise
 
 from .config import EvalConfig
@@ -55,13 +55,12 @@ def evaluate_trainer(trainer: IRLTrainer, out_dir: Path | None, progress: bool =
                 "strategies": policy_rows[:1] + [s for s in baselines if s.name == best],
                 "samples": {k: v for k, v in samples.items() if k in keep},
             },
+            summary=summary_markdown(summary),
         )
-        (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+        atomic_write_json(out_dir / "summary.json", summary)
         _plot_policy(trainer, out_dir / "policy_actions.png")
         if cfg.temperatures:
             _plot_temperature(results, policy_rows, out_dir / "temperature.png")
-        with open(out_dir / "eval.md", "a") as f:
-            f.write("\n" + summary_markdown(summary) + "\n")
     print(markdown_table(results, f"IRL policy vs constant guidance ({trainer.env.preset.name})"))
     print(summary_markdown(summary))
     return results
@@ -138,7 +137,7 @@ def _plot_policy(trainer: IRLTrainer, path: Path) -> None:
         ax.set_title(f"{label} chosen per step (deterministic policy)")
         ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    atomic_save_via(path, lambda tmp: fig.savefig(tmp, dpi=100))
 
 
 def _plot_temperature(results: dict, rows: list, path: Path) -> None:
@@ -157,7 +156,7 @@ def _plot_temperature(results: dict, rows: list, path: Path) -> None:
         ax.set_xlabel("temperature τ")
         ax.set_title(m)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    atomic_save_via(path, lambda tmp: fig.savefig(tmp, dpi=100))
 
 
 def quick_eval(trainer: IRLTrainer, writer, r: int) -> None:

@@ -3,16 +3,17 @@
 One round of :meth:`IRLTrainer.train_round` is the loop of :mod:`agents.irl`: rollout →
 relabel (:class:`RelabelCallback`) → policy update → discriminator update.
 
-Seeding: ``config.seed`` seeds the SB3 learner at construction (SB3's ``seed=``: Python,
-NumPy and torch's global RNGs, then the policy's and the discriminator's initial weights);
-every round then starts from :meth:`IRLTrainer.seed_round` (the global RNGs and the env's
-episodes, from ``(seed, round)`` alone, so a resumed run repeats an uninterrupted one), and
-the expert draws of round r use a generator seeded ``discriminator.expert_seed + r``.
+Seeding: ``config.seed`` (any int in [0, 2**63 − 1]) seeds the SB3 learner at construction
+(SB3's ``seed=``, 32 bits: :func:`agents.checkpoint.fit_seed`; Python, NumPy and torch's
+global RNGs, then the policy's and the discriminator's initial weights); every round then
+starts from :meth:`IRLTrainer.seed_round`: the global RNGs and one base seed per env, all
+drawn from numpy's ``SeedSequence(seed, spawn_key=(round,))``, so rounds and envs get
+independent noise (every x_T distinct) and a resumed run repeats an uninterrupted one; the
+expert draws of round r use a generator seeded ``discriminator.expert_seed + r``.
 """
 
 from __future__ import annotations
 
-import random
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from stable_baselines3.common.utils import set_random_seed
 from diffusion_gym import presets
 from diffusion_gym.envs.guidance import GuidanceVectorEnv
 
+from ..checkpoint import fit_seed, load_state, rng_state, save_checkpoint, set_rng_state
 from ..discriminator import Discriminator, reward_from_logit, train_discriminator
 from ..policies import DualHeadPolicy
 from ..vec_env import SB3VecEnv
@@ -86,7 +88,7 @@ def make_model(cfg: Config, venv) -> BaseAlgorithm:
         ent_coef=a.ent_coef,
         vf_coef=a.vf_coef,
         max_grad_norm=a.max_grad_norm,
-        seed=cfg.seed,
+        seed=fit_seed(cfg.seed, 2**32),
         device=cfg.env.device,
         verbose=0,
     )
@@ -214,22 +216,32 @@ class IRLTrainer:
         return d.reward_scale * reward_from_logit(ell, d.divergence)
 
     def round_seed(self, r: int) -> int:
-        """The seed of round ``r`` (a function of ``config.seed`` and r only)."""
-        return int(self.cfg.seed) * 1_000_003 + r
+        """The seed of the global RNGs in round ``r`` (a function of ``config.seed`` and r
+        only; 32 bits, as SB3 and numpy take)."""
+        return int(self._round_sequence(r).generate_state(1, np.uint32)[0])
 
-    def seed_round(self, r: int) -> None:
+    def env_seeds(self, r: int) -> list[int]:
+        """Base seeds of the envs' episodes in round ``r``: one independent 62-bit seed per
+        env (envs and rounds never share a noise stream)."""
+        ss = self._round_sequence(r).spawn(1)[0]
+        return [int(v) for v in ss.generate_state(self.env.num_envs, np.uint64) >> np.uint64(2)]
+
+    def _round_sequence(self, r: int) -> np.random.SeedSequence:
+        return np.random.SeedSequence(entropy=int(self.cfg.seed), spawn_key=(int(r),))
+
+    def seed_round(self, r: int) -> np.ndarray:
         """Seed everything round ``r`` draws from: the global RNGs (SB3's minibatch order,
-        the policy's action samples) and the env's next episodes."""
-        seed = self.round_seed(r)
-        set_random_seed(seed)
-        self.venv.seed(seed)
+        the policy's action samples) and the env's episodes; returns the reset
+        observations."""
+        set_random_seed(self.round_seed(r))
+        obs, _ = self.env.reset(seed=self.env_seeds(r))
+        return obs
 
     def train_round(self) -> dict[str, float]:
         """One round (module docstring); returns its statistics."""
         r, n_steps = self.round, self.model.n_steps
-        self.seed_round(r)
         # Every round starts fresh episodes: hand SB3 the reset observations.
-        self.model._last_obs = self.venv.reset()
+        self.model._last_obs = self.seed_round(r)
         self.model._last_episode_starts = np.ones(self.env.num_envs, dtype=bool)
         self.model.learn(
             n_steps * self.env.num_envs,
@@ -272,38 +284,45 @@ class IRLTrainer:
 
     # -- checkpoints --------------------------------------------------------------------
 
-    def save(self, directory: Path) -> None:
-        """Policy (with its optimiser), discriminator (+ optimiser), round, RNG states."""
-        directory.mkdir(parents=True, exist_ok=True)
-        self.model.save(directory / "policy.zip")
-        state = {
+    def state(self) -> dict[str, Any]:
+        """Everything :meth:`load_state` needs, as weights-only data (tensors, numbers,
+        lists, dicts): policy and its optimiser, discriminator and its optimiser, round,
+        step counters, RNG states."""
+        return {
             "round": self.round,
-            "num_timesteps": self.model.num_timesteps,
+            "num_timesteps": int(self.model.num_timesteps),
+            "n_updates": int(self.model._n_updates),
+            "params": self.model.get_parameters(),
             "disc": None if self.disc is None else self.disc.state_dict(),
             "disc_opt": self.disc_opt.state_dict(),
-            "rng": {
-                "torch": torch.get_rng_state(),
-                "numpy": np.random.get_state(),  # noqa: NPY002 - SB3 uses the global RNG
-                "python": random.getstate(),
-            },
+            "rng": rng_state(),
         }
-        tmp = directory / "irl_state.pt.tmp"
-        torch.save(state, tmp)
-        tmp.replace(directory / "irl_state.pt")
 
-    def load(self, directory: Path) -> None:
-        """Continue from :meth:`save`'s files."""
-        algo = algo_class(self.cfg.algo.name)
-        self.model = algo.load(directory / "policy.zip", env=self.venv, device=self.device)
-        state = torch.load(directory / "irl_state.pt", weights_only=False)
-        self._build_discriminator()
+    def load_state(self, state: dict[str, Any]) -> None:
+        """Continue from :meth:`state` (the same config: the networks are built from it)."""
+        self.model.set_parameters(state["params"], exact_match=True, device=self.device)
+        self.model.num_timesteps = int(state["num_timesteps"])
+        self.model._n_updates = int(state["n_updates"])
         if self.disc is not None:
             self.disc.load_state_dict(state["disc"])
         self.disc_opt.load_state_dict(state["disc_opt"])
         self.round = int(state["round"])
-        torch.set_rng_state(state["rng"]["torch"])
-        np.random.set_state(state["rng"]["numpy"])  # noqa: NPY002
-        random.setstate(state["rng"]["python"])
+        set_rng_state(state["rng"])
+
+    def save(self, checkpoints: Path, keep: int = 2) -> Path | None:
+        """Checkpoint ``checkpoints/round_<r>/`` (one atomic directory: ``state.pt`` for
+        ``--resume`` and the SB3 ``policy.zip`` for people); keeps the newest ``keep``."""
+
+        def policy_zip(d: Path) -> None:
+            self.model.save(d / "policy.zip")
+
+        return save_checkpoint(Path(checkpoints), "round_", self.round, self.state(),
+                               policy_zip, keep)  # fmt: skip
+
+    def load(self, directory: Path) -> None:
+        """Continue from a checkpoint directory written by :meth:`save` (its ``state.pt``;
+        no pickled code is read)."""
+        self.load_state(load_state(directory))
 
     def strategy(self, name: str = "irl-policy", temperature: float | None = None):
         """The learned policy as a :class:`baselines.evaluate.Strategy`."""

@@ -118,6 +118,24 @@ class BatchedSamplerEnv(VectorEnv):
         else:
             self._episodes += 1
 
+    def restore_episodes(self, base_seeds, episode_index) -> np.ndarray:
+        """Start the episodes that ``base_seeds`` / ``episode_index`` (``[B]`` ints, as read
+        from those properties, e.g. into a checkpoint) point at, exactly as the run that had
+        them would have started them; returns the first observations (float32). Used by
+        trainers to resume a run bit for bit."""
+        seeds = torch.as_tensor(np.asarray(base_seeds, dtype=np.int64))
+        episodes = torch.as_tensor(np.asarray(episode_index, dtype=np.int64))
+        if seeds.shape != (self.num_envs,) or episodes.shape != (self.num_envs,):
+            raise ValueError(
+                f"base_seeds and episode_index must have shape ({self.num_envs},), got "
+                f"{tuple(seeds.shape)} and {tuple(episodes.shape)}"
+            )
+        if bool((seeds < 0).any()) or bool((episodes < 0).any()):
+            raise ValueError("base_seeds and episode_index must be >= 0")
+        self._seeds, self._episodes = seeds.to(self._device), episodes.to(self._device)
+        self._begin_episodes()
+        return self._observe().cpu().numpy()
+
     def _episode_keys(self) -> torch.Tensor:
         """``[B]`` stream keys of the current episodes."""
         return episode_keys(self._seeds, self._episodes)
