@@ -62,7 +62,15 @@ __all__ = [
 MANIFEST = "MANIFEST.json"
 
 _STALL_ENV = "DIFFUSION_GYM_IO_STALL"
-_writes = 0  # atomic writes of this process (for the test hook)
+_hook = {"spec": None, "writes": 0}  # the test hook's setting and the writes counted since
+
+
+def _count_write() -> None:
+    """Count an atomic write for the test hook (from 0 whenever the setting changes)."""
+    spec = os.environ.get(_STALL_ENV)
+    if spec != _hook["spec"]:
+        _hook.update(spec=spec, writes=0)
+    _hook["writes"] += 1
 
 
 def _stall(phase: str, path: Path, tmp: Path | None = None) -> None:
@@ -71,7 +79,7 @@ def _stall(phase: str, path: Path, tmp: Path | None = None) -> None:
     if not spec:
         return
     n, want, *marker = spec.split(":", 2)
-    if int(n) != _writes or want != phase:
+    if int(n) != _hook["writes"] or want != phase:
         return
     if phase == "partial" and tmp is not None and tmp.is_file():
         size = tmp.stat().st_size
@@ -114,13 +122,12 @@ def atomic_save_via(path: str | Path, fn: Callable[[Path], Any]) -> Path:
     ``tmp`` keeps ``path``'s suffix (SB3's ``save`` appends ``.zip`` to other names). On any
     error the temporary file is removed and ``path`` is left as it was. Returns ``path``.
     """
-    global _writes
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
     os.close(fd)
     tmp = Path(name)
-    _writes += 1
+    _count_write()
     try:
         fn(tmp)
         if not tmp.is_file():
@@ -184,7 +191,6 @@ def atomic_dir(path: str | Path, meta: dict | None = None) -> Iterator[Path]:
     not appear; a left-over temporary directory is removed by the next :func:`atomic_dir`
     in the same parent.
     """
-    global _writes
     path = Path(path)
     if path.exists():
         raise FileExistsError(f"checkpoint directory {str(path)!r} already exists")
@@ -192,7 +198,7 @@ def atomic_dir(path: str | Path, meta: dict | None = None) -> Iterator[Path]:
     for old in path.parent.glob(f".{path.name}.tmp*"):  # from a killed earlier attempt
         shutil.rmtree(old, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.tmp"))
-    _writes += 1
+    _count_write()
     try:
         yield tmp
         files = {}
