@@ -45,7 +45,7 @@ import torch
 
 from diffusion_gym import presets as _presets
 from diffusion_gym.config import load, to_dict
-from diffusion_gym.io import atomic_write_text
+from diffusion_gym.io import atomic_write_text, check_writable_dir
 
 from . import guidance as G  # noqa: N812
 from . import schedules as B  # noqa: N812
@@ -367,6 +367,7 @@ def main_compare(argv: list[str] | None = None) -> int:
         over.append(f"num_samples={a.num_samples}")
     try:
         cfg = load_config(a.config, over)
+        check_writable_dir(a.out)
     except (ValueError, TypeError, FileNotFoundError) as e:
         print(f"diffusion-gym compare: error: {e}", file=sys.stderr)
         return 2
@@ -381,8 +382,11 @@ def _load_schedule_file(path: str) -> tuple[str, torch.Tensor, str]:
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"schedule file not found: {p}")
-    d = json.loads(p.read_text())
-    if "sigmas" not in d:
+    try:
+        d = json.loads(p.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"schedule file {str(p)!r} is not valid JSON: {e}") from None
+    if not isinstance(d, dict) or "sigmas" not in d:
         raise ValueError(f"{p} must hold a JSON object with 'sigmas' (and 'solver')")
     return p.stem, torch.tensor(d["sigmas"], dtype=torch.float64), d.get("solver", "heun")
 
@@ -412,6 +416,7 @@ def main_evaluate(argv: list[str] | None = None) -> int:
     try:  # every input checked before any work
         cfg = load_config(data)
         files = [FixedSchedule(*_load_schedule_file(f)) for f in a.schedule]
+        check_writable_dir(a.out)
     except (ValueError, TypeError, FileNotFoundError) as e:
         print(f"diffusion-gym evaluate: error: {e}", file=sys.stderr)
         return 2

@@ -267,7 +267,12 @@ def load(
         path = Path(source)
         if not path.is_file():
             raise FileNotFoundError(f"config file {str(path)!r} does not exist")
-        data, where = yaml.safe_load(path.read_text()), where or path.name
+        where = where or path.name
+        try:
+            data = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as e:  # name the file, not "<unicode string>"
+            why = " ".join(str(e).split())
+            raise ConfigError(f"{str(path)!r} is not valid YAML: {why}") from None
         data = {} if data is None else data
     else:
         raise TypeError(f"source must be a path or a mapping, got {type(source).__name__}")

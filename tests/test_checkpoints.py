@@ -9,7 +9,6 @@ uninterrupted run's, byte for byte.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import time

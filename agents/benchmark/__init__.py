@@ -34,6 +34,8 @@ import json
 import sys
 from pathlib import Path
 
+from diffusion_gym.io import check_writable_dir
+
 from . import throughput
 from .algos import (
     ALGORITHMS,
@@ -185,6 +187,7 @@ def main(argv: list[str] | None = None) -> int:
         return run_throughput(argv)
     args = _parser().parse_args(argv)
     if args.merge:
+        check_writable_dir(args.out)
         results = merge_results(args.merge)
         write_report(results, args.out)
         print(markdown_tables(results))
@@ -192,6 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.config is None:
         _parser().error("CONFIG is required (or --throughput, --merge)")
     cfg = _apply_flags(load_config(args.config, args.overrides), args)
+    check_writable_dir(args.out)
     results = run_benchmark(cfg, args.out)
     print(markdown_tables(results))
     print(f"wrote {Path(args.out) / 'benchmark.md'}, benchmark.json, curves_*.png, tb/")
