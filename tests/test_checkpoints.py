@@ -136,3 +136,10 @@ def test_art_ppo_sigkill_inside_writes_then_resume_is_bit_identical(tmp_path):
     # writes: 1 config.yaml, 2-4 step_48, step_96, step_144, then results
     points = [(n, p) for n in (2, 3, 4) for p in PHASES]
     assert _kill_and_resume(tmp_path, ART, points) == len(points)
+
+
+def test_art_sac_sigkill_then_resume_restores_the_replay_buffer(tmp_path):
+    data = {**ART, "algo": "sac", "reward_transform": "log",
+            "algo_kwargs": {"learning_starts": 16, "batch_size": 16, "buffer_size": 1000}}  # fmt: skip
+    points = [(3, "before_replace"), (4, "after_replace")]
+    assert _kill_and_resume(tmp_path, data, points) == len(points)

@@ -302,7 +302,33 @@ def sb3_state(model: BaseAlgorithm, errors: list[float], step: int) -> dict[str,
     ent = getattr(model, "log_ent_coef", None)  # SAC's learned entropy coefficient
     if isinstance(ent, torch.Tensor):
         state["log_ent_coef"] = ent.detach().cpu().clone()
+    rb = getattr(model, "replay_buffer", None)  # off-policy (SAC): the replay buffer
+    if rb is not None:
+        upto = rb.buffer_size if rb.full else rb.pos
+        state["replay"] = {"pos": int(rb.pos), "full": bool(rb.full)}
+        for name in _REPLAY_FIELDS:
+            arr = getattr(rb, name, None)
+            if arr is not None:
+                state["replay"][name] = torch.from_numpy(np.array(arr[:upto], copy=True))
+        # SAC samples warm-up actions from the action space's own generator
+        bitgen = model.action_space.np_random.bit_generator.state
+        state["action_space_rng"] = json.dumps(bitgen)
     return state
+
+
+#: Replay-buffer arrays saved with an off-policy checkpoint.
+_REPLAY_FIELDS = ("observations", "next_observations", "actions", "rewards", "dones", "timeouts")
+
+
+def _restore_replay(model: BaseAlgorithm, state: dict[str, Any]) -> None:
+    rb = model.replay_buffer
+    rec = state["replay"]
+    for name in _REPLAY_FIELDS:
+        if name in rec:
+            arr = getattr(rb, name)
+            arr[: len(rec[name])] = rec[name].numpy()
+    rb.pos, rb.full = int(rec["pos"]), bool(rec["full"])
+    model.action_space.np_random.bit_generator.state = json.loads(state["action_space_rng"])
 
 
 def restore_sb3(model: BaseAlgorithm, state: dict[str, Any]) -> None:
@@ -313,6 +339,8 @@ def restore_sb3(model: BaseAlgorithm, state: dict[str, Any]) -> None:
     if "log_ent_coef" in state:
         with torch.no_grad():
             model.log_ent_coef.copy_(state["log_ent_coef"].to(model.device))
+    if "replay" in state:
+        _restore_replay(model, state)
     model.num_timesteps = int(state["num_timesteps"])
     model._n_updates = int(state["n_updates"])
     model._episode_num = int(state["episode_num"])
