@@ -127,7 +127,7 @@ def test_art_actor_critic_improves_surrogate_and_resumes(tmp_path):
         b.update()
     torch.save(b.state(), tmp_path / "s.pt")
     c = make()
-    c.load_state(torch.load(tmp_path / "s.pt", weights_only=False))
+    c.load_state(torch.load(tmp_path / "s.pt", weights_only=True))  # no pickled code
     for _ in range(3):
         c.update()
     torch.testing.assert_close(c.schedule(), a.schedule(), rtol=0, atol=0)
@@ -240,9 +240,9 @@ def test_short_training_beats_initial_schedule_and_resumes(tmp_path):
     res = run(_tiny(total_timesteps=1600, learning_rate=3e-3, log_std_init=-1.0,
                     log_std_final=-3.0), tmp_path, resume=False)  # fmt: skip
     assert "art-ppo" in res and (tmp_path / "schedule.json").is_file()
-    assert (tmp_path / "checkpoints" / "model_1600.zip").is_file()
+    assert (tmp_path / "checkpoints" / "step_1600" / "model.zip").is_file()
     res = run(cfg, tmp_path, resume=True)  # continues from step 1600 to 3200
-    assert (tmp_path / "checkpoints" / "model_3200.zip").is_file()
+    assert (tmp_path / "checkpoints" / "step_3200" / "state.pt").is_file()
     learned = schedules.load_schedule(tmp_path / "schedule.json")["sigmas"]
     w2_learned = gaussian_1d_w2(p, learned, "euler")
     w2_initial = gaussian_1d_w2(p, schedules.linear(5, 3.0), "euler")
@@ -351,7 +351,7 @@ def test_restarts_keep_the_schedule_with_the_lowest_training_noise_error(tmp_pat
     data = B.training_set(p, 64, seed=0)
     scores = []
     for r in range(2):  # restart r is seed cfg.seed + r, trained in its own folder
-        assert (tmp_path / f"restart{r}" / "checkpoints" / "model_320.zip").is_file()
+        assert (tmp_path / f"restart{r}" / "checkpoints" / "step_320" / "model.zip").is_file()
         sig = json.loads((tmp_path / f"restart{r}" / "distilled.json").read_text())["sigmas"]
         scores.append(B.schedule_rmse(p, torch.tensor(sig, dtype=torch.float64), "euler", data))
     np.testing.assert_allclose(rec["restart_train_rmse"], scores, rtol=1e-12)

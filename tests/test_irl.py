@@ -136,9 +136,10 @@ def test_resume_gives_the_same_state_as_an_uninterrupted_run(tmp_path, source):
     full.train_round()
     first = IRLTrainer(tiny(over))
     first.train_round()
-    first.save(tmp_path)
+    saved = first.save(tmp_path)
+    assert saved == tmp_path / "round_1" and (saved / "policy.zip").is_file()
     resumed = IRLTrainer(tiny(over))
-    resumed.load(tmp_path)
+    resumed.load(saved)
     assert resumed.round == 1
     resumed.train_round()
     for a, b in zip(
@@ -224,8 +225,7 @@ def test_state_input_discriminator_sees_the_true_states_in_features_mode():
     b, n = env.num_envs, env.num_steps
     k, labels = decode_step_class(denv, states)
     assert torch.equal(k.reshape(-1, b), (torch.arange(len(k) // b) % n + 1)[:, None].expand(-1, b))
-    tr.venv.seed(tr.round_seed(0))
-    tr.venv.reset()
+    env.reset(seed=tr.env_seeds(0))  # round 0's episodes again
     for t in range(n):
         tr.venv.step(actions[t, :, 0].astype(np.int64))
         x = env.x if t < n - 1 else torch.as_tensor(np.stack(tr.venv.last_info["final_info"]["x0"]))

@@ -70,8 +70,8 @@ def test_cli_smoke_and_resume(tmp_path):
     for f in ("config.yaml", "eval.md", "summary.json", "policy_actions.png", "samples.png"):
         assert (out / f).is_file(), f
     assert list((out / "tb" / "irl").glob("events.*"))
-    state = out / "checkpoints" / "last" / "irl_state.pt"
-    assert torch.load(state, weights_only=False)["round"] == 1
+    state = out / "checkpoints" / "round_1" / "state.pt"
+    assert torch.load(state, weights_only=True)["round"] == 1
     # --resume (in-process, to save a second interpreter start) continues from the checkpoint
     # with the saved config (+ the new override)
     threads = torch.get_num_threads()
@@ -79,7 +79,8 @@ def test_cli_smoke_and_resume(tmp_path):
         assert main([str(cfg), "--out", str(out), "--resume", "rounds=2"]) == 0
     finally:
         torch.set_num_threads(threads)
-    assert torch.load(state, weights_only=False)["round"] == 2
+    state = out / "checkpoints" / "round_2" / "state.pt"
+    assert torch.load(state, weights_only=True)["round"] == 2
     assert yaml.safe_load(Path(out / "config.yaml").read_text())["rounds"] == 2
 
 
