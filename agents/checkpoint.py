@@ -153,7 +153,11 @@ def load_state(directory: Path) -> dict:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # pickle.UnpicklingError for anything but weights-only data
-        raise ValueError(f"cannot read checkpoint state {str(path)!r} safely: {e}") from None
+        why = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise ValueError(
+            f"cannot read checkpoint state {str(path)!r} safely (only tensors, numbers, "
+            f"strings, lists and dicts are loaded; no pickled code): {why}"
+        ) from None
 
 
 # ---------------------------------------------------------------------------------------------

@@ -34,11 +34,9 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
-import yaml
-
 from agents import art, irl
 from agents.checkpoint import Interrupted, sigint_saves
-from diffusion_gym.config import apply_overrides, load, to_dict
+from diffusion_gym.config import apply_overrides, load, read_yaml, to_dict
 from diffusion_gym.io import atomic_write_yaml, check_writable_dir
 
 __all__ = [
@@ -60,14 +58,7 @@ config_to_dict = to_dict
 
 def _read_yaml(path: Path) -> object:
     """YAML data of a config file; errors name the file (``ValueError``)."""
-    if not path.is_file():
-        raise FileNotFoundError(f"config file {str(path)!r} does not exist")
-    try:
-        return yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise ValueError(f"{str(path)!r} is not valid YAML: {' '.join(str(e).split())}") from None
-    except UnicodeDecodeError as e:
-        raise ValueError(f"{str(path)!r} is not a UTF-8 text file: {e}") from None
+    return read_yaml(path)
 
 
 def load_config(

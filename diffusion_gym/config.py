@@ -59,6 +59,7 @@ __all__ = [
     "to_dict",
     "apply_overrides",
     "valid_keys",
+    "read_yaml",
 ]
 
 
@@ -268,11 +269,7 @@ def load(
         if not path.is_file():
             raise FileNotFoundError(f"config file {str(path)!r} does not exist")
         where = where or path.name
-        try:
-            data = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as e:  # name the file, not "<unicode string>"
-            why = " ".join(str(e).split())
-            raise ConfigError(f"{str(path)!r} is not valid YAML: {why}") from None
+        data = read_yaml(path)
         data = {} if data is None else data
     else:
         raise TypeError(f"source must be a path or a mapping, got {type(source).__name__}")
@@ -330,6 +327,21 @@ def _config_error(cls: type, err: ValidationError, where: str) -> ConfigError:
     if lines:
         return ConfigTypeError(f"invalid value(s) in {where}: " + "; ".join(lines))
     return ConfigError(f"{where}: " + "; ".join(value_errors))
+
+
+def read_yaml(path: str | Path) -> Any:
+    """The YAML data of a file; a syntax error is a :class:`ConfigError` naming the file
+    and the line (not ``"<unicode string>"``), on one line."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file {str(path)!r} does not exist")
+    try:
+        with open(path, encoding="utf-8") as f:  # a stream: YAML's marks carry its name
+            return yaml.safe_load(f)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{str(path)!r} is not valid YAML: {' '.join(str(e).split())}") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{str(path)!r} is not a UTF-8 text file: {e}") from None
 
 
 def to_dict(obj: Any) -> Any:

@@ -23,7 +23,8 @@ Test hook (used by ``tests/test_checkpoints.py`` to SIGKILL a run *inside* a wri
 ``DIFFUSION_GYM_IO_STALL="<n>:<phase>[:<marker file>]"`` the n-th atomic write of the
 process (1-based) stops at ``phase`` (``partial``: the temporary file half written;
 ``before_replace``: written and synced, not yet swapped in; ``after_replace``: swapped in),
-creates the marker file (or prints a line to stderr) and sleeps until it is killed.
+creates the marker file (or prints a line to stderr) and sleeps until it is killed (or for
+``DIFFUSION_GYM_IO_STALL_SECONDS``, then the write goes on).
 """
 
 from __future__ import annotations
@@ -90,8 +91,9 @@ def _stall(phase: str, path: Path, tmp: Path | None = None) -> None:
     else:
         print(f"diffusion_gym.io: stalled ({phase}) in write of {path}", file=sys.stderr)
     sys.stderr.flush()
-    while True:
-        time.sleep(60)
+    end = time.monotonic() + float(os.environ.get(_STALL_ENV + "_SECONDS", "inf"))
+    while time.monotonic() < end:
+        time.sleep(min(1.0, end - time.monotonic()))
 
 
 def _fsync_dir(directory: Path) -> None:

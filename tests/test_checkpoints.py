@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import time
 from pathlib import Path
 
@@ -62,26 +63,35 @@ def _config(tmp: Path, data: dict) -> str:
     return str(path)
 
 
-def _silent_main(argv: list[str]) -> int:
-    """``main`` with stdout/stderr sent to /dev/null (the forked child's output)."""
-    fd = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(fd, 1)
-    os.dup2(fd, 2)
-    return main(argv)
+def _fork_main(argv: list[str], stall: str, stderr: str = os.devnull) -> int:
+    """Fork ``main(argv)`` with ``DIFFUSION_GYM_IO_STALL=stall``, its stdout sent to
+    /dev/null and its stderr to ``stderr``; returns the child's pid."""
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into pytest
+        code = 99
+        try:
+            os.environ["DIFFUSION_GYM_IO_STALL"] = stall
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - the child ends with _exit
+            sys.stderr = open(stderr, "w", buffering=1)  # noqa: SIM115
+            code = main(argv)
+        finally:
+            sys.stderr.flush()
+            os._exit(code)
+    return pid
+
+
+def _wait_for(path: Path, pid: int, timeout: float = 60) -> None:
+    t0 = time.monotonic()
+    while not path.exists():
+        assert time.monotonic() - t0 < timeout and os.waitpid(pid, os.WNOHANG)[0] == 0
+        time.sleep(0.02)
 
 
 def killed_run(argv: list[str], n: int, phase: str, marker: Path, timeout: float = 60) -> bool:
     """Fork ``main(argv)`` with the n-th atomic write stalled at ``phase``; SIGKILL it there.
     Returns True if the kill landed inside that write, False if the run ended first."""
     marker.unlink(missing_ok=True)
-    pid = os.fork()
-    if pid == 0:  # the child: never returns into pytest
-        code = 99
-        try:
-            os.environ["DIFFUSION_GYM_IO_STALL"] = f"{n}:{phase}:{marker}"
-            code = _silent_main(argv)
-        finally:
-            os._exit(code)
+    pid = _fork_main(argv, f"{n}:{phase}:{marker}")
     t0 = time.monotonic()
     while time.monotonic() - t0 < timeout:
         if marker.exists():
@@ -139,7 +149,140 @@ def test_art_ppo_sigkill_inside_writes_then_resume_is_bit_identical(tmp_path):
 
 
 def test_art_sac_sigkill_then_resume_restores_the_replay_buffer(tmp_path):
-    data = {**ART, "algo": "sac", "reward_transform": "log",
-            "algo_kwargs": {"learning_starts": 16, "batch_size": 16, "buffer_size": 1000}}  # fmt: skip
+    sac = {"learning_starts": 16, "batch_size": 16, "buffer_size": 1000}
+    data = {**ART, "algo": "sac", "reward_transform": "log", "algo_kwargs": sac}
     points = [(3, "before_replace"), (4, "after_replace")]
     assert _kill_and_resume(tmp_path, data, points) == len(points)
+
+
+def test_sigint_saves_a_checkpoint_exits_130_and_resume_finishes_the_same_run(
+    tmp_path, monkeypatch
+):
+    data = {**IRL, "rounds": 3}
+    cfg, marker, err = _config(tmp_path, data), tmp_path / "marker", tmp_path / "stderr"
+    assert main([cfg, "--out", str(tmp_path / "ref")]) == 0
+    out = tmp_path / "run"
+    # stall 1 s inside the checkpoint of round 1 and press Ctrl-C there: the trainer goes on
+    # to its next safe point (the end of round 2), saves it and stops
+    monkeypatch.setenv("DIFFUSION_GYM_IO_STALL_SECONDS", "1")
+    pid = _fork_main([cfg, "--out", str(out)], f"2:after_replace:{marker}", str(err))
+    _wait_for(marker, pid)
+    os.kill(pid, signal.SIGINT)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 130
+    lines = [ln for ln in err.read_text().splitlines() if ln.strip()]
+    assert "Traceback" not in err.read_text()
+    assert lines[-1].startswith("diffusion-gym train: interrupted: checkpoint of round 2")
+    assert "--resume" in lines[-1]
+    assert (out / "checkpoints" / "round_2" / "MANIFEST.json").is_file()
+    assert not (out / "eval.json").exists()
+    monkeypatch.delenv("DIFFUSION_GYM_IO_STALL_SECONDS")
+    assert main([cfg, "--out", str(out), "--resume"]) == 0
+    assert _results(out) == _results(tmp_path / "ref")
+
+
+# ---------------------------------------------------------------------------------------------
+# Reused --out, safe state files, stray names
+
+
+def test_reused_out_resumes_only_the_same_config_and_overwrite_starts_afresh(tmp_path, capsys):
+    cfg, out = _config(tmp_path, ART_AC), str(tmp_path / "run")
+    assert main([cfg, "--out", out]) == 0
+    first = (tmp_path / "run" / "eval.json").read_text()
+    capsys.readouterr()
+    assert main([cfg, "--out", out, "seed=1"]) == 2
+    assert "already holds a run" in capsys.readouterr().err
+    assert main([cfg, "--out", out, "seed=1", "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert "different config" in err and "seed: 0 -> 1" in err
+    assert yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["seed"] == 0
+    assert main([cfg, "--out", out, "--resume", "progress=false"]) == 0  # same run: fine
+    assert (tmp_path / "run" / "eval.json").read_text() == first
+    assert main([cfg, "--out", out, "seed=1", "--overwrite"]) == 0
+    assert yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["seed"] == 1
+    assert main([cfg, "--out", str(tmp_path / "other"), "seed=1"]) == 0
+    assert (tmp_path / "run" / "eval.json").read_text() == _results(tmp_path / "other")[0]
+    (tmp_path / "stranger").mkdir()
+    (tmp_path / "stranger" / "notes.txt").write_text("mine")
+    assert main([cfg, "--out", str(tmp_path / "stranger"), "--overwrite"]) == 2
+    assert (tmp_path / "stranger" / "notes.txt").read_text() == "mine"
+
+
+class _Payload:
+    """Unpickling this runs code (it touches a file): what a crafted checkpoint would do."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def __reduce__(self):
+        return (Path.touch, (self.path,))
+
+
+def test_resume_never_unpickles_code_and_ignores_stray_checkpoint_names(tmp_path, capsys):
+    from agents import cli
+    from diffusion_gym.io import atomic_dir
+
+    cfg, out = _config(tmp_path, IRL), tmp_path / "run"
+    assert main([cfg, "--out", str(out)]) == 0
+    ckpts = out / "checkpoints"
+    # stray names next to the checkpoints are ignored by --resume
+    (ckpts / "model_best.zip").write_bytes(b"")
+    (ckpts / "round_x").mkdir()
+    (ckpts / "round_7").mkdir()  # no manifest: incomplete, skipped
+    assert main([cfg, "--out", str(out), "--resume"]) == 0
+    # a crafted state.pt (with a valid manifest) is refused, and its code never runs
+    ran = tmp_path / "code-ran"
+    with atomic_dir(ckpts / "round_9") as d:
+        torch.save({"round": 1, "x": _Payload(ran)}, d / "state.pt")
+    capsys.readouterr()
+    assert cli.main(["train", cfg, "--out", str(out), "--resume"]) == 2
+    last = capsys.readouterr().err.splitlines()[-1]  # (after a note on the stray round_7)
+    assert last.startswith("diffusion-gym train: error: cannot read checkpoint state")
+    assert "round_9" in last
+    assert not ran.exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# Seeds
+
+
+def test_irl_rounds_and_envs_draw_independent_noise():
+    from agents.irl import IRLTrainer
+    from agents.train import load_config
+
+    cfg = load_config({**IRL, "env": {**IRL["env"], "num_envs": 32}})[1]
+    tr = IRLTrainer(cfg)
+    dim = tr.env.denoiser.dim
+    starts = [tuple(row) for r in range(3) for row in tr.seed_round(r)[:, :dim].tolist()]
+    assert len(set(starts)) == 3 * 32  # was 34 of 96 with seed * 1_000_003 + r
+    assert tr.env_seeds(1) == tr.env_seeds(1) and tr.env_seeds(1) != tr.env_seeds(2)
+
+
+@pytest.mark.parametrize("seed", [4295, 2**32, 2**63 - 1])
+def test_seeds_over_the_whole_range_train(seed):
+    from agents.art import make_env, make_model
+    from agents.irl import IRLTrainer
+    from agents.train import load_config
+
+    tr = IRLTrainer(load_config(IRL, [f"seed={seed}"])[1])
+    tr.train_round()
+    _, cfg = load_config(ART, [f"seed={seed}"])
+    env, _ = make_env(cfg)
+    model = make_model(cfg, env)
+    model.learn(cfg.num_envs * cfg.budget)
+    env.close()
+
+
+@pytest.mark.parametrize("data", [IRL, ART, ART_AC], ids=["irl", "art", "art_ac"])
+def test_bad_seeds_and_settings_fail_before_any_work(data, tmp_path, capsys):
+    cfg = _config(tmp_path, data)
+    bad = ["seed=-1", f"seed={2**63}", "eval.metrics=[nope]", "eval.num_samples=0",
+           "eval.seeds=[]", "eval.seeds=[-3]", "checkpoint_every=0"]  # fmt: skip
+    for i, override in enumerate(bad):
+        out = tmp_path / f"o{i}"
+        t0 = time.monotonic()
+        assert main([cfg, "--out", str(out), override]) == 2, override
+        assert time.monotonic() - t0 < 5
+        key = override.split("=")[0].split(".")[-1]
+        assert key in capsys.readouterr().err, override
+        assert not (out / "config.yaml").exists()
