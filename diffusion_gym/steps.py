@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from .denoisers.base import Denoiser, check_finite, guided_denoise
+from .denoisers.base import Denoiser, check_output, check_step_finite, guided_denoise
 from .noise import SampleStreams, draw_normal, randn
 from .schedules import karras, validate
 
@@ -108,7 +108,7 @@ def step(
         out = guided_denoise(
             denoiser, x_in, t.reshape(-1).expand(x.shape[0]), class_labels, guidance
         )
-        return check_finite(out, "the denoiser")
+        return check_output(out, x_in, denoiser)  # finiteness: once, on x_next below
 
     # Increase noise temporarily: t_hat = t_cur (1 + gamma).
     if churn:
@@ -133,6 +133,7 @@ def step(
             d_prime = (x_next - D(x_next, t_safe)) / t_safe
             x_heun = x_hat + (t_next - t_hat) * (0.5 * d_cur + 0.5 * d_prime)
             x_next = torch.where(last, x_next, x_heun)
+    check_step_finite(x_next, denoised, denoiser)
     return x_next, denoised
 
 

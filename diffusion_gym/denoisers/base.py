@@ -13,7 +13,16 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["NULL_LABEL", "Denoiser", "DenoiserWrapper", "guided_denoise", "check_finite"]
+__all__ = [
+    "NULL_LABEL",
+    "Denoiser",
+    "DenoiserWrapper",
+    "guided_denoise",
+    "check_finite",
+    "check_output",
+    "check_step_finite",
+    "denoiser_name",
+]
 
 NULL_LABEL = -1
 
@@ -75,7 +84,7 @@ class Denoiser(nn.Module):
         class_labels: torch.Tensor | None = None,
     ) -> torch.Tensor:
         x, sigma, class_labels = self.check_inputs(x, sigma, class_labels)
-        return self.denoise(x, sigma, class_labels)
+        return check_output(self.denoise(x, sigma, class_labels), x, self)
 
     def check_inputs(self, x, sigma, class_labels):
         """Validate and broadcast inputs; raise ``TypeError``/``ValueError`` naming the issue."""
@@ -184,3 +193,53 @@ def check_finite(x: torch.Tensor, what: str) -> torch.Tensor:
     if not bool(torch.isfinite(x).all()):
         raise ValueError(f"{what} produced non-finite values (NaN or inf)")
     return x
+
+
+def denoiser_name(denoiser) -> str:
+    """The class name of ``denoiser`` (of the innermost one behind :class:`DenoiserWrapper`s),
+    for error messages."""
+    for _ in range(16):
+        inner = getattr(denoiser, "inner", None)
+        if not isinstance(inner, nn.Module):
+            break
+        denoiser = inner
+    return type(denoiser).__name__
+
+
+def check_output(out, x: torch.Tensor, denoiser) -> torch.Tensor:
+    """Raise unless a denoiser's output ``out`` is a real floating tensor of exactly ``x``'s
+    shape (an integer output would truncate, a complex one drop its imaginary part, a
+    ``[B, 1]`` or ``[1, d]`` one broadcast silently). Metadata only: no device sync."""
+    name = denoiser_name(denoiser)
+    if not isinstance(out, torch.Tensor):
+        raise TypeError(f"the denoiser {name} must return a tensor, got {type(out).__name__}")
+    if not out.is_floating_point():  # False for integer, bool and complex dtypes
+        raise TypeError(
+            f"the denoiser {name} returned dtype {out.dtype}; expected a real floating tensor "
+            f"(x is {x.dtype})"
+        )
+    if out.shape != x.shape:
+        raise ValueError(
+            f"the denoiser {name} returned shape {tuple(out.shape)}; expected x's shape "
+            f"{tuple(x.shape)} (outputs are never broadcast)"
+        )
+    return out
+
+
+def check_step_finite(x_next: torch.Tensor, denoised: torch.Tensor, denoiser) -> None:
+    """Raise ``ValueError`` if a sampler step's result ``x_next`` holds NaN or ±inf: one
+    reduction (one host sync) per step, on the step's output, so a finite but huge denoiser
+    output (1e308 overflowing x) is caught as well as NaN/inf. The message says which:
+    a non-finite ``denoised`` (the first stage's D), or finite values too large for the
+    step's arithmetic (or a non-finite later stage)."""
+    if bool(torch.isfinite(x_next).all()):
+        return
+    name = denoiser_name(denoiser)
+    if not bool(torch.isfinite(denoised).all()):
+        raise ValueError(f"the denoiser {name} produced non-finite values (NaN or inf)")
+    big = float(denoised.abs().max())
+    raise ValueError(
+        f"the denoiser {name} made the sampler step non-finite (NaN or inf in x_next; max |D| "
+        f"of the step's first stage = {big:.3g}): its outputs are too large for "
+        f"{x_next.dtype} arithmetic, or non-finite in the Heun correction"
+    )

@@ -20,7 +20,7 @@ from .actions import ActionTable
 from .bank import ReferenceBank
 from .base import BatchedSamplerEnv, SingleEnvView, batch_of
 from .clock import ClockEnv, ClockRollout, ClockVectorEnv
-from .clock_spec import Clock, ClockSpec, schedule_from_actions
+from .clock_spec import Clock, ClockSpec, max_speed_scale, schedule_from_actions
 from .guidance import GuidanceEnv, GuidanceVectorEnv, Rollout
 
 __all__ = [
@@ -37,5 +37,6 @@ __all__ = [
     "GuidanceVectorEnv",
     "ReferenceBank",
     "Rollout",
+    "max_speed_scale",
     "schedule_from_actions",
 ]

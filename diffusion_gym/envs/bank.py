@@ -12,7 +12,7 @@ import time
 import torch
 
 from .. import steps
-from ..denoisers.base import Denoiser
+from ..denoisers.base import Denoiser, denoiser_name
 from ..noise import derive_keys, draw_normal
 
 __all__ = ["ReferenceBank", "BANK_SALT"]
@@ -102,6 +102,12 @@ class ReferenceBank:
         for lo in range(0, n, _CHUNK):
             sl = slice(lo, min(lo + _CHUNK, n))
             x_ref[sl], d2[sl] = self._reference(x_T[sl], None if labels is None else labels[sl])
+        if not bool(torch.isfinite(x_ref).all() & torch.isfinite(d2).all()):  # once per build
+            raise ValueError(
+                f"the reference bank holds NaN or inf: outputs of the denoiser "
+                f"{denoiser_name(den)} are too large for the reference solve (x_ref) or its "
+                "second derivative (x''_0)"
+            )
         self._x_T, self._x_ref, self._labels, self._d2 = x_T, x_ref, labels, d2
         self._build_seconds = time.perf_counter() - t0
         return self

@@ -13,6 +13,7 @@ batch (:func:`batch_of`).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -24,8 +25,9 @@ from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 
 from .. import presets
-from ..denoisers.base import Denoiser
-from .common import base_seeds, episode_keys, resolve_preset
+from ..checks import as_int, as_seed
+from ..denoisers.base import Denoiser, denoiser_name
+from .common import base_seeds, check_seed, episode_keys, resolve_preset
 from .rendering import render_batch
 
 __all__ = ["BatchedSamplerEnv", "SingleEnvView", "batch_of", "check_device"]
@@ -60,8 +62,7 @@ class BatchedSamplerEnv(VectorEnv):
     render_size: ClassVar[tuple[int, int]] = (400, 400)
 
     def _init_batch(self, num_envs, denoiser, data, device, render_mode) -> presets.Preset:
-        if not isinstance(num_envs, int) or isinstance(num_envs, bool) or num_envs < 1:
-            raise ValueError(f"num_envs must be an int >= 1, got {num_envs!r}")
+        num_envs = as_int("num_envs", num_envs, 1)
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
         self.num_envs = num_envs
@@ -111,7 +112,8 @@ class BatchedSamplerEnv(VectorEnv):
     def _seed_episodes(self, seed: int | Sequence[int] | None) -> None:
         """Reseed (``seed`` given, or never seeded) or move every env to its next episode."""
         if seed is not None or self._seeds is None:
-            if isinstance(seed, (int, np.integer)) or seed is None:
+            seed = check_seed(seed, self.num_envs)
+            if isinstance(seed, int) or seed is None:
                 self._np_random, self._np_random_seed = seeding.np_random(seed)
             self._seeds = base_seeds(seed, self.num_envs, self.np_random).to(self._device)
             self._episodes = torch.zeros(self.num_envs, dtype=torch.int64, device=self._device)
@@ -143,9 +145,32 @@ class BatchedSamplerEnv(VectorEnv):
     @staticmethod
     def _rollout_keys(seed, batch: int, device) -> torch.Tensor:
         """Keys of episode 0 of a batch seeded like ``reset(seed=seed)`` (None: random)."""
-        rng = seeding.np_random(seed if isinstance(seed, (int, np.integer)) else None)[0]
+        seed = check_seed(seed, batch)
+        rng = seeding.np_random(seed if isinstance(seed, int) else None)[0]
         seeds = base_seeds(seed, batch, rng).to(device)
         return episode_keys(seeds, torch.zeros(batch, dtype=torch.int64, device=device))
+
+    # -- outputs ------------------------------------------------------------------------------
+    def _check_outputs(self, obs, reward) -> None:
+        """``ValueError`` if observations or rewards hold NaN or ±inf (a finite but huge
+        denoiser output can overflow them although x stayed finite). The fast path is one
+        sum of each (a sum is finite only if every term is; one that overflows falls through
+        to the exact test): on a step's host arrays (no device sync) or a rollout's tensors
+        (one sync per rollout)."""
+        if isinstance(obs, torch.Tensor):  # a rollout's tensors: one reduction, one sync
+            total = float(obs.sum(dtype=torch.float64) + reward.sum(dtype=torch.float64))
+        else:
+            with np.errstate(over="ignore", invalid="ignore"):
+                total = float(obs.sum()) + float(reward.sum())
+        if math.isfinite(total):
+            return
+        bad = [n for n, v in (("observation", obs), ("reward", reward)) if not _all_finite(v)]
+        if bad:
+            raise ValueError(
+                f"NaN or inf in the {' and the '.join(bad)}: the denoiser "
+                f"{denoiser_name(self.denoiser)} (preset {self._preset.name!r}) produced "
+                "outputs too large for them (or a reward callable returned NaN or inf)"
+            )
 
     # -- autoreset ----------------------------------------------------------------------------
     def _set_autoreset(self, on: bool) -> None:
@@ -177,6 +202,12 @@ class BatchedSamplerEnv(VectorEnv):
             raise ResetNeeded("call reset() before render()")
         x, labels, title = self._render_state()
         return render_batch(x.detach().cpu(), labels, size=self.render_size, title=title)
+
+
+def _all_finite(v: np.ndarray | torch.Tensor) -> bool:
+    if isinstance(v, torch.Tensor):
+        return bool(torch.isfinite(v).all())
+    return bool(np.isfinite(v).all())
 
 
 class SingleEnvView(gym.Env):
@@ -219,6 +250,7 @@ class SingleEnvView(gym.Env):
         return self._batch.device
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        seed = None if seed is None else as_seed("seed", seed)
         super().reset(seed=seed)
         obs, _ = self._batch.reset(seed=seed, options=options)
         return obs[0], {}

@@ -52,7 +52,7 @@ from .clock_spec import (
     Clock,
     ClockSpec,
     check_actions,
-    check_decreasing,
+    max_speed_scale,
     schedule_from_actions,
 )
 from .common import episode_keys
@@ -65,6 +65,7 @@ __all__ = [
     "ClockRollout",
     "ReferenceBank",
     "schedule_from_actions",
+    "max_speed_scale",
     "BASES",
     "REWARDS",
     "OBS_MODES",
@@ -399,6 +400,8 @@ class ClockVectorEnv(BatchedSamplerEnv):
             obs.append(run._observe())
             acts.append(a)
             rewards.append(tr["reward"])
+        observations, rewards = torch.stack(obs), torch.stack(rewards)
+        self._check_outputs(observations, rewards)
         return ClockRollout(
             schedule=run.schedule,
             x0=run._x,
@@ -407,8 +410,8 @@ class ClockVectorEnv(BatchedSamplerEnv):
             class_labels=labels,
             bank_index=idx,
             actions=torch.stack(acts),
-            rewards=torch.stack(rewards),
-            observations=torch.stack(obs),
+            rewards=rewards,
+            observations=observations,
         )
 
     # -- gymnasium API ----------------------------------------------------------------------------
@@ -441,6 +444,7 @@ class ClockVectorEnv(BatchedSamplerEnv):
             host = buf.cpu().numpy()  # a fresh buffer every step: the views below stay valid
             obs = host[:n_obs].view(np.float32).reshape(b, d)
             reward, sigma, sigma_next = host[lo:].view(np.float64).reshape(3, b)
+        self._check_outputs(obs, reward)
         mask = np.ones(b, dtype=np.bool_)
         step = np.empty(b, dtype=np.int64)
         step.fill(tr["step"])
@@ -519,7 +523,12 @@ class ClockVectorEnv(BatchedSamplerEnv):
         self._write_obs(obs0, 0, sig0, u0.to(dev), x_T, torch.zeros_like(x_T))
         if labels is not None:
             obs0[:, self.obs_dim - den.num_classes :] = onehot
-        self._bank_table["obs0_f32"] = obs0.to(torch.float32)
+        self._bank_table["obs0_f32"] = obs0 = obs0.to(torch.float32)
+        if not bool(torch.isfinite(obs0).all()):  # once per bank: x_T / sqrt(σ² + σ_data²)
+            raise ValueError(
+                f"the first observations overflow float32: prior_std={self._prior_std} is "
+                "too large for the observation"
+            )
         self._ahead = None  # entries gathered from an older bank
 
     # -- episodes ------------------------------------------------------------------------------
@@ -644,10 +653,9 @@ class ClockVectorEnv(BatchedSamplerEnv):
         cold float64 buffer's column writes and its full-width cast."""
         b, k, den = self.num_envs, self._k, self.denoiser
         obs = self._obs_rows0.numpy().copy()
-        if k < self._K:  # σ_k > 0 before the terminal state (see _write_obs)
-            safe = k == 0 or self._clock.decrease_guaranteed[k - 1]
+        if k < self._K:  # σ_k > 1e-250 before the terminal state (see _write_obs)
             log_sigma = torch.empty(b, 2, dtype=torch.float64)[:, 0]  # strided: see above
-            torch.log(self._sigma if safe else self._sigma.clamp_min(1e-300), out=log_sigma)
+            torch.log(self._sigma, out=log_sigma)
             obs[:, 0] = log_sigma.numpy()
         else:
             obs[:, 0] = TERMINAL_LOG_SIGMA
@@ -696,9 +704,8 @@ class ClockVectorEnv(BatchedSamplerEnv):
             log_sigma, step, clock, x_cols = self._obs64_cols
         else:
             log_sigma, step, clock, x_cols = self._columns(out, x.shape[1:])
-        if k < self._K:  # σ_k > 0 before the terminal state (checked by advance)
-            safe = k == 0 or self._clock.decrease_guaranteed[k - 1]  # then σ_k > 1e-250
-            torch.log(sig if safe else sig.clamp_min(1e-300), out=log_sigma)
+        if k < self._K:  # σ_k > 1e-250 before the terminal state: the Clock guarantees it
+            torch.log(sig, out=log_sigma)
         else:  # the terminal state σ_K = 0
             log_sigma.fill_(TERMINAL_LOG_SIGMA)
         step.fill_(k / self._K)
@@ -730,8 +737,6 @@ class ClockVectorEnv(BatchedSamplerEnv):
         u_next, sigma_next, on_base = self._clock.advance(
             k, self._u, self._on_base, action, any_zero
         )
-        if k < self._K - 1 and not self._clock.decrease_guaranteed[k]:
-            check_decreasing(sigma_next, self._sigma)  # else no action in [−1, 1] can fail
         x_next, denoised = steps.step(
             self.denoiser,
             self._x,
@@ -795,11 +800,13 @@ class ClockVectorEnv(BatchedSamplerEnv):
         if self._k >= self._K:
             raise gym.error.ResetNeeded("the episode is over: call reset() before step()")
         if isinstance(actions, torch.Tensor):
+            if actions.dtype == torch.bool or actions.is_complex():
+                raise TypeError(f"actions must be real numbers, got dtype {actions.dtype}")
             a = actions.detach().to(self._device, torch.float64)
         else:
             arr = np.asarray(actions)
-            if not np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_:
-                raise TypeError(f"actions must be numeric, got dtype {arr.dtype}")
+            if not np.issubdtype(arr.dtype, np.number) or arr.dtype.kind in "bc":
+                raise TypeError(f"actions must be real numbers, got dtype {arr.dtype}")
             if arr.shape != (batch, 1):
                 raise ValueError(f"actions must have shape ({batch}, 1), got {arr.shape}")
             if not (arr.min() >= -1 and arr.max() <= 1):  # host check (NaN fails it too)

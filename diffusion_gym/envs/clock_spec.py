@@ -18,13 +18,14 @@ import numpy as np
 import torch
 
 from .. import schedules, steps
+from ..checks import as_int, as_real, as_seed
 
 __all__ = [
     "ClockSpec",
     "Clock",
     "schedule_from_actions",
+    "max_speed_scale",
     "check_actions",
-    "check_decreasing",
     "BASES",
     "REWARDS",
     "OBS_MODES",
@@ -34,10 +35,21 @@ BASES = ("edm", "linear")
 REWARDS = ("terminal_error", "local_error")
 OBS_MODES = ("state", "features")
 
+_EPS = 2.0**-52  # float64 machine epsilon
+_LOG_SIGMA_FLOOR = math.log(1e-250)  # every σ_k before the last step stays above this
+_TINY_BETA = 1e-12  # "β → 0": the base schedule alone
 
-def _positive_int(name: str, v) -> None:
-    if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-        raise ValueError(f"{name} must be an int >= 1, got {v!r}")
+
+def _sigmoid(z: float) -> float:
+    """1 / (1 + e^−z) without overflow, accurate in both tails."""
+    if z >= 0:
+        return 1.0 / (1.0 + math.exp(-z))
+    ez = math.exp(z)
+    return ez / (1.0 + ez)
+
+
+def _is_integer_dtype(dtype: torch.dtype) -> bool:
+    return not (dtype.is_floating_point or dtype.is_complex or dtype == torch.bool)
 
 
 @dataclass(frozen=True)
@@ -63,42 +75,43 @@ class ClockSpec:
     prior_std: float | None = None
 
     def __post_init__(self):
-        k = self.budget
-        if not isinstance(k, int) or isinstance(k, bool) or k < 1:
-            raise ValueError(f"budget (K solver steps) must be an int >= 1, got {k!r}")
+        def norm(name, value):  # frozen: normalised values are set through object
+            object.__setattr__(self, name, value)
+
+        norm("budget", as_int("budget (K solver steps)", self.budget, 1))
         if self.base not in BASES:
             raise ValueError(f"base must be one of {BASES}, got {self.base!r}")
-        p = self.prior_std
-        if p is not None and not (isinstance(p, (int, float)) and p > 0):
-            raise ValueError(f"prior_std must be None or a number > 0, got {p!r}")
+        if self.prior_std is not None:
+            norm("prior_std", as_real("prior_std", self.prior_std, 0.0, low_open=True))
+        norm("rho", as_real("rho", self.rho, 0.0, low_open=True))
+        norm("speed_scale", as_real("speed_scale (β)", self.speed_scale, 0.0, low_open=True))
         if self.solver not in steps.SOLVERS:
             raise ValueError(f"solver must be one of {steps.SOLVERS}, got {self.solver!r}")
         if self.obs_mode not in OBS_MODES:
             raise ValueError(f"obs_mode must be one of {OBS_MODES}, got {self.obs_mode!r}")
         if not (callable(self.reward) or self.reward in REWARDS):
             raise ValueError(f"reward must be one of {REWARDS} or a callable, got {self.reward!r}")
-        _positive_int("reference_steps", self.reference_steps)
-        _positive_int("bank_size", self.bank_size)
-        m = self.max_episode_steps
-        if m is not None and (not isinstance(m, int) or m < 1):
-            raise ValueError(f"max_episode_steps must be None or an int >= 1, got {m!r}")
-        g = self.guidance
-        if g is not None:
-            if not (isinstance(g, (int, float)) and math.isfinite(g)):
-                raise TypeError(f"guidance must be None or a finite number, got {g!r}")
-            object.__setattr__(self, "guidance", float(g))
-        if not isinstance(self.reference_extrapolate, bool):
+        norm("reference_steps", as_int("reference_steps", self.reference_steps, 1))
+        norm("bank_size", as_int("bank_size", self.bank_size, 1))
+        norm("bank_seed", as_seed("bank_seed", self.bank_seed))
+        if self.max_episode_steps is not None:
+            m = as_int("max_episode_steps (None or an int >= 1)", self.max_episode_steps, 1)
+            norm("max_episode_steps", m)
+        if self.guidance is not None:
+            norm("guidance", as_real("guidance (None or a CFG weight)", self.guidance))
+        if not isinstance(self.reference_extrapolate, (bool, np.bool_)):
             raise TypeError(
                 f"reference_extrapolate must be a bool, got {self.reference_extrapolate!r}"
             )
+        norm("reference_extrapolate", bool(self.reference_extrapolate))
         if self.class_labels is not None:
             labels = torch.as_tensor(self.class_labels).reshape(-1)
-            if labels.numel() == 0 or labels.is_floating_point() or labels.dtype == torch.bool:
+            if labels.numel() == 0 or not _is_integer_dtype(labels.dtype):
                 raise TypeError(
                     f"class_labels must be None, an int or a list of ints, got {labels}"
                 )
-            object.__setattr__(self, "class_labels", tuple(int(v) for v in labels))
-        # rho, speed_scale: validated by Clock (the env builds one at once)
+            norm("class_labels", tuple(int(v) for v in labels))
+        # The clock's own check (every action valid) runs when the env builds it.
 
     def clock(self, sigma_min: float, sigma_max: float, device="cpu") -> Clock:
         """The :class:`Clock` of this spec over ``[sigma_min, sigma_max]``."""
@@ -143,16 +156,15 @@ class Clock:
         speed_scale: float = 3.0,
         device: torch.device | str = "cpu",
     ):
-        if not isinstance(budget, int) or isinstance(budget, bool) or budget < 1:
-            raise ValueError(f"budget (K solver steps) must be an int >= 1, got {budget!r}")
+        budget = as_int("budget (K solver steps)", budget, 1)
         if base not in BASES:
             raise ValueError(f"base must be one of {BASES}, got {base!r}")
-        if not (isinstance(speed_scale, (int, float)) and 0 < speed_scale < math.inf):
-            raise ValueError(f"speed_scale (β) must be a finite number > 0, got {speed_scale!r}")
-        if not 0 < sigma_min < sigma_max < math.inf:
+        speed_scale = as_real("speed_scale (β)", speed_scale, 0.0, low_open=True)
+        sigma_min = as_real("sigma_min", sigma_min, 0.0, low_open=True)
+        sigma_max = as_real("sigma_max", sigma_max, 0.0, low_open=True)
+        if not sigma_min < sigma_max:
             raise ValueError(f"need 0 < sigma_min < sigma_max < inf, got {sigma_min}, {sigma_max}")
-        if not (isinstance(rho, (int, float)) and rho > 0):
-            raise ValueError(f"rho must be a number > 0, got {rho!r}")
+        rho = as_real("rho", rho, 0.0, low_open=True)
         self.budget, self.base, self.rho = budget, base, float(rho)
         self.sigma_min, self.sigma_max = float(sigma_min), float(sigma_max)
         self.speed_scale = float(speed_scale)
@@ -174,41 +186,80 @@ class Clock:
         # The same tables as python floats (exact float64 values): no per-step indexing.
         self._f, self._logit_f = self.f_base.tolist(), self.logit_f_base.tolist()
         self._u, self._sigma = self.u_base.tolist(), self.sigma_base.tolist()
-        self.decrease_guaranteed = self._decrease_guaranteed()
         self._off_base_cache: torch.Tensor | None = None  # see _off_base
+        unsafe = self._unsafe_step(self.speed_scale)
+        if unsafe is not None:
+            raise ValueError(self._unsafe_message(unsafe))
 
-    def _decrease_guaranteed(self) -> tuple[bool, ...]:
-        """Per step k < K−1: True when every action in [−1, 1] gives 1e−250 < σ_{k+1} < σ_k
-        with margins that float64 rounding cannot eat (then the env skips the check).
+    # -- every action in [−1, 1] is valid: the constructor's guarantee ------------------------
+    def _unsafe_step(self, beta: float) -> int | None:
+        """The first step k < K−1 at which some action sequence in [−1, 1]^K could fail
+        1e−250 < σ_{k+1} < σ_k in float64 with speed scale ``beta``; None if none can.
 
         With r = u* − u the remaining clock, a step maps r_{k+1} = r_k (1 − f_k), f_k rising
-        with a_k; σ_base(u) = ((σ_max^(1/ρ) − σ_min^(1/ρ)) r)^ρ (EDM) or T r (linear). So
-        σ_{k+1}/σ_k = (1 − f_k)^ρ (or 1 − f_k) whatever u_k: the smallest relative decrease is
-        at a_k = −1 (f_lo), the smallest σ_{k+1} on the all +1 path (f_hi). Safe when that
-        decrease is > 1e−9, the smallest r_{k+1} > 1e−6 u* (u_k is float64, error ~1e−16 u*)
-        and the smallest σ_{k+1} > 1e−250 (so the observation's clamp at 1e−300 is a no-op).
-        """
+        with a_k, and σ_base = (c r)^ρ (EDM, c = σ_max^(1/ρ) − σ_min^(1/ρ)) or T r (linear).
+        So the smallest move r_k f_k is at a_k = −1 from the smallest r_k, and the smallest
+        r_k is on the all +1 path. In float64 (e = ε u*, ε = 2^−52): u* − u_k is exact once
+        u_k >= u*/2 (Sterbenz), each update rounds u by <= e/2, the sigmoid's 1 − f by <= ε,
+        and σ's root c r by <= 2 ε c u*. A lower bound R_k of the computed r_k then follows
+        R_{k+1} = R_k (1 − f_hi − 2ε) − 2e, and step k is safe when its smallest move
+        M = R_k f_lo (1 − 2ε) − e/2 is >= 8e (σ's root strictly drops), the relative drop of
+        σ it implies is > 1e−12 (pow's rounding and the base tables' few ulps cannot undo
+        it), R_{k+1} > 8e (σ_{k+1} > 0) and σ_{k+1} > 1e−250 (log σ needs no clamp)."""
         edm = self.base == "edm"
-        log_c = math.log(self._hi - self._lo) if edm else math.log(self.sigma_max)
+        c = self._hi - self._lo if edm else self.sigma_max
         power = self.rho if edm else 1.0
-        log_r_min = math.log(self.u_star)
-        out = []
+        e = _EPS * self.u_star
+        r = self.u_star  # R_0: u_0 = 0 exactly
         for k in range(self.budget - 1):
             lf = self._logit_f[k]
-            f_lo = 1 / (1 + math.exp(-(lf - self.speed_scale)))
-            f_hi = 1 / (1 + math.exp(-(lf + self.speed_scale)))
-            if f_hi >= 1:
-                out.append(False)
-                log_r_min = -math.inf
-                continue
-            log_r_min += math.log1p(-f_hi)
-            decrease = -math.expm1(power * math.log1p(-f_lo))  # 1 − (1 − f_lo)^ρ
-            out.append(
-                decrease > 1e-9
-                and log_r_min > math.log(1e-6 * self.u_star)
-                and power * (log_c + log_r_min) > math.log(1e-250)
-            )
-        return tuple(out)
+            f_lo, q_hi = _sigmoid(lf - beta), _sigmoid(-(lf + beta))  # a = −1; 1 − f at a = +1
+            move = r * f_lo * (1 - 2 * _EPS) - e / 2
+            drop = (move - 2 * e) / (r + 2 * e)  # relative drop of the root, lower bound
+            if not (move >= 8 * e and -math.expm1(power * math.log1p(-min(drop, 1.0))) > 1e-12):
+                return k
+            r = r * (q_hi - 2 * _EPS) - 2 * e
+            if not (r > 8 * e and power * math.log(c * (r - 2 * e)) > _LOG_SIGMA_FLOOR):
+                return k
+        return None
+
+    def max_safe_speed_scale(self) -> float:
+        """The largest β for which every action sequence in [−1, 1]^K is valid on this
+        clock's base (see :meth:`_unsafe_step`; ``inf`` for K = 1, 0.0 if even the base
+        schedule is too fine for float64). Found by bisection (β only widens [f_lo, f_hi]),
+        rounded down to 4 significant digits."""
+        if self.budget == 1:
+            return math.inf
+        if self._unsafe_step(_TINY_BETA) is not None:
+            return 0.0
+        lo, hi = _TINY_BETA, 1.0
+        while self._unsafe_step(hi) is None:  # f_hi rounds to 1 by β ≈ 40: this ends
+            lo, hi = hi, 2 * hi
+        for _ in range(60):
+            mid = 0.5 * (lo + hi)
+            lo, hi = (mid, hi) if self._unsafe_step(mid) is None else (lo, mid)
+        digits = 3 - math.floor(math.log10(lo))
+        return math.floor(lo * 10**digits) / 10**digits
+
+    def _unsafe_message(self, k: int) -> str:
+        where = (
+            f"budget={self.budget}, base={self.base!r}"
+            + (f", rho={self.rho}" if self.base == "edm" else "")
+            + f", sigma in [{self.sigma_min}, {self.sigma_max}]"
+        )
+        beta = self.max_safe_speed_scale()
+        fix = (
+            f"use speed_scale <= {beta} (the largest this configuration accepts) or a "
+            "smaller budget"
+            if beta > 0
+            else "no speed_scale > 0 is safe: the base schedule itself is too fine for "
+            "float64; use a smaller budget"
+        )
+        return (
+            f"speed_scale={self.speed_scale} is too large for {where}: some action sequence "
+            f"in [-1, 1] would stop σ decreasing (or reach σ = 0) at step {k} before the last "
+            f"step; {fix}"
+        )
 
     def sigma_of(self, u: torch.Tensor) -> torch.Tensor:
         """σ_base(u) (float64), for clock positions u ∈ [0, u*]."""
@@ -311,6 +362,8 @@ def schedule_from_actions(
     single = a.ndim == 1
     if a.ndim not in (1, 2) or a.shape[-1] < 1:
         raise ValueError(f"actions must have shape [K] or [B, K], got {tuple(a.shape)}")
+    if not (a.is_floating_point() or _is_integer_dtype(a.dtype)):  # bool, complex
+        raise TypeError(f"actions must be real numbers, got dtype {a.dtype}")
     if not a.is_floating_point():
         a = a.to(torch.float64)
     if budget is not None and budget != a.shape[-1]:
@@ -323,10 +376,22 @@ def schedule_from_actions(
     for k in range(clock.budget):
         u, sigma, on_base = clock.advance(k, u, on_base, a[:, k])
         out.append(sigma)
-    sig = torch.stack(out, 1)
-    if not bool((sig[:, 1:] < sig[:, :-1]).all()):
-        raise ValueError("speed_scale is too large: the clock reached σ = 0 before its last step")
+    sig = torch.stack(out, 1)  # strictly decreasing: Clock rejects a β that could break it
     return sig[0] if single else sig
+
+
+def max_speed_scale(
+    budget: int,
+    base: str = "edm",
+    sigma_min: float = 0.002,
+    sigma_max: float = 80.0,
+    rho: float = 7.0,
+) -> float:
+    """The largest ``speed_scale`` (β) a Clock of this budget and base accepts: every action
+    sequence in [−1, 1]^K then gives 1e−250 < σ_{k+1} < σ_k in float64 before the last step
+    (see :meth:`Clock.max_safe_speed_scale`; rounded down to 4 significant digits, ``inf`` for
+    K = 1). ``ValueError`` if not even the base schedule qualifies."""
+    return Clock(budget, base, sigma_min, sigma_max, rho, _TINY_BETA).max_safe_speed_scale()
 
 
 def check_actions(a: torch.Tensor, name: str) -> None:
@@ -337,9 +402,3 @@ def check_actions(a: torch.Tensor, name: str) -> None:
         raise ValueError(f"{name} must be finite (got NaN or inf)")
     lo, hi = float(a.min()), float(a.max())
     raise ValueError(f"{name} must lie in [-1, 1] (the action space), got [{lo}, {hi}]")
-
-
-def check_decreasing(sigma_next: torch.Tensor, sigma: torch.Tensor) -> None:
-    """0 < σ_{k+1} < σ_k before the last step; only a huge ``speed_scale`` can break it."""
-    if not bool(((sigma_next > 0) & (sigma_next < sigma)).all()):
-        raise ValueError("speed_scale is too large: the clock reached σ = 0 before its last step")

@@ -14,18 +14,20 @@ import numpy as np
 import torch
 
 from .. import presets
+from ..checks import SEED_HIGH, as_seed
 from ..denoisers.base import Denoiser
 from ..noise import derive_keys, draw_uniform_int
 
 __all__ = [
     "resolve_preset",
     "base_seeds",
+    "check_seed",
     "episode_keys",
     "draw_class_labels",
     "as_index_array",
 ]
 
-_SEED_HIGH = 2**62  # base seeds are drawn below this so s + i never overflows int64
+_SEED_HIGH = SEED_HIGH  # base seeds lie below this so s + i never overflows int64
 
 
 def resolve_preset(
@@ -53,19 +55,39 @@ def resolve_preset(
     )
 
 
+def check_seed(seed, num_envs: int) -> int | list[int] | None:
+    """A reset's ``seed`` normalised: None, an int in ``[0, 2**62)`` (Python, numpy or a 0-d
+    integer tensor) or a list of ``num_envs`` such ints; ``ValueError`` naming what was
+    expected for anything else (a float, a bool, a string, a wrong length, a value out of
+    range)."""
+    if seed is None:
+        return None
+    if isinstance(seed, (str, bytes)) or not _is_sequence(seed):
+        return as_seed("seed (None, an int or a list of num_envs ints)", seed)
+    seeds = list(seed)
+    if len(seeds) != num_envs:
+        raise ValueError(
+            f"seed must be an int, None or a list of {num_envs} ints (num_envs), got "
+            f"{len(seeds)} values"
+        )
+    return [as_seed(f"seed[{i}]", s) for i, s in enumerate(seeds)]
+
+
+def _is_sequence(v) -> bool:
+    if isinstance(v, (torch.Tensor, np.ndarray)):
+        return v.ndim > 0
+    return isinstance(v, Sequence)
+
+
 def base_seeds(seed: int | Sequence[int] | None, num_envs: int, rng: np.random.Generator):
     """Per-env base seeds ``[num_envs]`` int64: ``seed + i``, an explicit list, or (None)
-    a fresh random base drawn from ``rng``."""
+    a fresh random base drawn from ``rng`` (``seed`` as checked by :func:`check_seed`)."""
+    seed = check_seed(seed, num_envs)
     if seed is None:
         seed = int(rng.integers(0, _SEED_HIGH))
-    if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
-        if not 0 <= int(seed) < _SEED_HIGH:
-            raise ValueError(f"seed must be an int in [0, 2**62), got {seed}")
-        return torch.arange(num_envs, dtype=torch.int64) + int(seed)
-    seeds = list(seed)
-    if len(seeds) != num_envs or not all(isinstance(s, (int, np.integer)) for s in seeds):
-        raise ValueError(f"seed must be an int, None or a list of {num_envs} ints, got {seed!r}")
-    return torch.as_tensor([int(s) for s in seeds], dtype=torch.int64)
+    if isinstance(seed, int):
+        return torch.arange(num_envs, dtype=torch.int64) + seed
+    return torch.as_tensor(seed, dtype=torch.int64)
 
 
 def episode_keys(seeds: torch.Tensor, episodes: torch.Tensor) -> torch.Tensor:
@@ -91,7 +113,7 @@ def as_index_array(actions, shape: tuple[int, ...], name: str = "actions") -> np
     if isinstance(actions, torch.Tensor):
         actions = actions.detach().cpu().numpy()
     a = np.asarray(actions)
-    if a.dtype == object or not (np.issubdtype(a.dtype, np.number) or a.dtype == np.bool_):
+    if not np.issubdtype(a.dtype, np.number) or a.dtype.kind in "bc":  # bool, complex
         raise TypeError(f"{name} must be integers, got dtype {a.dtype}")
     if a.shape != shape:
         # A single action for a single env is accepted (shape () or (k,) for shape (1,) / (1, k)).

@@ -33,6 +33,7 @@ from gymnasium.error import ResetNeeded
 from gymnasium.vector.utils import batch_space
 
 from .. import schedules, steps
+from ..checks import as_int, as_real
 from ..denoisers.base import Denoiser, DenoiserWrapper, guided_denoise
 from ..noise import SampleStreams, draw_normal, randn
 from .actions import ACTION_FORMATS, DEFAULT_GAMMAS, DEFAULT_GUIDANCE_WEIGHTS, ActionTable
@@ -255,6 +256,8 @@ class GuidanceVectorEnv(BatchedSamplerEnv):
         self._solver = solver if solver is not None else self.preset.defaults.get("solver", "heun")
         if self._solver not in steps.SOLVERS:
             raise ValueError(f"solver must be one of {steps.SOLVERS}, got {self._solver!r}")
+        if num_steps is not None:
+            num_steps = as_int("num_steps", num_steps, 1)
         sig = _make_schedule(schedule, num_steps, self.preset, self.device)
         self._sigmas = sig.to(self.device)
         self._sigma_list = [float(s) for s in sig]
@@ -265,7 +268,7 @@ class GuidanceVectorEnv(BatchedSamplerEnv):
         )
         self._guidance_weights = self._action_table.weights
         self._gammas = self._action_table.gammas
-        self.s_noise = float(s_noise)
+        self.s_noise = as_real("s_noise (EDM's S_noise)", s_noise, 0.0)
         self._init_action_space(action_format)
         self._init_obs_space(obs_mode)
         self._init_reward(reward, classifier)
@@ -331,11 +334,7 @@ class GuidanceVectorEnv(BatchedSamplerEnv):
     def _check_max_steps(self, m) -> int:
         if m is None:
             return self._num_steps
-        if not isinstance(m, int) or isinstance(m, bool) or not 1 <= m <= self._num_steps:
-            raise ValueError(
-                f"max_episode_steps must be an int in [1, {self._num_steps}], got {m!r}"
-            )
-        return m
+        return as_int("max_episode_steps", m, 1, self._num_steps)
 
     def _init_action_space(self, action_format: str) -> None:
         assert action_format in ACTION_FORMATS  # validated by ActionTable
@@ -694,6 +693,11 @@ class GuidanceVectorEnv(BatchedSamplerEnv):
         ``info["final_info"]`` with masks ``_final_obs``, ``_final_info``)."""
         obs, reward, term, trunc, info, final = self.step_tensors(actions)
         b = self.num_envs
+        obs_np, reward_np = obs.cpu().numpy(), reward.cpu().numpy()
+        final_obs = None if final is None else final[0].cpu().numpy()
+        if final_obs is not None:  # the last observation of the ended episodes
+            self._check_outputs(final_obs, reward_np)
+        self._check_outputs(obs_np, reward_np)
         info = {key: self._host(v) for key, v in info.items()}
         for key in list(info):
             info["_" + key] = np.ones(b, dtype=bool)
@@ -701,10 +705,10 @@ class GuidanceVectorEnv(BatchedSamplerEnv):
             finfo = {key: self._host(v) for key, v in final[1].items()}
             for key in list(finfo):
                 finfo["_" + key] = np.ones(b, dtype=bool)
-            info.update(self._final_info(final[0].cpu().numpy(), finfo))
+            info.update(self._final_info(final_obs, finfo))
         return (
-            obs.cpu().numpy(),
-            reward.cpu().numpy(),
+            obs_np,
+            reward_np,
             np.full(b, term),
             np.full(b, trunc),
             info,
@@ -769,6 +773,8 @@ class GuidanceVectorEnv(BatchedSamplerEnv):
             ws.append(w_np)
             gs.append(g_np)
             rewards.append(r)
+        observations, rewards = torch.stack(obs), torch.stack(rewards)
+        self._check_outputs(observations, rewards)
         return Rollout(
             x_T=x_T,
             x0=x,
@@ -776,8 +782,8 @@ class GuidanceVectorEnv(BatchedSamplerEnv):
             actions=np.stack(acts),
             guidance=torch.from_numpy(np.stack(ws)),
             gamma=torch.from_numpy(np.stack(gs)),
-            rewards=torch.stack(rewards),
-            observations=torch.stack(obs),
+            rewards=rewards,
+            observations=observations,
             sigmas=self._sigmas,
         )
 
