@@ -73,6 +73,8 @@ class ClockSpec:
     guidance: float | None = None
     max_episode_steps: int | None = None
     prior_std: float | None = None
+    obs_history: bool = False
+    lower_order_final: bool = True
 
     def __post_init__(self):
         def norm(name, value):  # frozen: normalised values are set through object
@@ -99,6 +101,10 @@ class ClockSpec:
             norm("max_episode_steps", m)
         if self.guidance is not None:
             norm("guidance", as_real("guidance (None or a CFG weight)", self.guidance))
+        for flag in ("obs_history", "lower_order_final"):
+            if not isinstance(getattr(self, flag), (bool, np.bool_)):
+                raise TypeError(f"{flag} must be a bool, got {getattr(self, flag)!r}")
+            norm(flag, bool(getattr(self, flag)))
         if not isinstance(self.reference_extrapolate, (bool, np.bool_)):
             raise TypeError(
                 f"reference_extrapolate must be a bool, got {self.reference_extrapolate!r}"
