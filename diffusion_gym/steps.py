@@ -7,6 +7,12 @@ dx/dσ = (x − D_w(x; σ))/σ goes from σ̂ to σ_next. Every quantity may dif
 (σ, σ_next, w, γ), which is what the environments need. The environments, the baselines and
 the evaluation harness all call :func:`step`, so an environment rollout with fixed actions
 equals :func:`sample` with the same schedule, weights, churn and seed.
+
+The ODE step itself is one solver object of :mod:`diffusion_gym.solvers` (a registry: Euler,
+Heun, DPM-Solver++(2M/3M), UniPC-2/3, iPNDM); multistep solvers carry their history in a
+:class:`~diffusion_gym.solvers.SolverState` passed as ``state=``. Churn (γ > 0) is EDM's and
+needs a single-step solver (Euler, Heun): a multistep solver's history assumes one smooth
+trajectory, so γ > 0 with one raises ``ValueError``.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import torch
 from .denoisers.base import Denoiser, check_finite, guided_denoise
 from .noise import SampleStreams, draw_normal, randn
 from .schedules import karras, validate
+from .solvers import SOLVERS, Solver, SolverState, get_solver
 
 if TYPE_CHECKING:  # annotations only: the solver stays below the presets
     from .presets import Preset
@@ -32,10 +39,11 @@ __all__ = [
     "nfe_of",
     "steps_for_nfe",
     "SOLVERS",
+    "SolverState",
+    "get_solver",
+    "is_multistep",
     "REFERENCE_STEPS",
 ]
-
-SOLVERS = ("euler", "heun")
 
 #: Default reference solve: Heun on EDM ρ = 7, w = 1, γ = 0.
 REFERENCE_STEPS = 256
@@ -75,23 +83,28 @@ def step(
     class_labels: torch.Tensor | None = None,
     guidance: torch.Tensor | float | None = None,
     gamma: torch.Tensor | float = 0.0,
-    solver: str = "heun",
+    solver: str | Solver = "heun",
     noise: torch.Tensor | None = None,
     s_noise: float = 1.0,
+    state: SolverState | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One step from σ to σ_next; returns ``(x_next, denoised)``.
 
     :param x: ``[B, *shape]`` samples at noise level ``sigma``.
     :param sigma, sigma_next: scalars or ``[B]`` per-sample noise levels, σ_next < σ.
-        Where σ_next = 0 the step is Euler (the last step lands on D(x̂; σ̂)).
+        Where σ_next = 0 the step is Euler (the last step lands on D(x̂; σ̂)) for Euler and
+        Heun, the denoise x = D(x; σ) for DPM-Solver++ and UniPC.
     :param guidance: CFG weight w (scalar or ``[B]``); None = plain call with the labels.
-    :param gamma: churn γ >= 0 (scalar or ``[B]``); needs ``noise`` where it is non-zero.
-    :param solver: ``"euler"`` (1 NFE) or ``"heun"`` (2 NFE, 1 on the last step).
+    :param gamma: churn γ >= 0 (scalar or ``[B]``); needs ``noise`` where it is non-zero,
+        and a single-step solver.
+    :param solver: a name of :data:`SOLVERS` (or a solver object): ``"euler"`` (1 NFE),
+        ``"heun"`` (2 NFE, 1 on the last step), or a multistep solver (1 NFE; needs ``state``).
     :param noise: ``[B, *shape]`` standard normals for the churn.
     :param s_noise: EDM's S_noise, scale of the churn noise.
+    :param state: the :class:`SolverState` of this batch of trajectories (multistep solvers;
+        updated by the step). Ignored by Euler and Heun.
     """
-    if solver not in SOLVERS:
-        raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}")
+    ode = get_solver(solver)
     if not isinstance(x, torch.Tensor) or not x.is_floating_point() or x.ndim < 1:
         raise TypeError("x must be a floating torch.Tensor [B, *shape]")
     t_cur, t_next = _bcast(sigma, x, "sigma"), _bcast(sigma_next, x, "sigma_next")
@@ -112,6 +125,11 @@ def step(
 
     # Increase noise temporarily: t_hat = t_cur (1 + gamma).
     if churn:
+        if ode.multistep:
+            raise ValueError(
+                f"churn gamma > 0 needs a single-step solver (euler, heun); {ode.name!r} is "
+                "multistep (its history assumes one smooth ODE trajectory)"
+            )
         if noise is None:
             raise ValueError("gamma > 0 needs churn noise: pass noise= (standard normals)")
         if not isinstance(noise, torch.Tensor) or noise.shape != x.shape:
@@ -121,19 +139,13 @@ def step(
         x_hat = x + (t_hat**2 - t_cur**2).sqrt() * s_noise * noise
     else:
         t_hat, x_hat = t_cur, x
-    # Euler step.
-    denoised = D(x_hat, t_hat)
-    d_cur = (x_hat - denoised) / t_hat
-    x_next = x_hat + (t_next - t_hat) * d_cur
-    # Apply 2nd order correction where t_next > 0.
-    if solver == "heun":
-        last = t_next == 0
-        if not bool(last.all()):
-            t_safe = torch.where(last, torch.ones_like(t_next), t_next)
-            d_prime = (x_next - D(x_next, t_safe)) / t_safe
-            x_heun = x_hat + (t_next - t_hat) * (0.5 * d_cur + 0.5 * d_prime)
-            x_next = torch.where(last, x_next, x_heun)
-    return x_next, denoised
+    # The ODE step from t_hat to t_next (see diffusion_gym.solvers).
+    return ode.advance(D, x_hat, t_hat, t_next, state)
+
+
+def is_multistep(solver: str | Solver) -> bool:
+    """Whether ``solver`` carries a history between steps (needs a :class:`SolverState`)."""
+    return get_solver(solver).multistep
 
 
 def _per_step(value, n: int, name: str, device) -> list:
@@ -150,7 +162,6 @@ def _per_step(value, n: int, name: str, device) -> list:
     return [v[i] if v.ndim > 1 else float(v[i]) for i in range(n)]
 
 
-@torch.no_grad()
 def sample(
     denoiser: Denoiser,
     noise: torch.Tensor,
@@ -159,10 +170,11 @@ def sample(
     class_labels: torch.Tensor | None = None,
     guidance: float | torch.Tensor = 1.0,
     gamma: float | torch.Tensor = 0.0,
-    solver: str = "heun",
+    solver: str | Solver = "heun",
     generator: torch.Generator | SampleStreams | None = None,
     callback: Callable[[dict[str, Any]], None] | None = None,
     s_noise: float = 1.0,
+    lower_order_final: bool = True,
 ) -> torch.Tensor:
     """Reference sampler: integrate from ``noise`` at σ_0 down the schedule to σ = 0.
 
@@ -173,12 +185,35 @@ def sample(
         ``1.0`` with labels is the plain conditional model (one call of size B).
     :param gamma: churn γ, same shapes as ``guidance``.
     :param generator: source of churn noise (``torch.Generator`` or :class:`SampleStreams`).
+    :param solver: a name of :data:`SOLVERS` (or a solver object); NFE: :func:`nfe_of`.
     :param callback: called after every step with ``{'x', 'i', 'sigma', 'sigma_next',
         'denoised'}``.
+    :param lower_order_final: multistep solvers: cap the order by the steps left
+        (:mod:`diffusion_gym.solvers`); the final step to σ = 0 is a denoise either way
+        (DPM-Solver++, UniPC).
     :returns: the samples at σ = 0, ``[B, *shape]``.
+
+    Runs under ``torch.no_grad()`` unless ``sigmas`` (or ``noise``) requires grad: then the
+    result is differentiable w.r.t. the σ's (e.g. to optimise a schedule through the sampler).
     """
+    grad = torch.is_grad_enabled() and (
+        (isinstance(sigmas, torch.Tensor) and sigmas.requires_grad) or noise.requires_grad
+    )
+    with torch.set_grad_enabled(grad):
+        return _sample(
+            denoiser, noise, sigmas, class_labels, guidance, gamma, get_solver(solver),
+            generator, callback, s_noise, lower_order_final, grad,
+        )  # fmt: skip
+
+
+def _sample(
+    denoiser, noise, sigmas, class_labels, guidance, gamma, solver, generator, callback,
+    s_noise, lower_order_final, grad,
+) -> torch.Tensor:  # fmt: skip
+    """:func:`sample`'s loop (grad mode set by the caller; σ's stay tensors if ``grad``)."""
     sigmas = validate(sigmas).to(device=noise.device)
     n = sigmas.shape[0] - 1
+    state = SolverState(n, lower_order_final=lower_order_final) if solver.multistep else None
     ws = _per_step(guidance, n, "guidance", noise.device)
     gs = _per_step(gamma, n, "gamma", noise.device)
     x = noise
@@ -188,7 +223,10 @@ def sample(
         eps = None
         if not (isinstance(g, (int, float)) and g == 0):
             eps = churn_noise(generator, i, x)
-        sigma, sigma_next = float(sigmas[i]), float(sigmas[i + 1])
+        if grad:  # 0-dim tensors keep the graph to the σ's
+            sigma, sigma_next = sigmas[i], sigmas[i + 1]
+        else:
+            sigma, sigma_next = float(sigmas[i]), float(sigmas[i + 1])
         x, denoised = step(
             denoiser,
             x,
@@ -200,6 +238,7 @@ def sample(
             solver=solver,
             noise=eps,
             s_noise=s_noise,
+            state=state,
         )
         if callback is not None:
             callback(
@@ -253,24 +292,17 @@ def reference_solve(
 # NFE accounting and the reference solution of a preset
 
 
-def nfe_of(num_steps: int, solver: str) -> int:
-    """Denoiser evaluations of ``num_steps`` steps ending at σ = 0: Euler n, Heun 2n − 1."""
-    if solver not in SOLVERS:
-        raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}")
-    return num_steps if solver == "euler" else 2 * num_steps - 1
+def nfe_of(num_steps: int, solver: str | Solver) -> int:
+    """Denoiser evaluations of ``num_steps`` steps ending at σ = 0: Euler and the multistep
+    solvers n (the final step to σ = 0 counts), Heun 2n − 1."""
+    return get_solver(solver).nfe(num_steps)
 
 
-def steps_for_nfe(nfe: int, solver: str) -> int:
+def steps_for_nfe(nfe: int, solver: str | Solver) -> int:
     """Inverse of :func:`nfe_of`: the number of steps that spends exactly ``nfe``."""
     if not isinstance(nfe, int) or nfe < 1:
         raise ValueError(f"nfe must be an int >= 1, got {nfe!r}")
-    if solver == "euler":
-        return nfe
-    if solver == "heun":
-        if nfe % 2 == 0:
-            raise ValueError(f"Heun ending at sigma=0 spends an odd NFE (2n-1), got nfe={nfe}")
-        return (nfe + 1) // 2
-    raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}")
+    return get_solver(solver).steps_for_nfe(nfe)
 
 
 def reference_solution(
