@@ -258,7 +258,8 @@ def gits_dp(
     Diffusion Sampling"): the n-edge path from σ_max to 0 through a fine grid (EDM ρ=7 with
     ``grid_size`` points on [σ_min, σ_max], then 0) minimising the summed local truncation
     error cost(a→b) = E‖step(x*(σ_a), σ_a → σ_b) − x*(σ_b)‖² of one solver step started on
-    the teacher trajectory x* (fine Heun on training noise). Exact DP, O(n·M²)."""
+    the teacher trajectory x* (fine Heun on training noise). Exact DP, O(n·M²). Multistep
+    solvers: the edge cost is their first (order-1) step, as GITS costs every sampler."""
     grid = S.karras(grid_size, preset.sigma_min, preset.sigma_max, 7.0)
     x_T, _ = make_noise(preset, num_samples, TRAIN_SALT + seed)  # noqa: N806
     labels = make_labels(preset, num_samples, TRAIN_SALT + seed, "balanced")
@@ -270,9 +271,13 @@ def gits_dp(
         x = xs[a].repeat(len(b), 1)
         lab = None if labels is None else labels.repeat(len(b))
         s_next = grid[b].repeat_interleave(num_samples)
+        # A multistep solver's step from a fresh state is its first, order-1 step (DDIM in
+        # data prediction, Euler for iPNDM): GITS' own cost for every sampler.
+        state = _steps.SolverState(1) if _steps.is_multistep(solver) else None
         y, _ = _steps.step(
-            preset.denoiser, x, float(grid[a]), s_next, class_labels=lab, solver=solver
-        )
+            preset.denoiser, x, float(grid[a]), s_next, class_labels=lab, solver=solver,
+            state=state,
+        )  # fmt: skip
         target = torch.cat([xs[j] for j in b.tolist()])
         cost[a, b] = ((y - target) ** 2).sum(-1).reshape(len(b), num_samples).mean(1)
     # best[k, j]: least cost of reaching node j from node 0 in k edges.
@@ -348,16 +353,7 @@ def _sample_diff(preset, x_T, labels, sigmas, solver) -> torch.Tensor:  # noqa: 
     """The sampler with gradients reaching the σ's: :func:`diffusion_gym.steps.sample` (the
     one sampler of every solver, differentiable w.r.t. ``sigmas`` under grad mode)."""
     with torch.enable_grad():
-        x = _steps.sample(preset.denoiser, x_T, sigmas, class_labels=labels, solver=solver)
-        if x.requires_grad:
-            return x
-        # TEMPORARY (until h-solvers lands a differentiable sample()): single-step solvers.
-        x = x_T
-        for i in range(sigmas.shape[0] - 1):
-            x, _ = _steps.step(
-                preset.denoiser, x, sigmas[i], sigmas[i + 1], class_labels=labels, solver=solver
-            )
-        return x
+        return _steps.sample(preset.denoiser, x_T, sigmas, class_labels=labels, solver=solver)
 
 
 def _oracle_init(preset, n, solver, data, extra_inits, num_random, seed) -> list[torch.Tensor]:
