@@ -1,6 +1,7 @@
 """Schedules per solver: the compare-solvers path (tiny config), the last-step conventions,
 Align Your Steps' refinement + subdivision, and the published schedule.json files."""
 
+import importlib.util
 import json
 import math
 from pathlib import Path
@@ -11,7 +12,7 @@ import torch
 from baselines import compare as C  # noqa: N812
 from baselines import schedules as B
 from baselines.evaluate import FixedSchedule, evaluate
-from diffusion_gym import schedules, steps
+from diffusion_gym import presets, schedules, steps
 from diffusion_gym.noise import make_noise
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -123,3 +124,31 @@ def test_published_schedules_load_and_are_valid():
         assert math.isclose(float(sig[0]), 80.0) and rec["source"]
     with pytest.raises(ValueError, match="published:"):
         schedules.load_published("gmm-64d", "euler", 10_000)
+
+
+def test_publish_picks_the_best_learned_on_validation(tmp_path):
+    """benchmarks/publish_schedules.py on a tiny compare run: one file per solver × NFE,
+    recording the solver and NFE, whose validation RMSE is at most the compare oracle's."""
+    spec = importlib.util.spec_from_file_location(
+        "publish_schedules", ROOT / "benchmarks" / "publish_schedules.py"
+    )
+    pub = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(pub)
+    cfg = C.load_config(
+        TINY, ["nfe=[5]", "solvers=[euler, dpmpp-2m]", "seeds=[0]", "last_step=[denoise]",
+               "strategies=[edm-rho7, oracle]"],  # fmt: skip
+    )
+    C.run_compare(cfg, tmp_path / "run", progress=False)
+    args = ["--from", str(tmp_path / "run"), "--presets", "gmm-ring8", "--solvers", "euler",
+            "dpmpp-2m", "--nfe", "5", "--iterations", "3", "--train-samples", "64",
+            "--val-samples", "32", "--reference-steps", "16", "--out", str(tmp_path / "pub")]  # fmt: skip
+    assert pub.main(args) == 0
+    for sv in ("euler", "dpmpp-2m"):
+        rec = schedules.load_schedule(tmp_path / "pub" / "gmm-ring8" / sv / "nfe5.json")
+        assert rec["solver"] == sv and rec["nfe"] == 5 and "validation RMSE" in rec["source"]
+        rows = pub._rows(tmp_path / "run", "gmm-ring8", 5, sv)
+        ring = presets.make("gmm-ring8")
+        val = B.training_set(ring, 32, 1, 16)
+        assert B.schedule_rmse(ring, rec["sigmas"], sv, val) <= B.schedule_rmse(
+            ring, rows["oracle"], sv, val
+        )

@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 from baselines import schedules as B  # noqa: N812
 from diffusion_gym import presets as _presets
 from diffusion_gym import schedules as _schedules
+from diffusion_gym import steps as _steps
 
 from .actor_critic import ContinuousActorCritic
 from .config import Config
@@ -143,7 +144,11 @@ def run(config: Config, out_dir: str | Path, resume: bool = False) -> dict:
     else:
         sigmas, policy_means, extra = _train_restarts(cfg, out, resume)
     train_s = time.time() - t0
-    _schedules.save_schedule(out / "schedule.json", sigmas, cfg.solver, cfg.budget, cfg.preset)
+    _schedules.save_schedule(
+        out / "schedule.json", sigmas, cfg.solver, cfg.budget, cfg.preset,
+        nfe=_steps.nfe_of(cfg.budget, cfg.solver),
+        source=f"ART-RL {cfg.algo} ({cfg.reward}, {cfg.total_timesteps} steps, seed {cfg.seed})",
+    )  # fmt: skip
     record = {"policy_means": policy_means, "sigmas": _schedules.schedule_to_list(sigmas),
               "train_seconds": train_s, **extra}  # fmt: skip
     (out / "distilled.json").write_text(json.dumps(record, indent=2))
