@@ -13,6 +13,9 @@ they are:
 ``ddim``
 ``ays``, ``gits-dp``          Align-Your-Steps-style / GITS-style DP (:mod:`baselines.schedules`)
 ``oracle``                    σ's optimised through the sampler on training noise
+``learned``                   the published learned schedule of (preset, solver, NFE)
+                              (:func:`diffusion_gym.schedules.load_published`), or from
+                              ``learned_dir``; skipped where there is none
 ``cfg-<w>``, ``cfg-best``     constant guidance w / grid-searched w (on the guidance schedule)
 ``interval``                  limited-interval guidance, (w, σ_lo, σ_hi) grid-searched
 ``ramp-linear``,              guidance ramps, w_max grid-searched
@@ -22,6 +25,12 @@ they are:
                               ``-reward``: reward-tilted (exact log p(c | x̂_0));
                               ``-forward``: energy loss from forward-noised x_t
 ============================  ================================================================
+
+With ``solvers: [...]`` every schedule row runs with every solver on the same noise (row
+``<solver>/<schedule>``, each fitted row fitted for its solver, NFE from
+:func:`steps_for_nfe`); ``last_step: [denoise, sigma-min]`` adds the hand-made rows in the
+GITS/DEIS convention (``@smin``: n + 1 σ down to σ_min, no final denoise). The
+``sec_per_1k`` metric is the wall time of a row's sampler per 1,000 samples.
 
 Guidance rows run on the ``guidance_schedule`` (a schedule row name, default ``oracle``), so
 their differences are the guidance's alone. Output: ``DIR/<preset>/nfe<N>/`` holds that
