@@ -13,12 +13,14 @@ churn; :func:`diffusion_gym.steps.sample` is the only loop.
 | ``euler`` | Euler on dx/dσ (EDM Alg. 1 without the correction) | 1 | 1 |
 | ``heun`` | EDM's Heun (Karras et al. 2022, Alg. 1); Euler on the step to σ = 0 | 2 (1 last) | 2 |
 | ``dpmpp-2m`` | DPM-Solver++(2M) (Lu et al. 2022, Alg. 2, data prediction) | 1 | 2 |
-| ``dpmpp-3m`` | DPM-Solver++(3M) (Lu et al. 2022; diffusers' third-order update) | 1 | 3 |
+| ``dpmpp-3m`` | DPM-Solver++(3M) (Lu et al. 2022; diffusers' third-order update) | 1 | 2 (!) |
 | ``unipc-2`` | UniPC, UniP-2 + UniC, B(h) = e^h − 1 (bh2) (Zhao et al. 2023) | 1 | 3 |
 | ``unipc-3`` | UniPC, UniP-3 + UniC, bh2 | 1 | 4 |
 | ``ipndm`` | iPNDM (Zhang & Chen 2023): Adams–Bashforth on d = (x − D)/σ, up to 4th | 1 | 4 (*) |
 
-(*) iPNDM: 4 on equal steps in σ (its fixed coefficients assume them).
+(*) iPNDM: 4 on equal steps in σ (its fixed coefficients assume them). (!) the published 3M
+update (DPM-Solver code, diffusers, k-diffusion; kept here bit-compatible with diffusers) is of
+order 2: its D2 term is half the Taylor term; ``DPMSolverPP(3, taylor=True)`` is of order 3.
 
 Multistep solvers keep past model outputs in a :class:`SolverState` (batched tensors on x's
 device, per-sample σ allowed, never written in place, so gradients reach the σ's). They warm
@@ -226,10 +228,15 @@ class DPMSolverPP(_Multistep):
 
     lower_order_final_below = DPM_LOWER_ORDER_FINAL_BELOW
 
-    def __init__(self, order: int):
+    def __init__(self, order: int, *, taylor: bool = False):
         if order not in (2, 3):
             raise ValueError(f"DPM-Solver++ multistep order must be 2 or 3, got {order!r}")
-        self.order, self.name = order, f"dpmpp-{order}m"
+        self.order, self.name = order, f"dpmpp-{order}m" + ("-taylor" if taylor else "")
+        # The D2 term of the published 3M update (DPM-Solver's code, diffusers, k-diffusion)
+        # uses D2 = (D1_0 − D1_1)/(r0 + r1) ≈ h² D''/2 with the coefficient of h² D'': half
+        # the Taylor term, so that update is of order 2 (measured: tests/test_solvers.py).
+        # ``taylor=True`` doubles D2 (order 3; not registered, pass the object).
+        self._d2_scale = 2.0 if taylor else 1.0
 
     def advance(self, D, x, t_cur, t_next, state):  # noqa: N803
         state = self._check_state(state, self.name)
@@ -250,7 +257,7 @@ class DPMSolverPP(_Multistep):
                 r1 = (_lam(hist_sig[0]) - _lam(hist_sig[1])) / h
                 d1_1 = (hist[0] - hist[1]) / r1
                 d1 = d1_0 + (r0 / (r0 + r1)) * (d1_0 - d1_1)
-                d2 = (d1_0 - d1_1) / (r0 + r1)
+                d2 = self._d2_scale * (d1_0 - d1_1) / (r0 + r1)
                 x_t = x_t + (phi / h + 1.0) * d1 - ((phi + h) / h**2 - 0.5) * d2
             return x_t
 
