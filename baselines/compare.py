@@ -13,6 +13,9 @@ they are:
 ``ddim``
 ``ays``, ``gits-dp``          Align-Your-Steps-style / GITS-style DP (:mod:`baselines.schedules`)
 ``oracle``                    σ's optimised through the sampler on training noise
+``learned``                   the published learned schedule of (preset, solver, NFE)
+                              (:func:`diffusion_gym.schedules.load_published`), or from
+                              ``learned_dir``; skipped where there is none
 ``cfg-<w>``, ``cfg-best``     constant guidance w / grid-searched w (on the guidance schedule)
 ``interval``                  limited-interval guidance, (w, σ_lo, σ_hi) grid-searched
 ``ramp-linear``,              guidance ramps, w_max grid-searched
@@ -22,6 +25,12 @@ they are:
                               ``-reward``: reward-tilted (exact log p(c | x̂_0));
                               ``-forward``: energy loss from forward-noised x_t
 ============================  ================================================================
+
+With ``solvers: [...]`` every schedule row runs with every solver on the same noise (row
+``<solver>/<schedule>``, each fitted row fitted for its solver, NFE from
+:func:`steps_for_nfe`); ``last_step: [denoise, sigma-min]`` adds the hand-made rows in the
+GITS/DEIS convention (``@smin``: n + 1 σ down to σ_min, no final denoise). The
+``sec_per_1k`` metric is the wall time of a row's sampler per 1,000 samples.
 
 Guidance rows run on the ``guidance_schedule`` (a schedule row name, default ``oracle``), so
 their differences are the guidance's alone. Output: ``DIR/<preset>/nfe<N>/`` holds that
@@ -44,6 +53,8 @@ from pathlib import Path
 import torch
 
 from diffusion_gym import presets as _presets
+from diffusion_gym import schedules as _sched
+from diffusion_gym import steps as _steps
 from diffusion_gym.config import load, to_dict
 from diffusion_gym.io import atomic_write_text, check_writable_dir
 
@@ -52,10 +63,12 @@ from . import schedules as B  # noqa: N812
 from .evaluate import (
     DEFAULT_METRICS,
     METRICS,
+    LAST_STEPS,
     FixedSchedule,
     Strategy,
     evaluate,
     markdown_table,
+    nfe_of,
     steps_for_nfe,
     write_report,
 )
@@ -77,6 +90,11 @@ __all__ = [
 ]
 
 SCHEDULE_NAMES = ("edm-best", "uniform", "log-linear", "ddim", "ays", "gits-dp", "oracle")
+#: Schedule rows read from files: the best learned schedule per preset × solver × NFE.
+LEARNED_NAMES = ("learned",)
+_SCHEDULE_ROWS = SCHEDULE_NAMES + LEARNED_NAMES
+#: Hand-made rows that also run in the ``"sigma-min"`` last-step convention.
+_HAND_MADE = ("uniform", "log-linear", "ddim")
 GUIDANCE_NAMES = (
     "cfg-best",
     "interval",
@@ -96,6 +114,8 @@ class AYSConfig:
     num_samples: int = 512
     sweeps: int = 3
     candidates: int = 24
+    start_steps: int = 3
+    tol: float = 0.01
 
 
 @dataclass
@@ -129,7 +149,18 @@ class CompareConfig:
     :param presets: preset names.
     :param nfe: NFE budgets (Heun: odd, 2n − 1).
     :param strategies: strategy names (see the module docstring).
-    :param solver: ``"heun"`` or ``"euler"``.
+    :param solver: the solver of every row (any of :data:`diffusion_gym.steps.SOLVERS`),
+        unless ``solvers`` is set.
+    :param solvers: several solvers: every schedule row runs with each of them (row names
+        ``<solver>/<schedule>``; each solver's steps from :func:`steps_for_nfe`; the oracle,
+        GITS-DP and ``edm-best`` are fitted per solver, AYS per step count).
+    :param last_step: conventions of where the last NFE lands, ``"denoise"`` (n σ then 0,
+        the last NFE a denoise: k-diffusion, diffusers) and/or ``"sigma-min"`` (n + 1 σ
+        down to σ_min, output x(σ_min): GITS/DEIS code). ``"sigma-min"`` rows (suffix
+        ``@smin``) exist for the hand-made schedules (``edm-rho<r>``, ``uniform``,
+        ``log-linear``, ``ddim``), with as many steps as fit the NFE.
+    :param learned_dir: where ``learned`` rows read ``<preset>/<solver>/nfe<N>/schedule.json``;
+        None = the published schedules (:func:`diffusion_gym.schedules.load_published`).
     :param guidance_schedule: schedule row the guidance rows run on.
     :param seeds: evaluation seeds (mean ± std over them).
     :param num_samples: samples per seed.
@@ -142,6 +173,9 @@ class CompareConfig:
     nfe: list[int] = field(default_factory=lambda: [5, 9])
     strategies: list[str] = field(default_factory=lambda: ["edm-rho7", "oracle"])
     solver: str = "heun"
+    solvers: list[str] = field(default_factory=list)
+    last_step: list[str] = field(default_factory=lambda: ["denoise"])
+    learned_dir: str | None = None
     guidance_schedule: str = "oracle"
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     num_samples: int = 2048
@@ -170,10 +204,17 @@ def check_config(cfg: CompareConfig) -> None:
     """Values the types do not catch, checked before any work: strategy names, solver, NFE
     budgets (Heun: odd), presets, metrics and the guidance schedule row."""
     _check_names(cfg.strategies)
-    if cfg.solver not in ("heun", "euler"):
-        raise ValueError(f"solver must be 'heun' or 'euler', got {cfg.solver!r}")
-    for nfe in cfg.nfe:
-        steps_for_nfe(nfe, cfg.solver)
+    for sv in _solvers(cfg):
+        if sv not in _steps.SOLVERS:
+            raise ValueError(f"solver must be one of {_steps.SOLVERS}, got {sv!r}")
+        for nfe in cfg.nfe:
+            steps_for_nfe(nfe, sv)
+    bad_last = sorted(set(cfg.last_step) - set(LAST_STEPS))
+    if bad_last or not cfg.last_step:
+        raise ValueError(f"last_step must be a non-empty list of {LAST_STEPS}, got {cfg.last_step}")
+    if len(cfg.solvers) > 1 and any(n not in _SCHEDULE_ROWS and not n.startswith("edm-rho")
+                                    for n in cfg.strategies):  # fmt: skip
+        raise ValueError("several solvers take schedule rows only (no guidance rows)")
     unknown = sorted(set(cfg.presets) - set(_presets.names()))
     if unknown:
         raise ValueError(f"unknown preset(s) {unknown}; valid: {sorted(_presets.names())}")
@@ -192,44 +233,60 @@ def check_config(cfg: CompareConfig) -> None:
 # Building strategies
 
 
+def _solvers(cfg: CompareConfig) -> list[str]:
+    """The solvers of the rows: ``solvers`` if set, else ``[solver]``."""
+    return list(cfg.solvers) or [cfg.solver]
+
+
 def _check_names(names: list[str]) -> None:
     for n in names:
         ok = (
-            n in SCHEDULE_NAMES
+            n in _SCHEDULE_ROWS
             or n in GUIDANCE_NAMES
             or re.fullmatch(r"edm-rho[0-9.]+|cfg-[0-9.]+|churn-[0-9.]+", n)
         )
         if not ok:
             raise ValueError(
                 f"unknown strategy {n!r}; valid: edm-rho<r>, cfg-<w>, churn-<S>, "
-                f"{', '.join(SCHEDULE_NAMES + GUIDANCE_NAMES)}"
+                f"{', '.join(_SCHEDULE_ROWS + GUIDANCE_NAMES)}"
             )
 
 
-def _schedule(name: str, preset, n: int, cfg: CompareConfig, cache: dict) -> torch.Tensor:
-    """The σ's of a schedule row (cached per section: the oracle is expensive)."""
-    if name in cache:
-        return cache[name]
+def _schedule(
+    name: str, preset, n: int, cfg: CompareConfig, cache: dict, solver: str | None = None
+) -> torch.Tensor:
+    """The σ's of a schedule row for ``solver`` (default ``cfg.solver``) at ``n`` steps.
+    ``cache`` is per (preset, NFE) section: fitted rows are keyed by solver, AYS by n."""
+    solver = solver or cfg.solver
+    key = (name, solver, n)
+    if key in cache:
+        return cache[key]
     if m := re.fullmatch(r"edm-rho([0-9.]+)", name):
         sig = B.classic("edm", n, preset, rho=float(m.group(1)))
-    elif name in ("uniform", "log-linear", "ddim"):
+    elif name in _HAND_MADE:
         sig = B.classic(name, n, preset)
     elif name == "edm-best":
-        rho, _ = B.best_rho(preset, n, cfg.solver, cfg.search.rho, _train(preset, cfg, cache))
+        rho, _ = B.best_rho(preset, n, solver, cfg.search.rho, _train(preset, cfg, cache))
         sig = B.classic("edm", n, preset, rho=rho)
     elif name == "ays":
         a = cfg.ays
-        sig = B.ays(preset, n, a.num_samples, a.sweeps, a.candidates)
+        if ("ays", n) not in cache:  # KLUB has no solver term: one fit per step count
+            cache["ays", n] = B.ays(
+                preset, n, a.num_samples, a.sweeps, a.candidates,
+                start_steps=a.start_steps, tol=a.tol,
+            )  # fmt: skip
+        sig = cache["ays", n]
     elif name == "gits-dp":
         g = cfg.gits
-        sig = B.gits_dp(preset, n, cfg.solver, g.grid_size, g.num_samples, g.substeps)
+        sig = B.gits_dp(preset, n, solver, g.grid_size, g.num_samples, g.substeps)
     elif name == "oracle":
         o = cfg.oracle
-        extra = [cache[k] for k in ("edm-best", "gits-dp") if k in cache]
+        extra = [cache[k, solver, n] for k in ("edm-best", "gits-dp", "ays")
+                 if (k, solver, n) in cache]  # fmt: skip
         sig = B.oracle(
             preset,
             n,
-            cfg.solver,
+            solver,
             data=_train(preset, cfg, cache),
             iterations=o.iterations,
             lr=o.lr,
@@ -239,14 +296,63 @@ def _schedule(name: str, preset, n: int, cfg: CompareConfig, cache: dict) -> tor
         ).sigmas
     else:
         raise ValueError(f"{name!r} is not a schedule row")
-    cache[name] = sig
+    cache[key] = sig
     return sig
 
 
 def _train(preset, cfg: CompareConfig, cache: dict) -> B.TrainingSet:
+    """The training noise and reference of a section (shared by every solver)."""
     if "__train__" not in cache:
         cache["__train__"] = B.training_set(preset, cfg.oracle.num_samples, 0, cfg.reference_steps)
     return cache["__train__"]
+
+
+def _learned(preset, solver: str, nfe: int, cfg: CompareConfig) -> torch.Tensor | None:
+    """The learned schedule of (preset, solver, NFE): from ``cfg.learned_dir`` or the
+    published ones; None where there is none."""
+    if cfg.learned_dir is None:
+        rec = _sched.find_published(preset.name, solver, nfe)
+    else:
+        path = Path(cfg.learned_dir) / preset.name / solver / f"nfe{nfe}" / "schedule.json"
+        rec = _sched.load_schedule(path) if path.is_file() else None
+    return None if rec is None else rec["sigmas"]
+
+
+def _sigma_min_steps(nfe: int, solver: str) -> int:
+    """Most steps to σ_min (n + 1 positive σ, no final denoise) that fit ``nfe``: the step
+    σ_min → 0 is one NFE for every solver, so the cost is nfe_of(n + 1) − 1."""
+    n = 1
+    while nfe_of(n + 2, solver) - 1 <= nfe:
+        n += 1
+    return n
+
+
+def _schedule_rows(preset, nfe: int, cfg: CompareConfig, cache: dict, log) -> list[Strategy]:
+    """Every schedule row of the config for every solver (and last-step convention)."""
+    names = [n for n in cfg.strategies if n in _SCHEDULE_ROWS or n.startswith("edm-rho")]
+    multi = len(cfg.solvers) > 1
+    out: list[Strategy] = []
+    for sv in _solvers(cfg):
+        n = steps_for_nfe(nfe, sv)
+        for name in names:
+            t0 = time.perf_counter()
+            row = f"{sv}/{name}" if multi else name
+            if name in LEARNED_NAMES:
+                sig = _learned(preset, sv, nfe, cfg)
+                if sig is None:
+                    log(f"  skip {row}: no learned schedule for {preset.name} {sv} NFE {nfe}")
+                    continue
+            else:
+                sig = _schedule(name, preset, n, cfg, cache, sv)
+            if "denoise" in cfg.last_step:
+                out.append(FixedSchedule(row, sig, sv))
+            if "sigma-min" in cfg.last_step and (name in _HAND_MADE or name.startswith("edm-")):
+                if name != "edm-best":
+                    m = _sigma_min_steps(nfe, sv)
+                    smin = _schedule(name, preset, m + 1, cfg, cache, sv)
+                    out.append(FixedSchedule(f"{row}@smin", smin, sv, last_step="sigma-min"))
+            log(f"  built {row:28s} ({time.perf_counter() - t0:.1f} s)")
+    return out
 
 
 def _guidance(name: str, preset, sig, cfg: CompareConfig, cache: dict) -> Strategy:
@@ -279,23 +385,22 @@ def _guidance(name: str, preset, sig, cfg: CompareConfig, cache: dict) -> Strate
 def build_strategies(
     preset: _presets.Preset, nfe: int, cfg: CompareConfig, log=print
 ) -> list[Strategy]:
-    """The config's strategies for one preset and budget (schedules first, then guidance rows
-    on ``cfg.guidance_schedule``). Guidance rows are skipped on unconditional presets."""
+    """The config's strategies for one preset and budget (schedules first, for every solver,
+    then guidance rows on ``cfg.guidance_schedule``). Guidance rows are skipped on
+    unconditional presets."""
     _check_names(cfg.strategies)
-    n = steps_for_nfe(nfe, cfg.solver)
     cache: dict = {}
-    out: list[Strategy] = []
+    out = _schedule_rows(preset, nfe, cfg, cache, log)
+    n = steps_for_nfe(nfe, cfg.solver)
     for name in cfg.strategies:
+        if name in _SCHEDULE_ROWS or name.startswith("edm-rho"):
+            continue
         t0 = time.perf_counter()
-        is_sched = name in SCHEDULE_NAMES or name.startswith("edm-rho")
-        if is_sched:
-            out.append(FixedSchedule(name, _schedule(name, preset, n, cfg, cache), cfg.solver))
-        elif preset.num_classes == 0 and not name.startswith("churn-"):
+        if preset.num_classes == 0 and not name.startswith("churn-"):
             log(f"  skip {name}: {preset.name} is unconditional")
             continue
-        else:
-            sig = _schedule(cfg.guidance_schedule, preset, n, cfg, cache)
-            out.append(_guidance(name, preset, sig, cfg, cache))
+        sig = _schedule(cfg.guidance_schedule, preset, n, cfg, cache)
+        out.append(_guidance(name, preset, sig, cfg, cache))
         log(f"  built {name:24s} ({time.perf_counter() - t0:.1f} s)")
     return out
 
@@ -328,7 +433,7 @@ def run_compare(cfg: CompareConfig, out: str | Path, progress: bool = True) -> d
                 progress=progress,
                 samples_out=samples,
             )
-            title = f"{pname}, NFE {nfe} ({cfg.solver})"
+            title = f"{pname}, NFE {nfe} ({', '.join(_solvers(cfg))})"
             write_report(
                 res,
                 out / pname / f"nfe{nfe}",

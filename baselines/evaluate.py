@@ -14,7 +14,8 @@ Extension points (public, for callers outside this package):
 - metrics (registry in :mod:`baselines.metrics`, re-exported here): :func:`register_metric`
   adds a metric by name to :data:`METRICS` (process-wide); ``evaluate(extra_metrics={name:
   fn})`` adds metrics for one call. A metric is ``fn(ctx) -> float | None`` on the dict
-  ``ctx`` (keys ``x0, real, labels, preset, x_ref, strategy, seed, cache``; ``cache`` is a
+  ``ctx`` (keys ``x0, real, labels, preset, x_ref, strategy, seed, cache, seconds`` (wall time of
+  the strategy's ``sample``); ``cache`` is a
   dict shared by the metrics of one sample set, for work they have in common).
 - noise: ``evaluate(noise=fn)`` replaces :func:`make_noise` (``fn(preset, num_samples,
   seed) -> (x_T, streams)``), for callers whose figures were drawn on other noise.
@@ -29,6 +30,7 @@ EDM/AYS/GITS papers count). Heun with n steps ending at σ = 0 costs 2n − 1 (l
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -57,6 +59,7 @@ from .metrics import (
 __all__ = [
     "Strategy",
     "FixedSchedule",
+    "LAST_STEPS",
     "nfe_of",
     "steps_for_nfe",
     "make_noise",
@@ -133,6 +136,18 @@ def _per_step_list(value, n: int, name: str) -> list[float] | float:
     return [float(a) for a in v]
 
 
+#: Where the last NFE of a fixed schedule lands (:class:`FixedSchedule`'s ``last_step``).
+LAST_STEPS = ("denoise", "sigma-min")
+
+
+class _Stopped(Exception):  # noqa: N818 - control flow, not an error
+    """Raised by :class:`FixedSchedule`'s callback to end a ``"sigma-min"`` run at σ_min."""
+
+    def __init__(self, x: torch.Tensor):
+        super().__init__("stopped at sigma_min")
+        self.x = x
+
+
 class FixedSchedule(Strategy):
     """A fixed schedule with (optionally per-step) guidance weight w and churn γ, run by
     :func:`diffusion_gym.steps.sample`.
@@ -143,6 +158,10 @@ class FixedSchedule(Strategy):
     :param guidance: CFG weight w: a scalar or one value per step (1 = plain conditional).
     :param gamma: churn γ ≥ 0: a scalar or one value per step.
     :param s_noise: EDM's S_noise.
+    :param last_step: where the last NFE lands. ``"denoise"`` (k-diffusion / diffusers): the
+        sampler runs the whole schedule, whose last step σ_min → 0 is a denoise.
+        ``"sigma-min"`` (GITS / DEIS code): it stops at the last positive σ (σ_min) and
+        returns x(σ_min) as the sample, one NFE fewer than ``"denoise"`` on the same σ's.
     """
 
     def __init__(
@@ -153,6 +172,7 @@ class FixedSchedule(Strategy):
         guidance: float | Sequence[float] = 1.0,
         gamma: float | Sequence[float] = 0.0,
         s_noise: float = 1.0,
+        last_step: str = "denoise",
     ):
         if not isinstance(name, str) or not name:
             raise TypeError(f"name must be a non-empty str, got {name!r}")
@@ -167,6 +187,11 @@ class FixedSchedule(Strategy):
         if min(self._as_list(self.gamma)) < 0:
             raise ValueError(f"gamma must be >= 0, got {self.gamma}")
         self.s_noise = float(s_noise)
+        if last_step not in LAST_STEPS:
+            raise ValueError(f"last_step must be one of {LAST_STEPS}, got {last_step!r}")
+        if last_step == "sigma-min" and n < 2:
+            raise ValueError("last_step 'sigma-min' needs a schedule with >= 2 positive sigmas")
+        self.last_step = last_step
 
     def _as_list(self, v) -> list[float]:
         return [v] * self.num_steps if isinstance(v, float) else list(v)
@@ -177,7 +202,8 @@ class FixedSchedule(Strategy):
 
     @property
     def nfe(self) -> int:
-        return nfe_of(self.num_steps, self.solver)
+        # The step σ_min → 0 is one denoiser call for every solver; "sigma-min" skips it.
+        return nfe_of(self.num_steps, self.solver) - (self.last_step == "sigma-min")
 
     @property
     def deterministic(self) -> bool:
@@ -188,6 +214,18 @@ class FixedSchedule(Strategy):
         if guided and (class_labels is None or preset.num_classes == 0):
             raise ValueError(f"strategy {self.name!r} uses guidance but the preset has no labels")
         as_t = lambda v: v if isinstance(v, float) else torch.tensor(v, dtype=torch.float64)  # noqa: E731
+        stop = self.num_steps - 2 if self.last_step == "sigma-min" else None
+
+        def at_sigma_min(info):  # stop the sampler once x(σ_min) is reached
+            if info["i"] == stop:
+                raise _Stopped(info["x"])
+
+        try:
+            return self._run(preset, x_T, class_labels, streams, as_t, at_sigma_min)
+        except _Stopped as s:
+            return s.x
+
+    def _run(self, preset, x_T, class_labels, streams, as_t, callback):  # noqa: N803
         return _steps.sample(
             preset.denoiser,
             x_T,
@@ -198,6 +236,7 @@ class FixedSchedule(Strategy):
             solver=self.solver,
             generator=streams,
             s_noise=self.s_noise,
+            callback=callback if self.last_step == "sigma-min" else None,
         )
 
     def describe(self) -> dict[str, Any]:
@@ -205,6 +244,7 @@ class FixedSchedule(Strategy):
             "name": self.name,
             "nfe": self.nfe,
             "solver": self.solver,
+            "last_step": self.last_step,
             "sigmas": [float(s) for s in self.sigmas],
             "guidance": self._as_list(self.guidance),
             "gamma": self._as_list(self.gamma),
@@ -306,8 +346,10 @@ def evaluate(
             samples_out["__data__"] = real
         for s in strategies:
             _, streams = noise(preset, num_samples, seed)
+            t0 = time.perf_counter()
             with torch.no_grad():
                 x0 = s.sample(preset, x_T.clone(), labels, streams)
+            seconds = time.perf_counter() - t0
             if not bool(torch.isfinite(x0).all()):
                 raise ValueError(f"strategy {s.name!r} produced non-finite samples")
             if samples_out is not None and si == 0:
@@ -321,6 +363,7 @@ def evaluate(
                 strategy=s,
                 seed=seed,
                 cache={},
+                seconds=seconds,
             )
             for name in metrics:
                 v = table[name](ctx)

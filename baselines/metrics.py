@@ -34,7 +34,7 @@ HIGHER_IS_BETTER: set[str] = {"loglik", "precision", "recall", "class_acc"} | {
     "digits_class_acc",
 }
 #: Metrics reported but never ranked (no bold, no ± in the table).
-UNRANKED: set[str] = {"nfe"}
+UNRANKED: set[str] = {"nfe", "sec_per_1k"}
 
 
 def _flat(x: torch.Tensor) -> torch.Tensor:
@@ -166,6 +166,10 @@ METRICS: dict[str, MetricFn] = {
     "mode_tv": _mode_tv,
     "rmse": _rmse,
     "nfe": lambda ctx: float(ctx["strategy"].nfe),
+    # Wall-clock seconds of the strategy's sample() per 1,000 samples (this process's threads).
+    "sec_per_1k": lambda ctx: 1000.0 * ctx["seconds"] / ctx["x0"].shape[0]
+    if "seconds" in ctx
+    else None,
     **digits_metric_fns(),
 }
 DEFAULT_METRICS = ("energy", "frechet", "sliced_w", "loglik", "class_acc", "mode_tv", "rmse", "nfe")

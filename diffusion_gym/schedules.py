@@ -154,9 +154,24 @@ def validate(sigmas) -> torch.Tensor:
 # Export: a schedule as a plain list / JSON file any sampler can use (k-diffusion's
 # ``sigmas``, diffusers' ``set_timesteps(sigmas=...)``, :func:`diffusion_gym.steps.sample`).
 
-__all__ += ["schedule_to_list", "save_schedule", "load_schedule"]
+__all__ += [
+    "schedule_to_list",
+    "save_schedule",
+    "load_schedule",
+    "SOLVER_NAMES",
+    "PUBLISHED_DIR",
+    "published",
+    "find_published",
+    "load_published",
+]
 
 _SCHEDULE_KEYS = ("sigmas", "solver", "budget", "preset")
+#: Optional keys of a schedule record: the NFE it spends and how it was made.
+_OPTIONAL_KEYS = ("nfe", "source")
+#: Solver names a schedule record may name. It mirrors :data:`diffusion_gym.steps.SOLVERS`
+#: (this module sits below :mod:`~diffusion_gym.steps`, which imports it; a test keeps the two
+#: equal).
+SOLVER_NAMES = ("euler", "heun", "dpmpp-2m", "dpmpp-3m", "unipc-2", "unipc-3", "ipndm")
 
 
 def schedule_to_list(sigmas) -> list[float]:
@@ -164,16 +179,30 @@ def schedule_to_list(sigmas) -> list[float]:
     return [float(s) for s in validate(sigmas).to(torch.float64).cpu()]
 
 
-def save_schedule(path, sigmas, solver: str, budget: int, preset: str | None) -> None:
+def save_schedule(
+    path,
+    sigmas,
+    solver: str,
+    budget: int,
+    preset: str | None,
+    *,
+    nfe: int | None = None,
+    source: str | None = None,
+) -> None:
     """Write ``{"sigmas": [...], "solver": ..., "budget": K, "preset": ...}`` as JSON.
 
     :param sigmas: n+1 descending σ ending in 0 (validated); ``budget`` must equal n.
-    :param solver: ``"euler"`` or ``"heun"`` (the solver the schedule was made for).
+    :param solver: the solver the schedule was made for (one of :data:`SOLVER_NAMES`).
     :param preset: the preset (denoiser) name it was tuned on, or None.
+    :param nfe: optional: the denoiser evaluations it spends with that solver.
+    :param source: optional: how it was made (method, training set, held-out score).
     """
     values = schedule_to_list(sigmas)
     _check_record(values, solver, budget, preset, "save_schedule")
     record = {"sigmas": values, "solver": solver, "budget": budget, "preset": preset}
+    extra = {"nfe": nfe, "source": source}
+    record.update({k: v for k, v in extra.items() if v is not None})
+    _check_optional(record, "save_schedule")
     atomic_write_text(pathlib.Path(path), json.dumps(record, indent=2) + "\n")
 
 
@@ -190,12 +219,13 @@ def load_schedule(path) -> dict:
     if not isinstance(record, dict):
         raise ValueError(f"{str(p)!r} must hold a JSON object with keys {_SCHEDULE_KEYS}")
     missing = [k for k in _SCHEDULE_KEYS if k not in record]
-    unknown = sorted(set(record) - set(_SCHEDULE_KEYS))
+    unknown = sorted(set(record) - set(_SCHEDULE_KEYS) - set(_OPTIONAL_KEYS))
     if missing or unknown:
         raise ValueError(
             f"{str(p)!r}: missing keys {missing}, unknown keys {unknown}; "
-            f"valid keys: {list(_SCHEDULE_KEYS)}"
+            f"valid keys: {list(_SCHEDULE_KEYS)} and optional {list(_OPTIONAL_KEYS)}"
         )
+    _check_optional(record, str(p))
     try:
         sigmas = validate(torch.as_tensor(record["sigmas"], dtype=torch.float64))
     except (TypeError, ValueError, RuntimeError) as e:
@@ -206,11 +236,64 @@ def load_schedule(path) -> dict:
 
 def _check_record(values: list, solver, budget, preset, where: str) -> None:
     """Validate the metadata of a schedule record."""
-    if solver not in ("euler", "heun"):
-        raise ValueError(f"{where}: solver must be 'euler' or 'heun', got {solver!r}")
+    if solver not in SOLVER_NAMES:
+        raise ValueError(f"{where}: solver must be one of {SOLVER_NAMES}, got {solver!r}")
     if not isinstance(budget, int) or isinstance(budget, bool) or budget != len(values) - 1:
         raise ValueError(
             f"{where}: budget must be the int number of steps ({len(values) - 1}), got {budget!r}"
         )
     if preset is not None and not isinstance(preset, str):
         raise ValueError(f"{where}: preset must be a string or null, got {preset!r}")
+
+
+def _check_optional(record: dict, where: str) -> None:
+    nfe, source = record.get("nfe"), record.get("source")
+    if nfe is not None and (not isinstance(nfe, int) or isinstance(nfe, bool) or nfe < 1):
+        raise ValueError(f"{where}: nfe must be an int >= 1, got {nfe!r}")
+    if source is not None and not isinstance(source, str):
+        raise ValueError(f"{where}: source must be a string, got {source!r}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Published schedules: the best learned schedule per preset × solver × NFE, shipped with the
+# package (as Align Your Steps publishes its σ lists), so users take them without training.
+
+#: ``<preset>/<solver>/nfe<N>.json``, each a :func:`save_schedule` record with ``nfe`` and
+#: ``source`` (see the folder's README.md).
+PUBLISHED_DIR = pathlib.Path(__file__).parent / "schedules_data"
+
+
+def published() -> list[tuple[str, str, int]]:
+    """Every shipped ``(preset, solver, nfe)``, sorted."""
+    out = []
+    for f in PUBLISHED_DIR.glob("*/*/nfe*.json"):
+        out.append((f.parent.parent.name, f.parent.name, int(f.stem[3:])))
+    return sorted(out)
+
+
+def find_published(preset: str, solver: str, nfe: int) -> dict | None:
+    """The shipped record of ``(preset, solver, nfe)`` (:func:`load_schedule`'s dict), or
+    None if none is shipped."""
+    path = PUBLISHED_DIR / str(preset) / str(solver) / f"nfe{nfe}.json"
+    return load_schedule(path) if path.is_file() else None
+
+
+def load_published(preset: str, solver: str, nfe: int) -> torch.Tensor:
+    """The best learned schedule shipped for ``preset`` sampled with ``solver`` at ``nfe``
+    denoiser evaluations: n+1 float64 σ ending in 0, ready for
+    :func:`diffusion_gym.steps.sample` (``solver=solver``) or k-diffusion / diffusers.
+
+    Raises ``ValueError`` listing what is shipped when there is no such schedule.
+    """
+    if not isinstance(nfe, int) or isinstance(nfe, bool):
+        raise TypeError(f"nfe must be an int, got {nfe!r}")
+    rec = find_published(preset, solver, nfe)
+    if rec is None:
+        have = ", ".join(f"{p}/{s}/nfe{n}" for p, s, n in published()) or "none"
+        raise ValueError(
+            f"no published schedule for preset={preset!r}, solver={solver!r}, nfe={nfe}; "
+            f"published: {have}"
+        )
+    if rec["solver"] != solver or rec["preset"] != preset or rec.get("nfe", nfe) != nfe:
+        raise ValueError(f"published file for {preset}/{solver}/nfe{nfe} records other metadata")
+    return rec["sigmas"]

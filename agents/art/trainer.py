@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 from baselines import schedules as B  # noqa: N812
 from diffusion_gym import presets as _presets
 from diffusion_gym import schedules as _schedules
+from diffusion_gym import steps as _steps
 from diffusion_gym.io import atomic_write_json, atomic_write_text, read_jsonl
 
 from ..checkpoint import (
@@ -164,7 +165,11 @@ def run(config: Config, out_dir: str | Path, resume: bool = False) -> dict:
     else:
         sigmas, policy_means, extra = _train_restarts(cfg, out, resume)
     train_s = time.time() - t0
-    _schedules.save_schedule(out / "schedule.json", sigmas, cfg.solver, cfg.budget, cfg.preset)
+    _schedules.save_schedule(
+        out / "schedule.json", sigmas, cfg.solver, cfg.budget, cfg.preset,
+        nfe=_steps.nfe_of(cfg.budget, cfg.solver),
+        source=f"ART-RL {cfg.algo} ({cfg.reward}, {cfg.total_timesteps} steps, seed {cfg.seed})",
+    )  # fmt: skip
     record = {"policy_means": policy_means, "sigmas": _schedules.schedule_to_list(sigmas),
               "train_seconds": train_s, **extra}  # fmt: skip
     atomic_write_json(out / "distilled.json", record)
