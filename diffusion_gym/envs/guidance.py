@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from gymnasium import spaces
 from gymnasium.error import ResetNeeded
+from gymnasium.vector import AutoresetMode
 from gymnasium.vector.utils import batch_space
 
 from .. import schedules, steps
@@ -194,8 +195,10 @@ class GuidanceVectorEnv(BatchedSamplerEnv):
 
     Terminated after ``num_steps`` steps (σ = 0; ``final_info["x0"]`` holds the sample).
     Truncated after ``max_episode_steps`` steps when that is smaller. The vector env resets
-    finished environments in the same step (``AutoresetMode.SAME_STEP``): the last
-    observation and info are in ``info["final_obs"]`` / ``info["final_info"]``.
+    finished environments in the same step (``AutoresetMode.SAME_STEP``, the default): the
+    last observation and info are in ``info["final_obs"]`` / ``info["final_info"]``. With
+    ``autoreset_mode="next_step"`` the last step returns them directly and the next step
+    starts the new episodes; with ``"disabled"`` call ``reset()``.
 
     ## Arguments
 
@@ -223,6 +226,11 @@ class GuidanceVectorEnv(BatchedSamplerEnv):
     :param render_mode: None or ``"rgb_array"``.
     :param mask_fn: optional ``mask_fn(env) -> bool [num_envs, n]`` for :meth:`action_masks`.
     :param s_noise: EDM's S_noise (scale of the churn noise).
+    :param autoreset_mode: ``"same_step"`` (default; ``final_obs``/``final_info``),
+        ``"next_step"`` (gymnasium's default, needed by its vector observation wrappers: the
+        step after the last one returns the next episode's first observation with reward 0
+        and ignores its actions) or ``"disabled"`` (call ``reset()``); a
+        ``gymnasium.vector.AutoresetMode`` member also works. Same trajectories in each.
 
     ## Version History
 
@@ -250,8 +258,9 @@ class GuidanceVectorEnv(BatchedSamplerEnv):
         render_mode: str | None = None,
         mask_fn: Callable[[GuidanceVectorEnv], np.ndarray] | None = None,
         s_noise: float = 1.0,
+        autoreset_mode: AutoresetMode | str = AutoresetMode.SAME_STEP,
     ):
-        self._init_batch(num_envs, denoiser, data, device, render_mode)
+        self._init_batch(num_envs, denoiser, data, device, render_mode, autoreset_mode)
         self._solver = solver if solver is not None else self.preset.defaults.get("solver", "heun")
         if self._solver not in steps.SOLVERS:
             raise ValueError(f"solver must be one of {steps.SOLVERS}, got {self._solver!r}")
@@ -573,6 +582,7 @@ class GuidanceVectorEnv(BatchedSamplerEnv):
 
     def reset_tensors(self, *, seed=None, options=None) -> tuple[torch.Tensor, dict[str, Any]]:
         """:meth:`reset` with the observation left as a tensor on ``device``."""
+        options = self._check_reset_options(options)
         if options:
             unknown = sorted(set(options) - {"class_labels"})
             if unknown:
@@ -657,6 +667,10 @@ class GuidanceVectorEnv(BatchedSamplerEnv):
             ``info`` the host-side step info and ``final`` = ``(final_obs tensor,
             final_info dict)`` when the episodes ended and were auto-reset, else None.
         """
+        if self._next_step_reset():  # NEXT_STEP: this step starts the next episodes
+            obs, info = self.reset_tensors()
+            zero = torch.zeros(self.num_envs, dtype=torch.float64, device=self.device)
+            return obs, zero, False, False, info, None
         if self._needs_reset or self._k is None:
             raise ResetNeeded("call reset() before step() (and after an episode ends)")
         wi, gi = self._decode_actions(actions)
@@ -681,6 +695,7 @@ class GuidanceVectorEnv(BatchedSamplerEnv):
         info["x0"] = self._x
         if not self._autoreset:
             self._needs_reset = True
+            self._end_episodes()
             return obs, reward, terminated, truncated, info, None
         final = (obs, info)
         self._episodes += 1
