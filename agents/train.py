@@ -89,8 +89,19 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     out.mkdir(parents=True, exist_ok=True)
     saved.write_text(yaml.safe_dump(config_to_dict(config), sort_keys=False))
+    print(f"diffusion-gym train: {config.agent} run, writing into {out}/", flush=True)
     module.run(config, out, args.resume)
+    print(output_note(out))
     return 0
+
+
+def output_note(out: Path) -> str:
+    """The closing line of a run: where its outputs are and what they are."""
+    names = sorted(p.name + ("/" if p.is_dir() else "") for p in out.iterdir())
+    return (
+        f"outputs in {out}/: {', '.join(names)} (eval.md = the table above; "
+        f"TensorBoard: tensorboard --logdir {out / 'tb'})"
+    )
 
 
 if __name__ == "__main__":
