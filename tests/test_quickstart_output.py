@@ -62,3 +62,22 @@ def test_train_prints_out_dir_signal_and_legend(tmp_path, capsys):
     assert f"outputs in {tmp_path / 'run'}/: checkpoints/, config.yaml, eval.json" in out
     assert "Rows: irl-policy = the learned policy" in out
     assert "energy=" in err and "@2" in err  # the quick evaluation of round 2 on the bar
+
+
+def test_a_slow_bank_build_shows_progress(capsys, monkeypatch):
+    import diffusion_gym.envs.bank as bank_mod
+    from diffusion_gym import presets
+
+    den = presets.make("gmm-ring8").denoiser
+    bank = bank_mod.ReferenceBank(den, 8, prior_std=80.0, reference_steps=6)
+    bar = bank._progress_bar()
+    assert bar.total == 6 and "reference bank: 8 x_ref" in bar.desc
+    bar.close()
+    made = []
+    real = bank_mod.tqdm
+    monkeypatch.setattr(
+        bank_mod, "tqdm", lambda **kw: made.append(real(**{**kw, "delay": 0})) or made[-1]
+    )
+    bank.build()
+    assert made and made[0].n == 6  # every fine-solve step counted
+    assert "reference bank: 8 x_ref, 6 Heun steps" in capsys.readouterr().err
