@@ -33,15 +33,15 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from diffusion_gym.data import check_data
 from diffusion_gym.envs import ClockVectorEnv, GuidanceVectorEnv, batch_of
 from diffusion_gym.steps import nfe_of
 
 from .evaluate import FixedSchedule, Strategy, evaluate, markdown_table
-from .metrics import HIGHER_IS_BETTER, METRICS, UNRANKED
+from .metrics import HIGHER_IS_BETTER, METRICS, NEEDS_SAMPLES, UNRANKED
 
 __all__ = [
     "CLOCK_CONSTANTS",
-    "DATA_FREE_METRICS",
     "HELD_OUT_SEED",
     "PolicyEvaluation",
     "evaluate_policy",
@@ -51,8 +51,6 @@ __all__ = [
 HELD_OUT_SEED = 2**40
 #: Constant clock speeds of the Clock rows (a = 0 is the ``base`` row).
 CLOCK_CONSTANTS = (-1.0, -0.75, -0.5, -0.25, 0.25, 0.5, 0.75, 1.0)
-#: Metrics that need no samples of the data (only the sampler's own outputs).
-DATA_FREE_METRICS = frozenset({"rmse", "nfe"})
 _GUIDANCE_METRICS = ("energy", "frechet", "class_tv", "loglik", "nfe")
 _CLOCK_METRICS = ("rmse", "nfe")
 
@@ -105,8 +103,8 @@ def evaluate_policy(
     :param num_samples: samples per seed.
     :param seed: held-out seed(s) (default :data:`HELD_OUT_SEED`); one evaluation each.
     :param metrics: harness metric names (default Guidance: energy, frechet, class_tv,
-        loglik, nfe; Clock: rmse, nfe). Metrics other than rmse and nfe need the preset's
-        ``data`` (``sample``; loglik also ``log_prob``).
+        loglik, nfe; Clock: rmse, nfe). energy, frechet, sliced_w, precision and recall need
+        the preset's ``data.sample`` (the Data protocol, ``diffusion_gym.data.protocol``).
     :param class_labels: Guidance only: the harness's labels (``"balanced"``, ``"data"``, an
         int, a tensor or None).
     :param obs_transform: applied to every observation batch before the policy (e.g. SB3
@@ -172,15 +170,9 @@ def _check_metrics(metrics: list[str], batch) -> None:
     unknown = sorted(set(metrics) - set(METRICS))
     if unknown:
         raise ValueError(f"unknown metric(s) {unknown}; valid: {sorted(METRICS)}")
-    data = batch.preset.data
-    needs = sorted(set(metrics) - DATA_FREE_METRICS)
-    if needs and (data is None or not callable(getattr(data, "sample", None))):
-        raise ValueError(
-            f"metric(s) {needs} need samples of the data: the preset "
-            f"{batch.preset.name!r} has no data with a sample() method; use "
-            f"metrics={sorted(DATA_FREE_METRICS & set(metrics)) or ['rmse']} or give the "
-            "env data= (see docs/own_model.md, the Data protocol)"
-        )
+    need = [m for m in metrics if m in NEEDS_SAMPLES]
+    if need:
+        check_data(batch.preset.data, ["sample"], f"metric(s) {need}")
 
 
 def _actor(policy: Any, obs_transform) -> Callable[[torch.Tensor, int], np.ndarray]:
@@ -295,7 +287,7 @@ def _clock_rows(env, actor, num_samples, seeds, metrics) -> dict:
             if labels is not None and bool((labels < 0).any()):
                 labels = None  # the unconditional call of a conditional model
             real = None
-            if set(metrics) - DATA_FREE_METRICS:
+            if callable(getattr(env.preset.data, "sample", None)):
                 g = torch.Generator().manual_seed(1_000_003 + seed)
                 real = env.preset.data.sample(num_samples, labels, generator=g).to(run.x0.device)
             ctx = {"x0": run.x0, "real": real, "labels": labels, "preset": env.preset,

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from diffusion_gym import presets
+
 from ..discriminator import DiscriminatorConfig
 
 __all__ = [
@@ -34,7 +36,8 @@ class EnvConfig:
     """The Guidance env (see :class:`diffusion_gym.envs.guidance.GuidanceVectorEnv`)."""
 
     preset: str = "gmm-ring8-imperfect"
-    """preset name (``diffusion-gym presets``)"""
+    """preset name (``diffusion-gym presets``) or a factory of your own as
+    ``"package.module:function"`` (docs/own_model.md)"""
     preset_overrides: dict = field(default_factory=dict)
     """keyword overrides of the preset factory (e.g. ``variance_scale``)"""
     num_envs: int = 256
@@ -158,6 +161,7 @@ class Config:
     eval: EvalConfig = field(default_factory=EvalConfig)
 
     def __post_init__(self):
+        presets.check_name(self.env.preset)  # registered, or "package.module:function"
         _choice("algo.name", self.algo.name, ALGOS)
         _choice("algo.policy", self.algo.policy, POLICIES)
         _choice("discriminator.source", self.discriminator.source, SOURCES)

@@ -21,7 +21,9 @@ observations that must stay next to the step that produces their inputs.
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -214,7 +216,9 @@ class GuidanceVectorEnv(BatchedSamplerEnv):
     :param solver: ``"heun"`` or ``"euler"`` (default: the preset's, else Heun).
     :param schedule: a schedule name (``karras``, ``uniform``, ``log_linear``, ``linear``,
         ``vp_uniform_t``) or explicit σ (N+1 values ending in 0).
-    :param guidance_weights: table of CFG weights w.
+    :param guidance_weights: table of CFG weights w. With an unconditional denoiser every w
+        gives the same step: the default table becomes ``(1.0,)`` with a warning (the
+        actions are then the γ values), any other table with several weights is refused.
     :param gammas: table of churn values γ >= 0.
     :param action_format: ``"discrete"`` or ``"multidiscrete"``.
     :param obs_mode: ``"state"`` or ``"features"``.
@@ -226,6 +230,7 @@ class GuidanceVectorEnv(BatchedSamplerEnv):
     :param render_mode: None or ``"rgb_array"``.
     :param mask_fn: optional ``mask_fn(env) -> bool [num_envs, n]`` for :meth:`action_masks`.
     :param s_noise: EDM's S_noise (scale of the churn noise).
+    :param prior_std: std of x_T (default: the preset's ``prior_std``), as Clock's.
     :param autoreset_mode: ``"same_step"`` (default; ``final_obs``/``final_info``),
         ``"next_step"`` (gymnasium's default, needed by its vector observation wrappers: the
         step after the last one returns the next episode's first observation with reward 0
@@ -259,8 +264,12 @@ class GuidanceVectorEnv(BatchedSamplerEnv):
         mask_fn: Callable[[GuidanceVectorEnv], np.ndarray] | None = None,
         s_noise: float = 1.0,
         autoreset_mode: AutoresetMode | str = AutoresetMode.SAME_STEP,
+        prior_std: float | None = None,
     ):
         self._init_batch(num_envs, denoiser, data, device, render_mode, autoreset_mode)
+        if prior_std is not None:  # the same keyword as Clock's: x_T = prior_std · ε
+            self._preset = _with_prior_std(self._preset, prior_std)
+        guidance_weights = _unconditional_weights(guidance_weights, self.num_classes)
         self._solver = solver if solver is not None else self.preset.defaults.get("solver", "heun")
         if self._solver not in steps.SOLVERS:
             raise ValueError(f"solver must be one of {steps.SOLVERS}, got {self._solver!r}")
@@ -878,6 +887,36 @@ class GuidanceVectorEnv(BatchedSamplerEnv):
             f"GuidanceVectorEnv(preset={self.preset.name!r}, num_envs={self.num_envs}, "
             f"num_steps={self._num_steps}, solver={self._solver!r}, obs_mode={self.obs_mode!r})"
         )
+
+
+def _with_prior_std(preset, prior_std) -> Any:
+    """``preset`` with another x_T std (a copy sharing the denoiser and data)."""
+    if isinstance(prior_std, bool) or not isinstance(prior_std, (int, float)):
+        raise TypeError(f"prior_std must be a float > 0 or None, got {prior_std!r}")
+    if not (math.isfinite(prior_std) and prior_std > 0):
+        raise ValueError(f"prior_std must be finite and > 0, got {prior_std!r}")
+    return dataclasses.replace(preset, prior_std=float(prior_std))
+
+
+def _unconditional_weights(weights: Sequence[float], num_classes: int) -> Sequence[float]:
+    """The weight table for the denoiser: unchanged if class-conditional; for an
+    unconditional one (D_w = D_u for every w) the default table collapses to (1.0,) with a
+    warning and an explicit table of several distinct weights is a ``ValueError``."""
+    distinct = {float(w) for w in np.asarray(weights, dtype=np.float64).reshape(-1)}
+    if num_classes > 0 or len(distinct) <= 1:
+        return weights
+    if tuple(weights) == tuple(DEFAULT_GUIDANCE_WEIGHTS):
+        warnings.warn(
+            "the denoiser is unconditional (num_classes=0): every guidance weight gives the "
+            "same step, so the action table keeps w = 1 only and the actions choose γ; pass "
+            "guidance_weights=[1.0] to silence this",
+            stacklevel=3,
+        )
+        return (1.0,)
+    raise ValueError(
+        f"guidance_weights {sorted(distinct)}: the denoiser is unconditional (num_classes=0), "
+        "so every weight gives the same step (D_w = D_u); pass guidance_weights=[1.0]"
+    )
 
 
 class GuidanceEnv(SingleEnvView):
