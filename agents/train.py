@@ -183,6 +183,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"diffusion-gym train: error: {e}", file=sys.stderr)
         return 2
     atomic_write_yaml(out / "config.yaml", plain)
+    print(f"diffusion-gym train: {config.agent} run, writing into {out}/", flush=True)
     try:
         with sigint_saves():
             module.run(config, out, resume)
@@ -196,7 +197,17 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 130
+    print(output_note(out))
     return 0
+
+
+def output_note(out: Path) -> str:
+    """The closing line of a run: where its outputs are and what they are."""
+    names = sorted(p.name + ("/" if p.is_dir() else "") for p in out.iterdir())
+    return (
+        f"outputs in {out}/: {', '.join(names)} (eval.md = the table above; "
+        f"TensorBoard: tensorboard --logdir {out / 'tb'})"
+    )
 
 
 if __name__ == "__main__":

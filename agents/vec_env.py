@@ -1,7 +1,8 @@
 """SB3 adapter: a native gymnasium vector env as a stable-baselines3 ``VecEnv``.
 
 The package's envs are native :class:`gymnasium.vector.VectorEnv` s that hold the whole batch
-as tensors and auto-reset in the same step (``AutoresetMode.SAME_STEP``). SB3 has its own
+as tensors and auto-reset in the same step by default (``AutoresetMode.SAME_STEP``; the
+adapter takes any mode). SB3 has its own
 ``VecEnv`` API (dones instead of terminated/truncated, one info dict per env,
 ``terminal_observation``, ``TimeLimit.truncated``); :class:`SB3VecEnv` translates, so every
 SB3 / sb3-contrib algorithm (PPO, A2C, DQN, MaskablePPO, QR-DQN, ...) and wrapper
@@ -34,20 +35,28 @@ __all__ = ["SB3VecEnv"]
 
 
 class SB3VecEnv(VecEnv):
-    """Wrap a gymnasium ``VectorEnv`` with ``AutoresetMode.SAME_STEP`` as an SB3 ``VecEnv``.
+    """Wrap a gymnasium ``VectorEnv`` (any ``AutoresetMode``) as an SB3 ``VecEnv``.
 
     Per step: one host copy of the batched observation (the vector env's ``step``), dones =
-    terminated | truncated, and for finished envs ``infos[i]["terminal_observation"]`` (from
-    ``info["final_obs"]``), ``infos[i]["TimeLimit.truncated"]`` and the env's final info
-    (e.g. ``"x0"``). Other step infos are not copied into the per-env dicts (they stay cheap);
-    the last batched info dict is kept in :attr:`last_info`.
+    terminated | truncated, and for finished envs ``infos[i]["terminal_observation"]``,
+    ``infos[i]["TimeLimit.truncated"]`` and the env's final info (e.g. ``"x0"``). Other
+    step infos are not copied into the per-env dicts (they stay cheap); the last batched
+    info dict is kept in :attr:`last_info`.
+
+    SB3 wants the next episode's first observation in the step that ends an episode. The
+    vector env's ``metadata["autoreset_mode"]`` says how to get it: ``SAME_STEP`` gives it
+    (the final observation is in ``info["final_obs"]``); ``NEXT_STEP`` gives it one step
+    later, so the adapter takes that reset step at once (its actions are ignored; every env
+    must end at the same step, as in this package's envs); ``DISABLED`` needs
+    ``reset(options={"reset_mask": dones})``, which the adapter calls. The three give the
+    same transitions, so learning is identical in each mode.
 
     ``env_method("action_masks")`` returns one mask per env (``sb3_contrib``'s
     ``get_action_masks``); other methods and attributes are those of the single vector env,
     repeated once per requested index. ``seed(s)`` makes the next ``reset`` use seeds
     ``s + i`` (SB3's convention, which is also the vector env's).
 
-    :param vector_env: a native vector env, e.g. ``gym.make_vec(id, num_envs=...,
+    :param vector_env: a vector env, e.g. ``gym.make_vec(id, num_envs=...,
         vectorization_mode="vector_entry_point")``.
     """
 
@@ -56,12 +65,14 @@ class SB3VecEnv(VecEnv):
             raise TypeError(
                 f"vector_env must be a gymnasium.vector.VectorEnv, got {type(vector_env).__name__}"
             )
-        mode = vector_env.metadata.get("autoreset_mode")
-        if mode not in (AutoresetMode.SAME_STEP, "SameStep", AutoresetMode.SAME_STEP.value):
+        mode = vector_env.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP)
+        try:
+            self.autoreset_mode = AutoresetMode(mode)
+        except ValueError:
             raise ValueError(
-                "vector_env must auto-reset with AutoresetMode.SAME_STEP "
-                f"(metadata['autoreset_mode']), got {mode!r}"
-            )
+                "vector_env.metadata['autoreset_mode'] must be a gymnasium.vector.AutoresetMode, "
+                f"got {mode!r}"
+            ) from None
         self.venv = vector_env
         self.last_info: dict[str, Any] = {}
         self._actions: np.ndarray | None = None
@@ -91,18 +102,35 @@ class SB3VecEnv(VecEnv):
         if self._actions is None:
             raise RuntimeError("step_wait() called without step_async()")
         obs, reward, terminated, truncated, info = self.venv.step(self._actions)
-        self._actions = None
         self.last_info = info
         dones = np.logical_or(terminated, truncated)
         infos: list[dict[str, Any]] = [{} for _ in range(self.num_envs)]
         if dones.any():
-            self._fill_final(infos, dones, terminated, truncated, info)
+            if self.autoreset_mode is AutoresetMode.SAME_STEP:
+                final_obs, final_info = info.get("final_obs"), info.get("final_info", {})
+            else:
+                final_obs, final_info = obs, info
+                obs = self._restart(dones)
+            self._fill_final(infos, dones, terminated, truncated, final_obs, final_info)
+        self._actions = None
         return obs, np.asarray(reward, dtype=np.float32), dones, infos
 
-    def _fill_final(self, infos, dones, terminated, truncated, info) -> None:
+    def _restart(self, dones: np.ndarray) -> np.ndarray:
+        """The next episodes' first observations under NEXT_STEP (the reset step, taken now)
+        or DISABLED (a masked reset)."""
+        if self.autoreset_mode is AutoresetMode.DISABLED:
+            obs, _ = self.venv.reset(options={"reset_mask": dones})
+            return obs
+        if not dones.all():
+            raise RuntimeError(
+                "SB3VecEnv: a NEXT_STEP vector env ended only some episodes; SB3 needs the "
+                "next observation now: use autoreset_mode SAME_STEP or DISABLED"
+            )
+        obs, *_ = self.venv.step(self._actions)  # NEXT_STEP's reset step: actions ignored
+        return obs
+
+    def _fill_final(self, infos, dones, terminated, truncated, final_obs, final_info) -> None:
         """``terminal_observation``, ``TimeLimit.truncated`` and the final info per done env."""
-        final_obs = info.get("final_obs")
-        final_info = info.get("final_info", {})
         keys = [k for k in final_info if not k.startswith("_")]
         for i in np.flatnonzero(dones):
             d = infos[i]

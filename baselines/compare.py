@@ -62,8 +62,8 @@ from . import guidance as G  # noqa: N812
 from . import schedules as B  # noqa: N812
 from .evaluate import (
     DEFAULT_METRICS,
-    METRICS,
     LAST_STEPS,
+    METRICS,
     FixedSchedule,
     Strategy,
     evaluate,
@@ -72,6 +72,7 @@ from .evaluate import (
     steps_for_nfe,
     write_report,
 )
+from .metrics import check_metrics_data
 from .plotting import plot_metric_vs_nfe
 from .schedules import OracleConfig
 
@@ -215,9 +216,8 @@ def check_config(cfg: CompareConfig) -> None:
     if len(cfg.solvers) > 1 and any(n not in _SCHEDULE_ROWS and not n.startswith("edm-rho")
                                     for n in cfg.strategies):  # fmt: skip
         raise ValueError("several solvers take schedule rows only (no guidance rows)")
-    unknown = sorted(set(cfg.presets) - set(_presets.names()))
-    if unknown:
-        raise ValueError(f"unknown preset(s) {unknown}; valid: {sorted(_presets.names())}")
+    for name in cfg.presets:  # a registered name or a user's "package.module:function"
+        _presets.check_name(name)
     bad = sorted(set(cfg.metrics or ()) - set(METRICS))
     if bad:
         raise ValueError(f"unknown metric(s) {bad}; valid: {sorted(METRICS)}")
@@ -417,6 +417,7 @@ def run_compare(cfg: CompareConfig, out: str | Path, progress: bool = True) -> d
     everything, md = {}, [f"# {cfg.title}", ""]
     for pname in cfg.presets:
         preset = _presets.make(pname)
+        check_metrics_data(preset, cfg.metrics or DEFAULT_METRICS)  # before any work
         by_nfe: dict[str, dict[int, dict]] = {}
         for nfe in cfg.nfe:
             key = f"{pname}/nfe{nfe}"

@@ -52,6 +52,7 @@ from .metrics import (
     METRICS,
     UNRANKED,
     MetricFn,
+    check_metrics_data,
     digits_metric_fns,
     register_metric,
 )
@@ -334,16 +335,21 @@ def evaluate(
     noise = make_noise if noise is None else noise
     ref_steps = REFERENCE_STEPS if reference is None else int(reference)
     need_ref = "rmse" in metrics and ref_steps > 0 and any(s.deterministic for s in strategies)
+    has_sample = callable(getattr(preset.data, "sample", None))
+    check_metrics_data(preset, metrics)  # the Data protocol: which metric needs data.sample
     collected: dict[str, dict[str, list[float]]] = {s.name: {} for s in strategies}
     bar = _bar(len(seeds) * len(strategies), progress, preset.name)
     for si, seed in enumerate(seeds):
         x_T, _ = noise(preset, num_samples, seed)  # noqa: N806
         labels = make_labels(preset, num_samples, seed, class_labels)
         g = torch.Generator().manual_seed(1_000_003 + seed)
-        real = preset.data.sample(num_samples, labels, generator=g).to(x_T.device)
+        real = None  # data-free metrics work without data (the Data protocol)
+        if has_sample:
+            real = preset.data.sample(num_samples, labels, generator=g).to(x_T.device)
         x_ref = reference_solution(preset, x_T, labels, ref_steps) if need_ref else None
         if samples_out is not None and si == 0:
-            samples_out["__data__"] = real
+            if real is not None:
+                samples_out["__data__"] = real
         for s in strategies:
             _, streams = noise(preset, num_samples, seed)
             t0 = time.perf_counter()

@@ -15,6 +15,7 @@ from collections.abc import Callable
 import torch
 
 from diffusion_gym import metrics as _metrics
+from diffusion_gym.data import check_data
 
 __all__ = [
     "MetricFn",
@@ -22,6 +23,8 @@ __all__ = [
     "DEFAULT_METRICS",
     "HIGHER_IS_BETTER",
     "UNRANKED",
+    "NEEDS_SAMPLES",
+    "check_metrics_data",
     "register_metric",
     "digits_metric_fns",
 ]
@@ -35,6 +38,13 @@ HIGHER_IS_BETTER: set[str] = {"loglik", "precision", "recall", "class_acc"} | {
 }
 #: Metrics reported but never ranked (no bold, no ± in the table).
 UNRANKED: set[str] = {"nfe", "sec_per_1k"}
+#: Metrics that compare with fresh samples of the data (``ctx["real"]``): they need
+#: ``preset.data.sample`` (the Data protocol, :mod:`diffusion_gym.data.protocol`); the
+#: harness raises a ``ValueError`` naming it when the data lacks it. Other metrics need no
+#: data (``rmse``, ``nfe``, ``sec_per_1k``, the digits metrics) or are left out of a row whose
+#: data lacks their method (``loglik``: ``log_prob``; ``class_acc``/``class_tv``/``mode_tv``: a
+#: mixture).
+NEEDS_SAMPLES: set[str] = {"energy", "frechet", "sliced_w", "precision", "recall"}
 
 
 def _flat(x: torch.Tensor) -> torch.Tensor:
@@ -97,9 +107,11 @@ def _mode_tv(ctx) -> float | None:
 
 def _loglik(ctx) -> float | None:
     p = ctx["preset"]
-    if not _is_mixture(p):
+    if _is_mixture(p):
+        return float(_metrics.mean_log_likelihood(p.data, _flat(ctx["x0"]), ctx["labels"]))
+    if not callable(getattr(p.data, "log_prob", None)):
         return None
-    return float(_metrics.mean_log_likelihood(p.data, _flat(ctx["x0"]), ctx["labels"]))
+    return float(p.data.log_prob(ctx["x0"], 0.0, ctx["labels"]).double().mean())  # Data protocol
 
 
 def _rmse(ctx) -> float | None:
@@ -173,6 +185,14 @@ METRICS: dict[str, MetricFn] = {
     **digits_metric_fns(),
 }
 DEFAULT_METRICS = ("energy", "frechet", "sliced_w", "loglik", "class_acc", "mode_tv", "rmse", "nfe")
+
+
+def check_metrics_data(preset, metrics) -> None:
+    """``ValueError`` naming ``data.sample`` when ``metrics`` hold one of
+    :data:`NEEDS_SAMPLES` and the preset's data lacks it (called before any work)."""
+    need = [m for m in metrics if m in NEEDS_SAMPLES]
+    if need:
+        check_data(preset.data, ["sample"], f"metric(s) {need} of preset {preset.name!r}")
 
 
 def register_metric(

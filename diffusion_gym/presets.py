@@ -22,10 +22,11 @@ from typing import Any
 
 import torch
 
+from .data.protocol import check_data
 from .denoisers.base import Denoiser
 from .denoisers.mixture import GaussianMixture
 
-__all__ = ["Preset", "make", "names", "register", "describe"]
+__all__ = ["Preset", "check_name", "describe", "is_entry_point", "make", "names", "register"]
 
 
 @dataclass
@@ -105,24 +106,100 @@ def describe() -> dict[str, str]:
     return {n: _REGISTRY[n][1] for n in names()}
 
 
+def is_entry_point(name: object) -> bool:
+    """Whether ``name`` has the form ``"package.module:function"`` of a user's factory."""
+    if not isinstance(name, str) or name.count(":") != 1:
+        return False
+    module, attr = name.split(":")
+    return bool(module) and attr.isidentifier() and all(p.isidentifier() for p in module.split("."))
+
+
+def check_name(name: object) -> None:
+    """``ValueError`` unless ``name`` is a registered preset or an importable entry point
+    ``"package.module:function"`` (a config is checked before any work starts)."""
+    if isinstance(name, str) and name in _REGISTRY:
+        return
+    if is_entry_point(name):
+        _load_entry_point(name)
+        return
+    raise ValueError(
+        f"unknown preset {name!r}; valid presets: {', '.join(names())}, or your own factory "
+        "as 'package.module:function' (docs/own_model.md)"
+    )
+
+
+def _load_entry_point(name: str) -> Callable[..., Any]:
+    module, attr = name.split(":")
+    try:
+        mod = importlib.import_module(module)
+    except ImportError as e:
+        raise ValueError(f"preset {name!r}: cannot import module {module!r} ({e})") from e
+    factory = getattr(mod, attr, None)
+    if not callable(factory):
+        raise ValueError(f"preset {name!r}: module {module!r} has no callable {attr!r}")
+    return factory
+
+
 def make(name: str, **overrides) -> Preset:
-    """Build the preset ``name``; keyword overrides go to its factory (``device`` always).
+    """Build the preset ``name``: a registered name, or a user's factory given as the entry
+    point ``"package.module:function"`` (imported on the call, as gymnasium's
+    ``entry_point``). Keyword overrides go to the factory; ``device`` always: a factory that
+    takes no ``device`` (nor ``**kwargs``) gets its result moved with ``Preset.to``.
+
+    A factory returns a :class:`Preset`, or a :class:`~diffusion_gym.denoisers.base.Denoiser`
+    (then ``data`` is the denoiser itself if it has ``sample``, else None, and ``prior_std``
+    = σ_max); ``data``, when given, must have ``sample`` (the Data protocol,
+    :mod:`diffusion_gym.data.protocol`).
 
     Raises ``ValueError`` for an unknown name and ``TypeError`` for an unknown keyword, each
     listing the valid ones.
     """
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown preset {name!r}; valid presets: {', '.join(names())}")
-    factory = _factory(name)
+    if name in _REGISTRY:
+        factory = _factory(name)
+    else:
+        check_name(name)
+        factory = _load_entry_point(name)
     params = inspect.signature(factory).parameters
-    unknown = sorted(set(overrides) - set(params))
+    var_kw = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    device = None
+    if "device" in overrides and "device" not in params and not var_kw:
+        device = overrides.pop("device")
+    unknown = [] if var_kw else sorted(set(overrides) - set(params))
     if unknown:
         raise TypeError(
             f"unknown keyword(s) {unknown} for preset {name!r}; valid: {sorted(params)}"
         )
-    preset = factory(**overrides)
+    preset = _as_preset(factory(**overrides), name)
+    if device is not None:
+        preset.to(device)
     if not preset.description:
-        preset.description = _REGISTRY[name][1]
+        preset.description = _REGISTRY[name][1] if name in _REGISTRY else f"factory {name}"
+    return preset
+
+
+def _as_preset(obj: Any, name: str) -> Preset:
+    """A factory's result as a :class:`Preset` (see :func:`make`)."""
+    if isinstance(obj, Preset):
+        preset = obj
+    elif isinstance(obj, Denoiser):
+        data = obj if callable(getattr(obj, "sample", None)) else None
+        preset = Preset(name, obj, data, obj.sigma_max)
+    elif isinstance(obj, torch.nn.Module):
+        raise TypeError(
+            f"preset {name!r}: the factory returned a raw {type(obj).__name__}; wrap the "
+            "network in an adapter: diffusion_gym.denoisers.EDMNetDenoiser(net, shape, "
+            "num_classes, sigma_min, sigma_max) for D(x, sigma, class_labels) -> x0_hat, or "
+            "EpsilonDenoiser for an epsilon-prediction (DDPM/VP) network"
+        )
+    else:
+        raise TypeError(
+            f"preset {name!r}: the factory must return a Preset or a Denoiser, got "
+            f"{type(obj).__name__}"
+        )
+    if not preset.name:
+        preset.name = name
+    if preset.data is not None:
+        check_data(preset.data, ["sample"], f"preset {preset.name!r}'s data")
     return preset
 
 

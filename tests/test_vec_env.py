@@ -74,8 +74,7 @@ def test_attributes_methods_and_render():
     with pytest.raises(TypeError, match="VectorEnv"):
         SB3VecEnv(gym.make("diffusion_gym/Guidance-v0"))
     sync = gym.vector.SyncVectorEnv([lambda: gym.make("diffusion_gym/Guidance-v0")])
-    with pytest.raises(ValueError, match="SAME_STEP"):
-        SB3VecEnv(sync)
+    assert SB3VecEnv(sync).autoreset_mode is gym.vector.AutoresetMode.NEXT_STEP
 
 
 def test_vec_monitor_and_vec_normalize_count_episodes():

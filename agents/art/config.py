@@ -103,7 +103,8 @@ class EvalConfig:
 class Config:
     """An ART-RL run (``agent: art``); YAML keys are these fields.
 
-    :param preset: denoiser preset (``diffusion_gym.presets.names()``).
+    :param preset: denoiser preset (``diffusion_gym.presets.names()``), or a factory of your
+        own as ``"package.module:function"`` (docs/own_model.md).
     :param budget: K solver steps; NFE K (Euler) or 2K − 1 (Heun).
     :param solver: ``"euler"`` or ``"heun"``.
     :param base: the Clock env's base clock, ``"edm"`` (karras ρ) or ``"linear"`` (ART).
@@ -213,8 +214,7 @@ class Config:
         for name, (value, valid) in checks.items():
             if value not in valid:
                 raise ValueError(f"{name} must be one of {valid}, got {value!r}")
-        if self.preset not in _presets.names():
-            raise ValueError(f"preset must be one of {_presets.names()}, got {self.preset!r}")
+        _presets.check_name(self.preset)  # registered, or a user's "package.module:function"
         for name in ("budget", "num_envs", "total_timesteps", "distill_samples", "restarts"):
             v = getattr(self, name)
             if not isinstance(v, int) or v < 1:

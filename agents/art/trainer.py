@@ -19,6 +19,7 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm.auto import tqdm
 
 from baselines import schedules as B  # noqa: N812
+from baselines.metrics import check_metrics_data
 from diffusion_gym import presets as _presets
 from diffusion_gym import schedules as _schedules
 from diffusion_gym import steps as _steps
@@ -157,6 +158,9 @@ def run(config: Config, out_dir: str | Path, resume: bool = False) -> dict:
         if not isinstance(cfg.num_threads, int) or cfg.num_threads < 1:
             raise ValueError(f"num_threads must be None or an int >= 1, got {cfg.num_threads!r}")
         torch.set_num_threads(cfg.num_threads)
+    # The evaluation's metrics and the preset's data (a user's model may have none), before
+    # any training.
+    check_metrics_data(_presets.make(cfg.preset, device=cfg.device), cfg.eval.metrics)
     (out / "checkpoints").mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     if cfg.restarts == 1:

@@ -38,7 +38,8 @@ class EnvConfig:
     """The Guidance env (see :class:`diffusion_gym.envs.guidance.GuidanceVectorEnv`)."""
 
     preset: str = "gmm-ring8-imperfect"
-    """preset name (``diffusion-gym presets``)"""
+    """preset name (``diffusion-gym presets``) or a factory of your own as
+    ``"package.module:function"`` (docs/own_model.md)"""
     preset_overrides: dict = field(default_factory=dict)
     """keyword overrides of the preset factory (e.g. ``variance_scale``)"""
     num_envs: int = 256
@@ -162,6 +163,7 @@ class Config:
     eval: EvalConfig = field(default_factory=EvalConfig)
 
     def __post_init__(self):
+        _presets.check_name(self.env.preset)  # registered, or "package.module:function"
         _choice("algo.name", self.algo.name, ALGOS)
         _choice("algo.policy", self.algo.policy, POLICIES)
         _choice("discriminator.source", self.discriminator.source, SOURCES)
@@ -193,8 +195,6 @@ def _check_sizes(cfg: Config) -> None:
     for name, v in sizes.items():
         if v < 1:
             raise ValueError(f"{name} must be >= 1, got {v}")
-    if cfg.env.preset not in _presets.names():
-        raise ValueError(f"env.preset must be one of {_presets.names()}, got {cfg.env.preset!r}")
     if not cfg.env.guidance_weights or not cfg.env.gammas:
         raise ValueError("env.guidance_weights and env.gammas must not be empty")
 

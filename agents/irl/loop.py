@@ -35,6 +35,7 @@ def run(config: Config, out_dir: Path, resume: bool = False) -> dict:
     trainer.model.set_logger(configure(str(out_dir / "tb" / "sb3"), ["tensorboard"]))
     writer = SummaryWriter(str(out_dir / "tb" / "irl"))
     bar = tqdm(total=config.rounds, initial=trainer.round, disable=not config.progress, desc="irl")
+    shown: dict[str, str] = {}  # the last quick evaluation's first metric, with its round
     with training():
         while trainer.round < config.rounds:
             stats = trainer.train_round()
@@ -47,12 +48,16 @@ def run(config: Config, out_dir: Path, resume: bool = False) -> dict:
                 writer.add_scalar(f"charts/guidance_step{k}", w[k], r)
                 writer.add_scalar(f"charts/gamma_step{k}", g[k], r)
             if config.eval.every and r % config.eval.every == 0:
-                quick_eval(trainer, writer, r)
+                signal = quick_eval(trainer, writer, r)  # the learning signal on the bar
+                m = next((m for m in config.eval.metrics if m in signal), None)
+                shown = {} if m is None else {m: f"{signal[m]:.3g}@{r}"}
             stop = interrupt_requested()
             if stop or r % config.checkpoint_every == 0 or r == config.rounds:
                 trainer.save(ckpts)
             bar.update(1)
-            bar.set_postfix(acc=f"{stats['accuracy']:.2f}", reward=f"{stats['irl_reward']:.3f}")
+            bar.set_postfix(
+                acc=f"{stats['accuracy']:.2f}", reward=f"{stats['irl_reward']:.3f}", **shown
+            )
             if stop:
                 writer.close()
                 raise Interrupted(f"checkpoint of round {r} in {ckpts / f'round_{r}'}")

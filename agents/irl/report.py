@@ -19,7 +19,7 @@ from .config import EvalConfig
 from .strategy import baseline_strategies
 from .trainer import IRLTrainer
 
-__all__ = ["evaluate_trainer", "quick_eval", "summarize", "summary_markdown"]
+__all__ = ["evaluate_trainer", "quick_eval", "summarize", "summary_markdown", "table_legend"]
 
 
 def _fmt_tau(t: float) -> str:
@@ -62,8 +62,33 @@ def evaluate_trainer(trainer: IRLTrainer, out_dir: Path | None, progress: bool =
         if cfg.temperatures:
             _plot_temperature(results, policy_rows, out_dir / "temperature.png")
     print(markdown_table(results, f"IRL policy vs constant guidance ({trainer.env.preset.name})"))
+    print(table_legend(cfg.metrics))
+    print()
     print(summary_markdown(summary))
     return results
+
+
+#: One-line meanings of the columns the IRL evaluation can show (``table_legend``).
+METRIC_MEANINGS = {
+    "energy": "energy distance to the data",
+    "frechet": "Fréchet distance",
+    "class_tv": "class-histogram total variation",
+    "loglik": "mean exact log-likelihood under the data",
+    "nfe": "denoiser calls per sample",
+    "precision": "k-NN precision",
+    "recall": "k-NN recall",
+    "fd_digits": "Fréchet distance in the digits classifier's features",
+}
+
+
+def table_legend(metrics) -> str:
+    """The line under the results table: what its rows and columns are."""
+    cols = "; ".join(f"{m} = {METRIC_MEANINGS[m]}" for m in metrics if m in METRIC_MEANINGS)
+    return (
+        "Rows: irl-policy = the learned policy (irl-tauT: sampled at temperature T); "
+        "const-wW-gG = the constant guidance weight w = W and churn γ = G at every step. "
+        f"Columns: {cols}."
+    )
 
 
 def summarize(results: dict, baseline_names: list[str], cfg: EvalConfig) -> dict:
@@ -90,19 +115,30 @@ def summarize(results: dict, baseline_names: list[str], cfg: EvalConfig) -> dict
     return out
 
 
+def _improvement(s: dict, metric: str) -> str:
+    """The relative improvement in %, or the absolute one where the best constant is 0 (a
+    relative change is undefined there); negative = the policy is worse."""
+    rel = s["relative_improvement"]
+    if rel is not None:
+        return f"{100 * rel:+.1f}%"
+    gain = s["policy"] - s["best_constant"]
+    gain = gain if metric in HIGHER_IS_BETTER else -gain
+    return f"{gain:+.4g} (absolute; best constant is 0)"
+
+
 def summary_markdown(summary: dict) -> str:
     lines = [
         "Learned policy against the best constant baseline of the grid, per metric "
-        "(improvement = relative reduction of the distance, or gain of loglik).",
+        "(improvement = relative reduction of the distance, or gain of loglik; negative = "
+        "the policy is worse).",
         "",
         "| metric | irl-policy | best constant | which | improvement |",
         "|---|---|---|---|---|",
     ]
     for m, s in summary["metrics"].items():
-        rel = s["relative_improvement"]
         lines.append(
             f"| {m} | {s['policy']:.4g} | {s['best_constant']:.4g} | {s['best_constant_name']} "
-            f"| {'–' if rel is None else f'{100 * rel:+.1f}%'} |"
+            f"| {_improvement(s, m)} |"
         )
     return "\n".join(lines)
 
@@ -159,8 +195,9 @@ def _plot_temperature(results: dict, rows: list, path: Path) -> None:
     atomic_save_via(path, lambda tmp: fig.savefig(tmp, dpi=100))
 
 
-def quick_eval(trainer: IRLTrainer, writer, r: int) -> None:
-    """The policy alone on ``eval.train_samples`` samples of the first seed → ``eval/``."""
+def quick_eval(trainer: IRLTrainer, writer, r: int) -> dict[str, float]:
+    """The policy alone on ``eval.train_samples`` samples of the first seed → ``eval/``;
+    returns ``{metric: mean}``."""
     cfg = trainer.cfg.eval
     res = evaluate(
         [trainer.strategy()],
@@ -173,3 +210,4 @@ def quick_eval(trainer: IRLTrainer, writer, r: int) -> None:
     )
     for m, v in res["irl-policy"].items():
         writer.add_scalar(f"eval/{m}", v["mean"], r)
+    return {m: v["mean"] for m, v in res["irl-policy"].items()}

@@ -27,6 +27,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.utils import set_random_seed
 
 from diffusion_gym import presets
+from diffusion_gym.data import check_data
 from diffusion_gym.envs.guidance import GuidanceVectorEnv
 
 from ..checkpoint import fit_seed, load_state, rng_state, save_checkpoint, set_rng_state
@@ -179,6 +180,8 @@ class IRLTrainer:
         self.cfg = config
         self.device = torch.device(config.env.device)
         self.env = make_env(config.env)
+        # The expert states are real x_0 noised to σ_k: the preset's data must sample.
+        check_data(self.env.preset.data, ["sample"], "IRL's expert states (real x_0 at σ_k)")
         self.venv = SB3VecEnv(self.env)
         self.model = make_model(config, self.venv)
         self.disc_env = None

@@ -2,7 +2,8 @@
 
 :func:`noised` draws the "expert" states of occupancy-matching IRL and of Learn to Guide's
 loss: real data x_0 ~ p_data(· | c) pushed to a noise level by the forward process
-x_σ = x_0 + σ n, n ~ N(0, I) (EDM convention).
+x_σ = x_0 + σ n, n ~ N(0, I) (EDM convention). :mod:`.protocol` defines the ``Data``
+protocol a preset's ``data`` follows (which method each metric and reward needs).
 """
 
 from __future__ import annotations
@@ -10,8 +11,9 @@ from __future__ import annotations
 import torch
 
 from ..noise import SampleStreams
+from .protocol import DATA_METHODS, Data, check_data
 
-__all__ = ["noised"]
+__all__ = ["DATA_METHODS", "Data", "check_data", "noised"]
 
 
 def noised(

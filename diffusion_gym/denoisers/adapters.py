@@ -72,7 +72,9 @@ class EDMNetDenoiser(_ConditionedMixin, Denoiser):
     :param num_classes: classes of the conditioning (0: unconditional; labels are then refused).
     :param sigma_min, sigma_max: the σ range the network was trained for.
     :param sigma_data: the data's standard deviation.
-    :param dtype: dtype the network computes in; outputs are cast back to the input's dtype.
+    :param dtype: dtype the network computes in (None, the default: the net's own, the dtype
+        of its first floating-point parameter or buffer, float32 if it has none; the net is
+        not cast); given, the net is cast to it. Outputs are cast back to the input's dtype.
     """
 
     def __init__(
@@ -83,16 +85,28 @@ class EDMNetDenoiser(_ConditionedMixin, Denoiser):
         sigma_min: float = 0.002,
         sigma_max: float = 80.0,
         sigma_data: float = 0.5,
-        dtype: torch.dtype = torch.float32,
+        dtype: torch.dtype | None = None,
     ):
         if not isinstance(net, nn.Module):
             raise TypeError(f"net must be a torch.nn.Module, got {type(net).__name__}")
+        if dtype is None:
+            dtype = net_dtype(net)
+        elif dtype != net_dtype(net):
+            net = net.to(dtype)  # asked for: compute in this dtype
         super().__init__(shape, num_classes, sigma_min, sigma_max, sigma_data, dtype)
         self.net = net
 
     def denoise(self, x, sigma, class_labels):
         out = self.net(x.to(self.dtype), sigma.to(self.dtype), class_labels)
         return self._check_output(out, x, "D(x; sigma)").to(x.dtype)
+
+
+def net_dtype(net: nn.Module) -> torch.dtype:
+    """The dtype of ``net``'s first floating-point parameter or buffer (float32 if none)."""
+    for t in [*net.parameters(), *net.buffers()]:
+        if t.is_floating_point():
+            return t.dtype
+    return torch.float32
 
 
 def sigmas_from_alphas_cumprod(alphas_cumprod: torch.Tensor) -> torch.Tensor:

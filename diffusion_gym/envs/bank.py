@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 
 import torch
+from tqdm.auto import tqdm
 
 from .. import steps
 from ..denoisers.base import Denoiser, denoiser_name
@@ -99,9 +100,12 @@ class ReferenceBank:
         x_T = self.prior_std * draw_normal(keys, 0, den.shape, den.dtype)  # noqa: N806
         labels = self._draw_labels(n)
         x_ref, d2 = torch.empty_like(x_T), torch.empty_like(x_T)
+        bar = self._progress_bar()
         for lo in range(0, n, _CHUNK):
             sl = slice(lo, min(lo + _CHUNK, n))
-            x_ref[sl], d2[sl] = self._reference(x_T[sl], None if labels is None else labels[sl])
+            lab = None if labels is None else labels[sl]
+            x_ref[sl], d2[sl] = self._reference(x_T[sl], lab, bar)
+        bar.close()
         if not bool(torch.isfinite(x_ref).all() & torch.isfinite(d2).all()):  # once per build
             raise ValueError(
                 f"the reference bank holds NaN or inf: outputs of the denoiser "
@@ -124,12 +128,21 @@ class ReferenceBank:
         idx = torch.randint(len(choices), (n,), generator=g)
         return choices[idx].to(self.device)
 
-    def _reference(self, x_T, labels):  # noqa: N803
+    def _progress_bar(self) -> tqdm:
+        """A bar over the fine solve's steps of every chunk, shown only when the build takes
+        over 2 s (a big bank, a network denoiser; each ``gym.make`` env builds its own)."""
+        chunks = -(-self.size // _CHUNK)
+        desc = f"reference bank: {self.size} x_ref, {self.reference_steps} Heun steps"
+        return tqdm(total=chunks * self.reference_steps, desc=desc, delay=2.0, leave=False)
+
+    def _reference(self, x_T, labels, bar=None):  # noqa: N803
         first: list[dict] = []
 
         def keep(info):  # x_1 and D at σ_0, σ_1, for x'' at σ_max
             if info["i"] < 2:
                 first.append(info)
+            if bar is not None:
+                bar.update(1)
 
         x_ref = steps.reference_solve(
             self.denoiser,

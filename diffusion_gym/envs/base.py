@@ -4,11 +4,12 @@ the single-env view over a batch of one.
 :class:`BatchedSamplerEnv` holds what Guidance and Clock share: the preset and device, the
 seeding contract (DESIGN.md: a reset with ``seed=s`` gives env ``i`` the base seed ``s + i``,
 episode ``e`` of env ``i`` draws from ``derive_keys(s + i, salt=e)``, so env ``i``'s
-trajectory does not depend on ``num_envs``), ``SAME_STEP`` autoreset (``final_obs`` /
-``final_info``), rendering and closing. A subclass implements :meth:`_begin_episodes`, its
-step and its observation. :class:`SingleEnvView` is the ``gym.make`` entry point of both
-families, written once: a batch of one with autoreset off; everything else is read from the
-batch (:func:`batch_of`).
+trajectory does not depend on ``num_envs``), the three gymnasium autoreset modes
+(``autoreset_mode``: ``SAME_STEP``, the default, with ``final_obs`` / ``final_info``;
+``NEXT_STEP``; ``DISABLED``), rendering and closing. A subclass implements
+:meth:`_begin_episodes`, its step and its observation. :class:`SingleEnvView` is the
+``gym.make`` entry point of both families, written once: a batch of one with autoreset off;
+everything else is read from the batch (:func:`batch_of`).
 """
 
 from __future__ import annotations
@@ -30,7 +31,32 @@ from ..denoisers.base import Denoiser, denoiser_name
 from .common import base_seeds, check_seed, episode_keys, resolve_preset
 from .rendering import render_batch
 
-__all__ = ["BatchedSamplerEnv", "SingleEnvView", "batch_of", "check_device"]
+__all__ = [
+    "AUTORESET_MODES",
+    "BatchedSamplerEnv",
+    "SingleEnvView",
+    "batch_of",
+    "check_autoreset_mode",
+    "check_device",
+]
+
+#: The autoreset modes both vector envs accept (gymnasium's ``AutoresetMode`` members).
+AUTORESET_MODES = (AutoresetMode.SAME_STEP, AutoresetMode.NEXT_STEP, AutoresetMode.DISABLED)
+
+
+def check_autoreset_mode(mode: AutoresetMode | str) -> AutoresetMode:
+    """An ``AutoresetMode`` from the member, its value (``"SameStep"``) or its name in any
+    case (``"same_step"``, ``"NEXT_STEP"``, ``"disabled"``); ``ValueError`` otherwise."""
+    if isinstance(mode, AutoresetMode):
+        return mode
+    if isinstance(mode, str):
+        for m in AUTORESET_MODES:
+            if mode in (m.value, m.name) or mode.lower() == m.name.lower():
+                return m
+    names = ", ".join(m.name.lower() for m in AUTORESET_MODES)
+    raise ValueError(
+        f"autoreset_mode must be a gymnasium.vector.AutoresetMode or one of {names}, got {mode!r}"
+    )
 
 
 def check_device(device: str | torch.device) -> torch.device:
@@ -61,7 +87,9 @@ class BatchedSamplerEnv(VectorEnv):
     }
     render_size: ClassVar[tuple[int, int]] = (400, 400)
 
-    def _init_batch(self, num_envs, denoiser, data, device, render_mode) -> presets.Preset:
+    def _init_batch(
+        self, num_envs, denoiser, data, device, render_mode, autoreset_mode=AutoresetMode.SAME_STEP
+    ) -> presets.Preset:
         num_envs = as_int("num_envs", num_envs, 1)
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
@@ -69,7 +97,7 @@ class BatchedSamplerEnv(VectorEnv):
         self.render_mode = render_mode
         self._device = check_device(device)
         self._preset = resolve_preset(denoiser, data, self._device)
-        self._autoreset = True
+        self._init_autoreset(autoreset_mode)
         self._seeds: torch.Tensor | None = None  # [B] base seeds
         self._episodes: torch.Tensor | None = None  # [B] episode counters
         return self._preset
@@ -111,6 +139,7 @@ class BatchedSamplerEnv(VectorEnv):
     # -- seeding ------------------------------------------------------------------------------
     def _seed_episodes(self, seed: int | Sequence[int] | None) -> None:
         """Reseed (``seed`` given, or never seeded) or move every env to its next episode."""
+        self._ended = False
         if seed is not None or self._seeds is None:
             seed = check_seed(seed, self.num_envs)
             if isinstance(seed, int) or seed is None:
@@ -173,9 +202,54 @@ class BatchedSamplerEnv(VectorEnv):
             )
 
     # -- autoreset ----------------------------------------------------------------------------
+    # Every env of a batch ends its episode at the same step, so the three modes differ only
+    # in when the next episodes start: SAME_STEP in the step that ends them (the subclass's
+    # step, ``_autoreset`` True), NEXT_STEP in the following step (its actions are ignored;
+    # :meth:`_next_step_reset`), DISABLED at the caller's ``reset()``. Either way the next
+    # episode is ``episode_index + 1`` of the same streams: the same trajectories in every mode.
+    def _init_autoreset(self, mode) -> None:
+        mode = check_autoreset_mode(mode)
+        self.metadata = {**type(self).metadata, "autoreset_mode": mode}  # per instance
+        self._autoreset = mode is AutoresetMode.SAME_STEP
+        self._ended = False  # episodes over and not restarted (NEXT_STEP, DISABLED)
+
+    @property
+    def autoreset_mode(self) -> AutoresetMode:
+        """This env's ``gymnasium.vector.AutoresetMode`` (also ``metadata["autoreset_mode"]``)."""
+        return self.metadata["autoreset_mode"]
+
     def _set_autoreset(self, on: bool) -> None:
         """Off for the single-env view: an ended episode then needs ``reset()``."""
         self._autoreset = on
+        if not on:
+            self.metadata = {**self.metadata, "autoreset_mode": AutoresetMode.DISABLED}
+
+    def _end_episodes(self) -> None:
+        """Called by a subclass's step when the episodes ended and were not auto-reset."""
+        self._ended = True
+
+    def _next_step_reset(self) -> bool:
+        """True when this step is NEXT_STEP's reset step: the subclass's step then returns
+        ``self.reset()``'s observation with zero reward, no termination, the reset's info."""
+        return self._ended and self.metadata["autoreset_mode"] is AutoresetMode.NEXT_STEP
+
+    def _check_reset_options(self, options: dict[str, Any] | None) -> dict[str, Any] | None:
+        """``options`` without ``"reset_mask"`` (gymnasium's DISABLED-mode partial reset),
+        which must select every env: the batch's episodes all end at the same step."""
+        if not options or "reset_mask" not in options:
+            return options
+        mask = np.asarray(options["reset_mask"])
+        if mask.dtype != np.bool_ or mask.shape != (self.num_envs,):
+            raise ValueError(
+                f"reset_mask must be a bool array of shape ({self.num_envs},), got "
+                f"{mask.dtype} {mask.shape}"
+            )
+        if not mask.all():
+            raise ValueError(
+                "reset_mask must select every env: the envs of a batch step in lockstep and "
+                f"their episodes end together (got {int(mask.sum())} of {self.num_envs})"
+            )
+        return {k: v for k, v in options.items() if k != "reset_mask"} or None
 
     @staticmethod
     def _final_info(final_obs: np.ndarray, final_info: dict[str, Any]) -> dict[str, Any]:
@@ -221,11 +295,12 @@ class SingleEnvView(gym.Env):
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"], "render_fps": 4}
 
     def __init__(self, render_mode: str | None = None, **kwargs):
-        if "num_envs" in kwargs:
-            raise TypeError(
-                f"{type(self).__name__} is a single env: use {self.vector_class.__name__} "
-                "for num_envs"
-            )
+        for key in ("num_envs", "autoreset_mode"):
+            if key in kwargs:
+                raise TypeError(
+                    f"{type(self).__name__} is a single env (no autoreset: call reset() after "
+                    f"the last step): use {self.vector_class.__name__} for {key}"
+                )
         self._batch = self.vector_class(num_envs=1, render_mode=render_mode, **kwargs)
         self._batch._set_autoreset(False)
         self.render_mode = render_mode

@@ -38,6 +38,7 @@ import numpy as np
 import torch
 from gymnasium import spaces
 from gymnasium.error import ResetNeeded
+from gymnasium.vector import AutoresetMode
 from gymnasium.vector.utils import batch_space
 
 from .. import steps
@@ -177,9 +178,11 @@ class ClockVectorEnv(BatchedSamplerEnv):
     ## Episode End
 
     Termination after exactly K steps (σ_K = 0); truncation only if ``max_episode_steps``
-    < K. Autoreset is ``SAME_STEP``: the returned observation is the next episode's first,
-    and ``info["final_obs"]``/``info["final_info"]`` hold the last observation and the last
-    step's info, with ``"schedule"`` (``[B, K+1]`` σ of each sample) and ``"x0"`` (x_K).
+    < K. Autoreset is ``SAME_STEP`` by default (``autoreset_mode``): the returned observation
+    is the next episode's first, and ``info["final_obs"]``/``info["final_info"]`` hold the
+    last observation and the last step's info, with ``"schedule"`` (``[B, K+1]`` σ of each
+    sample) and ``"x0"`` (x_K). ``"next_step"``: the K-th step returns them directly and the
+    next step (actions ignored, reward 0) starts the new episodes; ``"disabled"``: reset().
     Every step's info has ``"sigma"``, ``"sigma_next"``, ``"step"``.
 
     ## Arguments
@@ -206,6 +209,7 @@ class ClockVectorEnv(BatchedSamplerEnv):
     | ``num_envs`` | 1 | batch size (vector env only) |
     | ``max_episode_steps`` | None | truncate episodes after this many steps (< K) |
     | ``render_mode`` | None | ``"rgb_array"`` draws the batch |
+    | ``autoreset_mode`` | ``"same_step"`` | or ``"next_step"``, ``"disabled"`` |
     ## Version History
 
     - v0: initial version.
@@ -235,6 +239,7 @@ class ClockVectorEnv(BatchedSamplerEnv):
         prior_std: float | None = None,
         obs_history: bool = False,
         lower_order_final: bool = True,
+        autoreset_mode: AutoresetMode | str = AutoresetMode.SAME_STEP,
     ):
         spec = ClockSpec(
             budget=budget, solver=solver, base=base, rho=rho, speed_scale=speed_scale,
@@ -244,7 +249,7 @@ class ClockVectorEnv(BatchedSamplerEnv):
             max_episode_steps=max_episode_steps, prior_std=prior_std, obs_history=obs_history,
             lower_order_final=lower_order_final,
         )  # fmt: skip
-        preset = self._init_batch(num_envs, denoiser, data, device, render_mode)
+        preset = self._init_batch(num_envs, denoiser, data, device, render_mode, autoreset_mode)
         den = preset.denoiser
         if spec.guidance is not None and den.num_classes == 0:
             raise ValueError("guidance needs a class-conditional denoiser (num_classes > 0)")
@@ -445,13 +450,21 @@ class ClockVectorEnv(BatchedSamplerEnv):
 
     # -- gymnasium API ----------------------------------------------------------------------------
     def reset(self, *, seed: int | Sequence[int] | None = None, options: dict | None = None):
-        """Start a new episode in every env; ``seed`` (int or one per env) restarts the streams."""
+        """Start a new episode in every env; ``seed`` (int or one per env) restarts the streams.
+        ``options`` may hold gymnasium's ``"reset_mask"`` (every env: episodes end together)."""
+        if self._check_reset_options(options):
+            raise ValueError(f"unknown reset option(s) {sorted(options)}; valid: ['reset_mask']")
         self._seed_episodes(seed)
         self._begin_episodes()
         return self._observe().cpu().numpy(), {}  # a new float32 array
 
     def step(self, actions):
-        """Advance every env one solver step with its clock speed; autoreset ``SAME_STEP``."""
+        """Advance every env one solver step with its clock speed (autoreset: see
+        ``autoreset_mode``; ``SAME_STEP`` by default)."""
+        if self._next_step_reset():  # NEXT_STEP: this step starts the next episodes
+            obs, info = self.reset()
+            zero = np.zeros(self.num_envs, dtype=np.bool_)
+            return obs, np.zeros(self.num_envs), zero, zero.copy(), info
         b, d = self.num_envs, self.obs_dim
         a = self._to_actions(actions, b)
         tr = self._transition(a)
@@ -490,8 +503,9 @@ class ClockVectorEnv(BatchedSamplerEnv):
                 info["schedule"] = self.schedule.cpu().numpy()
                 info["x0"] = tr["x_next"].cpu().numpy()
                 info["_schedule"] = info["_x0"] = mask
-            if not self._autoreset:  # the single-env view: the episode needs a reset
+            if not self._autoreset:  # the episode needs a reset (or NEXT_STEP's reset step)
                 self._k = self._K
+                self._end_episodes()
             else:
                 final = self._final_info(obs, info)
                 self._episodes += 1

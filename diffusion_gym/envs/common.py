@@ -15,6 +15,7 @@ import torch
 
 from .. import presets
 from ..checks import SEED_HIGH, as_seed
+from ..data.protocol import check_data
 from ..denoisers.base import Denoiser
 from ..noise import derive_keys, draw_uniform_int
 
@@ -47,8 +48,17 @@ def resolve_preset(
     if isinstance(denoiser, Denoiser):
         if data is None and hasattr(denoiser, "sample"):
             data = denoiser
+        if data is not None:
+            check_data(data, ["sample"], "data=")
         name = f"custom-{type(denoiser).__name__}"
         return presets.Preset(name, denoiser, data, denoiser.sigma_max).to(device)
+    if isinstance(denoiser, torch.nn.Module):
+        raise TypeError(
+            f"denoiser is a raw {type(denoiser).__name__}: wrap the network in an adapter, "
+            "diffusion_gym.denoisers.EDMNetDenoiser(net, shape, num_classes, sigma_min, "
+            "sigma_max) for net(x, sigma, class_labels) -> x0_hat (EDM convention), or "
+            "EpsilonDenoiser for an epsilon-prediction (DDPM/VP) network"
+        )
     raise TypeError(
         "denoiser must be a preset name (one of "
         f"{', '.join(presets.names())}), a Preset or a Denoiser, got {type(denoiser).__name__}"

@@ -23,7 +23,9 @@ observations that must stay next to the step that produces their inputs.
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +34,7 @@ import numpy as np
 import torch
 from gymnasium import spaces
 from gymnasium.error import ResetNeeded
+from gymnasium.vector import AutoresetMode
 from gymnasium.vector.utils import batch_space
 
 from .. import schedules, steps
@@ -202,8 +205,10 @@ class GuidanceVectorEnv(BatchedSamplerEnv):
 
     Terminated after ``num_steps`` steps (σ = 0; ``final_info["x0"]`` holds the sample).
     Truncated after ``max_episode_steps`` steps when that is smaller. The vector env resets
-    finished environments in the same step (``AutoresetMode.SAME_STEP``): the last
-    observation and info are in ``info["final_obs"]`` / ``info["final_info"]``.
+    finished environments in the same step (``AutoresetMode.SAME_STEP``, the default): the
+    last observation and info are in ``info["final_obs"]`` / ``info["final_info"]``. With
+    ``autoreset_mode="next_step"`` the last step returns them directly and the next step
+    starts the new episodes; with ``"disabled"`` call ``reset()``.
 
     ## Arguments
 
@@ -220,7 +225,9 @@ class GuidanceVectorEnv(BatchedSamplerEnv):
         solvers take γ = 0 only (above).
     :param schedule: a schedule name (``karras``, ``uniform``, ``log_linear``, ``linear``,
         ``vp_uniform_t``) or explicit σ (N+1 values ending in 0).
-    :param guidance_weights: table of CFG weights w.
+    :param guidance_weights: table of CFG weights w. With an unconditional denoiser every w
+        gives the same step: the default table becomes ``(1.0,)`` with a warning (the
+        actions are then the γ values), any other table with several weights is refused.
     :param gammas: table of churn values γ >= 0 (default {0, 0.1, 0.4}; (0,) for a
         multistep solver).
     :param action_format: ``"discrete"`` or ``"multidiscrete"``.
@@ -233,6 +240,12 @@ class GuidanceVectorEnv(BatchedSamplerEnv):
     :param render_mode: None or ``"rgb_array"``.
     :param mask_fn: optional ``mask_fn(env) -> bool [num_envs, n]`` for :meth:`action_masks`.
     :param s_noise: EDM's S_noise (scale of the churn noise).
+    :param prior_std: std of x_T (default: the preset's ``prior_std``), as Clock's.
+    :param autoreset_mode: ``"same_step"`` (default; ``final_obs``/``final_info``),
+        ``"next_step"`` (gymnasium's default, needed by its vector observation wrappers: the
+        step after the last one returns the next episode's first observation with reward 0
+        and ignores its actions) or ``"disabled"`` (call ``reset()``); a
+        ``gymnasium.vector.AutoresetMode`` member also works. Same trajectories in each.
 
     ## Version History
 
@@ -260,8 +273,13 @@ class GuidanceVectorEnv(BatchedSamplerEnv):
         render_mode: str | None = None,
         mask_fn: Callable[[GuidanceVectorEnv], np.ndarray] | None = None,
         s_noise: float = 1.0,
+        autoreset_mode: AutoresetMode | str = AutoresetMode.SAME_STEP,
+        prior_std: float | None = None,
     ):
-        self._init_batch(num_envs, denoiser, data, device, render_mode)
+        self._init_batch(num_envs, denoiser, data, device, render_mode, autoreset_mode)
+        if prior_std is not None:  # the same keyword as Clock's: x_T = prior_std · ε
+            self._preset = _with_prior_std(self._preset, prior_std)
+        guidance_weights = _unconditional_weights(guidance_weights, self.num_classes)
         self._solver = solver if solver is not None else self.preset.defaults.get("solver", "heun")
         if self._solver not in steps.SOLVERS:
             raise ValueError(f"solver must be one of {steps.SOLVERS}, got {self._solver!r}")
@@ -590,6 +608,7 @@ class GuidanceVectorEnv(BatchedSamplerEnv):
 
     def reset_tensors(self, *, seed=None, options=None) -> tuple[torch.Tensor, dict[str, Any]]:
         """:meth:`reset` with the observation left as a tensor on ``device``."""
+        options = self._check_reset_options(options)
         if options:
             unknown = sorted(set(options) - {"class_labels"})
             if unknown:
@@ -681,6 +700,10 @@ class GuidanceVectorEnv(BatchedSamplerEnv):
             ``info`` the host-side step info and ``final`` = ``(final_obs tensor,
             final_info dict)`` when the episodes ended and were auto-reset, else None.
         """
+        if self._next_step_reset():  # NEXT_STEP: this step starts the next episodes
+            obs, info = self.reset_tensors()
+            zero = torch.zeros(self.num_envs, dtype=torch.float64, device=self.device)
+            return obs, zero, False, False, info, None
         if self._needs_reset or self._k is None:
             raise ResetNeeded("call reset() before step() (and after an episode ends)")
         wi, gi = self._decode_actions(actions)
@@ -705,6 +728,7 @@ class GuidanceVectorEnv(BatchedSamplerEnv):
         info["x0"] = self._x
         if not self._autoreset:
             self._needs_reset = True
+            self._end_episodes()
             return obs, reward, terminated, truncated, info, None
         final = (obs, info)
         self._episodes += 1
@@ -895,6 +919,36 @@ class GuidanceVectorEnv(BatchedSamplerEnv):
             f"GuidanceVectorEnv(preset={self.preset.name!r}, num_envs={self.num_envs}, "
             f"num_steps={self._num_steps}, solver={self._solver!r}, obs_mode={self.obs_mode!r})"
         )
+
+
+def _with_prior_std(preset, prior_std) -> Any:
+    """``preset`` with another x_T std (a copy sharing the denoiser and data)."""
+    if isinstance(prior_std, bool) or not isinstance(prior_std, (int, float)):
+        raise TypeError(f"prior_std must be a float > 0 or None, got {prior_std!r}")
+    if not (math.isfinite(prior_std) and prior_std > 0):
+        raise ValueError(f"prior_std must be finite and > 0, got {prior_std!r}")
+    return dataclasses.replace(preset, prior_std=float(prior_std))
+
+
+def _unconditional_weights(weights: Sequence[float], num_classes: int) -> Sequence[float]:
+    """The weight table for the denoiser: unchanged if class-conditional; for an
+    unconditional one (D_w = D_u for every w) the default table collapses to (1.0,) with a
+    warning and an explicit table of several distinct weights is a ``ValueError``."""
+    distinct = {float(w) for w in np.asarray(weights, dtype=np.float64).reshape(-1)}
+    if num_classes > 0 or len(distinct) <= 1:
+        return weights
+    if tuple(weights) == tuple(DEFAULT_GUIDANCE_WEIGHTS):
+        warnings.warn(
+            "the denoiser is unconditional (num_classes=0): every guidance weight gives the "
+            "same step, so the action table keeps w = 1 only and the actions choose γ; pass "
+            "guidance_weights=[1.0] to silence this",
+            stacklevel=3,
+        )
+        return (1.0,)
+    raise ValueError(
+        f"guidance_weights {sorted(distinct)}: the denoiser is unconditional (num_classes=0), "
+        "so every weight gives the same step (D_w = D_u); pass guidance_weights=[1.0]"
+    )
 
 
 class GuidanceEnv(SingleEnvView):

@@ -1,0 +1,309 @@
+"""Score any policy (an SB3 model, a CleanRL agent, any callable) on held-out noise against
+the env's base sampler and the best constant action, with the harness's metrics.
+
+:func:`evaluate_policy` is the one-call helper for learners outside ``agents/``. It lives in
+the ``baselines`` layer because it reuses the evaluation harness (:mod:`baselines.evaluate`:
+the same metric registry, the same noise and the same table as ``diffusion-gym evaluate``
+and the agents' final evaluations); ``diffusion_gym`` itself may not import it.
+
+Rows of the result (``{row: {metric: {"mean", "std", "values"}}}``, as the harness):
+
+- ``policy``: the policy, deterministic (SB3 ``predict(obs, deterministic=True)``);
+- ``base``: the env's base sampler: Guidance w = 1, γ = 0 (the plain conditional model) on
+  the env's schedule; Clock a = 0 (the base schedule);
+- ``const-...``: every constant action: Guidance every (w, γ) of the action table
+  (``const-wW-gG``), Clock the clock speeds a ∈ {±0.25, ±0.5, ±0.75, ±1} (``const-aA``).
+
+Held out by default: the Guidance rows run on the harness's noise of ``seed``
+(sample i: ``derive_keys(i, salt=seed)``); training episodes use ``derive_keys(s + i,
+salt=episode)``, so the default ``seed`` = :data:`HELD_OUT_SEED` = 2**40 never meets an
+episode a learner reaches. The Clock rows run on a fresh reference bank with
+``bank_seed=seed`` (training envs default to ``bank_seed=0``; the same value as the env's
+is refused), ``num_samples`` entries, each episode drawing its entry like the env does.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from diffusion_gym.data import check_data
+from diffusion_gym.envs import ClockVectorEnv, GuidanceVectorEnv, batch_of
+from diffusion_gym.steps import nfe_of
+
+from .evaluate import FixedSchedule, Strategy, evaluate, markdown_table
+from .metrics import HIGHER_IS_BETTER, METRICS, NEEDS_SAMPLES, UNRANKED
+
+__all__ = [
+    "CLOCK_CONSTANTS",
+    "HELD_OUT_SEED",
+    "PolicyEvaluation",
+    "evaluate_policy",
+]
+
+#: Default evaluation seed: far from any (seed + i, episode) a training run reaches.
+HELD_OUT_SEED = 2**40
+#: Constant clock speeds of the Clock rows (a = 0 is the ``base`` row).
+CLOCK_CONSTANTS = (-1.0, -0.75, -0.5, -0.25, 0.25, 0.5, 0.75, 1.0)
+_GUIDANCE_METRICS = ("energy", "frechet", "class_tv", "loglik", "nfe")
+_CLOCK_METRICS = ("rmse", "nfe")
+
+
+@dataclasses.dataclass
+class PolicyEvaluation:
+    """What :func:`evaluate_policy` returns."""
+
+    results: dict[str, dict[str, dict[str, Any]]]
+    """``{row: {metric: {"mean", "std", "values"}}}``: ``policy``, ``base``, ``const-...``."""
+    metric: str
+    """The metric that ranks the constants (the first ranked one of ``metrics``)."""
+    best_constant: str
+    """The row of the best constant action under :attr:`metric` (``base`` is a candidate)."""
+    seeds: list[int]
+    """The held-out seeds."""
+
+    def __getitem__(self, row: str) -> dict[str, dict[str, Any]]:
+        return self.results[row]
+
+    def mean(self, row: str, metric: str | None = None) -> float:
+        """Mean over seeds of ``metric`` (default :attr:`metric`) for ``row``."""
+        return float(self.results[row][metric or self.metric]["mean"])
+
+    def markdown(self, title: str = "policy vs base and constant actions (held out)") -> str:
+        """The harness's markdown table of every row."""
+        return markdown_table(self.results, title)
+
+
+def evaluate_policy(
+    env: Any,
+    policy: Any,
+    *,
+    num_samples: int = 1024,
+    seed: int | Sequence[int] = HELD_OUT_SEED,
+    metrics: Sequence[str] | None = None,
+    class_labels: Any = "balanced",
+    obs_transform: Callable[[np.ndarray], np.ndarray] | None = None,
+    env_kwargs: dict[str, Any] | None = None,
+    progress: bool = False,
+) -> PolicyEvaluation:
+    """Score ``policy`` on held-out noise against the env's base and its best constant action.
+
+    :param env: an env id (``"diffusion_gym/Clock-v0"``, with ``env_kwargs``) or an env:
+        a native vector env, a ``gym.make`` env, or any gymnasium / SB3 wrapper of one (the
+        settings are read from the env; its own episodes are not touched).
+    :param policy: an SB3 model (anything with ``predict(obs, deterministic=True)``) or a
+        callable ``policy(obs) -> actions`` on a numpy ``[B, obs_dim]`` float32 batch
+        (actions ``[B]`` indices for Guidance, ``[B, 1]`` or ``[B]`` in [−1, 1] for Clock).
+    :param num_samples: samples per seed.
+    :param seed: held-out seed(s) (default :data:`HELD_OUT_SEED`); one evaluation each.
+    :param metrics: harness metric names (default Guidance: energy, frechet, class_tv,
+        loglik, nfe; Clock: rmse, nfe). energy, frechet, sliced_w, precision and recall need
+        the preset's ``data.sample`` (the Data protocol, ``diffusion_gym.data.protocol``).
+    :param class_labels: Guidance only: the harness's labels (``"balanced"``, ``"data"``, an
+        int, a tensor or None).
+    :param obs_transform: applied to every observation batch before the policy (e.g. SB3
+        ``VecNormalize.normalize_obs`` of a policy trained behind ``VecNormalize``).
+    :param env_kwargs: keyword arguments of the env when ``env`` is an id.
+    :param progress: show the harness's progress bar.
+    """
+    batch = _batch(env, env_kwargs)
+    seeds = _seeds(seed)
+    if not isinstance(num_samples, int) or isinstance(num_samples, bool) or num_samples < 2:
+        raise ValueError(f"num_samples must be an int >= 2, got {num_samples!r}")
+    actor = _actor(policy, obs_transform)
+    if isinstance(batch, ClockVectorEnv):
+        metrics = list(_CLOCK_METRICS if metrics is None else metrics)
+        _check_metrics(metrics, batch)
+        results = _clock_rows(batch, actor, num_samples, seeds, metrics)
+    else:
+        metrics = list(_GUIDANCE_METRICS if metrics is None else metrics)
+        _check_metrics(metrics, batch)
+        rows = [_GuidancePolicy(batch, actor), *_guidance_constants(batch)]
+        results = evaluate(
+            rows,
+            batch.preset,
+            num_samples=num_samples,
+            seeds=seeds,
+            class_labels=class_labels,
+            metrics=metrics,
+            progress=progress,
+        )
+    ranked = [m for m in metrics if m not in UNRANKED and m in results["policy"]]
+    if not ranked:
+        raise ValueError(f"no ranked metric was measured among {metrics}")
+    m = ranked[0]
+    pick = max if m in HIGHER_IS_BETTER else min
+    best = pick((r for r in results if r != "policy"), key=lambda r: results[r][m]["mean"])
+    return PolicyEvaluation(results=results, metric=m, best_constant=best, seeds=seeds)
+
+
+# -- inputs ------------------------------------------------------------------------------------
+def _batch(env: Any, env_kwargs: dict | None):
+    if isinstance(env, str):
+        env = gym.make_vec(
+            env, num_envs=1, vectorization_mode="vector_entry_point", **(env_kwargs or {})
+        )
+    elif env_kwargs:
+        raise TypeError("env_kwargs is for an env id; got an env object")
+    batch = batch_of(env)
+    if not isinstance(batch, (ClockVectorEnv, GuidanceVectorEnv)):
+        raise TypeError(f"evaluate_policy knows Guidance and Clock envs, got {type(batch)}")
+    return batch
+
+
+def _seeds(seed) -> list[int]:
+    seeds = [seed] if isinstance(seed, (int, np.integer)) else list(seed)
+    if not seeds or not all(
+        isinstance(s, (int, np.integer)) and not isinstance(s, bool) and s >= 0 for s in seeds
+    ):
+        raise ValueError(f"seed must be an int >= 0 or a non-empty list of them, got {seed!r}")
+    return [int(s) for s in seeds]
+
+
+def _check_metrics(metrics: list[str], batch) -> None:
+    unknown = sorted(set(metrics) - set(METRICS))
+    if unknown:
+        raise ValueError(f"unknown metric(s) {unknown}; valid: {sorted(METRICS)}")
+    need = [m for m in metrics if m in NEEDS_SAMPLES]
+    if need:
+        check_data(batch.preset.data, ["sample"], f"metric(s) {need}")
+
+
+def _actor(policy: Any, obs_transform) -> Callable[[torch.Tensor, int], np.ndarray]:
+    """``act(obs tensor, k) -> numpy actions``, the callable the envs' ``rollout`` takes."""
+    if callable(getattr(policy, "predict", None)):
+        params = inspect.signature(policy.predict).parameters
+
+        def call(obs):
+            kw = {"deterministic": True} if "deterministic" in params else {}
+            return policy.predict(obs, **kw)[0]
+    elif callable(policy):
+        call = policy
+    else:
+        raise TypeError(
+            "policy must be an SB3 model (predict) or a callable obs -> actions, got "
+            f"{type(policy).__name__}"
+        )
+
+    def act(obs: torch.Tensor, k: int) -> np.ndarray:
+        o = obs.detach().cpu().numpy()
+        if obs_transform is not None:
+            o = np.asarray(obs_transform(o), dtype=np.float32)
+        a = call(o)
+        return a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else np.asarray(a)
+
+    return act
+
+
+# -- Guidance ----------------------------------------------------------------------------------
+class _GuidancePolicy(Strategy):
+    """The policy as a harness row: the env's rollout from the harness's x_T, labels and
+    streams (so it sees the same noise as the constant rows)."""
+
+    name = "policy"
+
+    def __init__(self, env: GuidanceVectorEnv, actor):
+        self.env, self.actor = env, actor
+
+    @property
+    def nfe(self) -> int:
+        return nfe_of(self.env.num_steps, self.env.solver)
+
+    @property
+    def deterministic(self) -> bool:
+        return float(np.max(self.env.gammas)) == 0.0
+
+    def sample(self, preset, x_T, class_labels, streams):  # noqa: N803
+        run = self.env.rollout(self.actor, x_T=x_T, class_labels=class_labels, streams=streams)
+        return run.x0
+
+
+def _guidance_constants(env: GuidanceVectorEnv) -> list[FixedSchedule]:
+    sig = env.sigmas.cpu()
+    weights = list(env.guidance_weights) if env.num_classes else [1.0]
+    rows = [FixedSchedule("base", sig, env.solver, guidance=1.0, gamma=0.0, s_noise=env.s_noise)]
+    rows += [
+        FixedSchedule(
+            f"const-w{w:g}-g{g:g}",
+            sig,
+            env.solver,
+            guidance=float(w),
+            gamma=float(g),
+            s_noise=env.s_noise,
+        )  # fmt: skip
+        for w in weights
+        for g in env.gammas
+    ]
+    return rows
+
+
+# -- Clock -------------------------------------------------------------------------------------
+class _ClockRow(Strategy):
+    """A Clock row for the metric functions (``nfe``, ``deterministic``)."""
+
+    def __init__(self, name: str, nfe: int):
+        self.name, self._nfe = name, nfe
+
+    @property
+    def nfe(self) -> int:
+        return self._nfe
+
+    @property
+    def deterministic(self) -> bool:
+        return True
+
+
+def _held_out_clock(env: ClockVectorEnv, num_samples: int, seed: int) -> ClockVectorEnv:
+    """A copy of ``env``'s settings with a fresh bank of ``num_samples`` entries."""
+    spec = env.clock_spec
+    if spec.bank_seed == seed:
+        raise ValueError(
+            f"seed {seed} is the env's own bank_seed: its bank is the training bank; "
+            "evaluate on another seed"
+        )
+    accepted = inspect.signature(ClockVectorEnv).parameters
+    kw = {f.name: getattr(spec, f.name) for f in dataclasses.fields(spec) if f.name in accepted}
+    kw.update(bank_size=num_samples, bank_seed=seed, max_episode_steps=None)
+    return ClockVectorEnv(env.preset, num_envs=num_samples, device=env.device, **kw)
+
+
+def _clock_rows(env, actor, num_samples, seeds, metrics) -> dict:
+    nfe = nfe_of(env.budget, env.solver)
+    names = ["policy", "base", *(f"const-a{a:g}" for a in CLOCK_CONSTANTS)]
+    speeds = dict(zip(names[1:], (0.0, *CLOCK_CONSTANTS), strict=True))
+    collected: dict[str, dict[str, list[float]]] = {n: {} for n in names}
+    for seed in seeds:
+        held = _held_out_clock(env, num_samples, seed)
+        for name in names:
+            play = actor if name == "policy" else _constant(speeds[name])
+            run = held.rollout(play, seed=seed)
+            labels = run.class_labels
+            if labels is not None and bool((labels < 0).any()):
+                labels = None  # the unconditional call of a conditional model
+            real = None
+            if callable(getattr(env.preset.data, "sample", None)):
+                g = torch.Generator().manual_seed(1_000_003 + seed)
+                real = env.preset.data.sample(num_samples, labels, generator=g).to(run.x0.device)
+            ctx = {"x0": run.x0, "real": real, "labels": labels, "preset": env.preset,
+                   "x_ref": run.x_ref, "strategy": _ClockRow(name, nfe), "seed": seed,
+                   "cache": {}}  # fmt: skip
+            for m in metrics:
+                v = METRICS[m](ctx)
+                if v is not None:
+                    collected[name].setdefault(m, []).append(float(v))
+    return {n: {m: _summary(v) for m, v in ms.items()} for n, ms in collected.items()}
+
+
+def _constant(a: float) -> Callable[[torch.Tensor, int], np.ndarray]:
+    return lambda obs, k: np.full((obs.shape[0], 1), a, dtype=np.float32)
+
+
+def _summary(values: list[float]) -> dict[str, Any]:
+    t = np.asarray(values, dtype=np.float64)
+    return {"mean": float(t.mean()), "std": float(t.std()), "values": [float(v) for v in t]}
