@@ -56,6 +56,7 @@ from .clock_spec import (
     schedule_from_actions,
 )
 from .common import episode_keys
+from .rewards import schedule_errors, shape_terminal_reward
 
 __all__ = [
     "Clock",
@@ -218,6 +219,8 @@ class ClockVectorEnv(BatchedSamplerEnv):
         render_mode: str | None = None,
         data: Any = None,
         prior_std: float | None = None,
+        reward_baseline: str | None = None,
+        reward_scale: float | str = 1.0,
     ):
         spec = ClockSpec(
             budget=budget, solver=solver, base=base, rho=rho, speed_scale=speed_scale,
@@ -225,6 +228,7 @@ class ClockVectorEnv(BatchedSamplerEnv):
             reference_extrapolate=reference_extrapolate, bank_size=bank_size,
             bank_seed=bank_seed, class_labels=class_labels, guidance=guidance,
             max_episode_steps=max_episode_steps, prior_std=prior_std,
+            reward_baseline=reward_baseline, reward_scale=reward_scale,
         )  # fmt: skip
         preset = self._init_batch(num_envs, denoiser, data, device, render_mode)
         den = preset.denoiser
@@ -264,7 +268,9 @@ class ClockVectorEnv(BatchedSamplerEnv):
         self._obs64: torch.Tensor | None = None  # float64 observation buffer
         self._any_zero: tuple = (None, None)  # (actions, whether one is 0) from _to_actions
         n_cls = den.num_classes if choices is not None else 0
-        n_x = den.dim if spec.obs_mode == "state" else 3
+        n_x = {"state": den.dim, "features": 3, "time": 0}[spec.obs_mode]
+        self._base_mse: torch.Tensor | None = None  # the episodes' base-schedule errors
+        self._scale = spec.reward_scale if isinstance(spec.reward_scale, float) else 1.0
         self.obs_dim = 3 + n_x + n_cls
         self._ones_shape = (1,) * len(den.shape)  # broadcasts a [B] scale over x [B, *shape]
         self.single_action_space = spaces.Box(-1.0, 1.0, (1,), np.float32)
@@ -520,6 +526,16 @@ class ClockVectorEnv(BatchedSamplerEnv):
         if labels is not None:
             obs0[:, self.obs_dim - den.num_classes :] = onehot
         self._bank_table["obs0_f32"] = obs0.to(torch.float32)
+        spec = self._spec
+        if spec.reward_baseline == "base" or spec.reward_scale == "base":
+            # the base schedule's error per entry (rewards.py): the per-x_T baseline / scale
+            base_mse = schedule_errors(
+                den, x_T, rb.x_ref, labels, self.base_schedule, solver=self._solver,
+                guidance=self._guidance,
+            )  # fmt: skip
+            self._bank_table["base_mse"] = base_mse
+            if spec.reward_scale == "base":
+                self._scale = float(base_mse.mean())
         self._ahead = None  # entries gathered from an older bank
 
     # -- episodes ------------------------------------------------------------------------------
@@ -610,6 +626,8 @@ class ClockVectorEnv(BatchedSamplerEnv):
         idx, rows = self._bank_entries()
         self._idx = idx
         self._bank_weight = None if self._bank_inv_p is None else self._bank_inv_p[idx]
+        if self._spec.reward_baseline is not None:
+            self._base_mse = self._bank_table["base_mse"][idx]
         self._x = rows["x_T"]  # gathered copies: the bank stays untouched
         self._x_T = self._x
         self._x_ref, self._labels = rows["x_ref"], rows["labels"]
@@ -708,7 +726,7 @@ class ClockVectorEnv(BatchedSamplerEnv):
         scale = (sig * sig + den.sigma_data**2).sqrt().view(-1, *self._ones_shape)
         if x_cols is not None:  # obs_mode "state"
             torch.div(x, scale, out=x_cols)
-        else:
+        elif self._obs_mode == "features":
             xs = (x / scale).reshape(b, -1).to(torch.float64)
             dn = prev_denoised.reshape(b, -1).to(torch.float64) / den.sigma_data
             out[:, 3] = xs.pow(2).mean(1).sqrt()
@@ -762,16 +780,23 @@ class ClockVectorEnv(BatchedSamplerEnv):
                     f"the reward callable must return {b} finite values, got {r.shape}"
                 )
             return r
-        if self._reward_mode == "terminal_error":
-            if not tr["terminal"]:
-                return self._zero_reward  # shared, never written in place
-            err = (tr["x_next"] - tr["x_ref"]).reshape(b, -1).to(torch.float64)
-            if err.shape[1] == 2:  # = mean(1) bit for bit (a two-term sum has one order),
-                # without the slow reduction over a 2-wide inner dimension
-                e0, e1 = err[:, 0], err[:, 1]
-                return -((e0 * e0 + e1 * e1) / 2)
-            return -err.pow(2).mean(1)
-        return self._local_error(tr)
+        if self._reward_mode == "local_error":
+            return self._local_error(tr)
+        if not tr["terminal"]:
+            return self._zero_reward  # shared, never written in place
+        err = (tr["x_next"] - tr["x_ref"]).reshape(b, -1).to(torch.float64)
+        if err.shape[1] == 2:  # = mean(1) bit for bit (a two-term sum has one order),
+            # without the slow reduction over a 2-wide inner dimension
+            e0, e1 = err[:, 0], err[:, 1]
+            mse = (e0 * e0 + e1 * e1) / 2
+        else:
+            mse = err.pow(2).mean(1)
+        if self._reward_mode == "terminal_error" and self._base_mse is None and self._scale == 1.0:
+            return -mse
+        return shape_terminal_reward(  # rewards.py: log, per-x_T baseline, scale
+            mse, log=self._reward_mode == "log_terminal_error", base_mse=self._base_mse,
+            scale=self._scale,
+        )  # fmt: skip
 
     def _local_error(self, tr: dict[str, Any]) -> torch.Tensor:
         """ART's Euler local-error surrogate r_k = −|Q_k| θ_k² Δt (see the env docstring)."""

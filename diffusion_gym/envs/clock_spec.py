@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from .. import schedules, steps
+from .rewards import check_reward_options
 
 __all__ = [
     "ClockSpec",
@@ -31,8 +32,8 @@ __all__ = [
 ]
 
 BASES = ("edm", "linear")
-REWARDS = ("terminal_error", "local_error")
-OBS_MODES = ("state", "features")
+REWARDS = ("terminal_error", "local_error", "log_terminal_error")
+OBS_MODES = ("state", "features", "time")
 
 
 def _positive_int(name: str, v) -> None:
@@ -61,6 +62,8 @@ class ClockSpec:
     guidance: float | None = None
     max_episode_steps: int | None = None
     prior_std: float | None = None
+    reward_baseline: str | None = None
+    reward_scale: float | str = 1.0
 
     def __post_init__(self):
         k = self.budget
@@ -77,6 +80,7 @@ class ClockSpec:
             raise ValueError(f"obs_mode must be one of {OBS_MODES}, got {self.obs_mode!r}")
         if not (callable(self.reward) or self.reward in REWARDS):
             raise ValueError(f"reward must be one of {REWARDS} or a callable, got {self.reward!r}")
+        check_reward_options(self.reward, self.reward_baseline, self.reward_scale)
         _positive_int("reference_steps", self.reference_steps)
         _positive_int("bank_size", self.bank_size)
         m = self.max_episode_steps
