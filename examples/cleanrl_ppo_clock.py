@@ -197,7 +197,7 @@ def main(argv: list[str] | None = None) -> dict:
 
         b_obs, b_actions = obs.reshape(-1, obs_dim), actions.reshape(-1, act_dim)
         b_logprobs, b_advantages = logprobs.reshape(-1), advantages.reshape(-1)
-        b_returns, b_values = returns.reshape(-1), values.reshape(-1)
+        b_returns = returns.reshape(-1)
         b_inds = np.arange(batch_size)
         for _epoch in range(args.update_epochs):
             np.random.default_rng(args.seed * 100_003 + iteration * 101 + _epoch).shuffle(b_inds)

@@ -118,7 +118,9 @@ class DiscriminatorReward(gym.vector.VectorWrapper):
         self._states = []
         env = self.guidance_env
         k, labels = decode_step_class(env, policy)
-        g = torch.Generator().manual_seed(self.config.expert_seed + 1_000_003 * self.seed + self.updates)
+        g = torch.Generator().manual_seed(
+            self.config.expert_seed + 1_000_003 * self.seed + self.updates
+        )
         expert = env.expert_observations(k, labels, g).float()
         self.disc.update_normalizer(torch.cat([expert, policy]))
         stats = train_discriminator(self.disc, self.optimizer, expert, policy, self.config, g)

@@ -49,7 +49,7 @@ REWARD_BASELINES = (None, "base")
 
 
 def check_reward_options(reward, baseline, scale) -> None:
-    """Validate ``reward_baseline`` and ``reward_scale`` against ``reward`` (ValueError/TypeError)."""
+    """Check ``reward_baseline`` and ``reward_scale`` against ``reward`` (ValueError/TypeError)."""
     if baseline not in REWARD_BASELINES:
         raise ValueError(f"reward_baseline must be one of {REWARD_BASELINES}, got {baseline!r}")
     if baseline is not None and reward not in TERMINAL_REWARDS:
