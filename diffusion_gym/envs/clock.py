@@ -135,7 +135,8 @@ class ClockVectorEnv(BatchedSamplerEnv):
     | 3 .. | x features: ``"state"`` x_k / sqrt(σ_k² + σ_data²) (n_x = dim); ``"features"`` (3) |
     | last C | one-hot class (conditional denoisers only; all zeros for label −1) |
 
-    ``"features"`` (for image-scale x) = RMS and mean of the scaled x, and the RMS of the
+    ``"time"``: no x features (n_x = 0), so a policy is open loop (its mean actions are one
+    schedule). ``"features"`` (for image-scale x) = RMS and mean of the scaled x, and the RMS of the
     previous step's D(x; σ)/σ_data (0 at reset).
 
     ## Rewards
@@ -151,8 +152,14 @@ class ClockVectorEnv(BatchedSamplerEnv):
       estimated without extra NFE: at k = 0 from the bank (finite difference of
       dx/dσ = (x − D)/σ over the reference's first step), at k ≥ 1 by the backward difference
       (d_k − d_{k−1})/(σ_k − σ_{k−1}) of dx/dσ along the trajectory. So r_k = −½ RMS(x'') Δσ_k².
+    - ``"log_terminal_error"``: −log(‖x_K − x_ref‖²/dim + 1e-12) at the last step (scale-free).
     - a callable ``reward(transition) -> [B]`` on the batched transition dict with keys
       ``x, x_next, denoised, sigma, sigma_next, step, terminal, x_ref, x_T, class_labels``.
+
+    For plain learners (:mod:`.rewards`): ``reward_baseline="base"`` subtracts the base
+    schedule's terminal reward on the same x_T (scored once per bank entry; a = 0 earns 0),
+    ``reward_scale`` divides the raw error reward (``"base"``: by the base schedule's mean
+    error over the bank).
 
     ## Starting State
 
@@ -180,8 +187,11 @@ class ClockVectorEnv(BatchedSamplerEnv):
     | ``base`` | ``"edm"`` | base clock: ``"edm"`` (ρ-warped) or ``"linear"`` (σ = T(1 − u)) |
     | ``rho`` | 7.0 | ρ of the EDM base |
     | ``speed_scale`` | 3.0 | β: f = sigmoid(logit f^base + β a) |
-    | ``obs_mode`` | ``"state"`` | ``"state"`` or ``"features"`` |
-    | ``reward`` | ``"terminal_error"`` | ``"terminal_error"``, ``"local_error"`` or a callable |
+    | ``obs_mode`` | ``"state"`` | ``"state"``, ``"features"`` or ``"time"`` |
+    | ``reward`` | ``"terminal_error"`` | ``"terminal_error"``, ``"log_terminal_error"``, |
+    | | | ``"local_error"`` or a callable |
+    | ``reward_baseline`` | None | ``"base"``: minus the base schedule's reward on the same x_T |
+    | ``reward_scale`` | 1.0 | divisor of the raw error reward, or ``"base"`` (base mean error) |
     | ``reference_steps`` | 128 | Heun steps of the reference solve x_ref |
     | ``reference_extrapolate`` | True | Richardson-extrapolate x_ref with the half-step solve |
     | ``bank_size`` | 4096 | bank entries (x_T, c, x_ref), built at the first reset |
