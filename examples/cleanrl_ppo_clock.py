@@ -72,7 +72,7 @@ class Args:
     """value loss weight"""
     max_grad_norm: float = 0.5
     """gradient clipping"""
-    log_std_init: float = -1.5
+    log_std_init: float = -2.5
     """initial log std of the Gaussian policy (learned)"""
     bank_size: int = 1024
     """training reference bank (x_T, x_ref) entries"""

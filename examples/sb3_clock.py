@@ -68,7 +68,8 @@ def make_model(algo: str, env: SB3VecEnv, seed: int, log_std_init: float) -> Bas
             "MlpPolicy", env, seed=seed, device="cpu", verbose=0,
             learning_rate=1e-3, buffer_size=100_000, learning_starts=10 * n, batch_size=256,
             gamma=1.0, tau=0.02, train_freq=1, gradient_steps=max(n // 16, 1),
-            policy_kwargs=dict(net_arch=[64, 64], log_std_init=log_std_init),
+            ent_coef="auto_0.1", target_entropy=-4.0,  # narrow exploration (as PPO's std)
+            policy_kwargs=dict(net_arch=[64, 64]),
         )  # fmt: skip
     raise ValueError(f"--algo must be 'ppo' or 'sac', got {algo!r}")
 
@@ -81,7 +82,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--bank-size", type=int, default=1024)
     ap.add_argument("--eval-samples", type=int, default=2048)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--log-std-init", type=float, default=-1.5)
+    ap.add_argument("--log-std-init", type=float, default=-2.5, help="PPO's initial log std")
     ap.add_argument(
         "--reward",
         default="log_terminal_error",
