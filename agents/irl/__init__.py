@@ -17,7 +17,9 @@ p_E(s_k): real x_0 ~ data(c) noised to the same σ_k. One round:
 ``run(config, out_dir, resume)`` is the ``agent: irl`` trainer of ``diffusion-gym train``.
 
 Modules: :mod:`.config` (the ``Config`` dataclass tree = the YAML keys), :mod:`.trainer`
-(env, SB3 learner, :class:`RelabelCallback`, :class:`IRLTrainer`), :mod:`.strategy` (the
+(env, SB3 learner, :class:`RelabelCallback`, :class:`IRLTrainer`), :mod:`.reward_wrapper`
+(:class:`DiscriminatorReward`: the IRL reward as a vector-env wrapper for any learner),
+:mod:`.strategy` (the
 policy and the constant baselines as harness strategies), :mod:`.report` (evaluation through
 :mod:`baselines.evaluate`, summary, plots), :mod:`.loop` (``run``). Every public name is
 re-exported here, so ``from agents.irl import IRLTrainer`` keeps working.
@@ -36,6 +38,7 @@ from .config import (
 )
 from .loop import run
 from .report import evaluate_trainer, quick_eval, summarize, summary_markdown
+from .reward_wrapper import DiscriminatorReward
 from .strategy import PolicyStrategy, baseline_strategies
 from .trainer import (
     IRLTrainer,
@@ -53,6 +56,7 @@ __all__ = [
     "SOURCES",
     "AlgoConfig",
     "Config",
+    "DiscriminatorReward",
     "EnvConfig",
     "EvalConfig",
     "IRLDiscriminatorConfig",

@@ -57,6 +57,7 @@ from .clock_spec import (
     schedule_from_actions,
 )
 from .common import episode_keys
+from .rewards import schedule_errors, shape_terminal_reward
 
 __all__ = [
     "Clock",
@@ -141,7 +142,8 @@ class ClockVectorEnv(BatchedSamplerEnv):
     | next H | ``obs_history=True``: the solver state the next step reads (H = 0 otherwise) |
     | last C | one-hot class (conditional denoisers only; all zeros for label −1) |
 
-    ``"features"`` (for image-scale x) = RMS and mean of the scaled x, and the RMS of the
+    ``"time"``: no x features (n_x = 0), so a policy is open loop (its mean actions are one
+    schedule). ``"features"`` (for image-scale x) = RMS and mean of the scaled x, and the RMS of the
     previous step's D(x; σ)/σ_data (0 at reset).
 
     ``obs_history=True`` (multistep solvers; H = 0 for Euler/Heun) makes the observation
@@ -164,8 +166,14 @@ class ClockVectorEnv(BatchedSamplerEnv):
       estimated without extra NFE: at k = 0 from the bank (finite difference of
       dx/dσ = (x − D)/σ over the reference's first step), at k ≥ 1 by the backward difference
       (d_k − d_{k−1})/(σ_k − σ_{k−1}) of dx/dσ along the trajectory. So r_k = −½ RMS(x'') Δσ_k².
+    - ``"log_terminal_error"``: −log(‖x_K − x_ref‖²/dim + 1e-12) at the last step (scale-free).
     - a callable ``reward(transition) -> [B]`` on the batched transition dict with keys
       ``x, x_next, denoised, sigma, sigma_next, step, terminal, x_ref, x_T, class_labels``.
+
+    For plain learners (:mod:`.rewards`): ``reward_baseline="base"`` subtracts the base
+    schedule's terminal reward on the same x_T (scored once per bank entry; a = 0 earns 0),
+    ``reward_scale`` divides the raw error reward (``"base"``: by the base schedule's mean
+    error over the bank).
 
     ## Starting State
 
@@ -197,8 +205,11 @@ class ClockVectorEnv(BatchedSamplerEnv):
     | ``base`` | ``"edm"`` | base clock: ``"edm"`` (ρ-warped) or ``"linear"`` (σ = T(1 − u)) |
     | ``rho`` | 7.0 | ρ of the EDM base |
     | ``speed_scale`` | 3.0 | β: f = sigmoid(logit f^base + β a) |
-    | ``obs_mode`` | ``"state"`` | ``"state"`` or ``"features"`` |
-    | ``reward`` | ``"terminal_error"`` | ``"terminal_error"``, ``"local_error"`` or a callable |
+    | ``obs_mode`` | ``"state"`` | ``"state"``, ``"features"`` or ``"time"`` |
+    | ``reward`` | ``"terminal_error"`` | ``"terminal_error"``, ``"log_terminal_error"``, |
+    | | | ``"local_error"`` or a callable |
+    | ``reward_baseline`` | None | ``"base"``: minus the base schedule's reward on the same x_T |
+    | ``reward_scale`` | 1.0 | divisor of the raw error reward, or ``"base"`` (base mean error) |
     | ``reference_steps`` | 128 | Heun steps of the reference solve x_ref |
     | ``reference_extrapolate`` | True | Richardson-extrapolate x_ref with the half-step solve |
     | ``bank_size`` | 4096 | bank entries (x_T, c, x_ref), built at the first reset |
@@ -240,6 +251,8 @@ class ClockVectorEnv(BatchedSamplerEnv):
         obs_history: bool = False,
         lower_order_final: bool = True,
         autoreset_mode: AutoresetMode | str = AutoresetMode.SAME_STEP,
+        reward_baseline: str | None = None,
+        reward_scale: float | str = 1.0,
     ):
         spec = ClockSpec(
             budget=budget, solver=solver, base=base, rho=rho, speed_scale=speed_scale,
@@ -247,7 +260,8 @@ class ClockVectorEnv(BatchedSamplerEnv):
             reference_extrapolate=reference_extrapolate, bank_size=bank_size,
             bank_seed=bank_seed, class_labels=class_labels, guidance=guidance,
             max_episode_steps=max_episode_steps, prior_std=prior_std, obs_history=obs_history,
-            lower_order_final=lower_order_final,
+            lower_order_final=lower_order_final, reward_baseline=reward_baseline,
+            reward_scale=reward_scale,
         )  # fmt: skip
         preset = self._init_batch(num_envs, denoiser, data, device, render_mode, autoreset_mode)
         den = preset.denoiser
@@ -287,12 +301,15 @@ class ClockVectorEnv(BatchedSamplerEnv):
         self._obs64: torch.Tensor | None = None  # float64 observation buffer
         self._any_zero: tuple = (None, None)  # (actions, whether one is 0) from _to_actions
         n_cls = den.num_classes if choices is not None else 0
-        n_x = den.dim if spec.obs_mode == "state" else 3
+        n_x = {"state": den.dim, "features": 3, "time": 0}[spec.obs_mode]
+        self._n_x = n_x
         self._ode = steps.get_solver(spec.solver)
         self._solver_state: steps.SolverState | None = None  # the batch's multistep history
         slots = self._ode.history_slots if spec.obs_history else 0
         self._hist_width = 2 + (den.dim if spec.obs_mode == "state" else 1)
         self._n_hist = slots * self._hist_width  # H history columns after the x features
+        self._base_mse: torch.Tensor | None = None  # the episodes' base-schedule errors
+        self._scale = spec.reward_scale if isinstance(spec.reward_scale, float) else 1.0
         self.obs_dim = 3 + n_x + self._n_hist + n_cls
         self._ones_shape = (1,) * len(den.shape)  # broadcasts a [B] scale over x [B, *shape]
         self.single_action_space = spaces.Box(-1.0, 1.0, (1,), np.float32)
@@ -574,6 +591,16 @@ class ClockVectorEnv(BatchedSamplerEnv):
                 f"the first observations overflow float32: prior_std={self._prior_std} is "
                 "too large for the observation"
             )
+        spec = self._spec
+        if spec.reward_baseline == "base" or spec.reward_scale == "base":
+            # the base schedule's error per entry (rewards.py): the per-x_T baseline / scale
+            base_mse = schedule_errors(
+                den, x_T, rb.x_ref, labels, self.base_schedule, solver=self._solver,
+                guidance=self._guidance,
+            )  # fmt: skip
+            self._bank_table["base_mse"] = base_mse
+            if spec.reward_scale == "base":
+                self._scale = float(base_mse.mean())
         self._ahead = None  # entries gathered from an older bank
 
     # -- episodes ------------------------------------------------------------------------------
@@ -664,6 +691,8 @@ class ClockVectorEnv(BatchedSamplerEnv):
         idx, rows = self._bank_entries()
         self._idx = idx
         self._bank_weight = None if self._bank_inv_p is None else self._bank_inv_p[idx]
+        if self._spec.reward_baseline is not None:
+            self._base_mse = self._bank_table["base_mse"][idx]
         self._x = rows["x_T"]  # gathered copies: the bank stays untouched
         self._x_T = self._x
         self._x_ref, self._labels = rows["x_ref"], rows["labels"]
@@ -751,7 +780,7 @@ class ClockVectorEnv(BatchedSamplerEnv):
 
     def _hist_cols(self) -> slice:
         """The observation's history columns (``obs_history``)."""
-        start = 3 + (self.denoiser.dim if self._obs_mode == "state" else 3)
+        start = 3 + self._n_x
         return slice(start, start + self._n_hist)
 
     def _write_history(self, out: torch.Tensor) -> None:
@@ -790,7 +819,7 @@ class ClockVectorEnv(BatchedSamplerEnv):
         scale = (sig * sig + den.sigma_data**2).sqrt().view(-1, *self._ones_shape)
         if x_cols is not None:  # obs_mode "state"
             torch.div(x, scale, out=x_cols)
-        else:
+        elif self._obs_mode == "features":
             xs = (x / scale).reshape(b, -1).to(torch.float64)
             dn = prev_denoised.reshape(b, -1).to(torch.float64) / den.sigma_data
             out[:, 3] = xs.pow(2).mean(1).sqrt()
@@ -843,16 +872,23 @@ class ClockVectorEnv(BatchedSamplerEnv):
                     f"the reward callable must return {b} finite values, got {r.shape}"
                 )
             return r
-        if self._reward_mode == "terminal_error":
-            if not tr["terminal"]:
-                return self._zero_reward  # shared, never written in place
-            err = (tr["x_next"] - tr["x_ref"]).reshape(b, -1).to(torch.float64)
-            if err.shape[1] == 2:  # = mean(1) bit for bit (a two-term sum has one order),
-                # without the slow reduction over a 2-wide inner dimension
-                e0, e1 = err[:, 0], err[:, 1]
-                return -((e0 * e0 + e1 * e1) / 2)
-            return -err.pow(2).mean(1)
-        return self._local_error(tr)
+        if self._reward_mode == "local_error":
+            return self._local_error(tr)
+        if not tr["terminal"]:
+            return self._zero_reward  # shared, never written in place
+        err = (tr["x_next"] - tr["x_ref"]).reshape(b, -1).to(torch.float64)
+        if err.shape[1] == 2:  # = mean(1) bit for bit (a two-term sum has one order),
+            # without the slow reduction over a 2-wide inner dimension
+            e0, e1 = err[:, 0], err[:, 1]
+            mse = (e0 * e0 + e1 * e1) / 2
+        else:
+            mse = err.pow(2).mean(1)
+        if self._reward_mode == "terminal_error" and self._base_mse is None and self._scale == 1.0:
+            return -mse
+        return shape_terminal_reward(  # rewards.py: log, per-x_T baseline, scale
+            mse, log=self._reward_mode == "log_terminal_error", base_mse=self._base_mse,
+            scale=self._scale,
+        )  # fmt: skip
 
     def _local_error(self, tr: dict[str, Any]) -> torch.Tensor:
         """ART's Euler local-error surrogate r_k = −|Q_k| θ_k² Δt (see the env docstring)."""

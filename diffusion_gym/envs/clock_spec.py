@@ -19,6 +19,7 @@ import torch
 
 from .. import schedules, steps
 from ..checks import as_int, as_real, as_seed
+from .rewards import check_reward_options
 
 __all__ = [
     "ClockSpec",
@@ -32,8 +33,8 @@ __all__ = [
 ]
 
 BASES = ("edm", "linear")
-REWARDS = ("terminal_error", "local_error")
-OBS_MODES = ("state", "features")
+REWARDS = ("terminal_error", "local_error", "log_terminal_error")
+OBS_MODES = ("state", "features", "time")
 
 _EPS = 2.0**-52  # float64 machine epsilon
 _LOG_SIGMA_FLOOR = math.log(1e-250)  # every σ_k before the last step stays above this
@@ -75,6 +76,8 @@ class ClockSpec:
     prior_std: float | None = None
     obs_history: bool = False
     lower_order_final: bool = True
+    reward_baseline: str | None = None
+    reward_scale: float | str = 1.0
 
     def __post_init__(self):
         def norm(name, value):  # frozen: normalised values are set through object
@@ -93,6 +96,9 @@ class ClockSpec:
             raise ValueError(f"obs_mode must be one of {OBS_MODES}, got {self.obs_mode!r}")
         if not (callable(self.reward) or self.reward in REWARDS):
             raise ValueError(f"reward must be one of {REWARDS} or a callable, got {self.reward!r}")
+        if not isinstance(self.reward_scale, str):
+            norm("reward_scale", as_real("reward_scale", self.reward_scale, 0.0, low_open=True))
+        check_reward_options(self.reward, self.reward_baseline, self.reward_scale)
         norm("reference_steps", as_int("reference_steps", self.reference_steps, 1))
         norm("bank_size", as_int("bank_size", self.bank_size, 1))
         norm("bank_seed", as_seed("bank_seed", self.bank_seed))
