@@ -96,9 +96,11 @@ class ClockSpec:
             raise ValueError(f"obs_mode must be one of {OBS_MODES}, got {self.obs_mode!r}")
         if not (callable(self.reward) or self.reward in REWARDS):
             raise ValueError(f"reward must be one of {REWARDS} or a callable, got {self.reward!r}")
-        if not isinstance(self.reward_scale, str):
-            norm("reward_scale", as_real("reward_scale", self.reward_scale, 0.0, low_open=True))
+        if isinstance(self.reward_scale, np.generic):  # a numpy scalar: its Python value
+            norm("reward_scale", self.reward_scale.item())
         check_reward_options(self.reward, self.reward_baseline, self.reward_scale)
+        if not isinstance(self.reward_scale, str):
+            norm("reward_scale", float(self.reward_scale))
         norm("reference_steps", as_int("reference_steps", self.reference_steps, 1))
         norm("bank_size", as_int("bank_size", self.bank_size, 1))
         norm("bank_seed", as_seed("bank_seed", self.bank_seed))
