@@ -81,8 +81,19 @@ def load_config(
     return module, load(module.Config, data)
 
 
-#: Keys a resumed run may change: they do not change what is computed.
-RESUME_FREE_KEYS = ("progress", "num_threads", "checkpoint_every", "rounds")
+#: Keys a resumed run may change: display, threads and checkpoint spacing (they do not change
+#: what is computed) and the training length (``rounds``, ``total_timesteps``,
+#: ``actor_critic.iterations``: train on from the checkpoint; for IRL this equals a run that
+#: long from the start, for ART not exactly, since its learning-rate and exploration
+#: schedules are laid out over the total).
+RESUME_FREE_KEYS = (
+    "progress",
+    "num_threads",
+    "checkpoint_every",
+    "rounds",
+    "total_timesteps",
+    "actor_critic.iterations",
+)
 
 
 def config_diff(a: dict, b: dict, prefix: str = "") -> list[str]:
