@@ -155,15 +155,20 @@ def test_art_sac_sigkill_then_resume_restores_the_replay_buffer(tmp_path):
     assert _kill_and_resume(tmp_path, data, points) == len(points)
 
 
+@pytest.mark.parametrize(
+    ("data", "saved", "where"),
+    [({**IRL, "rounds": 3}, "round_2", "checkpoint of round 2"),
+     (ART, "step_72", "checkpoint at step 72")],
+    ids=["irl", "art-ppo"],
+)  # fmt: skip
 def test_sigint_saves_a_checkpoint_exits_130_and_resume_finishes_the_same_run(
-    tmp_path, monkeypatch
+    tmp_path, monkeypatch, data, saved, where
 ):
-    data = {**IRL, "rounds": 3}
     cfg, marker, err = _config(tmp_path, data), tmp_path / "marker", tmp_path / "stderr"
     assert main([cfg, "--out", str(tmp_path / "ref")]) == 0
     out = tmp_path / "run"
-    # stall 1 s inside the checkpoint of round 1 and press Ctrl-C there: the trainer goes on
-    # to its next safe point (the end of round 2), saves it and stops
+    # stall 1 s inside the first checkpoint and press Ctrl-C there: the trainer goes on to its
+    # next safe point (the end of round 2; the next rollout start), saves it and stops
     monkeypatch.setenv("DIFFUSION_GYM_IO_STALL_SECONDS", "1")
     pid = _fork_main([cfg, "--out", str(out)], f"2:after_replace:{marker}", str(err))
     _wait_for(marker, pid)
@@ -172,9 +177,9 @@ def test_sigint_saves_a_checkpoint_exits_130_and_resume_finishes_the_same_run(
     assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 130
     lines = [ln for ln in err.read_text().splitlines() if ln.strip()]
     assert "Traceback" not in err.read_text()
-    assert lines[-1].startswith("diffusion-gym train: interrupted: checkpoint of round 2")
+    assert lines[-1].startswith(f"diffusion-gym train: interrupted: {where}")
     assert "--resume" in lines[-1]
-    assert (out / "checkpoints" / "round_2" / "MANIFEST.json").is_file()
+    assert (out / "checkpoints" / saved / "MANIFEST.json").is_file()
     assert not (out / "eval.json").exists()
     monkeypatch.delenv("DIFFUSION_GYM_IO_STALL_SECONDS")
     assert main([cfg, "--out", str(out), "--resume"]) == 0
