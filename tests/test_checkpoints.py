@@ -291,3 +291,28 @@ def test_bad_seeds_and_settings_fail_before_any_work(data, tmp_path, capsys):
         key = override.split("=")[0].split(".")[-1]
         assert key in capsys.readouterr().err, override
         assert not (out / "config.yaml").exists()
+
+
+@pytest.mark.parametrize("kind", ["clock", "guidance"])
+def test_restore_episodes_continues_the_env_streams_bit_for_bit(kind, make_clock, make_guidance):
+    import numpy as np
+
+    make = make_clock if kind == "clock" else make_guidance
+    env, twin = make(num_envs=4), make(num_envs=4)
+    act = (lambda: np.zeros((4, 1), np.float32)) if kind == "clock" else (lambda: np.ones(4, int))
+    obs, _ = env.reset(seed=3)
+    done = False
+    while not done:  # the first episode ends; SAME_STEP autoreset begins episode 1
+        obs, _, term, trunc, _ = env.step(act())
+        done = bool(term.all() or trunc.all())
+    assert env.episode_index.tolist() == [1] * 4
+    restored = twin.restore_episodes(env.base_seeds.cpu().numpy(), env.episode_index.cpu().numpy())
+    np.testing.assert_array_equal(restored, obs)
+    for _ in range(3):
+        a, b = env.step(act()), twin.step(act())
+        np.testing.assert_array_equal(a[0], b[0])
+        np.testing.assert_array_equal(a[1], b[1])
+    with pytest.raises(ValueError, match="shape"):
+        twin.restore_episodes([1, 2], [0, 0])
+    with pytest.raises(ValueError, match=">= 0"):
+        twin.restore_episodes([-1] * 4, [0] * 4)
