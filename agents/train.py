@@ -128,9 +128,8 @@ def _prepare_out(out: Path, requested: dict, resume: bool, overwrite: bool) -> b
     :data:`RESUME_FREE_KEYS`); an existing run without ``--resume`` or ``--overwrite`` is an
     error; ``--overwrite`` deletes it and starts afresh."""
     check_writable_dir(out)
-    stored = _stored_run(out)
     if overwrite:
-        if stored is None and any(out.iterdir()):
+        if not (out / "config.yaml").exists() and any(out.iterdir()):
             raise ValueError(
                 f"--overwrite: {str(out)!r} is not empty and holds no diffusion-gym run "
                 "(config.yaml); refusing to delete it"
@@ -141,6 +140,7 @@ def _prepare_out(out: Path, requested: dict, resume: bool, overwrite: bool) -> b
             else:
                 child.unlink()
         return False
+    stored = _stored_run(out)
     if stored is None:
         return False  # nothing to resume: start afresh (also with --resume)
     if not resume:

@@ -207,6 +207,10 @@ def test_reused_out_resumes_only_the_same_config_and_overwrite_starts_afresh(tmp
     assert yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["seed"] == 1
     assert main([cfg, "--out", str(tmp_path / "other"), "seed=1"]) == 0
     assert (tmp_path / "run" / "eval.json").read_text() == _results(tmp_path / "other")[0]
+    (tmp_path / "run" / "config.yaml").write_text("")  # e.g. written by hand: not a run
+    assert main([cfg, "--out", out, "--resume"]) == 2
+    assert "not a diffusion-gym run config" in capsys.readouterr().err
+    assert main([cfg, "--out", out, "--overwrite"]) == 0
     (tmp_path / "stranger").mkdir()
     (tmp_path / "stranger" / "notes.txt").write_text("mine")
     assert main([cfg, "--out", str(tmp_path / "stranger"), "--overwrite"]) == 2
