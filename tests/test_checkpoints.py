@@ -130,9 +130,15 @@ def _kill_and_resume(tmp_path: Path, data: dict, points: list[tuple[int, str]]) 
     return kills
 
 
-def test_irl_sigkill_inside_writes_then_resume_is_bit_identical(tmp_path):
-    # writes: 1 config.yaml, 2-3 checkpoints round_1, round_2, 4.. eval.json, eval.md, ...
-    points = [(n, p) for n in (1, 2, 3, 4, 5) for p in PHASES]
+@pytest.mark.parametrize(
+    "writes",
+    [(1, 2, 3), pytest.param((1, 2, 3, 4, 5, 6, 7, 8), marks=pytest.mark.slow)],
+    ids=["ci", "long"],
+)
+def test_irl_sigkill_inside_writes_then_resume_is_bit_identical(tmp_path, writes):
+    # writes: 1 config.yaml, 2-3 checkpoints round_1, round_2, then eval.json, eval.md,
+    # strategies.json, plots, summary.json
+    points = [(n, p) for n in writes for p in PHASES]
     assert _kill_and_resume(tmp_path, IRL, points) == len(points)
 
 
