@@ -23,6 +23,11 @@ from agents.train import main
 
 PHASES = ("partial", "before_replace", "after_replace")
 
+#: The long kill test (2-3 min) runs only with DIFFUSION_GYM_LONG_TESTS=1 (CI runs -m slow too).
+LONG = pytest.mark.skipif(
+    not os.environ.get("DIFFUSION_GYM_LONG_TESTS"), reason="set DIFFUSION_GYM_LONG_TESTS=1"
+)
+
 IRL = {
     "agent": "irl",
     "rounds": 2,
@@ -132,7 +137,7 @@ def _kill_and_resume(tmp_path: Path, data: dict, points: list[tuple[int, str]]) 
 
 @pytest.mark.parametrize(
     "writes",
-    [(1, 2, 3), pytest.param((1, 2, 3, 4, 5, 6, 7, 8), marks=pytest.mark.slow)],
+    [(1, 2, 3), pytest.param((1, 2, 3, 4, 5, 6, 7, 8), marks=[pytest.mark.slow, LONG])],
     ids=["ci", "long"],
 )
 def test_irl_sigkill_inside_writes_then_resume_is_bit_identical(tmp_path, writes):
