@@ -81,8 +81,19 @@ def load_config(
     return module, load(module.Config, data)
 
 
-#: Keys a resumed run may change: they do not change what is computed.
-RESUME_FREE_KEYS = ("progress", "num_threads", "checkpoint_every", "rounds")
+#: Keys a resumed run may change: display, threads and checkpoint spacing (they do not change
+#: what is computed) and the training length (``rounds``, ``total_timesteps``,
+#: ``actor_critic.iterations``: train on from the checkpoint; for IRL this equals a run that
+#: long from the start, for ART not exactly, since its learning-rate and exploration
+#: schedules are laid out over the total).
+RESUME_FREE_KEYS = (
+    "progress",
+    "num_threads",
+    "checkpoint_every",
+    "rounds",
+    "total_timesteps",
+    "actor_critic.iterations",
+)
 
 
 def config_diff(a: dict, b: dict, prefix: str = "") -> list[str]:
@@ -117,9 +128,8 @@ def _prepare_out(out: Path, requested: dict, resume: bool, overwrite: bool) -> b
     :data:`RESUME_FREE_KEYS`); an existing run without ``--resume`` or ``--overwrite`` is an
     error; ``--overwrite`` deletes it and starts afresh."""
     check_writable_dir(out)
-    stored = _stored_run(out)
     if overwrite:
-        if stored is None and any(out.iterdir()):
+        if not (out / "config.yaml").exists() and any(out.iterdir()):
             raise ValueError(
                 f"--overwrite: {str(out)!r} is not empty and holds no diffusion-gym run "
                 "(config.yaml); refusing to delete it"
@@ -130,6 +140,7 @@ def _prepare_out(out: Path, requested: dict, resume: bool, overwrite: bool) -> b
             else:
                 child.unlink()
         return False
+    stored = _stored_run(out)
     if stored is None:
         return False  # nothing to resume: start afresh (also with --resume)
     if not resume:

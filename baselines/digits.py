@@ -29,6 +29,7 @@ import torch
 
 from diffusion_gym import presets, schedules
 from diffusion_gym.denoisers.classifier import load_digits_classifier
+from diffusion_gym.io import atomic_write_text
 from diffusion_gym.metrics import digits_metrics
 from diffusion_gym.noise import SampleStreams, derive_keys
 
@@ -160,8 +161,8 @@ def main(argv: list[str] | None = None) -> None:
     save_grid(samples[GRID_ROW], labels, grid_path)
     Path(a.out).mkdir(parents=True, exist_ok=True)
     meta = {"num_samples": a.num_samples, "sigma_max": preset.sigma_max, "seed": a.seed}
-    (Path(a.out) / "digits_eval.json").write_text(
-        json.dumps({"settings": meta, **results}, indent=2)
+    atomic_write_text(
+        Path(a.out) / "digits_eval.json", json.dumps({"settings": meta, **results}, indent=2)
     )
     print("\n".join(lines))
 

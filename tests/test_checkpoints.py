@@ -23,6 +23,11 @@ from agents.train import main
 
 PHASES = ("partial", "before_replace", "after_replace")
 
+#: The long kill test (2-3 min) runs only with DIFFUSION_GYM_LONG_TESTS=1 (CI runs -m slow too).
+LONG = pytest.mark.skipif(
+    not os.environ.get("DIFFUSION_GYM_LONG_TESTS"), reason="set DIFFUSION_GYM_LONG_TESTS=1"
+)
+
 IRL = {
     "agent": "irl",
     "rounds": 2,
@@ -130,9 +135,15 @@ def _kill_and_resume(tmp_path: Path, data: dict, points: list[tuple[int, str]]) 
     return kills
 
 
-def test_irl_sigkill_inside_writes_then_resume_is_bit_identical(tmp_path):
-    # writes: 1 config.yaml, 2-3 checkpoints round_1, round_2, 4.. eval.json, eval.md, ...
-    points = [(n, p) for n in (1, 2, 3, 4, 5) for p in PHASES]
+@pytest.mark.parametrize(
+    "writes",
+    [(1, 2, 3), pytest.param((1, 2, 3, 4, 5, 6, 7, 8), marks=[pytest.mark.slow, LONG])],
+    ids=["ci", "long"],
+)
+def test_irl_sigkill_inside_writes_then_resume_is_bit_identical(tmp_path, writes):
+    # writes: 1 config.yaml, 2-3 checkpoints round_1, round_2, then eval.json, eval.md,
+    # strategies.json, plots, summary.json
+    points = [(n, p) for n in writes for p in PHASES]
     assert _kill_and_resume(tmp_path, IRL, points) == len(points)
 
 
@@ -155,15 +166,20 @@ def test_art_sac_sigkill_then_resume_restores_the_replay_buffer(tmp_path):
     assert _kill_and_resume(tmp_path, data, points) == len(points)
 
 
+@pytest.mark.parametrize(
+    ("data", "saved", "where"),
+    [({**IRL, "rounds": 3}, "round_2", "checkpoint of round 2"),
+     (ART, "step_72", "checkpoint at step 72")],
+    ids=["irl", "art-ppo"],
+)  # fmt: skip
 def test_sigint_saves_a_checkpoint_exits_130_and_resume_finishes_the_same_run(
-    tmp_path, monkeypatch
+    tmp_path, monkeypatch, data, saved, where
 ):
-    data = {**IRL, "rounds": 3}
     cfg, marker, err = _config(tmp_path, data), tmp_path / "marker", tmp_path / "stderr"
     assert main([cfg, "--out", str(tmp_path / "ref")]) == 0
     out = tmp_path / "run"
-    # stall 1 s inside the checkpoint of round 1 and press Ctrl-C there: the trainer goes on
-    # to its next safe point (the end of round 2), saves it and stops
+    # stall 1 s inside the first checkpoint and press Ctrl-C there: the trainer goes on to its
+    # next safe point (the end of round 2; the next rollout start), saves it and stops
     monkeypatch.setenv("DIFFUSION_GYM_IO_STALL_SECONDS", "1")
     pid = _fork_main([cfg, "--out", str(out)], f"2:after_replace:{marker}", str(err))
     _wait_for(marker, pid)
@@ -172,9 +188,9 @@ def test_sigint_saves_a_checkpoint_exits_130_and_resume_finishes_the_same_run(
     assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 130
     lines = [ln for ln in err.read_text().splitlines() if ln.strip()]
     assert "Traceback" not in err.read_text()
-    assert lines[-1].startswith("diffusion-gym train: interrupted: checkpoint of round 2")
+    assert lines[-1].startswith(f"diffusion-gym train: interrupted: {where}")
     assert "--resume" in lines[-1]
-    assert (out / "checkpoints" / "round_2" / "MANIFEST.json").is_file()
+    assert (out / "checkpoints" / saved / "MANIFEST.json").is_file()
     assert not (out / "eval.json").exists()
     monkeypatch.delenv("DIFFUSION_GYM_IO_STALL_SECONDS")
     assert main([cfg, "--out", str(out), "--resume"]) == 0
@@ -202,6 +218,10 @@ def test_reused_out_resumes_only_the_same_config_and_overwrite_starts_afresh(tmp
     assert yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["seed"] == 1
     assert main([cfg, "--out", str(tmp_path / "other"), "seed=1"]) == 0
     assert (tmp_path / "run" / "eval.json").read_text() == _results(tmp_path / "other")[0]
+    (tmp_path / "run" / "config.yaml").write_text("")  # e.g. written by hand: not a run
+    assert main([cfg, "--out", out, "--resume"]) == 2
+    assert "not a diffusion-gym run config" in capsys.readouterr().err
+    assert main([cfg, "--out", out, "--overwrite"]) == 0
     (tmp_path / "stranger").mkdir()
     (tmp_path / "stranger" / "notes.txt").write_text("mine")
     assert main([cfg, "--out", str(tmp_path / "stranger"), "--overwrite"]) == 2
@@ -286,3 +306,28 @@ def test_bad_seeds_and_settings_fail_before_any_work(data, tmp_path, capsys):
         key = override.split("=")[0].split(".")[-1]
         assert key in capsys.readouterr().err, override
         assert not (out / "config.yaml").exists()
+
+
+@pytest.mark.parametrize("kind", ["clock", "guidance"])
+def test_restore_episodes_continues_the_env_streams_bit_for_bit(kind, make_clock, make_guidance):
+    import numpy as np
+
+    make = make_clock if kind == "clock" else make_guidance
+    env, twin = make(num_envs=4), make(num_envs=4)
+    act = (lambda: np.zeros((4, 1), np.float32)) if kind == "clock" else (lambda: np.ones(4, int))
+    obs, _ = env.reset(seed=3)
+    done = False
+    while not done:  # the first episode ends; SAME_STEP autoreset begins episode 1
+        obs, _, term, trunc, _ = env.step(act())
+        done = bool(term.all() or trunc.all())
+    assert env.episode_index.tolist() == [1] * 4
+    restored = twin.restore_episodes(env.base_seeds.cpu().numpy(), env.episode_index.cpu().numpy())
+    np.testing.assert_array_equal(restored, obs)
+    for _ in range(3):
+        a, b = env.step(act()), twin.step(act())
+        np.testing.assert_array_equal(a[0], b[0])
+        np.testing.assert_array_equal(a[1], b[1])
+    with pytest.raises(ValueError, match="shape"):
+        twin.restore_episodes([1, 2], [0, 0])
+    with pytest.raises(ValueError, match=">= 0"):
+        twin.restore_episodes([-1] * 4, [0] * 4)

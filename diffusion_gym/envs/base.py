@@ -163,9 +163,10 @@ class BatchedSamplerEnv(VectorEnv):
             )
         if bool((seeds < 0).any()) or bool((episodes < 0).any()):
             raise ValueError("base_seeds and episode_index must be >= 0")
-        self._seeds, self._episodes = seeds.to(self._device), episodes.to(self._device)
-        self._begin_episodes()
-        return self._observe().cpu().numpy()
+        # one episode back, then a plain reset() moves every env to its next episode
+        self._seeds, self._episodes = seeds.to(self._device), episodes.to(self._device) - 1
+        obs, _ = self.reset()
+        return obs
 
     def _episode_keys(self) -> torch.Tensor:
         """``[B]`` stream keys of the current episodes."""
