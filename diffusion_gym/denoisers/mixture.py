@@ -18,7 +18,7 @@ import torch
 
 from .base import NULL_LABEL, Denoiser
 
-__all__ = ["GaussianMixture", "SplitMixture"]
+__all__ = ["GaussianMixture", "SplitMixture", "EXACT_ROTATION_MAX_DIM"]
 
 
 def _as_covariance(covariances, k: int, d: int, dtype) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -39,6 +39,30 @@ def _as_covariance(covariances, k: int, d: int, dtype) -> tuple[torch.Tensor, to
         f"covariances must be a scalar, [K]={k} (isotropic), [K, d]=[{k}, {d}] (diagonal) or "
         f"[K, d, d] (full), got shape {tuple(cov.shape)}"
     )
+
+
+#: Up to this dimension the eigenbasis rotations are written as ordered sums of products, so
+#: a sample's denoised value is bit for bit the same in any batch (a batched matmul's kernel,
+#: hence its rounding, depends on the batch size: up to 2e-15 per call on gmm-ring8-imperfect,
+#: 3e-13 after a Guidance episode). Above it: one batched matmul (gmm-64d: the ordered sum is
+#: 1.7x slower already at d = 8), whose results may differ by a few ulps between batch sizes.
+EXACT_ROTATION_MAX_DIM = 4
+
+
+def _rotate(a: torch.Tensor, vecs: torch.Tensor, axis: int) -> torch.Tensor:
+    """Per component k, ``a [B, K, d] @ vecs[k]`` (``axis=1``: into the eigenbasis,
+    Σ_d a_d V_de) or ``a @ vecs[k]ᵀ`` (``axis=2``: back, Σ_e a_e V_de). For d <=
+    :data:`EXACT_ROTATION_MAX_DIM` an ordered sum of elementwise products (the same rounding
+    for every batch size); above, a batched matmul."""
+    d = a.shape[-1]
+    if d > EXACT_ROTATION_MAX_DIM:
+        spec = "bkd,kde->bke" if axis == 1 else "bke,kde->bkd"
+        return torch.einsum(spec, a, vecs)
+    rows = vecs if axis == 1 else vecs.transpose(1, 2)  # rows[:, j] multiplies a[..., j]
+    out = a[..., 0:1] * rows[:, 0]
+    for j in range(1, d):
+        out = out + a[..., j : j + 1] * rows[:, j]
+    return out
 
 
 class GaussianMixture(Denoiser):
@@ -132,7 +156,7 @@ class GaussianMixture(Denoiser):
     def _components(self, x: torch.Tensor, sigma: torch.Tensor):
         """Per component: eigen-coordinates y of x − μ_k, variances v = λ + σ², log N."""
         diff = x[:, None, :] - self.means[None]  # [B, K, d]
-        y = diff if self.eigvecs is None else torch.einsum("bkd,kde->bke", diff, self.eigvecs)
+        y = diff if self.eigvecs is None else _rotate(diff, self.eigvecs, 1)
         v = self.eigvals[None] + (sigma**2)[:, None, None]  # [B, K, d]
         d = x.shape[1]
         log_n = -0.5 * ((y * y / v).sum(-1) + v.log().sum(-1) + d * math.log(2 * math.pi))
@@ -144,7 +168,7 @@ class GaussianMixture(Denoiser):
         r = torch.softmax(self._log_weights(x.shape[0], class_labels) + log_n, dim=1)
         g = r[..., None] * y / v  # [B, K, d] in eigen-coordinates
         if self.eigvecs is not None:
-            g = torch.einsum("bke,kde->bkd", g, self.eigvecs)
+            g = _rotate(g, self.eigvecs, 2)
         return -g.sum(1)
 
     def denoise(self, x, sigma, class_labels):
