@@ -169,8 +169,13 @@ def test_guidance_rollout_equals_sample(solver):
 
 
 def test_guidance_multistep_refuses_churn_and_defaults_to_no_churn():
+    for solver in ("dpmpp-3m", "unipc-2", "unipc-3", "ipndm"):
+        env = GuidanceVectorEnv(num_envs=2, denoiser="gmm-ring8-imperfect", solver=solver)
+        assert tuple(env.gammas) == (0.0,)
+        env.close()
+    # dpmpp-2m: churn is its SDE variant, the default table stays
     env = GuidanceVectorEnv(num_envs=2, denoiser="gmm-ring8-imperfect", solver="dpmpp-2m")
-    assert tuple(env.gammas) == (0.0,)
+    assert len(env.gammas) == 3
     env.close()
     with pytest.raises(ValueError, match="churn gamma > 0, which needs a single-step solver"):
         GuidanceVectorEnv(num_envs=2, denoiser="gmm-ring8-imperfect", solver="unipc-2",
