@@ -135,6 +135,20 @@ class Solver:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError
 
+    @property
+    def history_slots(self) -> int:
+        """How many tensors of the :class:`SolverState` the next step reads (0: single-step):
+        the kept model outputs (``order``), plus UniPC's x_last."""
+        return 0
+
+    def history_view(
+        self, state: SolverState | None, sigma_data: float
+    ) -> list[tuple[torch.Tensor, torch.Tensor] | None]:
+        """The state as ``history_slots`` entries ``(σ, scaled values)`` (None: empty yet),
+        newest first: a past D as D/σ_data, a past d = (x − D)/σ (iPNDM) as is, UniPC's x_last
+        as x/sqrt(σ² + σ_data²); σ as stored (scalar or ``[B, 1, ...]``). For observations."""
+        return []
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r}, order={self.order})"
 
@@ -194,6 +208,22 @@ class _Multistep(Solver):
             if below is None or n < below:
                 p = min(p, max(1, n - state.k))
         return p
+
+    #: Whether the stored model outputs are derivatives d = (x − D)/σ (iPNDM) or D.
+    stores_derivative = False
+
+    @property
+    def history_slots(self) -> int:
+        return self.order
+
+    def history_view(self, state, sigma_data):
+        out: list = [None] * self.history_slots
+        if state is None:
+            return out
+        scale = 1.0 if self.stores_derivative else 1.0 / sigma_data
+        for j, (m, sig) in enumerate(zip(state.model, state.sigmas, strict=True)):
+            out[j] = (sig, m * scale)
+        return out
 
     @staticmethod
     def _check_state(state: SolverState | None, name: str) -> SolverState:
@@ -278,6 +308,17 @@ class UniPC(_Multistep):
         if order not in (1, 2, 3):
             raise ValueError(f"UniPC order must be 1, 2 or 3, got {order!r}")
         self.order, self.name = order, f"unipc-{order}"
+
+    @property
+    def history_slots(self) -> int:
+        return self.order + 1  # the past D, then x_last (the corrector's start)
+
+    def history_view(self, state, sigma_data):
+        out = super().history_view(state, sigma_data)
+        if state is not None and state.x_last is not None:
+            sig = state.sigmas[0]
+            out[-1] = (sig, state.x_last / (sig * sig + sigma_data**2).sqrt())
+        return out
 
     @staticmethod
     def _rb(h: torch.Tensor, rks: list[torch.Tensor], order: int):
@@ -365,6 +406,8 @@ class IPNDM(_Multistep):
     Runge–Kutta warm start): linear multistep on d = (x − D)/σ (= ε̂ in EDM units),
     x_{k+1} = x_k + (σ_{k+1} − σ_k) Σ_j c_j d_{k−j}, with the fixed Adams–Bashforth
     coefficients of order min(order, k + 1) (lower-order warm start). 1 NFE per step."""
+
+    stores_derivative = True
 
     def __init__(self, order: int = 4):
         if order not in (1, 2, 3, 4):

@@ -16,6 +16,12 @@ and ``steps.churn_noise`` divided by the time inside them.
 
     python -m agents.benchmark.throughput --device cpu --batch-sizes 256 4096 --ids Guidance-v0
 
+``--solver NAME`` (any of ``steps.SOLVERS``) makes every env with that solver (passed to
+``gym.make_vec``) and the raw sampler step with the same solver; for a multistep solver the
+raw step carries its own :class:`~diffusion_gym.solvers.SolverState` along the trajectory,
+restarted at k = 0 as the env's is at every reset, so both sides do the same numerical work.
+In sampler mode it replaces Heun.
+
 (``python benchmarks/throughput.py ...`` is a shim for the same ``main``.)
 
 Sampler mode (``--sampler PRESET ...``): raw sample-steps/s of :func:`diffusion_gym.steps.step`
@@ -81,6 +87,8 @@ class Args:
     """write every row as JSON to this path"""
     keep_going: bool = False
     """record a failing row (e.g. out of memory) as an error and go on"""
+    solver: str | None = None
+    """solver of the envs and raw steps (None: each env's default; sampler mode: heun)"""
 
 
 def parse(argv=None) -> Args:
@@ -108,6 +116,9 @@ def parse(argv=None) -> Args:
     p.add_argument("--compile-mode", default="default", help="torch.compile mode")
     p.add_argument("--json", default=None, metavar="PATH", help="write all rows as JSON")
     p.add_argument(
+        "--solver", default=None, choices=steps.SOLVERS, help="solver of envs and raw steps"
+    )
+    p.add_argument(
         "--keep-going", action="store_true", help="record a failing row as an error, go on"
     )
     a = p.parse_args(argv)
@@ -133,6 +144,7 @@ def parse(argv=None) -> Args:
         compile_mode=a.compile_mode,
         json=a.json,
         keep_going=a.keep_going,
+        solver=a.solver,
     )
 
 
@@ -164,6 +176,7 @@ def _raw_step_fn(env, actions: np.ndarray):
     sig = [float(s) for s in u.sigmas]
     n = len(sig) - 1
     solver = u.solver
+    multistep = steps.is_multistep(solver)
     # The same per-sample w and γ tensors as the env's (its ActionTable decodes the actions).
     pairs = [u.action_table.values(a, u.num_envs) for a in actions]
     w_all = torch.stack([w for w, _ in pairs])
@@ -174,6 +187,8 @@ def _raw_step_fn(env, actions: np.ndarray):
         x = x_t if k == 0 else state["x"]  # the raw sampler follows a real trajectory too
         w, g = w_all[i % len(w_all)], g_all[i % len(g_all)]
         noise = steps.churn_noise(u.streams, k, x)
+        if k == 0:  # the multistep history restarts with the trajectory (as at a reset)
+            state["hist"] = steps.SolverState(n) if multistep else None
         state["x"], _ = steps.step(
             u.denoiser,
             x,
@@ -184,6 +199,7 @@ def _raw_step_fn(env, actions: np.ndarray):
             gamma=g,
             solver=solver,
             noise=noise,
+            state=state["hist"],
         )
 
     return run
@@ -197,10 +213,13 @@ def _clock_raw_step_fn(u, actions: np.ndarray):
     sig = u.schedule_from_actions(torch.as_tensor(acts, dtype=torch.float64)).to(u.device)
     x_t = u.x_T.clone()
     state = {"x": x_t}
+    multistep = steps.is_multistep(u.solver)
 
     def run(i: int) -> None:
         k = i % k_steps
         x = x_t if k == 0 else state["x"]
+        if k == 0:  # the multistep history restarts with the trajectory (as at a reset)
+            state["hist"] = steps.SolverState(k_steps) if multistep else None
         state["x"], _ = steps.step(
             u.denoiser,
             x,
@@ -209,6 +228,7 @@ def _clock_raw_step_fn(u, actions: np.ndarray):
             class_labels=u.class_labels,
             guidance=u.guidance,
             solver=u.solver,
+            state=state["hist"],
         )
 
     return run
@@ -218,9 +238,12 @@ def measure(env_id: str, batch: int, args: Args) -> dict:
     device = torch.device(args.device)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        extra = {} if args.solver is None else {"solver": args.solver}
         env = gym.make_vec(
-            env_id, num_envs=batch, vectorization_mode="vector_entry_point", device=device
-        )
+            env_id, num_envs=batch, vectorization_mode="vector_entry_point", device=device,
+            **extra,
+        )  # fmt: skip
+    solver_name = batch_of(env).solver
     env.reset(seed=0)
     env.action_space.seed(0)
     pool = np.stack([env.action_space.sample() for _ in range(16)])
@@ -246,6 +269,7 @@ def measure(env_id: str, batch: int, args: Args) -> dict:
     return {
         "id": env_id.split("/", 1)[1],
         "batch": batch,
+        "solver": solver_name,
         "env_steps_per_s": batch / te,
         "vector_steps_per_s": 1 / te,
         "env_ms": te * 1e3,
@@ -313,12 +337,15 @@ def measure_sampler(name: str, batch: int, args: Args) -> dict:
         labels = torch.randint(den.num_classes, (batch,), generator=g).to(device)
         w = torch.full((batch,), args.guidance, dtype=den.dtype, device=device)
 
+    solver = args.solver or "heun"
+
     def trajectory(_i: int) -> None:
-        x = x_T
+        x, hist = x_T, steps.SolverState(n) if steps.is_multistep(solver) else None
         for k in range(n):
             x, _ = steps.step(
-                den, x, sig[k], sig[k + 1], class_labels=labels, guidance=w, solver="heun"
-            )
+                den, x, sig[k], sig[k + 1], class_labels=labels, guidance=w, solver=solver,
+                state=hist,
+            )  # fmt: skip
 
     compiled, note, compile_s = False, "", 0.0
     with torch.no_grad():  # scoped: the process's grad mode is left as it was
@@ -338,9 +365,9 @@ def measure_sampler(name: str, batch: int, args: Args) -> dict:
         "batch": batch,
         "device": str(device),
         "dtype": str(den.dtype).removeprefix("torch."),
-        "solver": "heun",
+        "solver": solver,
         "steps": n,
-        "nfe": nfe_of(n, "heun"),
+        "nfe": nfe_of(n, solver),
         "guidance": args.guidance if labels is not None else None,
         "compiled": compiled,
         "compile_error": note or None,
@@ -348,8 +375,8 @@ def measure_sampler(name: str, batch: int, args: Args) -> dict:
         "traj_ms": t * 1e3,
         "step_ms": t / n * 1e3,
         "sample_steps_per_s": batch * n / t,
-        "nfe_per_s": batch * nfe_of(n, "heun") / t,
-        "net_rows_per_s": (2 if labels is not None else 1) * batch * nfe_of(n, "heun") / t,
+        "nfe_per_s": batch * nfe_of(n, solver) / t,
+        "net_rows_per_s": (2 if labels is not None else 1) * batch * nfe_of(n, solver) / t,
     }
 
 
@@ -435,7 +462,10 @@ def _sampler_table(report: _Report) -> None:
         f"{'preset':16s} {'batch':>6s} {'dtype':>8s} {'N':>2s} {'NFE':>3s} {'compiled':>8s} "
         f"{'traj ms':>9s} {'step ms':>8s} {'sample-steps/s':>14s} {'NFE/s':>12s}"
     )
-    print(f"sampler: Heun, karras rho=7, CFG w={args.guidance} (one 2B call per stage)")
+    print(
+        f"sampler: {args.solver or 'heun'}, karras rho=7, CFG w={args.guidance} "
+        "(one 2B call per stage)"
+    )
     print(head)
     print("-" * len(head))
     for name in args.sampler:
@@ -457,7 +487,10 @@ def main(argv=None) -> list[dict]:
         torch.set_num_threads(args.threads)
     report = _Report(args)
     rows = []
-    print(f"device={args.device} torch threads={torch.get_num_threads()} torch {torch.__version__}")
+    print(
+        f"device={args.device} torch threads={torch.get_num_threads()} torch {torch.__version__}"
+        f" solver={args.solver or 'default'}"
+    )
     if args.ids or not args.sampler:
         _env_table(args, report, rows)
     if args.sampler:

@@ -114,8 +114,12 @@ class ClockVectorEnv(BatchedSamplerEnv):
     β = ``speed_scale``. a = 0 gives f = f^base exactly, so all-zero actions reproduce the
     base schedule bit for bit. The last step ignores its action and lands on σ = 0, so every
     action sequence gives a strictly decreasing schedule ending at 0 in exactly K steps (NFE
-    K for Euler, 2K − 1 for Heun; one batched denoiser call per solver stage, via
-    :func:`diffusion_gym.steps.step` with per-sample σ and σ_next).
+    K for Euler and the multistep solvers, 2K − 1 for Heun: ``steps.nfe_of(K, solver)``; one
+    batched denoiser call per solver stage, via :func:`diffusion_gym.steps.step` with
+    per-sample σ and σ_next). A multistep solver's history (past D, their σ) is a
+    :class:`~diffusion_gym.solvers.SolverState` of the batch, started empty at every reset
+    (autoreset included); the first steps warm up at lower order, the last step to σ = 0 is
+    the denoise (see :mod:`diffusion_gym.solvers`).
 
     ## Action Space
 
@@ -124,7 +128,7 @@ class ClockVectorEnv(BatchedSamplerEnv):
 
     ## Observation Space
 
-    ``Box(-inf, inf, (3 + n_x + C,), float32)``:
+    ``Box(-inf, inf, (3 + n_x + H + C,), float32)``:
 
     | index | observation |
     |---|---|
@@ -132,10 +136,18 @@ class ClockVectorEnv(BatchedSamplerEnv):
     | 1 | k / K |
     | 2 | remaining clock (u* − u_k)/u* |
     | 3 .. | x features: ``"state"`` x_k / sqrt(σ_k² + σ_data²) (n_x = dim); ``"features"`` (3) |
+    | next H | ``obs_history=True``: the solver state the next step reads (H = 0 otherwise) |
     | last C | one-hot class (conditional denoisers only; all zeros for label −1) |
 
     ``"features"`` (for image-scale x) = RMS and mean of the scaled x, and the RMS of the
     previous step's D(x; σ)/σ_data (0 at reset).
+
+    ``obs_history=True`` (multistep solvers; H = 0 for Euler/Heun) makes the observation
+    Markov for the solver: for each of the ``solver.history_slots`` slots of the solver state
+    (newest first: the past model outputs, D/σ_data, or d = (x − D)/σ for iPNDM; then, for
+    UniPC, x_last/sqrt(σ² + σ_data²), the corrector's start) the columns [present (0/1),
+    log σ of the slot, values] with values the n_x scaled entries (``"state"``) or their RMS
+    (``"features"``); all 0 while the slot is empty (warm start). H = slots · (2 + n_x).
 
     ## Rewards
 
@@ -174,8 +186,10 @@ class ClockVectorEnv(BatchedSamplerEnv):
     | argument | default | meaning |
     |---|---|---|
     | ``denoiser`` | ``"gmm-ring8"`` | preset name or a Denoiser (+ ``data=``, ``prior_std=``) |
-    | ``budget`` | 3 | K solver steps (>= 1); NFE K (Euler) or 2K−1 (Heun) |
-    | ``solver`` | ``"heun"`` | ``"euler"`` or ``"heun"`` |
+    | ``budget`` | 3 | K solver steps (>= 1); NFE K (Euler, multistep) or 2K−1 (Heun) |
+    | ``solver`` | ``"heun"`` | ``steps.SOLVERS``: euler, heun, dpmpp-2m/3m, unipc-2/3, ipndm |
+    | ``lower_order_final`` | True | multistep solvers: lower the order of the last steps |
+    | ``obs_history`` | False | append the solver state to the observation (above) |
     | ``base`` | ``"edm"`` | base clock: ``"edm"`` (ρ-warped) or ``"linear"`` (σ = T(1 − u)) |
     | ``rho`` | 7.0 | ρ of the EDM base |
     | ``speed_scale`` | 3.0 | β: f = sigmoid(logit f^base + β a) |
@@ -218,13 +232,16 @@ class ClockVectorEnv(BatchedSamplerEnv):
         render_mode: str | None = None,
         data: Any = None,
         prior_std: float | None = None,
+        obs_history: bool = False,
+        lower_order_final: bool = True,
     ):
         spec = ClockSpec(
             budget=budget, solver=solver, base=base, rho=rho, speed_scale=speed_scale,
             obs_mode=obs_mode, reward=reward, reference_steps=reference_steps,
             reference_extrapolate=reference_extrapolate, bank_size=bank_size,
             bank_seed=bank_seed, class_labels=class_labels, guidance=guidance,
-            max_episode_steps=max_episode_steps, prior_std=prior_std,
+            max_episode_steps=max_episode_steps, prior_std=prior_std, obs_history=obs_history,
+            lower_order_final=lower_order_final,
         )  # fmt: skip
         preset = self._init_batch(num_envs, denoiser, data, device, render_mode)
         den = preset.denoiser
@@ -265,7 +282,12 @@ class ClockVectorEnv(BatchedSamplerEnv):
         self._any_zero: tuple = (None, None)  # (actions, whether one is 0) from _to_actions
         n_cls = den.num_classes if choices is not None else 0
         n_x = den.dim if spec.obs_mode == "state" else 3
-        self.obs_dim = 3 + n_x + n_cls
+        self._ode = steps.get_solver(spec.solver)
+        self._solver_state: steps.SolverState | None = None  # the batch's multistep history
+        slots = self._ode.history_slots if spec.obs_history else 0
+        self._hist_width = 2 + (den.dim if spec.obs_mode == "state" else 1)
+        self._n_hist = slots * self._hist_width  # H history columns after the x features
+        self.obs_dim = 3 + n_x + self._n_hist + n_cls
         self._ones_shape = (1,) * len(den.shape)  # broadcasts a [B] scale over x [B, *shape]
         self.single_action_space = spaces.Box(-1.0, 1.0, (1,), np.float32)
         self.single_observation_space = spaces.Box(-np.inf, np.inf, (self.obs_dim,), np.float32)
@@ -290,7 +312,14 @@ class ClockVectorEnv(BatchedSamplerEnv):
 
     @property
     def solver(self) -> str:
+        """The solver's name (one of ``steps.SOLVERS``)."""
         return self._solver
+
+    @property
+    def solver_state(self) -> steps.SolverState | None:
+        """The multistep history of the current episodes (None for Euler/Heun or before a
+        reset); read it, never modify it (each step replaces its tensors)."""
+        return self._solver_state
 
     @property
     def guidance(self) -> float | None:
@@ -517,6 +546,8 @@ class ClockVectorEnv(BatchedSamplerEnv):
         obs0 = torch.empty(n, self.obs_dim, dtype=torch.float64, device=dev)
         sig0, u0 = self._clock.sigma_base[:1].expand(n), torch.zeros(n, dtype=torch.float64)
         self._write_obs(obs0, 0, sig0, u0.to(dev), x_T, torch.zeros_like(x_T))
+        if self._n_hist:  # the solver state is empty at reset
+            obs0[:, self._hist_cols()].zero_()
         if labels is not None:
             obs0[:, self.obs_dim - den.num_classes :] = onehot
         self._bank_table["obs0_f32"] = obs0.to(torch.float32)
@@ -617,6 +648,11 @@ class ClockVectorEnv(BatchedSamplerEnv):
         self._sigma_hist = [sigma0]  # σ_0 .. σ_k of the episode (see schedule)
         self._prev_denoised = zero_x.expand_as(self._x)
         self._prev_d = None
+        self._solver_state = (
+            steps.SolverState(self._K, lower_order_final=self._spec.lower_order_final)
+            if self._ode.multistep
+            else None
+        )
         # Float64 observation state of the episode (the one-hot part stays fixed), and the
         # float32 first observation handed out once by observe().
         self._obs32_start = self._obs_rows0 = rows["obs0_f32"]
@@ -632,7 +668,7 @@ class ClockVectorEnv(BatchedSamplerEnv):
         if self._k == 0 and self._obs32_start is not None:  # the reset's rows, handed out once
             obs, self._obs32_start = self._obs32_start, None
             return obs
-        if self._device.type == "cpu" and self._obs_mode == "state":
+        if self._device.type == "cpu" and self._obs_mode == "state" and not self._n_hist:
             return torch.from_numpy(self._observe_host())
         return self._observation64().to(torch.float32)
 
@@ -679,6 +715,8 @@ class ClockVectorEnv(BatchedSamplerEnv):
             self._write_obs(
                 self._obs64, self._k, self._sigma, self._u, self._x, self._prev_denoised
             )
+            if self._n_hist:
+                self._write_history(self._obs64)
             self._obs_k = self._k
         return self._obs64
 
@@ -688,6 +726,29 @@ class ClockVectorEnv(BatchedSamplerEnv):
         if self._obs_mode == "state":
             x_cols = out[:, 3 : 3 + self.denoiser.dim].view(out.shape[0], *x_shape)
         return out[:, 0], out[:, 1], out[:, 2], x_cols
+
+    def _hist_cols(self) -> slice:
+        """The observation's history columns (``obs_history``)."""
+        start = 3 + (self.denoiser.dim if self._obs_mode == "state" else 3)
+        return slice(start, start + self._n_hist)
+
+    def _write_history(self, out: torch.Tensor) -> None:
+        """The solver-state columns (see the class docstring) of the current state."""
+        b, w = out.shape[0], self._hist_width
+        cols = out[:, self._hist_cols()].view(b, -1, w)  # [B, slots, 2 + n]
+        cols.zero_()
+        view = self._ode.history_view(self._solver_state, self.denoiser.sigma_data)
+        for j, entry in enumerate(view):
+            if entry is None:
+                continue
+            sig, vals = entry
+            vals = vals.reshape(b, -1).to(torch.float64)
+            cols[:, j, 0] = 1.0
+            cols[:, j, 1] = torch.log(torch.as_tensor(sig, dtype=torch.float64)).reshape(-1)
+            if self._obs_mode == "state":
+                cols[:, j, 2:] = vals
+            else:
+                cols[:, j, 2] = vals.pow(2).mean(1).sqrt()
 
     def _write_obs(self, out, k, sig, u, x, prev_denoised) -> None:
         """Columns 0 .. 3 + n_x of the observation at step ``k`` (all but the one-hot)."""
@@ -739,7 +800,8 @@ class ClockVectorEnv(BatchedSamplerEnv):
             sigma_next,
             class_labels=self._labels,
             guidance=self._guidance,
-            solver=self._solver,
+            solver=self._ode,
+            state=self._solver_state,
         )
         tr = {
             "x": self._x, "x_next": x_next, "denoised": denoised, "sigma": self._sigma,

@@ -61,6 +61,8 @@ class ClockSpec:
     guidance: float | None = None
     max_episode_steps: int | None = None
     prior_std: float | None = None
+    obs_history: bool = False
+    lower_order_final: bool = True
 
     def __post_init__(self):
         k = self.budget
@@ -87,6 +89,9 @@ class ClockSpec:
             if not (isinstance(g, (int, float)) and math.isfinite(g)):
                 raise TypeError(f"guidance must be None or a finite number, got {g!r}")
             object.__setattr__(self, "guidance", float(g))
+        for flag in ("obs_history", "lower_order_final"):
+            if not isinstance(getattr(self, flag), bool):
+                raise TypeError(f"{flag} must be a bool, got {getattr(self, flag)!r}")
         if not isinstance(self.reference_extrapolate, bool):
             raise TypeError(
                 f"reference_extrapolate must be a bool, got {self.reference_extrapolate!r}"

@@ -4,7 +4,9 @@ Diffusion sampling as a finite-horizon MDP whose actions modify the sampling dyn
 environment of the inverse-RL sampler paper, arXiv 2602.08689). The σ schedule is fixed; at
 step k the agent picks a pair (w, γ) from two tables, and the state moves by one EDM step
 (Karras et al. 2022, Alg. 2): churn σ̂ = σ_k (1 + γ), then a guided Heun (or Euler) step to
-σ_{k+1} with D_w = D_u + w (D_c − D_u) (Ho & Salimans 2022).
+σ_{k+1} with D_w = D_u + w (D_c − D_u) (Ho & Salimans 2022), or a guided step of a multistep
+solver (DPM-Solver++, UniPC, iPNDM: the guided D_w feeds its history, as in SD-style
+pipelines; these take no churn).
 
 :class:`GuidanceVectorEnv` is a native :class:`gymnasium.vector.VectorEnv` holding the whole
 batch as tensors on ``device``; a step is one call of :func:`diffusion_gym.steps.step` on the
@@ -133,7 +135,12 @@ class GuidanceVectorEnv(BatchedSamplerEnv):
     weight w and a churn γ; the sample moves by one EDM step: churn
     x̂ = x_k + sqrt(σ̂² − σ_k²) ε with σ̂ = σ_k (1 + γ), then a Heun (or Euler) step of the
     probability-flow ODE from σ̂ to σ_{k+1} with the guided denoiser
-    D_w = D_u + w (D_c − D_u). The whole batch is one tensor on ``device``; every solver stage
+    D_w = D_u + w (D_c − D_u). With a multistep ``solver`` (DPM-Solver++(2M/3M), UniPC-2/3,
+    iPNDM) the step is that solver's, 1 guided call per step, and the guided D_w of every
+    step feeds the solver's history (a :class:`~diffusion_gym.solvers.SolverState` of the
+    batch, empty at every reset); churn is refused (γ = 0 only: a multistep history assumes
+    one smooth trajectory), so ``gammas`` defaults to (0,) and a γ > 0 raises ``ValueError``
+    at construction. The whole batch is one tensor on ``device``; every solver stage
     is one denoiser call of size 2B. Environment ``i`` reset with ``seed=s`` draws all its
     noise from its own stream keyed by ``(s + i, episode)``, so its trajectory does not
     depend on ``num_envs``; a rollout with fixed actions equals
@@ -208,11 +215,13 @@ class GuidanceVectorEnv(BatchedSamplerEnv):
         expert states).
     :param data: the data distribution for a ``Denoiser`` object (``sample``, ``log_prob``).
     :param num_steps: number of sampler steps N (default: the preset's).
-    :param solver: ``"heun"`` or ``"euler"`` (default: the preset's, else Heun).
+    :param solver: any of ``steps.SOLVERS`` (default: the preset's, else Heun); multistep
+        solvers take γ = 0 only (above).
     :param schedule: a schedule name (``karras``, ``uniform``, ``log_linear``, ``linear``,
         ``vp_uniform_t``) or explicit σ (N+1 values ending in 0).
     :param guidance_weights: table of CFG weights w.
-    :param gammas: table of churn values γ >= 0.
+    :param gammas: table of churn values γ >= 0 (default {0, 0.1, 0.4}; (0,) for a
+        multistep solver).
     :param action_format: ``"discrete"`` or ``"multidiscrete"``.
     :param obs_mode: ``"state"`` or ``"features"``.
     :param reward: ``"none"``, ``"log_prob"``, ``"classifier"`` or a callable (above).
@@ -239,7 +248,7 @@ class GuidanceVectorEnv(BatchedSamplerEnv):
         solver: str | None = None,
         schedule: str | Sequence[float] | torch.Tensor = "karras",
         guidance_weights: Sequence[float] = DEFAULT_GUIDANCE_WEIGHTS,
-        gammas: Sequence[float] = DEFAULT_GAMMAS,
+        gammas: Sequence[float] | None = None,
         action_format: str = "discrete",
         obs_mode: str = "state",
         reward: str | RewardFn = "none",
@@ -255,6 +264,14 @@ class GuidanceVectorEnv(BatchedSamplerEnv):
         self._solver = solver if solver is not None else self.preset.defaults.get("solver", "heun")
         if self._solver not in steps.SOLVERS:
             raise ValueError(f"solver must be one of {steps.SOLVERS}, got {self._solver!r}")
+        self._multistep = steps.is_multistep(self._solver)
+        if gammas is None:
+            gammas = (0.0,) if self._multistep else DEFAULT_GAMMAS
+        elif self._multistep and any(float(g) != 0 for g in gammas):
+            raise ValueError(
+                f"gammas {tuple(gammas)} has churn gamma > 0, which needs a single-step solver "
+                f"(euler, heun); solver {self._solver!r} is multistep: use gammas=(0.0,)"
+            )
         sig = _make_schedule(schedule, num_steps, self.preset, self.device)
         self._sigmas = sig.to(self.device)
         self._sigma_list = [float(s) for s in sig]
@@ -277,6 +294,7 @@ class GuidanceVectorEnv(BatchedSamplerEnv):
         self._log_sigma = self._log_sigmas()
         self._k: int | None = None
         self._needs_reset = True
+        self._solver_state: steps.SolverState | None = None
         self._x: torch.Tensor | None = None
         self._class_labels: torch.Tensor | None = None
         self.keys: torch.Tensor | None = None
@@ -297,7 +315,7 @@ class GuidanceVectorEnv(BatchedSamplerEnv):
 
     @property
     def solver(self) -> str:
-        """``"heun"`` or ``"euler"``."""
+        """The solver's name (one of ``steps.SOLVERS``)."""
         return self._solver
 
     @property
@@ -601,6 +619,7 @@ class GuidanceVectorEnv(BatchedSamplerEnv):
             self._class_labels = draw_class_labels(self.keys, self._label_weights)
         self._stats = self._zero_stats()
         self._onehot_c = self._onehot(self._class_labels, self.num_envs)  # fixed per episode
+        self._solver_state = self._new_solver_state()
         self._k = 0
         self._needs_reset = False
 
@@ -611,9 +630,14 @@ class GuidanceVectorEnv(BatchedSamplerEnv):
         """Validated (weight index, γ index) arrays ``[B]`` on the host."""
         return self._action_table.decode(actions, self.num_envs)
 
-    def _transition(self, x, labels, streams, k: int, wi: np.ndarray, gi: np.ndarray):
+    def _new_solver_state(self) -> steps.SolverState | None:
+        """An empty multistep history for a batch of new episodes (None: single-step)."""
+        return steps.SolverState(self._num_steps) if self._multistep else None
+
+    def _transition(self, x, labels, streams, k: int, wi: np.ndarray, gi: np.ndarray, state=None):
         """The one step of a batch (env steps and :meth:`rollout` both run it): states ``x``
-        at σ_k with labels and streams, decoded actions ``(wi, gi)``. Returns
+        at σ_k with labels and streams, decoded actions ``(wi, gi)``, the batch's multistep
+        ``state`` (updated; None for single-step solvers). Returns
         ``(x_next, reward, stats, w_np, g_np, terminated)``; ``stats`` are the features of
         this step's guided call (``obs_mode="features"``, else None)."""
         table = self._action_table
@@ -638,6 +662,7 @@ class GuidanceVectorEnv(BatchedSamplerEnv):
             solver=self._solver,
             noise=noise,
             s_noise=self.s_noise,
+            state=state,
         )
         stats = None
         if self.obs_mode == "features":
@@ -663,7 +688,7 @@ class GuidanceVectorEnv(BatchedSamplerEnv):
         k = self._k
         sigma = self._sigma_list[k]
         x_next, reward, stats, w_np, g_np, terminated = self._transition(
-            self._x, self._class_labels, self.streams, k, wi, gi
+            self._x, self._class_labels, self.streams, k, wi, gi, self._solver_state
         )
         self._x, self._k = x_next, k + 1
         if stats is not None:
@@ -758,11 +783,12 @@ class GuidanceVectorEnv(BatchedSamplerEnv):
         if self.obs_mode == "features":
             stats = torch.zeros(b, NUM_FEATURES - 1, device=self.device)
         x, n = x_T, self._num_steps
+        state = self._new_solver_state()
         obs = [self._encode(x, 0, labels, stats)]
         acts, ws, gs, rewards = [], [], [], []
         for k in range(n):
             wi, gi = self._action_table.decode(policy(obs[-1], k), b)
-            x, r, st, w_np, g_np, _ = self._transition(x, labels, streams, k, wi, gi)
+            x, r, st, w_np, g_np, _ = self._transition(x, labels, streams, k, wi, gi, state)
             stats = st if st is not None else stats
             obs.append(self._encode(x, k + 1, labels, stats))
             acts.append(self._action_table.encode(wi, gi))
