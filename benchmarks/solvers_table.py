@@ -73,6 +73,20 @@ def main(argv: list[str] | None = None) -> int:
             sec = mine[lr[0]].get("sec_per_1k", {}).get("mean", float("nan"))
             cells.append(f"{o[1]:.3g} ({_split(o[0])[1]}) / {lr[1]:.3g} ({sec:.2f} s)")
         print(f"| {sv} | " + " | ".join(cells) + " |")
+    print(f"\n{m} of EDM ρ=7 by last-step convention: denoise (n σ then 0) / sigma-min (n + 1 σ "
+          "to σ_min, no final denoise; NFE in brackets)\n")  # fmt: skip
+    print("| solver | " + " | ".join(f"NFE {n}" for n in sorted(data)) + " |")
+    print("|---|" + "---|" * len(data))
+    for sv in solvers:
+        cells = []
+        for _nfe, rows in sorted(data.items()):
+            d, s_ = rows.get(f"{sv}/edm-rho7"), rows.get(f"{sv}/edm-rho7@smin")
+            if d is None or s_ is None:
+                cells.append("-")
+                continue
+            cells.append(f"{d[m]['mean']:.3g} / {s_[m]['mean']:.3g} "
+                         f"({s_['nfe']['mean']:.0f})")  # fmt: skip
+        print(f"| {sv} | " + " | ".join(cells) + " |")
     return 0
 
 
