@@ -61,8 +61,8 @@ from . import guidance as G  # noqa: N812
 from . import schedules as B  # noqa: N812
 from .evaluate import (
     DEFAULT_METRICS,
-    METRICS,
     LAST_STEPS,
+    METRICS,
     FixedSchedule,
     Strategy,
     evaluate,
