@@ -179,9 +179,9 @@ METRICS: dict[str, MetricFn] = {
     "rmse": _rmse,
     "nfe": lambda ctx: float(ctx["strategy"].nfe),
     # Wall-clock seconds of the strategy's sample() per 1,000 samples (this process's threads).
-    "sec_per_1k": lambda ctx: 1000.0 * ctx["seconds"] / ctx["x0"].shape[0]
-    if "seconds" in ctx
-    else None,
+    "sec_per_1k": lambda ctx: (
+        1000.0 * ctx["seconds"] / ctx["x0"].shape[0] if "seconds" in ctx else None
+    ),
     **digits_metric_fns(),
 }
 DEFAULT_METRICS = ("energy", "frechet", "sliced_w", "loglik", "class_acc", "mode_tv", "rmse", "nfe")

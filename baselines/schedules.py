@@ -136,8 +136,7 @@ def _klub(preset, x0, eps, labels, t_lo: float, t_hi: float, quad: int = 8) -> t
 def _klub_total(preset, x0, eps, labels, sig: list[float], quad: int) -> float:
     """Σ_i KLUB(σ_{i+1}, σ_i) over the positive σ's of ``sig`` (the step to 0 has none)."""
     return sum(
-        float(_klub(preset, x0, eps, labels, sig[i + 1], sig[i], quad))
-        for i in range(len(sig) - 1)
+        float(_klub(preset, x0, eps, labels, sig[i + 1], sig[i], quad)) for i in range(len(sig) - 1)
     )
 
 

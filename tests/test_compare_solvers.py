@@ -9,6 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from agents.art import Config as ArtConfig
+from agents.art import EvalConfig
+from agents.art import run as art_run
 from baselines import compare as C  # noqa: N812
 from baselines import schedules as B
 from baselines.evaluate import FixedSchedule, evaluate
@@ -135,13 +138,20 @@ def test_publish_picks_the_best_learned_on_validation(tmp_path):
     pub = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(pub)
     cfg = C.load_config(
-        TINY, ["nfe=[5]", "solvers=[euler, dpmpp-2m]", "seeds=[0]", "last_step=[denoise]",
-               "strategies=[edm-rho7, oracle]"],  # fmt: skip
+        TINY,
+        [
+            "nfe=[5]",
+            "solvers=[euler, dpmpp-2m]",
+            "seeds=[0]",
+            "last_step=[denoise]",
+            "strategies=[edm-rho7, oracle]",
+        ],  # fmt: skip
     )
     C.run_compare(cfg, tmp_path / "run", progress=False)
     args = ["--from", str(tmp_path / "run"), "--presets", "gmm-ring8", "--solvers", "euler",
             "dpmpp-2m", "--nfe", "5", "--iterations", "3", "--train-samples", "64",
-            "--val-samples", "32", "--reference-steps", "16", "--out", str(tmp_path / "pub")]  # fmt: skip
+            "--val-samples", "32", "--reference-steps", "16"]  # fmt: skip
+    args += ["--out", str(tmp_path / "pub")]
     assert pub.main(args) == 0
     for sv in ("euler", "dpmpp-2m"):
         rec = schedules.load_schedule(tmp_path / "pub" / "gmm-ring8" / sv / "nfe5.json")
@@ -152,3 +162,27 @@ def test_publish_picks_the_best_learned_on_validation(tmp_path):
         assert B.schedule_rmse(ring, rec["sigmas"], sv, val) <= B.schedule_rmse(
             ring, rows["oracle"], sv, val
         )
+
+
+@pytest.mark.parametrize("solver", ["ipndm"])
+def test_art_learns_for_a_multistep_solver(tmp_path, solver):
+    """ART's PPO path takes ``solver``: it trains on the Clock env with that solver, exports a
+    schedule.json recording it (budget K = NFE for a multistep solver), and the harness scores
+    the distilled schedule with that solver (rows at other budgets: transfer across NFE)."""
+    ev = EvalConfig(num_samples=64, seeds=[0], metrics=["rmse", "nfe"], rho_grid=[7.0],
+                    oracle=False, budgets=[3])  # fmt: skip
+    kw = dict(total_timesteps=128, bank_size=32, reference_steps=16, distill_samples=8)
+    algo_kwargs = {"n_steps": 4, "batch_size": 32}
+    cfg = ArtConfig(preset="art-gauss1d", budget=4, solver=solver, base="edm", num_envs=16,
+                    progress=False, eval=ev, algo_kwargs=algo_kwargs, **kw)  # fmt: skip
+    res = art_run(cfg, tmp_path)
+    rec = schedules.load_schedule(tmp_path / "schedule.json")
+    assert rec["solver"] == solver and rec["budget"] == 4 and rec["nfe"] == 4
+    assert res["art-ppo"]["nfe"]["mean"] == 4
+    p = presets.make("art-gauss1d")
+    x_T, streams = make_noise(p, 64, 0)  # noqa: N806
+    want = steps.sample(p.denoiser, x_T, rec["sigmas"], solver=solver)
+    got = FixedSchedule("a", rec["sigmas"], solver).sample(p, x_T.clone(), None, streams)
+    assert torch.equal(want, got)
+    moved = json.loads((tmp_path / "transfer.json").read_text())
+    assert moved["art-ppo@K3"]["nfe"]["mean"] == 3

@@ -1,0 +1,96 @@
+"""Summarise ``diffusion-gym compare`` runs of compare-solvers.yaml into the docs' tables.
+
+Rows named ``<solver>/<schedule>[@smin]``; off-the-shelf = hand-made or fitted-without-the-
+sampler schedules (EDM ρ=7, tuned ρ, log-SNR, uniform, AYS, GITS-DP, either last-step
+convention); learned = fitted through the sampler (``oracle``, ``learned``). Prints, per
+preset: the best off-the-shelf and best learned row at each NFE with their ratio, and a
+solver × NFE grid of (best off-the-shelf / best learned) RMSE.
+
+    python benchmarks/solvers_table.py runs/cs-64d [runs/cs-learned ...] --preset gmm-64d
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+LEARNED = ("oracle", "learned")
+
+
+def _load(dirs: list[str], preset: str) -> dict[int, dict[str, dict]]:
+    """{nfe: {row: metrics}} merged over the runs (later runs add rows)."""
+    out: dict[int, dict[str, dict]] = {}
+    for d in dirs:
+        for sec in sorted((Path(d) / preset).glob("nfe*")):
+            ev = json.loads((sec / "eval.json").read_text())
+            out.setdefault(int(sec.name[3:]), {}).update(ev)
+    return out
+
+
+def _split(row: str) -> tuple[str, str]:
+    solver, _, sched = row.partition("/")
+    return solver, sched
+
+
+def _is_learned(row: str) -> bool:
+    return _split(row)[1] in LEARNED
+
+
+def _best(rows: dict[str, dict], metric: str, keep) -> tuple[str, float, float]:
+    cand = {r: m for r, m in rows.items() if keep(r) and metric in m}
+    r = min(cand, key=lambda k: cand[k][metric]["mean"])
+    return r, cand[r][metric]["mean"], cand[r][metric]["std"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("runs", nargs="+", help="compare output directories")
+    ap.add_argument("--preset", default="gmm-64d")
+    ap.add_argument("--metric", default="rmse")
+    a = ap.parse_args(argv)
+    data = _load(a.runs, a.preset)
+    m = a.metric
+    print(f"| NFE | best off-the-shelf ({m}) | best learned ({m}) | learned / off-the-shelf |")
+    print("|---|---|---|---|")
+    for nfe, rows in sorted(data.items()):
+        o = _best(rows, m, lambda r: not _is_learned(r))
+        lr = _best(rows, m, _is_learned)
+        print(f"| {nfe} | {o[0]} {o[1]:.4g} ± {o[2]:.2g} | {lr[0]} {lr[1]:.4g} ± {lr[2]:.2g} "
+              f"| {lr[1] / o[1]:.2f} |")  # fmt: skip
+    solvers = sorted({_split(r)[0] for rows in data.values() for r in rows},
+                     key=lambda s: list(_ORDER).index(s) if s in _ORDER else 99)  # fmt: skip
+    print(f"\n{m}: best off-the-shelf / best learned row per solver (s per 1,000 samples of the "
+          "learned row)\n")  # fmt: skip
+    print("| solver | " + " | ".join(f"NFE {n}" for n in sorted(data)) + " |")
+    print("|---|" + "---|" * len(data))
+    for sv in solvers:
+        cells = []
+        for _nfe, rows in sorted(data.items()):
+            mine = {r: v for r, v in rows.items() if _split(r)[0] == sv}
+            o = _best(mine, m, lambda r: not _is_learned(r))
+            lr = _best(mine, m, _is_learned)
+            sec = mine[lr[0]].get("sec_per_1k", {}).get("mean", float("nan"))
+            cells.append(f"{o[1]:.3g} ({_split(o[0])[1]}) / {lr[1]:.3g} ({sec:.2f} s)")
+        print(f"| {sv} | " + " | ".join(cells) + " |")
+    print(f"\n{m} of EDM ρ=7 by last-step convention: denoise (n σ then 0) / sigma-min (n + 1 σ "
+          "to σ_min, no final denoise; NFE in brackets)\n")  # fmt: skip
+    print("| solver | " + " | ".join(f"NFE {n}" for n in sorted(data)) + " |")
+    print("|---|" + "---|" * len(data))
+    for sv in solvers:
+        cells = []
+        for _nfe, rows in sorted(data.items()):
+            d, s_ = rows.get(f"{sv}/edm-rho7"), rows.get(f"{sv}/edm-rho7@smin")
+            if d is None or s_ is None:
+                cells.append("-")
+                continue
+            cells.append(f"{d[m]['mean']:.3g} / {s_[m]['mean']:.3g} "
+                         f"({s_['nfe']['mean']:.0f})")  # fmt: skip
+        print(f"| {sv} | " + " | ".join(cells) + " |")
+    return 0
+
+
+_ORDER = ("euler", "heun", "dpmpp-2m", "dpmpp-3m", "unipc-2", "unipc-3", "ipndm")
+
+if __name__ == "__main__":
+    raise SystemExit(main())
