@@ -72,6 +72,8 @@ RULES: list[tuple[str, str, str]] = [
     (r"diffusion-gym benchmark --throughput.*", "covered",
      "tests/test_benchmark.py::test_throughput_delegates_to_throughput_module"),
     (r"diffusion-gym benchmark --merge.*", "covered", "tests/test_benchmark.py (merge)"),
+    (r"diffusion-gym \w+ my-\S+\.yaml.*", "covered",
+     "a user's own config (docs/own_model.md): tests/test_own_model.py runs one"),
     (r"diffusion-gym \w+ .*(CONFIG|<config>).*", "name", "a usage pattern with placeholders"),
     (r"diffusion-gym train \S+\.yaml.*", "load", LONG),
     (r"diffusion-gym compare \S+\.yaml.*", "load", LONG),
