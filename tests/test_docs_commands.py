@@ -15,9 +15,11 @@ what this test does with it:
   install and test commands themselves (CI's ``.ci/run`` runs them in a fresh venv).
 
 A command no rule matches fails the test: a new command in the docs gets a rule here. The
-runs cost about 30 s on 2 cores. Also: every third-party import at module level of the
-three packages, and what a documented command needs at runtime (``rich``, ``tqdm`` for the
-progress bars), is a core dependency of ``pyproject.toml``.
+runs share one interpreter: 70 s measured on the 2 shared cores at load average 13 (13 s of
+it importing torch and SB3; the cost on an idle machine is a fraction of that). Also:
+every third-party import at module level of the three packages, and what a documented
+command needs at runtime (``rich``, ``tqdm`` for the progress bars), is a core dependency
+of ``pyproject.toml``.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ from baselines.compare import load_config as load_compare
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
-STARTS = ("diffusion-gym", "python -m ", "python3 -m ", "python benchmarks/")
+STARTS = ("diffusion-gym", "python -m ", "python3 -m ", "python benchmarks/", "python examples/")
 
 TINY_IRL = ("rounds=2 checkpoint_every=2 env.num_envs=16 algo.batch_size=64 algo.n_epochs=1 "
             "eval.num_samples=64 eval.seeds=[0] eval.every=1 eval.train_samples=32")  # fmt: skip
@@ -49,7 +51,7 @@ TINY_ART = ("total_timesteps=64 num_envs=8 bank_size=16 reference_steps=8 distil
             "algo_kwargs.n_steps=4 algo_kwargs.batch_size=16 algo_kwargs.n_epochs=1 "
             "eval.num_samples=32 "
             "eval.seeds=[0] eval.oracle=false eval.rho_grid=[7.0] eval.train_samples=8 "
-            "eval.reference_steps=8")  # fmt: skip
+            "eval.reference_steps=8 eval.budgets=[] eval.transfer_presets=[]")  # fmt: skip
 TINY_COMPARE = ("--seeds 0 --num-samples 32 nfe=[5] presets=[gmm-ring8] reference_steps=16 "
                 "strategies=[edm-rho7,uniform] --no-progress")  # fmt: skip
 LONG = "a training run of minutes to hours behind a documented figure"
@@ -87,6 +89,7 @@ RULES: list[tuple[str, str, str]] = [
      r"throughput)\b.*", "module", "minutes of sampling or training (digits figures, "
      "trained checkpoints) or a throughput measurement"),
     (r"python benchmarks/\S+\.py.*", "script", "a throughput / accuracy measurement"),
+    (r"python examples/\S+\.py.*", "script", "a learning script (its own tiny test runs it)"),
 ]  # fmt: skip
 
 
