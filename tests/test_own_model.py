@@ -80,38 +80,50 @@ def test_entry_point_preset_kwargs_factory_device_and_rmse_without_data(user_mod
         presets.check_name("not-a-preset")
 
 
-def _run(args, cwd, pythonpath):
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(pythonpath), str(ROOT)])}
-    return subprocess.run([sys.executable, "-m", "agents.cli", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=300)  # fmt: skip
+# One interpreter runs the three commands through the console script's function: a config
+# that works, one refused before training (its default metrics need data), a comparison.
+DRIVER = """
+import json, sys
+from agents.cli import main
+for argv in json.loads(sys.argv[1]):
+    try:
+        print("@@ RC", main(argv), flush=True)
+    except ValueError as e:
+        print("@@ ValueError", e, flush=True)
+"""
 
 
 def test_cli_train_and_compare_with_own_model(user_module, tmp_path):
     art = {
         "agent": "art", "preset": "my_model:factory", "budget": 2, "num_envs": 8,
         "total_timesteps": 32, "bank_size": 16, "reference_steps": 8, "distill_samples": 8,
-        "net_arch": [8], "progress": False, "algo_kwargs": {"n_steps": 4, "batch_size": 16},
+        "net_arch": [8], "progress": False,
+        "algo_kwargs": {"n_steps": 4, "batch_size": 16, "n_epochs": 1},
         "eval": {"num_samples": 16, "seeds": [0], "metrics": ["rmse", "nfe"], "oracle": False,
                  "rho_grid": [7.0], "train_samples": 8, "reference_steps": 8},
     }  # fmt: skip
-    cfg = tmp_path / "art.yaml"
-    cfg.write_text(yaml.safe_dump(art))
-    r = _run(["train", str(cfg), "--out", str(tmp_path / "art")], tmp_path, user_module)
-    assert r.returncode == 0, r.stderr[-3000:]
-    res = json.loads((tmp_path / "art" / "eval.json").read_text())
-    assert {"art-ppo", "edm-rho7"} <= set(res) and res["edm-rho7"]["rmse"]["mean"] > 0
-    # the default metrics (energy, sliced_w) need data: refused before training
-    del art["eval"]["metrics"]
-    cfg.write_text(yaml.safe_dump(art))
-    r = _run(["train", str(cfg), "--out", str(tmp_path / "art2")], tmp_path, user_module)
-    assert r.returncode != 0 and "needs data.sample" in r.stderr
-    assert not (tmp_path / "art2" / "checkpoints").exists()
+    (tmp_path / "art.yaml").write_text(yaml.safe_dump(art))
+    del art["eval"]["metrics"]  # the defaults (energy, sliced_w) need data
+    (tmp_path / "art2.yaml").write_text(yaml.safe_dump(art))
     cmp = {"presets": ["my_model:factory"], "nfe": [5], "seeds": [0], "num_samples": 16,
            "metrics": ["rmse", "nfe"], "strategies": ["edm-rho7", "uniform"],
            "reference_steps": 8}  # fmt: skip
-    cfg.write_text(yaml.safe_dump(cmp))
-    r = _run(["compare", str(cfg), "--out", str(tmp_path / "cmp")], tmp_path, user_module)
+    (tmp_path / "cmp.yaml").write_text(yaml.safe_dump(cmp))
+    argvs = [
+        ["train", str(tmp_path / "art.yaml"), "--out", str(tmp_path / "art")],
+        ["train", str(tmp_path / "art2.yaml"), "--out", str(tmp_path / "art2")],
+        ["compare", str(tmp_path / "cmp.yaml"), "--out", str(tmp_path / "cmp"), "--no-progress"],
+    ]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(user_module), str(ROOT)])}
+    r = subprocess.run([sys.executable, "-c", DRIVER, json.dumps(argvs)], cwd=tmp_path,
+                       env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
     assert r.returncode == 0, r.stderr[-3000:]
+    codes = [ln for ln in r.stdout.splitlines() if ln.startswith("@@")]
+    assert codes[0] == "@@ RC 0" and codes[2] == "@@ RC 0", r.stdout[-3000:]
+    assert codes[1].startswith("@@ ValueError") and "needs data.sample" in codes[1]
+    assert not (tmp_path / "art2" / "checkpoints").exists()  # refused before any training
+    res = json.loads((tmp_path / "art" / "eval.json").read_text())
+    assert {"art-ppo", "edm-rho7"} <= set(res) and res["edm-rho7"]["rmse"]["mean"] > 0
     res = json.loads((tmp_path / "cmp" / "eval.json").read_text())
     assert res["my_model:factory/nfe5"]["edm-rho7"]["rmse"]["mean"] > 0
 

@@ -939,8 +939,13 @@ def _unconditional_weights(weights: Sequence[float], num_classes: int) -> Sequen
     """The weight table for the denoiser: unchanged if class-conditional; for an
     unconditional one (D_w = D_u for every w) the default table collapses to (1.0,) with a
     warning and an explicit table of several distinct weights is a ``ValueError``."""
-    distinct = {float(w) for w in np.asarray(weights, dtype=np.float64).reshape(-1)}
-    if num_classes > 0 or len(distinct) <= 1:
+    if num_classes > 0:
+        return weights
+    try:
+        distinct = {float(w) for w in np.asarray(weights, dtype=np.float64).reshape(-1)}
+    except (TypeError, ValueError):
+        return weights  # ActionTable names what is wrong with it
+    if len(distinct) <= 1:
         return weights
     if tuple(weights) == tuple(DEFAULT_GUIDANCE_WEIGHTS):
         warnings.warn(
