@@ -62,7 +62,8 @@ def art(seed: int, steps: int, out: Path) -> dict:
     wall = _run(cmd, out / f"art_s{seed}.log")
     dist = json.loads((run / "distilled.json").read_text())
     means = np.asarray(dist["policy_means"], dtype=np.float64)
-    rmse = sb3_clock.heldout_rmse(lambda obs: np.full((len(obs), 1), means[_step(obs)]), **EVAL)
+    act = lambda obs: np.full((len(obs), 1), means[_step(obs)])  # noqa: E731
+    rmse = sb3_clock.heldout_rmse({"art": act}, **EVAL)["art"]
     return {"heldout_rmse": rmse, "train_seconds": round(dist["train_seconds"], 1),
             "wall_seconds": round(wall, 1), "sigmas": dist["sigmas"]}  # fmt: skip
 
@@ -97,7 +98,8 @@ def zoo_ppo(seed: int, steps: int, out: Path) -> dict:
     def act(obs: torch.Tensor) -> np.ndarray:
         return np.clip(model.predict(obs.numpy(), deterministic=True)[0], -1.0, 1.0)
 
-    return {"heldout_rmse": sb3_clock.heldout_rmse(act, **EVAL), "wall_seconds": round(wall, 1)}
+    rmse = sb3_clock.heldout_rmse({"zoo": act}, **EVAL)["zoo"]
+    return {"heldout_rmse": rmse, "wall_seconds": round(wall, 1)}
 
 
 def run_one(learner: str, seed: int, steps: int, out: Path) -> dict:
