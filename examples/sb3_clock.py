@@ -76,8 +76,8 @@ def make_model(algo: str, env: SB3VecEnv, seed: int, log_std_init: float) -> Bas
         return SAC(
             "MlpPolicy", env, seed=seed, device="cpu", verbose=0,
             learning_rate=1e-3, buffer_size=100_000, learning_starts=10 * n, batch_size=256,
-            gamma=1.0, tau=0.02, train_freq=1, gradient_steps=max(n // 16, 1),
-            ent_coef="auto_0.1", target_entropy=-4.0,  # narrow exploration (as PPO's std)
+            gamma=1.0, tau=0.02, train_freq=1,
+            gradient_steps=max(n // 4, 1),  # one gradient step per 4 transitions
             policy_kwargs=dict(net_arch=[64, 64]),
         )  # fmt: skip
     raise ValueError(f"--algo must be 'ppo' or 'sac', got {algo!r}")
