@@ -62,9 +62,11 @@ def art(seed: int, steps: int, out: Path) -> dict:
     wall = _run(cmd, out / f"art_s{seed}.log")
     dist = json.loads((run / "distilled.json").read_text())
     means = np.asarray(dist["policy_means"], dtype=np.float64)
-    rmse = sb3_clock.heldout_rmse(lambda obs: np.full((len(obs), 1), means[_step(obs)]), **EVAL)
+    act = lambda obs: np.full((len(obs), 1), means[_step(obs)])  # noqa: E731
+    rmse = sb3_clock.heldout_rmse({"art": act}, **EVAL)["art"]
     return {"heldout_rmse": rmse, "train_seconds": round(dist["train_seconds"], 1),
-            "wall_seconds": round(wall, 1), "sigmas": dist["sigmas"]}  # fmt: skip
+            "wall_seconds": round(wall, 1), "sigmas": dist["sigmas"],
+            "total_timesteps": steps}  # fmt: skip
 
 
 def _step(obs: torch.Tensor) -> int:
@@ -97,7 +99,8 @@ def zoo_ppo(seed: int, steps: int, out: Path) -> dict:
     def act(obs: torch.Tensor) -> np.ndarray:
         return np.clip(model.predict(obs.numpy(), deterministic=True)[0], -1.0, 1.0)
 
-    return {"heldout_rmse": sb3_clock.heldout_rmse(act, **EVAL), "wall_seconds": round(wall, 1)}
+    rmse = sb3_clock.heldout_rmse({"zoo": act}, **EVAL)["zoo"]
+    return {"heldout_rmse": rmse, "wall_seconds": round(wall, 1), "total_timesteps": steps}
 
 
 def run_one(learner: str, seed: int, steps: int, out: Path) -> dict:
@@ -115,28 +118,46 @@ def run_one(learner: str, seed: int, steps: int, out: Path) -> dict:
 
 
 def table(results: dict[str, dict[int, dict]]) -> str:
-    """Markdown: held-out RMSE per learner (mean over seeds, each seed) and ratio to ART."""
+    """Markdown: held-out RMSE per Clock learner (mean over seeds, each seed), its ratio to
+    the ART recipe's mean, env steps and training seconds; then the Guidance runs."""
+    art_runs = results.get("art") or {}
+    art_mean = np.mean([r["heldout_rmse"] for r in art_runs.values()]) if art_runs else None
     lines = [
-        "| learner | held-out RMSE (mean) | per seed | × ART | train s |",
-        "|---|---|---|---|---|",
+        "| learner | env steps | held-out RMSE, mean | per seed | × ART | train s per seed |",
+        "|---|---|---|---|---|---|",
     ]
-    art_mean = None
-    if results.get("art"):
-        art_mean = float(np.mean([r["heldout_rmse"] for r in results["art"].values()]))
+    base = None
     for learner, runs in results.items():
         if learner == "guidance-irl" or not runs:
             continue
-        v = [runs[s]["heldout_rmse"] for s in sorted(runs)]
+        seeds = sorted(runs)
+        v = [runs[s]["heldout_rmse"] for s in seeds]
+        base = next((runs[s]["base_rmse"] for s in seeds if "base_rmse" in runs[s]), base)
         ratio = f"{np.mean(v) / art_mean:.2f}" if art_mean else "–"
-        secs = [runs[s].get("train_seconds", runs[s].get("wall_seconds")) for s in sorted(runs)]
-        lines.append(f"| {learner} | {np.mean(v):.4f} | {' / '.join(f'{x:.4f}' for x in v)} "
-                     f"| {ratio} | {' / '.join(str(s) for s in secs)} |")  # fmt: skip
-    for runs in [results.get("guidance-irl") or {}]:
-        for s in sorted(runs):
-            r = runs[s]
-            lines.append(f"| guidance-irl s{s}: energy {r['energy']:.4f} vs best constant "
-                         f"{r['best_constant']} {r['best_constant_energy']:.4f} | | | | "
-                         f"{r['train_seconds']} |")  # fmt: skip
+        steps = {runs[s].get("total_timesteps", "?") for s in seeds}
+        secs = " / ".join(str(runs[s].get("train_seconds", "–")) for s in seeds)
+        per = " / ".join(f"s{s}: {x:.4f}" for s, x in zip(seeds, v, strict=True))
+        lines.append(
+            f"| {learner} | {', '.join(map(str, steps))} | {np.mean(v):.4f} | {per} | {ratio} "
+            f"| {secs} |"
+        )
+    if base is not None:
+        ratio = f"{base / art_mean:.2f}" if art_mean else "–"
+        lines.append(f"| *base schedule (a = 0, EDM ρ = 7)* | | {base:.4f} | | {ratio} | |")
+    g = results.get("guidance-irl") or {}
+    if g:
+        lines += [
+            "",
+            "| Guidance-v0, IRL reward | env steps | energy ↓ | best constant | its energy "
+            "| train s |",
+            "|---|---|---|---|---|---|",
+        ]
+        for s in sorted(g):
+            r = g[s]
+            lines.append(
+                f"| cleanrl-ppo s{s} | {r['total_timesteps']} | {r['energy']:.4f} "
+                f"| {r['best_constant']} | {r['best_constant_energy']:.4f} | {r['train_seconds']} |"
+            )
     return "\n".join(lines)
 
 

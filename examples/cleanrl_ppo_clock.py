@@ -125,14 +125,20 @@ class Agent(nn.Module):
         return action, probs.log_prob(action).sum(1), probs.entropy().sum(1), self.critic(x)
 
 
-def heldout_rmse(act, *, num_samples: int, bank_seed: int = 12345) -> float:
-    """RMSE to the reference ODE solution of ``act(obs) -> [B, 1]`` on a held-out bank."""
-    env = gym.make_vec(
-        ENV_ID, num_envs=num_samples, vectorization_mode="vector_entry_point",
-        bank_size=num_samples, bank_seed=bank_seed, **ENV_KWARGS,
+def heldout_rmse(policies: dict, *, num_samples: int, bank_seed: int = 12345) -> dict:
+    """RMSE to the reference ODE solution of each ``act(obs) -> [B, 1]`` on a held-out bank
+    (the same episodes for every policy)."""
+    env = batch_of(
+        gym.make_vec(
+            ENV_ID, num_envs=num_samples, vectorization_mode="vector_entry_point",
+            bank_size=num_samples, bank_seed=bank_seed, **ENV_KWARGS,
+        )
     )  # fmt: skip
-    ro = batch_of(env).rollout(lambda obs, k: act(obs), seed=0)
-    return float((ro.x0 - ro.x_ref).pow(2).reshape(num_samples, -1).mean().sqrt())
+    out = {}
+    for name, act in policies.items():
+        ro = env.rollout(lambda obs, k, act=act: act(obs), seed=0)
+        out[name] = float((ro.x0 - ro.x_ref).pow(2).reshape(num_samples, -1).mean().sqrt())
+    return out
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -230,8 +236,9 @@ def main(argv: list[str] | None = None) -> dict:
         "learner": "cleanrl-ppo", "seed": args.seed, "total_timesteps": args.total_timesteps,
         "train_seconds": round(train_s, 1),
         "last_train_return": float(np.mean(returns_log[-20:])) if returns_log else None,
-        "heldout_rmse": heldout_rmse(act, num_samples=n),
-        "base_rmse": heldout_rmse(lambda o: np.zeros((len(o), 1)), num_samples=n),
+        **heldout_rmse(
+            {"heldout_rmse": act, "base_rmse": lambda o: np.zeros((len(o), 1))}, num_samples=n
+        ),
     }  # fmt: skip
     print(json.dumps(result))
     if args.out:

@@ -9,7 +9,7 @@ ring, 4 Heun steps; an action picks (w, γ) from 18 pairs), wrapped by
 of the state it arrives in, and the discriminator is trained online against real data
 noised to the same σ (``--reward log_prob`` uses the env's terminal log-likelihood instead).
 
-    python examples/cleanrl_ppo_guidance.py --total-timesteps 200000 --seed 0 --out runs/g.json
+    python examples/cleanrl_ppo_guidance.py --total-timesteps 300000 --seed 0 --out runs/g.json
 
 At the end the deterministic policy (argmax) is scored on a fixed evaluation batch (class-
 conditional energy distance to true data, ``agents.benchmark.evaluation``) against every
@@ -41,7 +41,7 @@ ENV_ID = "diffusion_gym/Guidance-v0"
 class Args:
     seed: int = 0
     """seed of the experiment (torch, the env's episode streams, the discriminator)"""
-    total_timesteps: int = 200_000
+    total_timesteps: int = 300_000
     """env steps, summed over the envs"""
     reward: str = "irl"
     """``irl`` (DiscriminatorReward) or ``log_prob`` (the env's terminal log p(x_0|c))"""
