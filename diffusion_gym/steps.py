@@ -218,7 +218,8 @@ def _sample(
     s_noise, lower_order_final, grad,
 ) -> torch.Tensor:  # fmt: skip
     """:func:`sample`'s loop (grad mode set by the caller; σ's stay tensors if ``grad``)."""
-    sigmas = validate(sigmas).to(device=noise.device)
+    checked = validate(sigmas.detach() if isinstance(sigmas, torch.Tensor) else sigmas)
+    sigmas = (sigmas if grad else checked).to(device=noise.device)  # grad: keep the graph
     n = sigmas.shape[0] - 1
     state = SolverState(n, lower_order_final=lower_order_final) if solver.multistep else None
     ws = _per_step(guidance, n, "guidance", noise.device)

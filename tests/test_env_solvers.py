@@ -132,6 +132,25 @@ def test_clock_solver_arguments_and_obs_history():
         env.close()
 
 
+@pytest.mark.parametrize("solver", ["dpmpp-3m", "ipndm"])
+def test_clock_obs_history_features_mode(solver):
+    """``features`` mode: per slot [present, log σ, RMS of the entry]; iPNDM's entries are
+    the derivatives d = (x − D)/σ."""
+    env = _clock(solver, num_envs=3, obs_mode="features", obs_history=True)
+    slots = steps.get_solver(solver).history_slots
+    assert env.obs_dim == 3 + 3 + slots * 3 + 8
+    env.reset(seed=1)
+    for _ in range(3):
+        obs, *_ = env.step(np.full((3, 1), 0.3, np.float32))
+    cols = torch.as_tensor(obs[:, 6 : 6 + 3 * slots]).reshape(3, slots, 3)
+    st = env.solver_state
+    assert (cols[:, :3, 0] == 1).all() and (cols[:, 3:, 0] == 0).all()  # 3 steps taken
+    scale = 1.0 if solver == "ipndm" else 1.0 / env.denoiser.sigma_data
+    rms = (st.model[0] * scale).pow(2).mean(1).sqrt()
+    torch.testing.assert_close(cols[:, 0, 2], rms.float())
+    env.close()
+
+
 def test_clock_bank_shared_across_solvers():
     """One bank (built once) serves envs with different solvers; episodes equal those of an
     env with its own (identical) bank; a bank with other entries is refused."""
