@@ -35,6 +35,7 @@ BASES = ("edm", "linear")
 REWARDS = ("terminal_error", "local_error")
 OBS_MODES = ("state", "features")
 
+MAX_BUDGET = 10_000  # far past any useful budget; bounds the constructor's O(K) check
 _EPS = 2.0**-52  # float64 machine epsilon
 _LOG_SIGMA_FLOOR = math.log(1e-250)  # every σ_k before the last step stays above this
 _TINY_BETA = 1e-12  # "β → 0": the base schedule alone
@@ -94,7 +95,7 @@ class ClockSpec:
         def norm(name, value):  # frozen: normalised values are set through object
             object.__setattr__(self, name, value)
 
-        norm("budget", as_int("budget (K solver steps)", self.budget, 1))
+        norm("budget", as_int("budget (K solver steps)", self.budget, 1, MAX_BUDGET))
         if self.base not in BASES:
             raise ValueError(f"base must be one of {BASES}, got {self.base!r}")
         if self.prior_std is not None:
@@ -172,7 +173,7 @@ class Clock:
         speed_scale: float = 3.0,
         device: torch.device | str = "cpu",
     ):
-        budget = as_int("budget (K solver steps)", budget, 1)
+        budget = as_int("budget (K solver steps)", budget, 1, MAX_BUDGET)
         if base not in BASES:
             raise ValueError(f"base must be one of {BASES}, got {base!r}")
         speed_scale = as_real("speed_scale (β)", speed_scale, 0.0, low_open=True)

@@ -257,7 +257,7 @@ class GuidanceVectorEnv(BatchedSamplerEnv):
         if self._solver not in steps.SOLVERS:
             raise ValueError(f"solver must be one of {steps.SOLVERS}, got {self._solver!r}")
         if num_steps is not None:
-            num_steps = as_int("num_steps", num_steps, 1)
+            num_steps = as_int("num_steps", num_steps, 1, 100_000)
         sig = _make_schedule(schedule, num_steps, self.preset, self.device)
         self._sigmas = sig.to(self.device)
         self._sigma_list = [float(s) for s in sig]
