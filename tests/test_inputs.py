@@ -213,7 +213,10 @@ def test_numpy_scalars_are_accepted_where_python_numbers_are():
      ({"prior_std": math.inf}, "prior_std"), ({"prior_std": 0.0}, "prior_std"),
      ({"guidance": math.nan}, "guidance"), ({"num_envs": 2.0}, "num_envs"),
      ({"num_envs": True}, "num_envs"), ({"bank_size": np.float64(8)}, "bank_size"),
-     ({"speed_scale": 1 + 2j}, "speed_scale")],
+     ({"speed_scale": 1 + 2j}, "speed_scale"),
+     ({"budget": 2**70}, "budget"),  # found by benchmarks/fuzz.py: a RuntimeError before
+     ({"rho": 0.0039}, "rho"),  # found by the property tests: OverflowError before
+     ({"rho": 1.1e17}, "rho")],  # found by the property tests: ZeroDivisionError before
 )  # fmt: skip
 def test_clock_constructor_rejects_non_numbers_and_non_finite(kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -223,7 +226,8 @@ def test_clock_constructor_rejects_non_numbers_and_non_finite(kwargs, match):
 @pytest.mark.parametrize(
     "kwargs, match",
     [({"s_noise": math.nan}, "s_noise"), ({"s_noise": -1.0}, "s_noise"),
-     ({"num_steps": 2.5}, "num_steps"), ({"max_episode_steps": True}, "max_episode_steps")],
+     ({"num_steps": 2.5}, "num_steps"), ({"max_episode_steps": True}, "max_episode_steps"),
+     ({"num_steps": 2**70}, "num_steps")],
 )  # fmt: skip
 def test_guidance_constructor_rejects_non_numbers_and_non_finite(kwargs, match):
     with pytest.raises(ValueError, match=match):
