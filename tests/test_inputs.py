@@ -11,13 +11,14 @@ depend on the other envs of its batch (item 14). The random families are in
 from __future__ import annotations
 
 import math
+import time
 
 import gymnasium as gym
 import numpy as np
 import pytest
 import torch
 
-from diffusion_gym import presets, steps
+from diffusion_gym import memory, presets, steps
 from diffusion_gym.denoisers.base import Denoiser
 from diffusion_gym.envs import (
     Clock,
@@ -212,7 +213,10 @@ def test_numpy_scalars_are_accepted_where_python_numbers_are():
      ({"prior_std": math.inf}, "prior_std"), ({"prior_std": 0.0}, "prior_std"),
      ({"guidance": math.nan}, "guidance"), ({"num_envs": 2.0}, "num_envs"),
      ({"num_envs": True}, "num_envs"), ({"bank_size": np.float64(8)}, "bank_size"),
-     ({"speed_scale": 1 + 2j}, "speed_scale")],
+     ({"speed_scale": 1 + 2j}, "speed_scale"),
+     ({"budget": 2**70}, "budget"),  # found by benchmarks/fuzz.py: a RuntimeError before
+     ({"rho": 0.0039}, "rho"),  # found by the property tests: OverflowError before
+     ({"rho": 1.1e17}, "rho")],  # found by the property tests: ZeroDivisionError before
 )  # fmt: skip
 def test_clock_constructor_rejects_non_numbers_and_non_finite(kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -222,7 +226,8 @@ def test_clock_constructor_rejects_non_numbers_and_non_finite(kwargs, match):
 @pytest.mark.parametrize(
     "kwargs, match",
     [({"s_noise": math.nan}, "s_noise"), ({"s_noise": -1.0}, "s_noise"),
-     ({"num_steps": 2.5}, "num_steps"), ({"max_episode_steps": True}, "max_episode_steps")],
+     ({"num_steps": 2.5}, "num_steps"), ({"max_episode_steps": True}, "max_episode_steps"),
+     ({"num_steps": 2**70}, "num_steps")],
 )  # fmt: skip
 def test_guidance_constructor_rejects_non_numbers_and_non_finite(kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -308,3 +313,46 @@ def test_mixture_denoiser_row_is_independent_of_its_batch():
     for b in (1, 3, 7):
         parts = [den(x[i : i + b], sigma[i : i + b], labels[i : i + b]) for i in range(0, 64, b)]
         assert torch.equal(torch.cat(parts)[:64], full)
+
+
+# ---------------------------------------------------------------------------------------------
+# Item 13: configurations that cannot fit are refused up front
+
+
+def test_impossible_sizes_are_refused_at_once(monkeypatch):
+    """2**30 envs (≈ 1.7 TiB for Clock-v0) fail in the constructor, before any per-env
+    allocation, with the estimate and the override in the message."""
+    monkeypatch.delenv(memory.ENV_VAR, raising=False)
+    for make in (lambda: ClockVectorEnv(num_envs=2**30), lambda: GuidanceVectorEnv(2**30)):
+        t0 = time.perf_counter()
+        with pytest.raises(ValueError, match=r"needs about .*TiB.*DIFFUSION_GYM_MEMORY_LIMIT=off"):
+            make()
+        assert time.perf_counter() - t0 < 5.0
+
+
+def test_memory_limit_override(monkeypatch):
+    monkeypatch.setenv(memory.ENV_VAR, "1M")
+    with pytest.raises(ValueError, match=r"batch .* bank .* denoiser call .*1 MiB is available"):
+        ClockVectorEnv(num_envs=4096, **SMALL)
+    with pytest.raises(ValueError, match="GuidanceVectorEnv"):
+        GuidanceVectorEnv(num_envs=4096)
+    GuidanceVectorEnv(num_envs=64)  # small enough for 1 MiB
+    monkeypatch.setenv(memory.ENV_VAR, "off")
+    assert ClockVectorEnv(num_envs=4096, **SMALL).num_envs == 4096
+    monkeypatch.setenv(memory.ENV_VAR, "lots")
+    with pytest.raises(ValueError, match="DIFFUSION_GYM_MEMORY_LIMIT='lots'"):
+        ClockVectorEnv(num_envs=4, **SMALL)
+
+
+def test_memory_estimate_scales_with_the_configuration():
+    small = ClockVectorEnv(num_envs=64, **SMALL).memory_estimate()
+    big = ClockVectorEnv(num_envs=128, **SMALL).memory_estimate()
+    assert big["batch"] == 2 * small["batch"] and big["bank"] == small["bank"]
+    more_bank = ClockVectorEnv(num_envs=64, bank_size=64, reference_steps=8).memory_estimate()
+    assert more_bank["bank"] > small["bank"] and more_bank["batch"] == small["batch"]
+    # gmm-64d: 16 components × 64 dims per sample in the denoiser's workspace
+    den = presets.make("gmm-64d").denoiser
+    assert den.workspace_bytes(10) == 10 * 16 * (5 * 64 + 3) * 8
+    assert memory.format_bytes(1536 * 2**20) == "1.5 GiB"
+    net = presets.make("gmm-ring8-mlp").denoiser  # probed once: its layers' outputs / 3
+    assert net.workspace_bytes(4) == 4 * net.workspace_bytes(1) > 4 * 2 * 2 * 4

@@ -52,6 +52,37 @@ class _ConditionedMixin:
             )
         return super().check_labels(class_labels, batch, device)
 
+    def workspace_bytes(self, batch: int) -> int:
+        """An estimate of one call's activations: a third of the bytes the network's leaf
+        modules output for one sample (measured once, by forward hooks on a batch of one),
+        times ``batch``. Not all outputs are alive at once: on the digits U-Net a third
+        matches the peak RSS growth of a Guidance step at 16,384 envs (77 KB a sample)."""
+        per_sample = getattr(self, "_activation_bytes", None)
+        if per_sample is None:
+            per_sample = self._activation_bytes = self._probe_activation_bytes() // 3
+        return batch * max(per_sample, 2 * self.dim * self.itemsize)
+
+    def _probe_activation_bytes(self) -> int:
+        total = 0
+
+        def count(_module, _inputs, out):
+            nonlocal total
+            if isinstance(out, torch.Tensor):
+                total += out.numel() * out.element_size()
+
+        leaves = [m for m in self.modules() if next(m.children(), None) is None]
+        hooks = [m.register_forward_hook(count) for m in leaves]
+        try:
+            x = torch.zeros(1, *self.shape, dtype=self.dtype, device=self.device)
+            sigma = torch.full((1,), self.sigma_max, dtype=self.dtype, device=self.device)
+            labels = None if self.num_classes == 0 else torch.zeros(1, dtype=torch.long)
+            with torch.no_grad():
+                self.denoise(x, sigma, None if labels is None else labels.to(self.device))
+        finally:
+            for h in hooks:
+                h.remove()
+        return total
+
     def _check_output(self, out, x: torch.Tensor, what: str) -> torch.Tensor:
         if not isinstance(out, torch.Tensor):
             raise TypeError(f"the wrapped network must return a tensor, got {type(out).__name__}")

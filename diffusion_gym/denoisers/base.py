@@ -77,6 +77,18 @@ class Denoiser(nn.Module):
         """Estimate x0 from validated ``x [B, *shape]``, ``sigma [B]``, labels or None."""
         raise NotImplementedError
 
+    def workspace_bytes(self, batch: int) -> int:
+        """A lower estimate of the memory one call on ``batch`` samples allocates besides its
+        input and output (for the envs' up-front memory check, :mod:`diffusion_gym.memory`):
+        by default two sample-sized temporaries per sample; a subclass whose calls need more
+        (a mixture's ``[B, K, d]`` terms) says so."""
+        return 2 * batch * self.dim * self.itemsize
+
+    @property
+    def itemsize(self) -> int:
+        """Bytes of one scalar of :attr:`dtype`."""
+        return torch.empty((), dtype=self.dtype).element_size()
+
     def forward(
         self,
         x: torch.Tensor,
@@ -151,6 +163,9 @@ class DenoiserWrapper(Denoiser):
 
     def denoise(self, x, sigma, class_labels):
         return self.inner.denoise(x, sigma, class_labels)
+
+    def workspace_bytes(self, batch: int) -> int:
+        return self.inner.workspace_bytes(batch)
 
 
 def guided_denoise(

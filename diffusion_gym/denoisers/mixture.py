@@ -121,6 +121,11 @@ class GaussianMixture(Denoiser):
         self.register_buffer("eigvecs", vec)
         self.register_buffer("component_classes", classes)
 
+    def workspace_bytes(self, batch: int) -> int:
+        """Five ``[B, K, d]`` terms (x − μ, y, v, y²/v, the score's) and three ``[B, K]``."""
+        k, d = self.num_components, self.dim
+        return batch * k * (5 * d + 3) * self.itemsize
+
     # ----------------------------------------------------------------------------------------
     @property
     def num_components(self) -> int:
@@ -284,6 +289,11 @@ class SplitMixture(Denoiser):
         )
         self.conditional = conditional
         self.unconditional = unconditional
+
+    def workspace_bytes(self, batch: int) -> int:  # the two calls run one after the other
+        return max(
+            self.conditional.workspace_bytes(batch), self.unconditional.workspace_bytes(batch)
+        )
 
     def denoise(self, x, sigma, class_labels):
         if class_labels is None:

@@ -25,7 +25,7 @@ from gymnasium.error import ResetNeeded
 from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 
-from .. import presets
+from .. import memory, presets
 from ..checks import as_int, as_seed
 from ..denoisers.base import Denoiser, denoiser_name
 from .common import base_seeds, check_seed, episode_keys, resolve_preset
@@ -179,6 +179,25 @@ class BatchedSamplerEnv(VectorEnv):
         rng = seeding.np_random(seed if isinstance(seed, int) else None)[0]
         seeds = base_seeds(seed, batch, rng).to(device)
         return episode_keys(seeds, torch.zeros(batch, dtype=torch.int64, device=device))
+
+    # -- memory -------------------------------------------------------------------------------
+    def memory_estimate(self) -> dict[str, int]:
+        """A lower estimate of the bytes this configuration holds, by part (``"host arrays"``
+        are the numpy outputs of a step; the rest lives on :attr:`device`)."""
+        raise NotImplementedError
+
+    def _check_memory(self) -> None:
+        """Refuse (``ValueError``) a configuration whose :meth:`memory_estimate` exceeds the
+        memory available (see :mod:`diffusion_gym.memory`; ``DIFFUSION_GYM_MEMORY_LIMIT``)."""
+        parts = self.memory_estimate()
+        what = f"{type(self).__name__}(num_envs={self.num_envs}, preset {self._preset.name!r})"
+        hint = "lower num_envs (or the sizes named above)"
+        if self._device.type == "cpu":
+            memory.check_fits(what, parts, self._device, hint)
+            return
+        host = {"host arrays": parts.pop("host arrays")}
+        memory.check_fits(what, parts, self._device, hint)
+        memory.check_fits(what, host, "cpu", hint)
 
     # -- outputs ------------------------------------------------------------------------------
     def _check_outputs(self, obs, reward) -> None:

@@ -321,10 +321,34 @@ class ClockVectorEnv(BatchedSamplerEnv):
         self._scale = spec.reward_scale if isinstance(spec.reward_scale, float) else 1.0
         self.obs_dim = 3 + n_x + self._n_hist + n_cls
         self._ones_shape = (1,) * len(den.shape)  # broadcasts a [B] scale over x [B, *shape]
+        self._check_memory()  # before the batched spaces: their bounds are [B, obs_dim] too
         self.single_action_space = spaces.Box(-1.0, 1.0, (1,), np.float32)
         self.single_observation_space = spaces.Box(-np.inf, np.inf, (self.obs_dim,), np.float32)
         self.action_space = batch_space(self.single_action_space, num_envs)
         self.observation_space = batch_space(self.single_observation_space, num_envs)
+
+    def memory_estimate(self) -> dict[str, int]:
+        """A lower estimate of the bytes this configuration holds, by part: ``"batch"``
+        (per env: x and the solver's temporaries, ~10 samples; the bank rows drawn ahead;
+        the float64 observation state; clock and seed scalars), ``"bank"`` (bank_size
+        entries of x_T, x_ref, x''_0 and first observations, plus a reference-solve chunk),
+        ``"denoiser call"`` (the workspace of the largest batched call), ``"host arrays"``
+        (a step's numpy outputs and ``final_obs`` rows). Checked against the available
+        memory at construction (:mod:`diffusion_gym.memory`)."""
+        b, den, d = self.num_envs, self.denoiser, self.obs_dim
+        s = den.dim * den.itemsize  # one sample
+        n_ahead = max(1, min(64, 2**15 // b))  # see _bank_entries
+        per_env = 10 * s + n_ahead * (2 * s + 4 * d + 16) + 8 * d + 8 * (12 + self._K)
+        n_bank, chunk = self._spec.bank_size, min(1024, self._spec.bank_size)
+        bank = n_bank * (3 * s + 12 * d + 8) + chunk * 10 * s
+        calls = 1 if self._guidance is None else 2  # a guided call is one batch of 2B
+        return {
+            "batch": b * per_env,
+            "bank": bank,
+            "denoiser call": den.workspace_bytes(calls * max(b, chunk)),
+            # obs ×2, reward/σ/σ_next, final_obs rows; the batched spaces' bounds
+            "host arrays": b * (8 * d + 48 + 112) + b * (10 * d + 10),
+        }
 
     # -- public, read-only ------------------------------------------------------------------------
     @property

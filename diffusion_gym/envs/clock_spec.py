@@ -36,9 +36,26 @@ BASES = ("edm", "linear")
 REWARDS = ("terminal_error", "local_error", "log_terminal_error")
 OBS_MODES = ("state", "features", "time")
 
+MAX_BUDGET = 10_000  # far past any useful budget; bounds the constructor's O(K) check
 _EPS = 2.0**-52  # float64 machine epsilon
 _LOG_SIGMA_FLOOR = math.log(1e-250)  # every σ_k before the last step stays above this
 _TINY_BETA = 1e-12  # "β → 0": the base schedule alone
+
+
+def _rho_roots(sigma_min: float, sigma_max: float, rho: float) -> tuple[float, float]:
+    """``(σ_max^(1/ρ), σ_min^(1/ρ))``; ``ValueError`` where float64 cannot warp the range
+    with this ρ (the root overflows for a tiny ρ, or the two roots round together for a
+    huge one)."""
+    try:
+        hi, lo = sigma_max ** (1 / rho), sigma_min ** (1 / rho)
+    except OverflowError:
+        hi, lo = math.inf, 0.0
+    if not (math.isfinite(hi) and hi > lo and math.isfinite(hi / (hi - lo))):
+        raise ValueError(
+            f"rho={rho} is out of range for sigma in [{sigma_min}, {sigma_max}]: "
+            "sigma_max**(1/rho) must be finite and differ from sigma_min**(1/rho) in float64"
+        )
+    return hi, lo
 
 
 def _sigmoid(z: float) -> float:
@@ -83,7 +100,7 @@ class ClockSpec:
         def norm(name, value):  # frozen: normalised values are set through object
             object.__setattr__(self, name, value)
 
-        norm("budget", as_int("budget (K solver steps)", self.budget, 1))
+        norm("budget", as_int("budget (K solver steps)", self.budget, 1, MAX_BUDGET))
         if self.base not in BASES:
             raise ValueError(f"base must be one of {BASES}, got {self.base!r}")
         if self.prior_std is not None:
@@ -170,7 +187,7 @@ class Clock:
         speed_scale: float = 3.0,
         device: torch.device | str = "cpu",
     ):
-        budget = as_int("budget (K solver steps)", budget, 1)
+        budget = as_int("budget (K solver steps)", budget, 1, MAX_BUDGET)
         if base not in BASES:
             raise ValueError(f"base must be one of {BASES}, got {base!r}")
         speed_scale = as_real("speed_scale (β)", speed_scale, 0.0, low_open=True)
@@ -185,7 +202,7 @@ class Clock:
         self.device = torch.device(device)
         k = budget
         if base == "edm":
-            self._hi, self._lo = sigma_max ** (1 / rho), sigma_min ** (1 / rho)
+            self._hi, self._lo = _rho_roots(sigma_min, sigma_max, rho)
             self.u_star = self._hi / (self._hi - self._lo)
             self.u_base = torch.linspace(0, 1, k, dtype=torch.float64, device=device)
             self.sigma_base = schedules.karras(k, sigma_min, sigma_max, rho, device=device)

@@ -286,7 +286,7 @@ class GuidanceVectorEnv(BatchedSamplerEnv):
         if self._solver not in steps.SOLVERS:
             raise ValueError(f"solver must be one of {steps.SOLVERS}, got {self._solver!r}")
         if num_steps is not None:
-            num_steps = as_int("num_steps", num_steps, 1)
+            num_steps = as_int("num_steps", num_steps, 1, 100_000)
         ode = steps.get_solver(self._solver)
         self._multistep = ode.multistep
         no_churn = ode.multistep and not ode.sde  # dpmpp-2m: churn is its SDE variant
@@ -309,8 +309,8 @@ class GuidanceVectorEnv(BatchedSamplerEnv):
         self._guidance_weights = self._action_table.weights
         self._gammas = self._action_table.gammas
         self.s_noise = as_real("s_noise (EDM's S_noise)", s_noise, 0.0)
+        self._init_obs_space(obs_mode)  # checks the memory before the batched spaces
         self._init_action_space(action_format)
-        self._init_obs_space(obs_mode)
         self._init_reward(reward, classifier)
         self._fixed_labels = self._check_labels(class_labels, num_envs)
         self.mask_fn = mask_fn
@@ -325,6 +325,23 @@ class GuidanceVectorEnv(BatchedSamplerEnv):
         self._class_labels: torch.Tensor | None = None
         self.keys: torch.Tensor | None = None
         self.streams: SampleStreams | None = None
+
+    def memory_estimate(self) -> dict[str, int]:
+        """A lower estimate of the bytes this configuration holds, by part: ``"batch"`` (per
+        env: x, the churned x̂, its noise and the solver's temporaries, ~8 samples, plus the
+        guided call's doubled input and output, 4 more; observation, keys, labels),
+        ``"denoiser call"`` (the workspace of one guided call of 2B), ``"host arrays"`` (a
+        step's numpy outputs and ``final_obs`` rows). Checked against the available memory at
+        construction (:mod:`diffusion_gym.memory`)."""
+        b, den, d = self.num_envs, self.denoiser, self.obs_dim
+        s = den.dim * den.itemsize
+        calls = 2 if self.num_classes else 1
+        return {
+            "batch": b * (8 * s + 4 * calls * s // 2 + 4 * d + 8 * 4 + 4 * self.num_classes),
+            "denoiser call": den.workspace_bytes(calls * b),
+            # obs ×2, reward, final_obs rows; the batched spaces' bounds and action nvec
+            "host arrays": b * (8 * d + 8 + 112) + b * (10 * d + 16),
+        }
 
     # ------------------------------------------------------------------------------------
     # Public state (read-only)
@@ -402,6 +419,7 @@ class GuidanceVectorEnv(BatchedSamplerEnv):
         low[head + 1 : head + 2 + c] = 0.0  # k/N and the one-hot lie in [0, 1]
         high[head + 1 : head + 2 + c] = 1.0
         low[head + 2 + c :] = 0.0  # norms are >= 0
+        self._check_memory()  # before the batched spaces: their bounds are [B, obs_dim] too
         self.single_observation_space = spaces.Box(low, high, dtype=np.float32)
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
 
