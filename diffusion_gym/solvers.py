@@ -116,6 +116,9 @@ class Solver:
     name: str = ""
     order: int = 1
     multistep: bool = False
+    sde: bool = False
+    """Whether churn γ > 0 runs as this solver's own SDE variant (``advance(churn=)``)
+    instead of EDM's churn (single-step solvers) or being refused (other multistep ones)."""
 
     def nfe(self, num_steps: int) -> int:
         """Denoiser evaluations of ``num_steps`` steps ending at σ = 0."""
@@ -132,7 +135,10 @@ class Solver:
         t_cur: torch.Tensor,
         t_next: torch.Tensor,
         state: SolverState | None,
+        churn: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The ODE step from σ = ``t_cur`` to ``t_next`` (both broadcastable against x);
+        ``churn = (γ, S_noise · ε)`` only for solvers with :attr:`sde`."""
         raise NotImplementedError
 
     @property
@@ -254,7 +260,15 @@ class DPMSolverPP(_Multistep):
     """DPM-Solver++(2M)/(3M), multistep, data prediction (Lu et al. 2022, "DPM-Solver++",
     Alg. 2; the third-order update of diffusers' ``DPMSolverMultistepScheduler``), in λ = −log σ:
     with h = λ_t − λ_s, r_j = h_j/h and m_j the past D,
-    x_t = (σ_t/σ_s) x − (e^{−h} − 1) D_0 [+ terms in D_1, D_2]. 1 NFE per step."""
+    x_t = (σ_t/σ_s) x − (e^{−h} − 1) D_0 [+ terms in D_1, D_2]. 1 NFE per step.
+
+    Churn γ > 0 (2M only) runs DPM-Solver++(2M) SDE (k-diffusion's ``sample_dpmpp_2m_sde``,
+    midpoint; diffusers' ``sde-dpmsolver++`` is η = 1) with η h = log(1 + γ):
+    x_t = (σ_t/σ_s) e^{−ηh} x + (1 − e^{−h−ηh}) (D_0 + D_1/2) + σ_t sqrt(1 − e^{−2ηh}) S_noise ε.
+    Its first-order part is exactly EDM's churn to σ̂ = σ(1 + γ) followed by a DDIM step to σ_t,
+    except that D is evaluated before the noise (at x, σ) rather than at (x̂, σ̂): the same
+    fresh-noise fraction as EDM's churn, without breaking the history. γ = 0 gives the ODE
+    update bit for bit."""
 
     lower_order_final_below = DPM_LOWER_ORDER_FINAL_BELOW
 
@@ -267,28 +281,43 @@ class DPMSolverPP(_Multistep):
         # the Taylor term, so that update is of order 2 (measured: tests/test_solvers.py).
         # ``taylor=True`` doubles D2 (order 3; not registered, pass the object).
         self._d2_scale = 2.0 if taylor else 1.0
+        self.sde = order == 2 and not taylor
 
-    def advance(self, D, x, t_cur, t_next, state):  # noqa: N803
+    def advance(self, D, x, t_cur, t_next, state, churn=None):  # noqa: N803
         state = self._check_state(state, self.name)
         p = self._order(state)
         m0 = D(x, t_cur)
         hist, hist_sig = state.model, state.sigmas
+        if churn is not None and not self.sde:
+            raise ValueError(f"solver {self.name!r} has no SDE variant for churn gamma > 0")
+        if churn is not None:  # 2M SDE: η h = log(1 + γ) (see the class docstring)
+            eta_h = torch.log1p(churn[0])
+            decay, noise = torch.exp(-eta_h), churn[1]
 
         def update(t_n):
             lam_s, lam_t = _lam(t_cur), _lam(t_n)
             h = lam_t - lam_s
-            phi = torch.expm1(-h)  # e^{−h} − 1 = σ_t/σ_s − 1
-            x_t = (t_n / t_cur) * x - phi * m0  # DPM-Solver++(1) = DDIM
+            if churn is None:
+                phi = torch.expm1(-h)  # e^{−h} − 1 = σ_t/σ_s − 1
+                x_t = (t_n / t_cur) * x - phi * m0  # DPM-Solver++(1) = DDIM
+            else:  # e^{−h−ηh} − 1; γ = 0: the ODE's values exactly
+                phi = torch.expm1(-h - eta_h)
+                x_t = ((t_n / t_cur) * decay) * x - phi * m0
             if p >= 2:
                 r0 = (lam_s - _lam(hist_sig[0])) / h
                 d1_0 = (m0 - hist[0]) / r0
                 if p == 2:  # 2M (midpoint): D = m0 + D1/2
-                    return x_t - 0.5 * phi * d1_0
+                    x_t = x_t - 0.5 * phi * d1_0
+                    if churn is not None:  # fresh noise of the SDE
+                        x_t = x_t + t_n * (-torch.expm1(-2 * eta_h)).sqrt() * noise
+                    return x_t
                 r1 = (_lam(hist_sig[0]) - _lam(hist_sig[1])) / h
                 d1_1 = (hist[0] - hist[1]) / r1
                 d1 = d1_0 + (r0 / (r0 + r1)) * (d1_0 - d1_1)
                 d2 = self._d2_scale * (d1_0 - d1_1) / (r0 + r1)
                 x_t = x_t + (phi / h + 1.0) * d1 - ((phi + h) / h**2 - 0.5) * d2
+            if churn is not None:  # fresh noise of the SDE (first-order steps)
+                x_t = x_t + t_n * (-torch.expm1(-2 * eta_h)).sqrt() * noise
             return x_t
 
         x_next = self._finish(t_next == 0, t_next, update, m0)

@@ -11,8 +11,10 @@ equals :func:`sample` with the same schedule, weights, churn and seed.
 The ODE step itself is one solver object of :mod:`diffusion_gym.solvers` (a registry: Euler,
 Heun, DPM-Solver++(2M/3M), UniPC-2/3, iPNDM); multistep solvers carry their history in a
 :class:`~diffusion_gym.solvers.SolverState` passed as ``state=``. Churn (γ > 0) is EDM's and
-needs a single-step solver (Euler, Heun): a multistep solver's history assumes one smooth
-trajectory, so γ > 0 with one raises ``ValueError``.
+needs a single-step solver (Euler, Heun), or ``dpmpp-2m``, whose γ > 0 runs its SDE variant
+(DPM-Solver++(2M) SDE with η h = log(1 + γ), see :class:`~diffusion_gym.solvers.DPMSolverPP`):
+the other multistep solvers' history assumes one smooth trajectory, so γ > 0 with one of them
+raises ``ValueError``.
 """
 
 from __future__ import annotations
@@ -96,7 +98,7 @@ def step(
         Heun, the denoise x = D(x; σ) for DPM-Solver++ and UniPC.
     :param guidance: CFG weight w (scalar or ``[B]``); None = plain call with the labels.
     :param gamma: churn γ >= 0 (scalar or ``[B]``); needs ``noise`` where it is non-zero,
-        and a single-step solver.
+        and a single-step solver or ``dpmpp-2m`` (its SDE variant).
     :param solver: a name of :data:`SOLVERS` (or a solver object): ``"euler"`` (1 NFE),
         ``"heun"`` (2 NFE, 1 on the last step), or a multistep solver (1 NFE; needs ``state``).
     :param noise: ``[B, *shape]`` standard normals for the churn.
@@ -125,16 +127,19 @@ def step(
 
     # Increase noise temporarily: t_hat = t_cur (1 + gamma).
     if churn:
-        if ode.multistep:
+        if ode.multistep and not ode.sde:
             raise ValueError(
-                f"churn gamma > 0 needs a single-step solver (euler, heun); {ode.name!r} is "
-                "multistep (its history assumes one smooth ODE trajectory)"
+                f"churn gamma > 0 needs a single-step solver (euler, heun) or dpmpp-2m (its "
+                f"SDE variant); {ode.name!r} is multistep (its history assumes one smooth ODE "
+                "trajectory)"
             )
         if noise is None:
             raise ValueError("gamma > 0 needs churn noise: pass noise= (standard normals)")
         if not isinstance(noise, torch.Tensor) or noise.shape != x.shape:
             got = tuple(noise.shape) if isinstance(noise, torch.Tensor) else type(noise).__name__
             raise ValueError(f"noise must be a tensor of x's shape {tuple(x.shape)}, got {got}")
+        if ode.sde:  # the solver's own SDE step injects the noise (DPM-Solver++(2M) SDE)
+            return ode.advance(D, x, t_cur, t_next, state, churn=(g, s_noise * noise))
         t_hat = t_cur * (1 + g)
         x_hat = x + (t_hat**2 - t_cur**2).sqrt() * s_noise * noise
     else:
@@ -211,7 +216,8 @@ def _sample(
     s_noise, lower_order_final, grad,
 ) -> torch.Tensor:  # fmt: skip
     """:func:`sample`'s loop (grad mode set by the caller; σ's stay tensors if ``grad``)."""
-    sigmas = validate(sigmas).to(device=noise.device)
+    checked = validate(sigmas.detach() if isinstance(sigmas, torch.Tensor) else sigmas)
+    sigmas = (sigmas if grad else checked).to(device=noise.device)  # grad: keep the graph
     n = sigmas.shape[0] - 1
     state = SolverState(n, lower_order_final=lower_order_final) if solver.multistep else None
     ws = _per_step(guidance, n, "guidance", noise.device)

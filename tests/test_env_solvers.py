@@ -132,6 +132,52 @@ def test_clock_solver_arguments_and_obs_history():
         env.close()
 
 
+@pytest.mark.parametrize("solver", ["dpmpp-3m", "ipndm"])
+def test_clock_obs_history_features_mode(solver):
+    """``features`` mode: per slot [present, log σ, RMS of the entry]; iPNDM's entries are
+    the derivatives d = (x − D)/σ."""
+    env = _clock(solver, num_envs=3, obs_mode="features", obs_history=True)
+    slots = steps.get_solver(solver).history_slots
+    assert env.obs_dim == 3 + 3 + slots * 3 + 8
+    env.reset(seed=1)
+    for _ in range(3):
+        obs, *_ = env.step(np.full((3, 1), 0.3, np.float32))
+    cols = torch.as_tensor(obs[:, 6 : 6 + 3 * slots]).reshape(3, slots, 3)
+    st = env.solver_state
+    assert (cols[:, :3, 0] == 1).all() and (cols[:, 3:, 0] == 0).all()  # 3 steps taken
+    scale = 1.0 if solver == "ipndm" else 1.0 / env.denoiser.sigma_data
+    rms = (st.model[0] * scale).pow(2).mean(1).sqrt()
+    torch.testing.assert_close(cols[:, 0, 2], rms.float())
+    env.close()
+
+
+def test_clock_bank_shared_across_solvers():
+    """One bank (built once) serves envs with different solvers; episodes equal those of an
+    env with its own (identical) bank; a bank with other entries is refused."""
+    heun = _clock("heun", num_envs=3)
+    heun.reset(seed=0)
+    built = heun.bank_build_seconds
+    shared = ClockVectorEnv(denoiser=heun.preset, budget=5, solver="unipc-2", num_envs=3,
+                            bank_size=32, reference_steps=32, bank=heun.bank)  # fmt: skip
+    assert shared.bank is heun.bank
+    own = _clock("unipc-2", num_envs=3)
+    a = shared.rollout(_policy(4), seed=9)
+    b = own.rollout(_policy(4), seed=9)
+    assert heun.bank_build_seconds == built  # not rebuilt
+    for f in ("x0", "x_ref", "schedule", "rewards", "observations"):
+        assert torch.equal(getattr(a, f), getattr(b, f)), f
+    with pytest.raises(ValueError, match="differs in size"):
+        ClockVectorEnv(denoiser=heun.preset, budget=5, solver="ipndm", num_envs=3,
+                       bank_size=16, reference_steps=32, bank=heun.bank)  # fmt: skip
+    with pytest.raises(ValueError, match="denoiser"):
+        ClockVectorEnv(denoiser="gmm-ring8", budget=5, solver="ipndm", num_envs=3,
+                       bank_size=32, reference_steps=32, bank=heun.bank)  # fmt: skip
+    with pytest.raises(TypeError, match="bank must be a ReferenceBank"):
+        _clock("ipndm", bank=heun.bank.x_ref)
+    for env in (heun, shared, own):
+        env.close()
+
+
 # ---------------------------------------------------------------------------------------------
 # Guidance-v0
 
@@ -169,8 +215,13 @@ def test_guidance_rollout_equals_sample(solver):
 
 
 def test_guidance_multistep_refuses_churn_and_defaults_to_no_churn():
+    for solver in ("dpmpp-3m", "unipc-2", "unipc-3", "ipndm"):
+        env = GuidanceVectorEnv(num_envs=2, denoiser="gmm-ring8-imperfect", solver=solver)
+        assert tuple(env.gammas) == (0.0,)
+        env.close()
+    # dpmpp-2m: churn is its SDE variant, the default table stays
     env = GuidanceVectorEnv(num_envs=2, denoiser="gmm-ring8-imperfect", solver="dpmpp-2m")
-    assert tuple(env.gammas) == (0.0,)
+    assert len(env.gammas) == 3
     env.close()
     with pytest.raises(ValueError, match="churn gamma > 0, which needs a single-step solver"):
         GuidanceVectorEnv(num_envs=2, denoiser="gmm-ring8-imperfect", solver="unipc-2",

@@ -10,6 +10,7 @@ import torch
 
 from diffusion_gym import schedules, solvers, steps
 from diffusion_gym.denoisers import GaussianMixture
+from diffusion_gym.noise import SampleStreams, derive_keys
 
 MULTISTEP = ("dpmpp-2m", "dpmpp-3m", "unipc-2", "unipc-3", "ipndm")
 
@@ -111,6 +112,63 @@ def test_against_diffusers(solver, n, mixture):
     assert rmse <= 1e-6, rmse
     # and the solvers differ from each other and from Euler by far more than that
     assert float((ours - steps.sample(mixture, x_T, sig, solver="euler")).pow(2).mean()) > 1e-8
+
+
+@pytest.mark.parametrize("n", [3, 6, 10])
+def test_dpmpp_2m_sde_against_diffusers(n, mixture):
+    """Churn with dpmpp-2m is DPM-Solver++(2M) SDE with η h = log(1 + γ); γ_k = σ_k/σ_{k+1} − 1
+    is η = 1, diffusers' ``sde-dpmsolver++`` (fed the same noise, rounded to float32 as
+    diffusers casts it): <= 1e-6 RMSE."""
+    diffusers = pytest.importorskip("diffusers")
+    sched = diffusers.DPMSolverMultistepScheduler(
+        solver_order=2, prediction_type="sample", algorithm_type="sde-dpmsolver++",
+        solver_type="midpoint", lower_order_final=True, final_sigmas_type="zero",
+    )  # fmt: skip
+    sig = schedules.karras(n, mixture.sigma_min, mixture.sigma_max)
+    gamma = torch.cat([sig[:-2] / sig[1:-1] - 1, torch.zeros(1, dtype=torch.float64)])
+    x_T = _x_T(mixture, 128)  # noqa: N806
+    keys = derive_keys(torch.arange(128), salt=3)
+    streams = SampleStreams(keys)
+
+    eps = [steps.churn_noise(streams, i, x_T).float().double() for i in range(n)]
+    ours = _sample_with_noise(mixture, x_T, sig, gamma, eps)
+    sigs = sig.tolist()
+    sched.set_timesteps(n)
+    sched.sigmas = sig.clone()
+    sched.timesteps = torch.arange(n - 1, -1, -1)
+    sched.set_begin_index(0)
+    x = x_T / math.sqrt(1 + sigs[0] ** 2)
+    for i in range(n):
+        alpha = 1 / math.sqrt(1 + sigs[i] ** 2)
+        d = mixture(x / alpha, torch.full((128,), sigs[i], dtype=torch.float64), None)
+        x = sched.step(d, sched.timesteps[i], x, variance_noise=eps[i]).prev_sample
+    rmse = float((ours - x.double()).pow(2).mean().sqrt())
+    assert rmse <= 1e-6, rmse
+    ode = steps.sample(mixture, x_T, sig, solver="dpmpp-2m")
+    assert float((ours - ode).pow(2).mean().sqrt()) > 1e-3  # the noise did something
+
+
+def _sample_with_noise(gm, x_T, sigmas, gamma, eps) -> torch.Tensor:  # noqa: N803
+    """steps.step in a loop with given churn noise per step."""
+    st, x = steps.SolverState(len(sigmas) - 1), x_T
+    for i in range(len(sigmas) - 1):
+        x, _ = steps.step(gm, x, float(sigmas[i]), float(sigmas[i + 1]), solver="dpmpp-2m",
+                          gamma=float(gamma[i]), noise=eps[i], state=st)  # fmt: skip
+    return x
+
+
+def test_dpmpp_2m_sde_with_zero_gamma_is_the_ode_bit_for_bit(mixture):
+    """Per-sample γ with zeros: those samples follow the ODE update exactly."""
+    x_T = _x_T(mixture, 6)  # noqa: N806
+    sig = schedules.karras(5, mixture.sigma_min, mixture.sigma_max)
+    g = torch.tensor([0.0, 0.3, 0.0, 0.1, 0.0, 0.0], dtype=torch.float64)
+    streams = SampleStreams(derive_keys(torch.arange(6), salt=1))
+    mixed = steps.sample(mixture, x_T, sig, solver="dpmpp-2m", gamma=g.expand(5, 6),
+                         generator=streams)  # fmt: skip
+    ode = steps.sample(mixture, x_T, sig, solver="dpmpp-2m")
+    zero = g == 0
+    assert torch.equal(mixed[zero], ode[zero])
+    assert not torch.equal(mixed[~zero], ode[~zero])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -281,7 +339,7 @@ def test_sample_is_differentiable_wrt_sigmas(solver, mixture):
     (grad,) = torch.autograd.grad(loss(inner), inner)
     assert torch.isfinite(grad).all() and bool((grad != 0).any())
     e = torch.zeros_like(inner)
-    e[1] = 1e-6 * float(inner[1])
+    e[1] = 1e-6 * float(inner[1].detach())
     with torch.no_grad():
         fd = (loss(inner + e) - loss(inner - e)) / (2 * e[1])
     assert abs(float(grad[1]) - float(fd)) <= 1e-5 * max(1.0, abs(float(fd)))

@@ -16,6 +16,10 @@ and ``steps.churn_noise`` divided by the time inside them.
 
     python -m agents.benchmark.throughput --device cpu --batch-sizes 256 4096 --ids Guidance-v0
 
+``--cpu-time`` times the env and raw blocks (and the in-run split) by this process's CPU time
+instead of wall time: on a shared machine other jobs' preemption then does not enter (CPU
+only, ``--threads 1``).
+
 ``--solver NAME`` (any of ``steps.SOLVERS``) makes every env with that solver (passed to
 ``gym.make_vec``) and the raw sampler step with the same solver; for a multistep solver the
 raw step carries its own :class:`~diffusion_gym.solvers.SolverState` along the trajectory,
@@ -89,6 +93,8 @@ class Args:
     """record a failing row (e.g. out of memory) as an error and go on"""
     solver: str | None = None
     """solver of the envs and raw steps (None: each env's default; sampler mode: heun)"""
+    cpu_time: bool = False
+    """time env and raw blocks by this process's CPU time (CPU only; robust to other jobs)"""
 
 
 def parse(argv=None) -> Args:
@@ -119,11 +125,17 @@ def parse(argv=None) -> Args:
         "--solver", default=None, choices=steps.SOLVERS, help="solver of envs and raw steps"
     )
     p.add_argument(
+        "--cpu-time", action="store_true",
+        help="time env/raw blocks by process CPU time (CPU only; other jobs do not count)",
+    )  # fmt: skip
+    p.add_argument(
         "--keep-going", action="store_true", help="record a failing row as an error, go on"
     )
     a = p.parse_args(argv)
     if min(a.batch_sizes) < 1 or a.repeats < 1:
         p.error("batch sizes and repeats must be >= 1")
+    if a.cpu_time and torch.device(a.device).type != "cpu":
+        p.error("--cpu-time needs --device cpu (GPU work is not this process's CPU time)")
     if torch.device(a.device).type == "cuda" and not torch.cuda.is_available():
         p.error(f"--device {a.device}: torch {torch.__version__} sees no CUDA device")
     unknown = sorted(set(a.sampler) - set(presets.names()))
@@ -145,7 +157,16 @@ def parse(argv=None) -> Args:
         json=a.json,
         keep_going=a.keep_going,
         solver=a.solver,
+        cpu_time=a.cpu_time,
     )
+
+
+#: The timer of the env/raw blocks: wall time, or this process's CPU time (``--cpu-time``).
+_TIMER = {"now": time.perf_counter}
+
+
+def _now() -> float:
+    return _TIMER["now"]()
 
 
 def _sync(device: torch.device) -> None:
@@ -156,11 +177,11 @@ def _sync(device: torch.device) -> None:
 def _time(fn, n: int, device: torch.device) -> float:
     """Seconds per call of ``fn`` over ``n`` calls."""
     _sync(device)
-    t0 = time.perf_counter()
+    t0 = _now()
     for i in range(n):
         fn(i)
     _sync(device)
-    return (time.perf_counter() - t0) / n
+    return (_now() - t0) / n
 
 
 def _raw_step_fn(env, actions: np.ndarray):
@@ -287,21 +308,21 @@ def _inside_fraction(env_step, n: int) -> float:
 
     def timed(fn):
         def wrapper(*a, **kw):
-            t0 = time.perf_counter()
+            t0 = _now()
             try:
                 return fn(*a, **kw)
             finally:
-                spent[0] += time.perf_counter() - t0
+                spent[0] += _now() - t0
 
         return wrapper
 
     for name, fn in originals.items():
         setattr(steps, name, timed(fn))
     try:
-        t0 = time.perf_counter()
+        t0 = _now()
         for i in range(n):
             env_step(i)
-        total = time.perf_counter() - t0
+        total = _now() - t0
     finally:
         for name, fn in originals.items():
             setattr(steps, name, fn)
@@ -483,6 +504,7 @@ def _sampler_table(report: _Report) -> None:
 def main(argv=None) -> list[dict]:
     """Run the benchmark; returns the env rows (sampler rows: stdout and ``--json``)."""
     args = parse(argv)
+    _TIMER["now"] = time.process_time if args.cpu_time else time.perf_counter
     if args.threads:
         torch.set_num_threads(args.threads)
     report = _Report(args)

@@ -141,5 +141,25 @@ class ReferenceBank:
         d_1 = (first[0]["x"] - first[1]["denoised"]) / s_1
         return x_ref, (d_1 - d_0) / (s_1 - s_0)
 
+    def differences(self, other: ReferenceBank) -> list[str]:
+        """The parameters in which ``other`` defines a different bank (empty: the same
+        entries). The denoiser must be the same object. The solver is not a parameter: x_ref
+        is the ODE's solution, whatever solver an env runs, so envs with different solvers can
+        share one bank (``ClockVectorEnv(bank=...)``)."""
+        out = [] if self.denoiser is other.denoiser else ["denoiser (must be the same object)"]
+        for name in ("size", "seed", "prior_std", "reference_steps", "extrapolate", "guidance",
+                     "device"):  # fmt: skip
+            if getattr(self, name) != getattr(other, name):
+                out.append(name)
+        for name in ("label_choices", "class_weights"):
+            a, b = getattr(self, name), getattr(other, name)
+            same = (a is None and b is None) or (
+                a is not None and b is not None and a.shape == b.shape
+                and bool(torch.equal(a.cpu(), b.cpu()))
+            )  # fmt: skip
+            if not same:
+                out.append(name)
+        return out
+
     def __repr__(self) -> str:
         return f"ReferenceBank(size={self.size}, seed={self.seed}, built={self.built})"

@@ -190,6 +190,7 @@ class ClockVectorEnv(BatchedSamplerEnv):
     | ``solver`` | ``"heun"`` | ``steps.SOLVERS``: euler, heun, dpmpp-2m/3m, unipc-2/3, ipndm |
     | ``lower_order_final`` | True | multistep solvers: lower the order of the last steps |
     | ``obs_history`` | False | append the solver state to the observation (above) |
+    | ``bank`` | None | another Clock env's ``ReferenceBank`` to share (below) |
     | ``base`` | ``"edm"`` | base clock: ``"edm"`` (ρ-warped) or ``"linear"`` (σ = T(1 − u)) |
     | ``rho`` | 7.0 | ρ of the EDM base |
     | ``speed_scale`` | 3.0 | β: f = sigmoid(logit f^base + β a) |
@@ -205,6 +206,11 @@ class ClockVectorEnv(BatchedSamplerEnv):
     | ``num_envs`` | 1 | batch size (vector env only) |
     | ``max_episode_steps`` | None | truncate episodes after this many steps (< K) |
     | ``render_mode`` | None | ``"rgb_array"`` draws the batch |
+    ``bank=other.bank`` (with ``denoiser=other.preset``) shares a bank between envs that
+    differ in anything but the bank's own parameters, e.g. the solver: x_ref is the ODE's
+    solution, not a solver's, so one bank serves every solver. It is checked to define the
+    same entries (``ReferenceBank.differences``; else ``ValueError``) and built once.
+
     ## Version History
 
     - v0: initial version.
@@ -234,6 +240,7 @@ class ClockVectorEnv(BatchedSamplerEnv):
         prior_std: float | None = None,
         obs_history: bool = False,
         lower_order_final: bool = True,
+        bank: ReferenceBank | None = None,
     ):
         spec = ClockSpec(
             budget=budget, solver=solver, base=base, rho=rho, speed_scale=speed_scale,
@@ -255,7 +262,7 @@ class ClockVectorEnv(BatchedSamplerEnv):
         self._label_choices_t = self._check_label_choices(spec.class_labels)
         choices = self._label_choices_t  # the data's class histogram is read only if drawn from
         hist = choices is not None and choices.numel() == 0
-        self._bank = ReferenceBank(
+        own = ReferenceBank(
             den,
             spec.bank_size,
             prior_std=self._prior_std,
@@ -267,6 +274,7 @@ class ClockVectorEnv(BatchedSamplerEnv):
             guidance=spec.guidance,
             device=self._device,
         )
+        self._bank = own if bank is None else self._check_shared_bank(bank, own)
         # Gather sources of an episode's bank rows (x_T, x_ref, labels, first observation).
         self._bank_table: dict[str, torch.Tensor | None] | None = None
         self._bank_cdf: np.ndarray | None = None  # None: uniform draws (set_bank_probs)
@@ -511,6 +519,20 @@ class ClockVectorEnv(BatchedSamplerEnv):
     # -- internals: bank rows, episodes, observation, transition ----------------------------------
 
     # -- configuration -------------------------------------------------------------------------
+    @staticmethod
+    def _check_shared_bank(bank, own: ReferenceBank) -> ReferenceBank:
+        """``bank`` if it holds the entries this env would build (``own``), else an error."""
+        if not isinstance(bank, ReferenceBank):
+            raise TypeError(f"bank must be a ReferenceBank or None, got {type(bank).__name__}")
+        diff = own.differences(bank)
+        if diff:
+            raise ValueError(
+                f"bank= is another bank than this env's (differs in {', '.join(diff)}); pass "
+                "denoiser=other_env.preset and the same bank_size, bank_seed, prior_std, "
+                "reference_steps, reference_extrapolate, guidance, class_labels, device"
+            )
+        return bank
+
     def _check_label_choices(self, class_labels) -> torch.Tensor | None:
         """None (unconditional), or the labels episodes draw from (empty = data's histogram)."""
         den = self.denoiser

@@ -6,7 +6,7 @@ step k the agent picks a pair (w, γ) from two tables, and the state moves by on
 (Karras et al. 2022, Alg. 2): churn σ̂ = σ_k (1 + γ), then a guided Heun (or Euler) step to
 σ_{k+1} with D_w = D_u + w (D_c − D_u) (Ho & Salimans 2022), or a guided step of a multistep
 solver (DPM-Solver++, UniPC, iPNDM: the guided D_w feeds its history, as in SD-style
-pipelines; these take no churn).
+pipelines; churn there is DPM-Solver++(2M) SDE for ``dpmpp-2m``, refused for the others).
 
 :class:`GuidanceVectorEnv` is a native :class:`gymnasium.vector.VectorEnv` holding the whole
 batch as tensors on ``device``; a step is one call of :func:`diffusion_gym.steps.step` on the
@@ -138,9 +138,11 @@ class GuidanceVectorEnv(BatchedSamplerEnv):
     D_w = D_u + w (D_c − D_u). With a multistep ``solver`` (DPM-Solver++(2M/3M), UniPC-2/3,
     iPNDM) the step is that solver's, 1 guided call per step, and the guided D_w of every
     step feeds the solver's history (a :class:`~diffusion_gym.solvers.SolverState` of the
-    batch, empty at every reset); churn is refused (γ = 0 only: a multistep history assumes
-    one smooth trajectory), so ``gammas`` defaults to (0,) and a γ > 0 raises ``ValueError``
-    at construction. The whole batch is one tensor on ``device``; every solver stage
+    batch, empty at every reset). Churn γ > 0 with ``dpmpp-2m`` runs its SDE variant
+    (DPM-Solver++(2M) SDE, η h = log(1 + γ): the same fresh-noise fraction as EDM's churn);
+    the other multistep solvers refuse it (a multistep history assumes one smooth
+    trajectory): ``gammas`` defaults to (0,) for them and a γ > 0 raises ``ValueError`` at
+    construction. The whole batch is one tensor on ``device``; every solver stage
     is one denoiser call of size 2B. Environment ``i`` reset with ``seed=s`` draws all its
     noise from its own stream keyed by ``(s + i, episode)``, so its trajectory does not
     depend on ``num_envs``; a rollout with fixed actions equals
@@ -216,12 +218,12 @@ class GuidanceVectorEnv(BatchedSamplerEnv):
     :param data: the data distribution for a ``Denoiser`` object (``sample``, ``log_prob``).
     :param num_steps: number of sampler steps N (default: the preset's).
     :param solver: any of ``steps.SOLVERS`` (default: the preset's, else Heun); multistep
-        solvers take γ = 0 only (above).
+        solvers but ``dpmpp-2m`` (SDE variant) take γ = 0 only (above).
     :param schedule: a schedule name (``karras``, ``uniform``, ``log_linear``, ``linear``,
         ``vp_uniform_t``) or explicit σ (N+1 values ending in 0).
     :param guidance_weights: table of CFG weights w.
     :param gammas: table of churn values γ >= 0 (default {0, 0.1, 0.4}; (0,) for a
-        multistep solver).
+        multistep solver other than ``dpmpp-2m``).
     :param action_format: ``"discrete"`` or ``"multidiscrete"``.
     :param obs_mode: ``"state"`` or ``"features"``.
     :param reward: ``"none"``, ``"log_prob"``, ``"classifier"`` or a callable (above).
@@ -264,13 +266,16 @@ class GuidanceVectorEnv(BatchedSamplerEnv):
         self._solver = solver if solver is not None else self.preset.defaults.get("solver", "heun")
         if self._solver not in steps.SOLVERS:
             raise ValueError(f"solver must be one of {steps.SOLVERS}, got {self._solver!r}")
-        self._multistep = steps.is_multistep(self._solver)
+        ode = steps.get_solver(self._solver)
+        self._multistep = ode.multistep
+        no_churn = ode.multistep and not ode.sde  # dpmpp-2m: churn is its SDE variant
         if gammas is None:
-            gammas = (0.0,) if self._multistep else DEFAULT_GAMMAS
-        elif self._multistep and any(float(g) != 0 for g in gammas):
+            gammas = (0.0,) if no_churn else DEFAULT_GAMMAS
+        elif no_churn and any(float(g) != 0 for g in gammas):
             raise ValueError(
                 f"gammas {tuple(gammas)} has churn gamma > 0, which needs a single-step solver "
-                f"(euler, heun); solver {self._solver!r} is multistep: use gammas=(0.0,)"
+                f"(euler, heun) or dpmpp-2m (SDE variant); solver {self._solver!r} is "
+                "multistep: use gammas=(0.0,)"
             )
         sig = _make_schedule(schedule, num_steps, self.preset, self.device)
         self._sigmas = sig.to(self.device)
