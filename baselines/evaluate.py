@@ -141,14 +141,6 @@ def _per_step_list(value, n: int, name: str) -> list[float] | float:
 LAST_STEPS = ("denoise", "sigma-min")
 
 
-class _Stopped(Exception):  # noqa: N818 - control flow, not an error
-    """Raised by :class:`FixedSchedule`'s callback to end a ``"sigma-min"`` run at σ_min."""
-
-    def __init__(self, x: torch.Tensor):
-        super().__init__("stopped at sigma_min")
-        self.x = x
-
-
 class FixedSchedule(Strategy):
     """A fixed schedule with (optionally per-step) guidance weight w and churn γ, run by
     :func:`diffusion_gym.steps.sample`.
@@ -190,8 +182,10 @@ class FixedSchedule(Strategy):
         self.s_noise = float(s_noise)
         if last_step not in LAST_STEPS:
             raise ValueError(f"last_step must be one of {LAST_STEPS}, got {last_step!r}")
-        if last_step == "sigma-min" and n < 2:
-            raise ValueError("last_step 'sigma-min' needs a schedule with >= 2 positive sigmas")
+        if last_step == "sigma-min" and (n < 2 or not self.deterministic or self.guidance != 1.0):
+            raise ValueError(
+                "last_step 'sigma-min' needs >= 2 positive sigmas, no churn and no guidance"
+            )
         self.last_step = last_step
 
     def _as_list(self, v) -> list[float]:
@@ -215,18 +209,8 @@ class FixedSchedule(Strategy):
         if guided and (class_labels is None or preset.num_classes == 0):
             raise ValueError(f"strategy {self.name!r} uses guidance but the preset has no labels")
         as_t = lambda v: v if isinstance(v, float) else torch.tensor(v, dtype=torch.float64)  # noqa: E731
-        stop = self.num_steps - 2 if self.last_step == "sigma-min" else None
-
-        def at_sigma_min(info):  # stop the sampler once x(σ_min) is reached
-            if info["i"] == stop:
-                raise _Stopped(info["x"])
-
-        try:
-            return self._run(preset, x_T, class_labels, streams, as_t, at_sigma_min)
-        except _Stopped as s:
-            return s.x
-
-    def _run(self, preset, x_T, class_labels, streams, as_t, callback):  # noqa: N803
+        if self.last_step == "sigma-min":
+            return self._to_sigma_min(preset, x_T, class_labels)
         return _steps.sample(
             preset.denoiser,
             x_T,
@@ -237,8 +221,20 @@ class FixedSchedule(Strategy):
             solver=self.solver,
             generator=streams,
             s_noise=self.s_noise,
-            callback=callback if self.last_step == "sigma-min" else None,
         )
+
+    def _to_sigma_min(self, preset, x_T, class_labels):  # noqa: N803
+        """GITS/DEIS: the m steps down to σ_min are the whole trajectory (a multistep
+        solver's history knows the step into σ_min is its last: ``lower_order_final``
+        lowers it), and x(σ_min) is the sample. The loop is :func:`steps.sample`'s without its
+        final step to 0 (which ``sample`` always takes)."""
+        sig, m = self.sigmas[:-1].tolist(), self.num_steps - 1
+        state = _steps.SolverState(m) if _steps.is_multistep(self.solver) else None
+        x = x_T
+        for i in range(m):
+            x, _ = _steps.step(preset.denoiser, x, sig[i], sig[i + 1], class_labels=class_labels,
+                               solver=self.solver, state=state)  # fmt: skip
+        return x
 
     def describe(self) -> dict[str, Any]:
         return {
