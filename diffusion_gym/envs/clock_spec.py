@@ -174,7 +174,10 @@ class Clock:
     :param base: ``"edm"`` or ``"linear"``.
     :param sigma_min, sigma_max: the σ range (σ_max is the start σ_0 = T).
     :param rho: ρ of the EDM base (ignored by ``"linear"``).
-    :param speed_scale: β, how far one unit of action moves the logit of f.
+    :param speed_scale: β, how far one unit of action moves the logit of f. A β for which
+        some action sequence in [−1, 1]^K could stop σ decreasing in float64 is refused with
+        a ``ValueError`` naming the largest that works (:meth:`max_safe_speed_scale`), so
+        every action in the env's action space is valid.
     """
 
     def __init__(
