@@ -6,7 +6,8 @@ convention); learned = fitted through the sampler (``oracle``, ``learned``). Pri
 preset: the best off-the-shelf and best learned row at each NFE with their ratio, and a
 solver × NFE grid of (best off-the-shelf / best learned) RMSE.
 
-    python benchmarks/solvers_table.py runs/cs-64d [runs/cs-learned ...] --preset gmm-64d
+    python benchmarks/solvers_table.py runs/cs-64d [runs/cs-learned ...] --preset gmm-64d \
+        [--smin runs/cs-smin]
 """
 
 from __future__ import annotations
@@ -48,8 +49,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("runs", nargs="+", help="compare output directories")
     ap.add_argument("--preset", default="gmm-64d")
     ap.add_argument("--metric", default="rmse")
+    ap.add_argument("--smin", help="take every @smin row from this run (and none from the others)")
     a = ap.parse_args(argv)
     data = _load(a.runs, a.preset)
+    if a.smin:
+        smin = _load([a.smin], a.preset)
+        for nfe, rows in data.items():
+            for r in [r for r in rows if r.endswith("@smin")]:
+                del rows[r]
+            rows.update({r: v for r, v in smin.get(nfe, {}).items() if r.endswith("@smin")})
     m = a.metric
     print(f"| NFE | best off-the-shelf ({m}) | best learned ({m}) | learned / off-the-shelf |")
     print("|---|---|---|---|")
@@ -81,6 +89,8 @@ def main(argv: list[str] | None = None) -> int:
         cells = []
         for _nfe, rows in sorted(data.items()):
             d, s_ = rows.get(f"{sv}/edm-rho7"), rows.get(f"{sv}/edm-rho7@smin")
+            if a.smin:  # both conventions from the same run (same seeds)
+                d = _load([a.smin], a.preset).get(_nfe, {}).get(f"{sv}/edm-rho7")
             if d is None or s_ is None:
                 cells.append("-")
                 continue
