@@ -280,7 +280,7 @@ class ClockVectorEnv(BatchedSamplerEnv):
         n_cls = den.num_classes if choices is not None else 0
         n_x = {"state": den.dim, "features": 3, "time": 0}[spec.obs_mode]
         self._base_mse: torch.Tensor | None = None  # the episodes' base-schedule errors
-        self._scale = spec.reward_scale if isinstance(spec.reward_scale, float) else 1.0
+        self._scale = 1.0 if isinstance(spec.reward_scale, str) else float(spec.reward_scale)
         self.obs_dim = 3 + n_x + n_cls
         self._ones_shape = (1,) * len(den.shape)  # broadcasts a [B] scale over x [B, *shape]
         self.single_action_space = spaces.Box(-1.0, 1.0, (1,), np.float32)
