@@ -70,7 +70,7 @@ def test_reward_scale_base_is_the_mean_base_error_over_the_bank():
     ).mean()  # fmt: skip
     torch.testing.assert_close(r_scaled, r_plain / m, rtol=1e-12, atol=0)
     assert 0.05 < float(m) < 20  # O(1) on ring8: the base's mean error, not 1
-    _, r_num = terminal(env(reward_scale=4.0), 0.5)
+    _, r_num = terminal(env(reward_scale=4), 0.5)  # an int too
     torch.testing.assert_close(r_num, r_plain / 4.0, rtol=1e-12, atol=0)
 
 

@@ -77,3 +77,24 @@ def test_rl_zoo_trains_the_clock_recipe(tmp_path):
     assert (run / "diffusion_gym-Clock-v0.zip").exists()
     args = (run / "diffusion_gym-Clock-v0" / "args.yml").read_text()
     assert "log_terminal_error" in args and "gmm-64d" in args
+
+
+def test_plain_rl_benchmark_table_ratios_against_the_art_mean():
+    """benchmarks/plain_rl.py's table: mean over seeds and the ratio to ART's mean."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import plain_rl
+
+    res = {
+        "art": {0: {"heldout_rmse": 0.1, "total_timesteps": 8}, 1: {"heldout_rmse": 0.3}},
+        "sb3-ppo": {0: {"heldout_rmse": 0.3, "base_rmse": 0.8, "train_seconds": 1.0}},
+        "guidance-irl": {
+            0: {"total_timesteps": 9, "energy": 0.2, "best_constant": "const w=1 γ=0",
+                "best_constant_energy": 0.5, "train_seconds": 2.0}
+        },
+    }  # fmt: skip
+    lines = [r for r in plain_rl.table(res).splitlines() if r.startswith("|")]
+    rows = {r.split("|")[1].strip(): r.split("|") for r in lines}
+    assert rows["art"][3].strip() == "0.2000" and rows["art"][5].strip() == "1.00"
+    assert rows["sb3-ppo"][5].strip() == "1.50"
+    assert rows["*base schedule (a = 0, EDM ρ = 7)*"][5].strip() == "4.00"
+    assert rows["cleanrl-ppo s0"][3].strip() == "0.2000"

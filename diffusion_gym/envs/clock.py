@@ -318,7 +318,7 @@ class ClockVectorEnv(BatchedSamplerEnv):
         self._hist_width = 2 + (den.dim if spec.obs_mode == "state" else 1)
         self._n_hist = slots * self._hist_width  # H history columns after the x features
         self._base_mse: torch.Tensor | None = None  # the episodes' base-schedule errors
-        self._scale = spec.reward_scale if isinstance(spec.reward_scale, float) else 1.0
+        self._scale = 1.0 if isinstance(spec.reward_scale, str) else float(spec.reward_scale)
         self.obs_dim = 3 + n_x + self._n_hist + n_cls
         self._ones_shape = (1,) * len(den.shape)  # broadcasts a [B] scale over x [B, *shape]
         self._check_memory()  # before the batched spaces: their bounds are [B, obs_dim] too
