@@ -14,9 +14,12 @@ import torch
 pytest.importorskip("diffusers")
 
 from diffusers import UNet2DModel  # noqa: E402
+from stable_baselines3 import PPO  # noqa: E402
 
+from agents.vec_env import SB3VecEnv  # noqa: E402
 from diffusion_gym import schedules, steps  # noqa: E402
 from diffusion_gym.denoisers.adapters import EDMNetDenoiser, EpsilonDenoiser  # noqa: E402
+from diffusion_gym.envs import GuidanceVectorEnv  # noqa: E402
 from diffusion_gym.integrations.diffusers import (  # noqa: E402
     DiffusionGymScheduler,
     GuidanceController,
@@ -227,3 +230,45 @@ def test_bad_input_is_refused():
         DiffusionGymScheduler().set_timesteps()
     with pytest.raises(ValueError, match=r"\[n\] or \[n, B\]"):
         GuidanceController(sched, weights=[2.0, 2.0])
+
+
+def test_sb3_guidance_policy_in_the_loop_equals_the_env_rollout():
+    """A guidance policy (SB3 PPO on GuidanceVectorEnv, untrained: its actions vary with the
+    state) steering the diffusers-style loop equals the env's own rollout under the policy."""
+    env = GuidanceVectorEnv(4, "gmm-ring8", num_steps=4, solver="heun",
+                            guidance_weights=[0.0, 1.0, 3.0, 6.0], gammas=[0.0])  # fmt: skip
+    model = PPO(
+        "MlpPolicy",
+        SB3VecEnv(env),
+        n_steps=8,
+        batch_size=32,
+        seed=0,
+        policy_kwargs={"net_arch": [8]},
+    )
+    with torch.no_grad():  # a policy whose choice depends on the state, not a constant
+        for p in model.policy.parameters():
+            p.mul_(20.0)
+    den = env.preset.denoiser
+    labels = torch.tensor([0, 3, 5, 7])
+    x_T = env.preset.prior_std * torch.randn(4, 2, generator=torch.Generator().manual_seed(7))
+    ref = env.rollout(lambda obs, k: model.predict(obs.numpy(), deterministic=True)[0],
+                      x_T=x_T.to(den.dtype), class_labels=labels)  # fmt: skip
+    assert len(set(ref.guidance.reshape(-1).tolist())) > 1  # the policy varies w
+
+    sched = DiffusionGymScheduler(sigmas=env.sigmas.tolist(), solver="heun", model_type="edm",
+                                  prediction_type="sample")  # fmt: skip
+    ctrl = GuidanceController.from_sb3(sched, model, env, labels)
+
+    class Pipe:
+        _guidance_scale = None
+
+    pipe, x = Pipe(), x_T.to(den.dtype)
+    pipe._guidance_scale = ctrl.first_weight(x)
+    for i, t in enumerate(sched.timesteps):
+        inp = sched.scale_model_input(x, t)
+        null = torch.full_like(labels, -1)
+        both = den(torch.cat([inp, inp]), t.to(den.dtype).expand(8), torch.cat([labels, null]))
+        cond, uncond = both.chunk(2)
+        x = sched.step(uncond + pipe._guidance_scale * (cond - uncond), t, x).prev_sample
+        ctrl(pipe, i, t, {"latents": x})
+    assert max_rel(x, ref.x0) <= 1e-5

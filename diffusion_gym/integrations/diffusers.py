@@ -426,12 +426,15 @@ class GuidanceController:
         at step k its action for ``env.encode_obs(x, k, class_labels)`` (deterministic)
         gives the weight. ``env`` must have the scheduler's schedule; the policy's churn must
         be γ = 0 (a diffusers scheduler step is deterministic here)."""
-        env_s = env.unwrapped.sigmas.double().cpu() if hasattr(env, "unwrapped") else env.sigmas
+        venv = getattr(env, "unwrapped", env)
+        env_s = venv.sigmas.double().cpu()
         if env_s.shape != scheduler._sigmas64.shape or not torch.allclose(
-            env_s.double().cpu(), scheduler._sigmas64, rtol=1e-6
+            env_s, scheduler._sigmas64, rtol=1e-6
         ):
-            raise ValueError("the env's schedule differs from the scheduler's")
-        venv = env.unwrapped if hasattr(env, "unwrapped") else env
+            raise ValueError(
+                f"the env's schedule {env_s.tolist()} differs from the scheduler's "
+                f"{scheduler._sigmas64.tolist()}"
+            )
         table = venv.action_table
 
         def policy(x, k):
