@@ -108,7 +108,7 @@ def test_other_vp_predictions(prediction_type):
     assert max_rel(x_pipe, x_ref) <= 1e-5
 
 
-@pytest.mark.parametrize("solver", ["heun", "unipc-2"])
+@pytest.mark.parametrize("solver", steps.SOLVERS)
 def test_class_conditional_cfg_per_step_weights(solver):
     unet = tiny_unet(num_class_embeds=NUM_CLASSES + 1)
     sched = DiffusionGymScheduler(sigmas=SIGMAS.tolist(), solver=solver)
@@ -272,3 +272,18 @@ def test_sb3_guidance_policy_in_the_loop_equals_the_env_rollout():
         x = sched.step(uncond + pipe._guidance_scale * (cond - uncond), t, x).prev_sample
         ctrl(pipe, i, t, {"latents": x})
     assert max_rel(x, ref.x0) <= 1e-5
+
+
+def test_step_outside_the_plan_is_refused():
+    sched = DiffusionGymScheduler(solver="euler")
+    with pytest.raises(ValueError, match="call set_timesteps"):
+        sched.step(torch.zeros(1, 2, 8, 8), 0, torch.zeros(1, 2, 8, 8))
+    sched.set_timesteps(sigmas=[10.0, 1.0, 0.0])
+    x = torch.ones(1, 2, 8, 8)
+    for t in sched.timesteps:
+        x = sched.step(torch.zeros_like(x), t, x).prev_sample
+    with pytest.raises(ValueError, match="all 2 model evaluations"):
+        sched.step(torch.zeros_like(x), 0, x)
+    env = GuidanceVectorEnv(2, "gmm-ring8", num_steps=3, solver="heun", gammas=[0.0])
+    with pytest.raises(ValueError, match="differs from the scheduler's"):
+        GuidanceController.from_sb3(sched, None, env, torch.tensor([0, 1]))
