@@ -210,6 +210,16 @@ def test_save_load_round_trip(tmp_path):
     assert torch.equal(again.alphas_cumprod, sched.alphas_cumprod)
 
 
+def test_tensor_sigmas_are_stored_as_floats_and_add_noise(tmp_path):
+    sched = DiffusionGymScheduler(sigmas=SIGMAS, solver="heun")
+    sched.save_pretrained(tmp_path)
+    assert DiffusionGymScheduler.from_pretrained(tmp_path).config.sigmas == SIGMAS.tolist()
+    x0, n = torch.randn(2, 3), torch.randn(2, 3)
+    ts = sched.timesteps[[0, 3]]
+    expect = x0 + sched.eval_sigmas[[0, 3]][:, None] * n
+    assert torch.allclose(sched.add_noise(x0, n, ts), expect)
+
+
 def test_from_schedule_json(tmp_path):
     path = tmp_path / "schedule.json"
     schedules.save_schedule(path, SIGMAS, "ipndm", len(SIGMAS) - 1, "gmm-ring8")

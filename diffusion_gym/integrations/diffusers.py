@@ -145,6 +145,9 @@ class DiffusionGymScheduler(SchedulerMixin, ConfigMixin):
         sigma_max: float | None = None,
     ):
         self._solver = get_solver(solver)
+        if sigmas is not None:  # stored as plain floats (a tensor would not serialise)
+            sigmas = _schedules.schedule_to_list(torch.as_tensor(sigmas, dtype=torch.float64))
+            self.register_to_config(sigmas=sigmas)
         if model_type not in MODEL_TYPES:
             raise ValueError(f"model_type must be one of {MODEL_TYPES}, got {model_type!r}")
         if prediction_type not in PREDICTION_TYPES:
