@@ -17,6 +17,7 @@ from diffusers import UNet2DModel  # noqa: E402
 from stable_baselines3 import PPO  # noqa: E402
 
 from agents.vec_env import SB3VecEnv  # noqa: E402
+from baselines.guidance import GuidanceNet, LearnedGuidance  # noqa: E402
 from diffusion_gym import schedules, steps  # noqa: E402
 from diffusion_gym.denoisers.adapters import EDMNetDenoiser, EpsilonDenoiser  # noqa: E402
 from diffusion_gym.envs import GuidanceVectorEnv  # noqa: E402
@@ -142,6 +143,17 @@ def test_omega_controller_per_sample_weights():
     x_ref = steps.sample(vp_denoiser(unet, sched, NUM_CLASSES), SIGMAS[0] * eps, SIGMAS,
                          class_labels=labels, guidance=ctrl.weights, solver="heun")  # fmt: skip
     assert max_rel(x_pipe, x_ref) <= 1e-5
+
+
+def test_omega_controller_matches_learned_guidance_weights():
+    """With a Learn to Guide GuidanceNet the weights equal baselines' LearnedGuidance."""
+    torch.manual_seed(0)
+    net = GuidanceNet(NUM_CLASSES, hidden=8, init_omega=0.7)
+    sched = DiffusionGymScheduler(sigmas=SIGMAS.tolist(), solver="heun")
+    labels = torch.tensor([2, 0, 1])
+    ctrl = GuidanceController.from_omega(sched, net, labels)
+    ref = LearnedGuidance("l2g", SIGMAS, net, "heun").weights(labels)
+    assert torch.equal(ctrl.weights, ref.double())
 
 
 def test_policy_controller_is_called_once_per_step_with_the_state():
