@@ -8,6 +8,10 @@ StableDiffusion pipelines): ``for t in scheduler.timesteps: x = step(model(scale
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -309,3 +313,11 @@ def test_step_outside_the_plan_is_refused():
     env = GuidanceVectorEnv(2, "gmm-ring8", num_steps=3, solver="heun", gammas=[0.0])
     with pytest.raises(ValueError, match="differs from the scheduler's"):
         GuidanceController.from_sb3(sched, None, env, torch.tensor([0, 1]))
+
+
+def test_the_core_does_not_import_diffusers():
+    code = ("import sys, diffusion_gym, diffusion_gym.envs, diffusion_gym.steps, "
+            "diffusion_gym.integrations; assert 'diffusers' not in sys.modules")  # fmt: skip
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, cwd=Path(__file__).resolve().parents[1])  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
