@@ -103,7 +103,10 @@ def main(argv: list[str] | None = None) -> int:
                     src = f"{how}; validation RMSE {score[win]:.4g} on {a.val_samples} x_T"
                 dest = Path(a.out) / pname / sv / f"nfe{nfe}.json"
                 dest.parent.mkdir(parents=True, exist_ok=True)
-                schedules.save_schedule(dest, learned[win], sv, n, pname, nfe=nfe, source=src)
+                schedules.save_schedule(
+                    dest, learned[win], sv, n, pname, nfe=nfe, source=src,
+                    sigma_min=p.sigma_min, sigma_max=p.sigma_max,
+                )  # fmt: skip
                 lines.append(f"| {pname} | {sv} | {nfe} | {score[win]:.4g} | {win} |")
                 print(lines[-1], flush=True)
     print("\n".join(lines))

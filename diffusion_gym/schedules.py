@@ -166,8 +166,10 @@ __all__ += [
 ]
 
 _SCHEDULE_KEYS = ("sigmas", "solver", "budget", "preset")
-#: Optional keys of a schedule record: the NFE it spends and how it was made.
-_OPTIONAL_KEYS = ("nfe", "source")
+#: Optional keys of a schedule record: the NFE it spends, how it was made, and the σ range
+#: [sigma_min, sigma_max] of the denoiser it was learned on (files written before that range
+#: was recorded lack it and still load).
+_OPTIONAL_KEYS = ("nfe", "source", "sigma_min", "sigma_max")
 #: Solver names a schedule record may name. It mirrors :data:`diffusion_gym.steps.SOLVERS`
 #: (this module sits below :mod:`~diffusion_gym.steps`, which imports it; a test keeps the two
 #: equal).
@@ -188,6 +190,8 @@ def save_schedule(
     *,
     nfe: int | None = None,
     source: str | None = None,
+    sigma_min: float | None = None,
+    sigma_max: float | None = None,
 ) -> None:
     """Write ``{"sigmas": [...], "solver": ..., "budget": K, "preset": ...}`` as JSON.
 
@@ -196,11 +200,18 @@ def save_schedule(
     :param preset: the preset (denoiser) name it was tuned on, or None.
     :param nfe: optional: the denoiser evaluations it spends with that solver.
     :param source: optional: how it was made (method, training set, held-out score).
+    :param sigma_min, sigma_max: optional (both or neither): the σ range of the denoiser the
+        schedule was learned on, the default source range of
+        :func:`agents.art.transfer_schedule` when the schedule moves to another denoiser.
     """
     values = schedule_to_list(sigmas)
     _check_record(values, solver, budget, preset, "save_schedule")
     record = {"sigmas": values, "solver": solver, "budget": budget, "preset": preset}
-    extra = {"nfe": nfe, "source": source}
+    if sigma_min is not None:
+        sigma_min = float(sigma_min)
+    if sigma_max is not None:
+        sigma_max = float(sigma_max)
+    extra = {"nfe": nfe, "source": source, "sigma_min": sigma_min, "sigma_max": sigma_max}
     record.update({k: v for k, v in extra.items() if v is not None})
     _check_optional(record, "save_schedule")
     atomic_write_text(pathlib.Path(path), json.dumps(record, indent=2) + "\n")
@@ -252,6 +263,15 @@ def _check_optional(record: dict, where: str) -> None:
         raise ValueError(f"{where}: nfe must be an int >= 1, got {nfe!r}")
     if source is not None and not isinstance(source, str):
         raise ValueError(f"{where}: source must be a string, got {source!r}")
+    lo, hi = record.get("sigma_min"), record.get("sigma_max")
+    if (lo is None) != (hi is None):
+        raise ValueError(f"{where}: give both sigma_min and sigma_max or neither, got {lo}, {hi}")
+    if lo is not None:
+        ok = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (lo, hi))
+        if not ok or not 0 < lo < hi < math.inf:
+            raise ValueError(
+                f"{where}: need numbers 0 < sigma_min < sigma_max < inf, got {lo!r}, {hi!r}"
+            )
 
 
 # ---------------------------------------------------------------------------------------------

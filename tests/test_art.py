@@ -82,11 +82,39 @@ def test_interpolation_keeps_endpoints_and_order():
         assert bool((s[1:] < s[:-1]).all())
         if k >= 2:
             assert float(s[-2]) == pytest.approx(0.35)
-    moved = transfer_schedule(learned, None, (0.01, 10.0))  # another denoiser's σ range
+    # another denoiser's σ range, from the range the schedule was learned on
+    moved = transfer_schedule(learned, None, (0.01, 10.0), (0.35, 80.0))
     assert float(moved[0]) == pytest.approx(10.0) and float(moved[-2]) == pytest.approx(0.01)
     assert bool((moved[1:] < moved[:-1]).all())
     with pytest.raises(ValueError, match="sigma_range"):
-        transfer_schedule(learned, None, (1.0, 0.5))
+        transfer_schedule(learned, None, (1.0, 0.5), (0.002, 80.0))
+    with pytest.raises(ValueError, match="needs source_range"):
+        transfer_schedule(learned, None, (0.01, 157.0))  # a bare list: range unknown
+
+
+def test_transfer_defaults_to_the_learned_denoisers_range(tmp_path):
+    """Issue #21 item 4: [80, 3.21, 0.32] learned on σ ∈ [0.002, 80] moved to [0.01, 157]."""
+    learned = [80.0, 3.21, 0.32, 0.0]
+    expected_mid = math.exp(
+        math.log(0.01) + (math.log(3.21) - math.log(0.002)) / math.log(80 / 0.002)
+        * math.log(157 / 0.01)
+    )  # fmt: skip
+    assert expected_mid == pytest.approx(8.37, abs=0.01)  # the issue: "≈ 8.38"
+    path = tmp_path / "schedule.json"
+    schedules.save_schedule(path, learned, "heun", 3, None, sigma_min=0.002, sigma_max=80.0)
+    moved = transfer_schedule(schedules.load_schedule(path), None, (0.01, 157.0))
+    assert float(moved[0]) == pytest.approx(157.0)
+    assert float(moved[1]) == pytest.approx(expected_mid, rel=1e-6)
+    assert float(moved[2]) > 0.01  # 0.32 is above the source σ_min, so above the target's
+    # An old record without the range falls back to its preset's (gmm-ring8: [0.002, 80]).
+    schedules.save_schedule(path, learned, "heun", 3, "gmm-ring8")
+    assert "sigma_min" not in schedules.load_schedule(path)
+    old = transfer_schedule(schedules.load_schedule(path), None, (0.01, 157.0))
+    assert torch.allclose(old, moved)
+    with pytest.raises(ValueError, match="sigma_min and sigma_max or neither"):
+        schedules.save_schedule(path, learned, "heun", 3, None, sigma_min=0.002)
+    with pytest.raises(ValueError, match="0 < sigma_min < sigma_max"):
+        schedules.save_schedule(path, learned, "heun", 3, None, sigma_min=80.0, sigma_max=1.0)
 
 
 def test_clock_schedule_rescales_to_terminal_time():

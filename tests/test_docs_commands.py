@@ -89,6 +89,8 @@ RULES: list[tuple[str, str, str]] = [
      r"throughput)\b.*", "module", "minutes of sampling or training (digits figures, "
      "trained checkpoints) or a throughput measurement"),
     (r"python benchmarks/\S+\.py.*", "script", "a throughput / accuracy measurement"),
+    (r"python examples/deploy_diffusers\.py --(schedule|policy) runs/\S+ .*", "covered",
+     "tests/test_deploy_example.py runs both modes on a schedule.json and a tiny IRL run"),
     (r"python examples/\S+\.py.*", "script", "a learning script (its own tiny test runs it)"),
 ]  # fmt: skip
 

@@ -160,7 +160,8 @@ def run(config: Config, out_dir: str | Path, resume: bool = False) -> dict:
         torch.set_num_threads(cfg.num_threads)
     # The evaluation's metrics and the preset's data (a user's model may have none), before
     # any training.
-    check_metrics_data(_presets.make(cfg.preset, device=cfg.device), cfg.eval.metrics)
+    preset = _presets.make(cfg.preset, device=cfg.device)
+    check_metrics_data(preset, cfg.eval.metrics)
     (out / "checkpoints").mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     if cfg.restarts == 1:
@@ -172,6 +173,7 @@ def run(config: Config, out_dir: str | Path, resume: bool = False) -> dict:
     _schedules.save_schedule(
         out / "schedule.json", sigmas, cfg.solver, cfg.budget, cfg.preset,
         nfe=_steps.nfe_of(cfg.budget, cfg.solver),
+        sigma_min=preset.sigma_min, sigma_max=preset.sigma_max,
         source=f"ART-RL {cfg.algo} ({cfg.reward}, {cfg.total_timesteps} steps, seed {cfg.seed})",
     )  # fmt: skip
     record = {"policy_means": policy_means, "sigmas": _schedules.schedule_to_list(sigmas),
