@@ -205,15 +205,17 @@ class BatchedSamplerEnv(VectorEnv):
         denoiser output can overflow them although x stayed finite). The fast path is one
         sum of each (a sum is finite only if every term is; one that overflows falls through
         to the exact test): on a step's host arrays (no device sync) or a rollout's tensors
-        (one sync per rollout)."""
+        (one sync per rollout). ``reward=None``: the caller knows the rewards are finite (a
+        shared zero reward), only the observations are checked."""
         if isinstance(obs, torch.Tensor):  # a rollout's tensors: one reduction, one sync
             total = float(obs.sum(dtype=torch.float64) + reward.sum(dtype=torch.float64))
         else:
             with np.errstate(over="ignore", invalid="ignore"):
-                total = float(obs.sum()) + float(reward.sum())
+                total = float(obs.sum()) + (0.0 if reward is None else float(reward.sum()))
         if math.isfinite(total):
             return
-        bad = [n for n, v in (("observation", obs), ("reward", reward)) if not _all_finite(v)]
+        pairs = (("observation", obs), ("reward", reward))
+        bad = [n for n, v in pairs if v is not None and not _all_finite(v)]
         if bad:
             raise ValueError(
                 f"NaN or inf in the {' and the '.join(bad)}: the denoiser "

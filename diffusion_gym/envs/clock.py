@@ -309,6 +309,8 @@ class ClockVectorEnv(BatchedSamplerEnv):
         self._obs_rows0: torch.Tensor | None = None  # the episode's first observations
         self._obs64: torch.Tensor | None = None  # float64 observation buffer
         self._any_zero: tuple = (None, None)  # (actions, whether one is 0) from _to_actions
+        self._true_b = np.ones(self.num_envs, dtype=np.bool_)  # copied for masks (never handed out)
+        self._real_dtypes: set = set()  # numpy action dtypes seen to be real numbers
         n_cls = den.num_classes if choices is not None else 0
         n_x = {"state": den.dim, "features": 3, "time": 0}[spec.obs_mode]
         self._n_x = n_x
@@ -320,6 +322,7 @@ class ClockVectorEnv(BatchedSamplerEnv):
         self._base_mse: torch.Tensor | None = None  # the episodes' base-schedule errors
         self._scale = 1.0 if isinstance(spec.reward_scale, str) else float(spec.reward_scale)
         self.obs_dim = 3 + n_x + self._n_hist + n_cls
+        self._n_x_dim2 = den.dim == 2  # 2-D samples: the terminal error's host path
         self._ones_shape = (1,) * len(den.shape)  # broadcasts a [B] scale over x [B, *shape]
         self._check_memory()  # before the batched spaces: their bounds are [B, obs_dim] too
         self.single_action_space = spaces.Box(-1.0, 1.0, (1,), np.float32)
@@ -536,8 +539,9 @@ class ClockVectorEnv(BatchedSamplerEnv):
             host = buf.cpu().numpy()  # a fresh buffer every step: the views below stay valid
             obs = host[:n_obs].view(np.float32).reshape(b, d)
             reward, sigma, sigma_next = host[lo:].view(np.float64).reshape(3, b)
-        self._check_outputs(obs, reward)
-        mask = np.ones(b, dtype=np.bool_)
+        # The shared zero reward of a non-terminal step is finite: only obs is checked.
+        self._check_outputs(obs, None if tr["reward"] is self._zero_reward else reward)
+        mask = self._true_b.copy()  # np.ones(b, bool), one C call
         step = np.empty(b, dtype=np.int64)
         step.fill(tr["step"])
         info = {
@@ -564,8 +568,8 @@ class ClockVectorEnv(BatchedSamplerEnv):
         return (
             obs,
             reward,
-            (np.ones if terminated else np.zeros)(b, dtype=np.bool_),
-            (np.ones if truncated else np.zeros)(b, dtype=np.bool_),
+            self._true_b.copy() if terminated else np.zeros(b, dtype=np.bool_),
+            self._true_b.copy() if truncated else np.zeros(b, dtype=np.bool_),
             info,
         )
 
@@ -778,7 +782,10 @@ class ClockVectorEnv(BatchedSamplerEnv):
         torch's, into a strided column as in the buffer (the same scalar loop). Skips the
         cold float64 buffer's column writes and its full-width cast."""
         b, k, den = self.num_envs, self._k, self.denoiser
-        obs = self._obs_rows0.numpy().copy()
+        if self._onehot is None:  # every column is written below
+            obs = np.empty((b, self.obs_dim), dtype=np.float32)
+        else:  # a copy of the first-observation rows keeps their one-hot part
+            obs = self._obs_rows0.numpy().copy()
         if k < self._K:  # σ_k > 1e-250 before the terminal state (see _write_obs)
             log_sigma = torch.empty(b, 2, dtype=torch.float64)[:, 0]  # strided: see above
             torch.log(self._sigma, out=log_sigma)
@@ -923,14 +930,29 @@ class ClockVectorEnv(BatchedSamplerEnv):
             return self._local_error(tr)
         if not tr["terminal"]:
             return self._zero_reward  # shared, never written in place
-        err = (tr["x_next"] - tr["x_ref"]).reshape(b, -1).to(torch.float64)
-        if err.shape[1] == 2:  # = mean(1) bit for bit (a two-term sum has one order),
-            # without the slow reduction over a 2-wide inner dimension
+        x_next = tr["x_next"]
+        plain = (
+            self._reward_mode == "terminal_error" and self._base_mse is None and self._scale == 1.0
+        )
+        if x_next.dtype == torch.float64 and x_next.device.type == "cpu" and self._n_x_dim2:
+            # The same float64 IEEE ops as below, on numpy views (no tensor dispatch).
+            err = np.subtract(x_next.numpy(), tr["x_ref"].numpy()).reshape(b, 2)
             e0, e1 = err[:, 0], err[:, 1]
-            mse = (e0 * e0 + e1 * e1) / 2
+            mse = e0 * e0
+            mse += e1 * e1
+            mse /= 2
+            if plain:
+                return torch.from_numpy(np.negative(mse, out=mse))
+            mse = torch.from_numpy(mse)
         else:
-            mse = err.pow(2).mean(1)
-        if self._reward_mode == "terminal_error" and self._base_mse is None and self._scale == 1.0:
+            err = (x_next - tr["x_ref"]).reshape(b, -1).to(torch.float64)
+            if err.shape[1] == 2:  # = mean(1) bit for bit (a two-term sum has one order),
+                # without the slow reduction over a 2-wide inner dimension
+                e0, e1 = err[:, 0], err[:, 1]
+                mse = (e0 * e0 + e1 * e1) / 2
+            else:
+                mse = err.pow(2).mean(1)
+        if plain:
             return -mse
         return shape_terminal_reward(  # rewards.py: log, per-x_T baseline, scale
             mse, log=self._reward_mode == "log_terminal_error", base_mse=self._base_mse,
@@ -964,8 +986,10 @@ class ClockVectorEnv(BatchedSamplerEnv):
             a = actions.detach().to(self._device, torch.float64)
         else:
             arr = np.asarray(actions)
-            if not np.issubdtype(arr.dtype, np.number) or arr.dtype.kind in "bc":
-                raise TypeError(f"actions must be real numbers, got dtype {arr.dtype}")
+            if arr.dtype not in self._real_dtypes:  # checked once per dtype
+                if not np.issubdtype(arr.dtype, np.number) or arr.dtype.kind in "bc":
+                    raise TypeError(f"actions must be real numbers, got dtype {arr.dtype}")
+                self._real_dtypes.add(arr.dtype)
             if arr.shape != (batch, 1):
                 raise ValueError(f"actions must have shape ({batch}, 1), got {arr.shape}")
             if not (arr.min() >= -1 and arr.max() <= 1):  # host check (NaN fails it too)

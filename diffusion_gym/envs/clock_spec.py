@@ -351,7 +351,7 @@ class Clock:
         from numpy's), so the result is bit for bit the tensor path's."""
         z = a.numpy() * self.speed_scale
         z += self._logit_f[k]  # logit f_k^base + β a_k
-        s = torch.sigmoid(torch.from_numpy(z)).numpy()  # f_k
+        s = torch.from_numpy(z).sigmoid_().numpy()  # f_k, in place (the same kernel)
         u_np = u.numpy()
         u_next = self.u_star - u_np
         u_next *= s
