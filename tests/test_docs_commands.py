@@ -81,6 +81,8 @@ RULES: list[tuple[str, str, str]] = [
     (r"diffusion-gym compare \S+\.yaml.*", "load", LONG),
     (r"diffusion-gym benchmark \S+\.yaml.*", "load", LONG),
     (r"diffusion-gym( (train|compare|evaluate|benchmark|presets))?", "name", "prose"),
+    (r"diffusion-gym train \| evaluate \| compare \| benchmark", "output", "prose"),
+    (r"diffusion-gym (\w+|COMMAND): .*", "output", "a message the CLI prints, quoted"),
     (r"python -m rl_zoo3\.train .*", "covered",
      "tests/test_benchmark.py trains through rl_zoo3.train (RL Zoo, issue #18 item 8)"),
     (r"python -m diffusion_gym\.digits_eval", "name", "the retired name, mentioned as history"),

@@ -120,7 +120,8 @@ def test_cli_train_and_compare_with_own_model(user_module, tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     codes = [ln for ln in r.stdout.splitlines() if ln.startswith("@@")]
     assert codes[0] == "@@ RC 0" and codes[2] == "@@ RC 0", r.stdout[-3000:]
-    assert codes[1].startswith("@@ ValueError") and "needs data.sample" in codes[1]
+    # refused before any training: one line on stderr, exit status 2 (a usage error)
+    assert codes[1] == "@@ RC 2" and "needs data.sample" in r.stderr, r.stderr[-3000:]
     assert not (tmp_path / "art2" / "checkpoints").exists()  # refused before any training
     res = json.loads((tmp_path / "art" / "eval.json").read_text())
     assert {"art-ppo", "edm-rho7"} <= set(res) and res["edm-rho7"]["rmse"]["mean"] > 0

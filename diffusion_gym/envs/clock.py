@@ -309,7 +309,6 @@ class ClockVectorEnv(BatchedSamplerEnv):
         self._obs_rows0: torch.Tensor | None = None  # the episode's first observations
         self._obs64: torch.Tensor | None = None  # float64 observation buffer
         self._any_zero: tuple = (None, None)  # (actions, whether one is 0) from _to_actions
-        self._true_b = np.ones(self.num_envs, dtype=np.bool_)  # copied for masks (never handed out)
         self._real_dtypes: set = set()  # numpy action dtypes seen to be real numbers
         n_cls = den.num_classes if choices is not None else 0
         n_x = {"state": den.dim, "features": 3, "time": 0}[spec.obs_mode]
@@ -325,6 +324,7 @@ class ClockVectorEnv(BatchedSamplerEnv):
         self._n_x_dim2 = den.dim == 2  # 2-D samples: the terminal error's host path
         self._ones_shape = (1,) * len(den.shape)  # broadcasts a [B] scale over x [B, *shape]
         self._check_memory()  # before the batched spaces: their bounds are [B, obs_dim] too
+        self._true_b = np.ones(self.num_envs, dtype=np.bool_)  # copied for masks (never handed out)
         self.single_action_space = spaces.Box(-1.0, 1.0, (1,), np.float32)
         self.single_observation_space = spaces.Box(-np.inf, np.inf, (self.obs_dim,), np.float32)
         self.action_space = batch_space(self.single_action_space, num_envs)
