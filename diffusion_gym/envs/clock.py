@@ -22,7 +22,10 @@ bit-identical (tested). The throughput benchmark showed they are needed to hold 
 in-run overhead at 4,096 envs, 1 thread, within 1 point of before: with (1) and (2) only it
 was +0.6 to +1.4 points in the benchmark's A/B, with none +0.9 to +1.1 in an interleaved
 CPU-time A/B, with all three ≈ +0. The fourth copy (``observe_into``) is gone.
-docs/clock_env.md has the commands and figures.
+docs/clock_env.md has the commands and figures. Issue 19 (multistep solvers, whose raw
+step is one NFE) added (4): the terminal error of 2-D float64 samples on numpy views in
+:meth:`ClockVectorEnv._reward` (tested against torch's ``pow(2).mean(1)`` in
+tests/test_clock_step_paths.py); docs/benchmarks.md has that A/B.
 """
 
 from __future__ import annotations
@@ -308,6 +311,7 @@ class ClockVectorEnv(BatchedSamplerEnv):
         self._obs32_start: torch.Tensor | None = None
         self._obs_rows0: torch.Tensor | None = None  # the episode's first observations
         self._obs64: torch.Tensor | None = None  # float64 observation buffer
+        self._log_scratch: tuple | None = None  # _observe_host's strided log σ column
         self._any_zero: tuple = (None, None)  # (actions, whether one is 0) from _to_actions
         self._true_b = np.ones(self.num_envs, dtype=np.bool_)  # copied for masks (never handed out)
         self._real_dtypes: set = set()  # numpy action dtypes seen to be real numbers
@@ -763,9 +767,12 @@ class ClockVectorEnv(BatchedSamplerEnv):
         else:  # a copy of the first-observation rows keeps their one-hot part
             obs = self._obs_rows0.numpy().copy()
         if k < self._K:  # σ_k > 1e-250 before the terminal state (see _write_obs)
-            log_sigma = torch.empty(b, 2, dtype=torch.float64)[:, 0]  # strided: see above
+            if self._log_scratch is None:  # strided (see above); internal, reused per step
+                col = torch.empty(b, 2, dtype=torch.float64)[:, 0]
+                self._log_scratch = (col, col.numpy())
+            log_sigma, log_np = self._log_scratch
             torch.log(self._sigma, out=log_sigma)
-            obs[:, 0] = log_sigma.numpy()
+            obs[:, 0] = log_np
         else:
             obs[:, 0] = TERMINAL_LOG_SIGMA
         obs[:, 1] = k / self._K
