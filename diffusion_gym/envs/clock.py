@@ -674,10 +674,12 @@ class ClockVectorEnv(BatchedSamplerEnv):
         """
         ahead = self._ahead
         if ahead is not None:
-            seeds, episodes, idx, rows, m = ahead
-            if m < len(idx) and seeds is self._seeds and torch.equal(self._episodes, episodes[m]):
-                self._ahead = (seeds, episodes, idx, rows, m + 1)
-                return idx[m], {key: None if v is None else v[m] for key, v in rows.items()}
+            seeds, entries, m = ahead
+            if m < len(entries) and seeds is self._seeds:
+                idx_m, episodes_m, rows_m = entries[m]
+                if torch.equal(self._episodes, episodes_m):
+                    self._ahead = (seeds, entries, m + 1)
+                    return idx_m, dict(rows_m)
         n_ahead = max(1, min(64, 2**15 // self.num_envs))  # ~32k rows: stays in cache
         offsets = torch.arange(n_ahead, dtype=torch.int64, device=self._device)[:, None]
         episodes = self._episodes[None, :] + offsets
@@ -703,8 +705,14 @@ class ClockVectorEnv(BatchedSamplerEnv):
                 )
                 v = v.view(-1, b, *v.shape[1:])
             rows[key] = v
-        self._ahead = (self._seeds, episodes, idx, rows, 1)
-        return idx[0], {key: None if v is None else v[0] for key, v in rows.items()}
+        # Row m's views made here at once (unbind: one call per tensor, not M indexings).
+        cols = {key: None if v is None else v.unbind(0) for key, v in rows.items()}
+        entries = [
+            (i_m, e_m, {key: None if c is None else c[m] for key, c in cols.items()})
+            for m, (i_m, e_m) in enumerate(zip(idx.unbind(0), episodes.unbind(0), strict=True))
+        ]
+        self._ahead = (self._seeds, entries, 1)
+        return entries[0][0], dict(entries[0][2])
 
     def _begin_episodes(self) -> None:
         """Draw every env's bank entry by its own stream and put the batch at σ_max."""
