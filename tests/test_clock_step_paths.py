@@ -48,6 +48,7 @@ def test_step_path_equals_tensor_code_and_rollout(solver):
         x_ref = env.x_ref.clone()  # the next episode's (autoreset)
 
 
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
 def test_nonfinite_observation_still_raises_on_a_zero_reward_step():
     """A non-terminal step checks only the observation (its zero reward is known finite):
     a huge state that overflows the float32 observation still raises."""

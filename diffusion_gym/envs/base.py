@@ -209,9 +209,11 @@ class BatchedSamplerEnv(VectorEnv):
         shared zero reward), only the observations are checked."""
         if isinstance(obs, torch.Tensor):  # a rollout's tensors: one reduction, one sync
             total = float(obs.sum(dtype=torch.float64) + reward.sum(dtype=torch.float64))
+        elif reward is None:  # observations only: two C calls, no error-state context
+            total = 0.0 if np.isfinite(obs).all() else math.nan
         else:
             with np.errstate(over="ignore", invalid="ignore"):
-                total = float(obs.sum()) + (0.0 if reward is None else float(reward.sum()))
+                total = float(obs.sum()) + float(reward.sum())
         if math.isfinite(total):
             return
         pairs = (("observation", obs), ("reward", reward))

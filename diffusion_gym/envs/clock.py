@@ -22,7 +22,10 @@ bit-identical (tested). The throughput benchmark showed they are needed to hold 
 in-run overhead at 4,096 envs, 1 thread, within 1 point of before: with (1) and (2) only it
 was +0.6 to +1.4 points in the benchmark's A/B, with none +0.9 to +1.1 in an interleaved
 CPU-time A/B, with all three ≈ +0. The fourth copy (``observe_into``) is gone.
-docs/clock_env.md has the commands and figures.
+docs/clock_env.md has the commands and figures. Issue 19 (multistep solvers, whose raw
+step is one NFE) added (4): the terminal error of 2-D float64 samples on numpy views in
+:meth:`ClockVectorEnv._reward` (tested against torch's ``pow(2).mean(1)`` in
+tests/test_clock_step_paths.py); docs/benchmarks.md has that A/B.
 """
 
 from __future__ import annotations
@@ -308,6 +311,7 @@ class ClockVectorEnv(BatchedSamplerEnv):
         self._obs32_start: torch.Tensor | None = None
         self._obs_rows0: torch.Tensor | None = None  # the episode's first observations
         self._obs64: torch.Tensor | None = None  # float64 observation buffer
+        self._log_scratch: tuple | None = None  # _observe_host's strided log σ column
         self._any_zero: tuple = (None, None)  # (actions, whether one is 0) from _to_actions
         self._real_dtypes: set = set()  # numpy action dtypes seen to be real numbers
         n_cls = den.num_classes if choices is not None else 0
@@ -694,10 +698,12 @@ class ClockVectorEnv(BatchedSamplerEnv):
         """
         ahead = self._ahead
         if ahead is not None:
-            seeds, episodes, idx, rows, m = ahead
-            if m < len(idx) and seeds is self._seeds and torch.equal(self._episodes, episodes[m]):
-                self._ahead = (seeds, episodes, idx, rows, m + 1)
-                return idx[m], {key: None if v is None else v[m] for key, v in rows.items()}
+            seeds, entries, m = ahead
+            if m < len(entries) and seeds is self._seeds:
+                idx_m, episodes_m, rows_m = entries[m]
+                if torch.equal(self._episodes, episodes_m):
+                    self._ahead = (seeds, entries, m + 1)
+                    return idx_m, dict(rows_m)
         n_ahead = max(1, min(64, 2**15 // self.num_envs))  # ~32k rows: stays in cache
         offsets = torch.arange(n_ahead, dtype=torch.int64, device=self._device)[:, None]
         episodes = self._episodes[None, :] + offsets
@@ -723,8 +729,14 @@ class ClockVectorEnv(BatchedSamplerEnv):
                 )
                 v = v.view(-1, b, *v.shape[1:])
             rows[key] = v
-        self._ahead = (self._seeds, episodes, idx, rows, 1)
-        return idx[0], {key: None if v is None else v[0] for key, v in rows.items()}
+        # Row m's views made here at once (unbind: one call per tensor, not M indexings).
+        cols = {key: None if v is None else v.unbind(0) for key, v in rows.items()}
+        entries = [
+            (i_m, e_m, {key: None if c is None else c[m] for key, c in cols.items()})
+            for m, (i_m, e_m) in enumerate(zip(idx.unbind(0), episodes.unbind(0), strict=True))
+        ]
+        self._ahead = (self._seeds, entries, 1)
+        return entries[0][0], dict(entries[0][2])
 
     def _begin_episodes(self) -> None:
         """Draw every env's bank entry by its own stream and put the batch at σ_max."""
@@ -787,9 +799,12 @@ class ClockVectorEnv(BatchedSamplerEnv):
         else:  # a copy of the first-observation rows keeps their one-hot part
             obs = self._obs_rows0.numpy().copy()
         if k < self._K:  # σ_k > 1e-250 before the terminal state (see _write_obs)
-            log_sigma = torch.empty(b, 2, dtype=torch.float64)[:, 0]  # strided: see above
+            if self._log_scratch is None:  # strided (see above); internal, reused per step
+                col = torch.empty(b, 2, dtype=torch.float64)[:, 0]
+                self._log_scratch = (col, col.numpy())
+            log_sigma, log_np = self._log_scratch
             torch.log(self._sigma, out=log_sigma)
-            obs[:, 0] = log_sigma.numpy()
+            obs[:, 0] = log_np
         else:
             obs[:, 0] = TERMINAL_LOG_SIGMA
         obs[:, 1] = k / self._K
