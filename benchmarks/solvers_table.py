@@ -38,8 +38,10 @@ def _is_learned(row: str) -> bool:
     return _split(row)[1] in LEARNED
 
 
-def _best(rows: dict[str, dict], metric: str, keep) -> tuple[str, float, float]:
+def _best(rows: dict[str, dict], metric: str, keep) -> tuple[str, float, float] | None:
     cand = {r: m for r, m in rows.items() if keep(r) and metric in m}
+    if not cand:
+        return None
     r = min(cand, key=lambda k: cand[k][metric]["mean"])
     return r, cand[r][metric]["mean"], cand[r][metric]["std"]
 
@@ -78,6 +80,9 @@ def main(argv: list[str] | None = None) -> int:
             mine = {r: v for r, v in rows.items() if _split(r)[0] == sv}
             o = _best(mine, m, lambda r: not _is_learned(r))
             lr = _best(mine, m, _is_learned)
+            if o is None or lr is None:
+                cells.append("-")
+                continue
             sec = mine[lr[0]].get("sec_per_1k", {}).get("mean", float("nan"))
             cells.append(f"{o[1]:.3g} ({_split(o[0])[1]}) / {lr[1]:.3g} ({sec:.2f} s)")
         print(f"| {sv} | " + " | ".join(cells) + " |")
