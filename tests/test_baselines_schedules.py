@@ -41,12 +41,27 @@ def test_classic_unknown_kind(ring8):
         B.classic("cosine-nope", 3, ring8)
 
 
+def _den(preset, x, t, labels):
+    return preset.denoiser(x, torch.full((x.shape[0],), t, dtype=x.dtype), labels)
+
+
 def test_best_rho_is_grid_minimum(ring8, train):
     rho, scores = B.best_rho(ring8, 3, grid=(1.0, 7.0, 10.0), data=train)
     assert rho == min(scores, key=scores.get)
-    # independent recomputation of one grid point
-    again = B.schedule_rmse(ring8, B.classic("edm", 3, ring8, rho=7.0), "heun", train)
-    assert again == pytest.approx(scores[7.0])
+    # independent recomputation of one grid point: Karras's σ_i and EDM's Heun (Alg. 1)
+    # written out here against the same reference (best_rho goes through steps.sample)
+    lo, hi = ring8.sigma_min ** (1 / 7), ring8.sigma_max ** (1 / 7)
+    sig = [(hi + i / 2 * (lo - hi)) ** 7 for i in range(3)] + [0.0]
+    x = train.x_T.clone()
+    for t, t_next in zip(sig[:-1], sig[1:], strict=True):
+        d = (x - _den(ring8, x, t, train.labels)) / t
+        x_next = x + (t_next - t) * d
+        if t_next > 0:
+            d2 = (x_next - _den(ring8, x_next, t_next, train.labels)) / t_next
+            x_next = x + (t_next - t) * (d + d2) / 2
+        x = x_next
+    again = float(((x - train.x_ref) ** 2).mean().sqrt())
+    assert again == pytest.approx(scores[7.0], rel=1e-9)
     assert scores[1.0] > scores[7.0]  # uniform σ is far worse at 3 steps (RMSE ~ 20 vs ~ 1)
 
 
