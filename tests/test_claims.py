@@ -15,6 +15,7 @@ schedule to 1e-12) and ``tests/test_clock_env.py::test_rollout_equals_env_step_e
 
 from __future__ import annotations
 
+import json
 import math
 
 import torch
@@ -90,6 +91,8 @@ def test_art_ppo_schedule_on_ring8_is_at_most_half_the_best_rho(tmp_path):
     stay at the best ρ's 0.875; 60k reached 6.6e-4): the learned RMSE must be ≤ 0.5× that of
     the best ρ, chosen on training noise and scored on the same held-out noise."""
     res = _art("agents/configs/art-ring8.yaml", ["total_timesteps=60000"], tmp_path)
+    rec = json.loads((tmp_path / "distilled.json").read_text())
+    assert rec["torch_threads"] == 1 and rec["config_num_threads"] == 1  # issue #23 item 3
     (rho_row,) = [k for k in res if k.startswith("edm-best-rho")]
     learned, best_rho = res["art-ppo"]["rmse"]["mean"], res[rho_row]["rmse"]["mean"]
     assert learned <= 0.5 * best_rho, (learned, rho_row, best_rho)

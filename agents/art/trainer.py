@@ -177,7 +177,8 @@ def run(config: Config, out_dir: str | Path, resume: bool = False) -> dict:
         source=f"ART-RL {cfg.algo} ({cfg.reward}, {cfg.total_timesteps} steps, seed {cfg.seed})",
     )  # fmt: skip
     record = {"policy_means": policy_means, "sigmas": _schedules.schedule_to_list(sigmas),
-              "train_seconds": train_s, **extra}  # fmt: skip
+              "train_seconds": train_s, "torch_threads": torch.get_num_threads(),
+              "config_num_threads": cfg.num_threads, **extra}  # fmt: skip
     atomic_write_json(out / "distilled.json", record)
     print(f"distilled schedule ({train_s:.0f} s): {[round(float(s), 4) for s in sigmas]}")
     return evaluate_schedule(cfg, sigmas, out)
