@@ -7,10 +7,10 @@ import torch
 
 from baselines import guidance as G
 from baselines import schedules as B
-from baselines.evaluate import FixedSchedule
 from diffusion_gym import metrics as M  # noqa: N812
 from diffusion_gym import presets
 from diffusion_gym import steps as _steps
+from diffusion_gym.noise import make_labels, make_noise
 
 torch.set_num_threads(1)
 
@@ -52,8 +52,20 @@ def test_search_constant_picks_minimum(ring8):
     assert w == min(scores, key=scores.get)
     # exact denoiser: strong guidance is worse than none
     assert scores[3.0] > scores[1.0]
-    again = G.training_energy(ring8, FixedSchedule("x", sig, guidance=3.0), 128)
-    assert again == pytest.approx(scores[3.0])
+    # independent recomputation of w = 3 (search_constant goes through training_energy):
+    # the training noise, steps.sample, and the unbiased energy distance per class by cdist
+    salt = B.TRAIN_SALT
+    x_T, _ = make_noise(ring8, 128, salt)  # noqa: N806
+    labels = make_labels(ring8, 128, salt, "balanced")
+    real = ring8.data.sample(128, labels, generator=torch.Generator().manual_seed(salt))
+    x = _steps.sample(ring8.denoiser, x_T, sig, class_labels=labels, guidance=3.0)
+    per_class = []
+    for c in range(8):
+        a, b = x[labels == c], real[labels == c]
+        n = a.shape[0]
+        within = torch.cdist(a, a).sum() / (n * (n - 1)) + torch.cdist(b, b).sum() / (n * (n - 1))
+        per_class.append(float(2 * torch.cdist(a, b).mean() - within))
+    assert sum(per_class) / 8 == pytest.approx(scores[3.0], rel=1e-9)
 
 
 def test_guidance_net_nonnegative():
