@@ -78,6 +78,7 @@ def test_irl_argmax_policy_beats_the_best_constant_of_its_grid_on_ring8_imperfec
     )
     best_name = min((b.name for b in baselines), key=lambda n: res[n]["energy"]["mean"])
     best, pol = res[best_name]["energy"]["mean"], res["irl-policy"]["energy"]["mean"]
+    print(f"IRL argmax {pol:.4g} vs best constant {best_name} {best:.4g}")  # pytest -s
     assert pol < 0.75 * best, (pol, best_name, best)
     s = summarize(res, [b.name for b in baselines], cfg.eval)["metrics"]["energy"]
     assert s["best_constant_name"] == best_name and s["best_constant"] == best
@@ -95,6 +96,7 @@ def test_art_ppo_schedule_on_ring8_is_at_most_half_the_best_rho(tmp_path):
     assert rec["torch_threads"] == 1 and rec["config_num_threads"] == 1  # issue #23 item 3
     (rho_row,) = [k for k in res if k.startswith("edm-best-rho")]
     learned, best_rho = res["art-ppo"]["rmse"]["mean"], res[rho_row]["rmse"]["mean"]
+    print(f"ART ring8 {learned:.4g} vs {rho_row} {best_rho:.4g}")
     assert learned <= 0.5 * best_rho, (learned, rho_row, best_rho)
     assert best_rho <= res["edm-rho7"]["rmse"]["mean"]
 
@@ -132,6 +134,7 @@ def test_art_ppo_on_gauss1d_is_within_one_percent_of_the_fixed_schedule_optimum(
     optimum = _gauss1d_fixed_schedule_optimum()
     res = _art("agents/configs/art-gauss1d-ppo.yaml", [], tmp_path)
     w2 = {k: r["w2"]["mean"] for k, r in res.items()}
+    print(f"ART gauss1d W2 {w2} vs fixed-schedule optimum {optimum:.6g}")
     assert all(v >= optimum * (1 - 1e-9) for v in w2.values()), (optimum, w2)
     assert w2["art-ppo"] <= 1.01 * optimum, (w2["art-ppo"], optimum)
 
@@ -169,5 +172,6 @@ def test_learn_to_guide_beats_best_constant_and_best_interval_on_imperfect_ring(
     ]
     res = evaluate(rows, p, num_samples=1024, seeds=EVAL_SEEDS, metrics=["energy"], progress=False)
     e = {k: r["energy"]["mean"] for k, r in res.items()}
+    print(f"energy {e} (best w = {w}, interval w = {wi} on [{lo:.4g}, {hi:.4g}])")
     assert e["learn-to-guide"] <= 0.5 * e["cfg-best"], e
     assert e["learn-to-guide"] <= 0.5 * e["interval"], e
