@@ -267,7 +267,7 @@ def gits_dp(
     cost = torch.full((m, m), math.inf, dtype=torch.float64)
     for a in range(m - 1):
         b = torch.arange(a + 1, m)
-        x = xs[a].repeat(len(b), 1)
+        x = xs[a].repeat(len(b), *([1] * (xs[a].dim() - 1)))  # [B, ...] of any sample shape
         lab = None if labels is None else labels.repeat(len(b))
         s_next = grid[b].repeat_interleave(num_samples)
         # A multistep solver's step from a fresh state is its first, order-1 step (DDIM in
@@ -278,7 +278,8 @@ def gits_dp(
             state=state,
         )  # fmt: skip
         target = torch.cat([xs[j] for j in b.tolist()])
-        cost[a, b] = ((y - target) ** 2).sum(-1).reshape(len(b), num_samples).mean(1)
+        err = ((y - target) ** 2).reshape(len(b), num_samples, -1).sum(-1).mean(1)
+        cost[a, b] = err.double()  # float32 models (digits) into the float64 table
     # best[k, j]: least cost of reaching node j from node 0 in k edges.
     best = torch.full((n + 1, m), math.inf, dtype=torch.float64)
     arg = torch.zeros((n + 1, m), dtype=torch.long)

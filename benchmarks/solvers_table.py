@@ -7,7 +7,10 @@ preset: the best off-the-shelf and best learned row at each NFE with their ratio
 solver × NFE grid of (best off-the-shelf / best learned) RMSE.
 
     python benchmarks/solvers_table.py runs/cs-64d [runs/cs-learned ...] --preset gmm-64d \
-        [--smin runs/cs-smin]
+        [--smin runs/cs-smin] [--metric fd_digits] [--grid]
+
+Runs without learned rows (no ``oracle``/``learned``) print "-" in the learned columns.
+``--grid`` also prints every row × NFE (mean ± std of the metric, best per NFE in bold).
 """
 
 from __future__ import annotations
@@ -52,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--preset", default="gmm-64d")
     ap.add_argument("--metric", default="rmse")
     ap.add_argument("--smin", help="take every @smin row from this run (and none from the others)")
+    ap.add_argument("--grid", action="store_true", help="also print every row x NFE")
     a = ap.parse_args(argv)
     data = _load(a.runs, a.preset)
     if a.smin:
@@ -66,8 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     for nfe, rows in sorted(data.items()):
         o = _best(rows, m, lambda r: not _is_learned(r))
         lr = _best(rows, m, _is_learned)
-        print(f"| {nfe} | {o[0]} {o[1]:.4g} ± {o[2]:.2g} | {lr[0]} {lr[1]:.4g} ± {lr[2]:.2g} "
-              f"| {lr[1] / o[1]:.2f} |")  # fmt: skip
+        print(f"| {nfe} | {_cell(o)} | {_cell(lr)} | "
+              f"{'-' if o is None or lr is None else f'{lr[1] / o[1]:.2f}'} |")  # fmt: skip
     solvers = sorted({_split(r)[0] for rows in data.values() for r in rows},
                      key=lambda s: list(_ORDER).index(s) if s in _ORDER else 99)  # fmt: skip
     print(f"\n{m}: best off-the-shelf / best learned row per solver (s per 1,000 samples of the "
@@ -80,8 +84,11 @@ def main(argv: list[str] | None = None) -> int:
             mine = {r: v for r, v in rows.items() if _split(r)[0] == sv}
             o = _best(mine, m, lambda r: not _is_learned(r))
             lr = _best(mine, m, _is_learned)
-            if o is None or lr is None:
+            if o is None:
                 cells.append("-")
+                continue
+            if lr is None:  # no learned row for this solver (e.g. no oracle in the run)
+                cells.append(f"{o[1]:.3g} ({_split(o[0])[1]}) / -")
                 continue
             sec = mine[lr[0]].get("sec_per_1k", {}).get("mean", float("nan"))
             cells.append(f"{o[1]:.3g} ({_split(o[0])[1]}) / {lr[1]:.3g} ({sec:.2f} s)")
@@ -102,7 +109,34 @@ def main(argv: list[str] | None = None) -> int:
             cells.append(f"{d[m]['mean']:.3g} / {s_[m]['mean']:.3g} "
                          f"({s_['nfe']['mean']:.0f})")  # fmt: skip
         print(f"| {sv} | " + " | ".join(cells) + " |")
+    if a.grid:
+        _print_grid(data, m, solvers)
     return 0
+
+
+def _cell(best: tuple[str, float, float] | None) -> str:
+    return "-" if best is None else f"{best[0]} {best[1]:.4g} ± {best[2]:.2g}"
+
+
+def _print_grid(data: dict[int, dict[str, dict]], m: str, solvers: list[str]) -> None:
+    """Every row × NFE: mean ± std of ``m`` (best of each NFE in bold; "-" where absent)."""
+    nfes = sorted(data)
+    rows = sorted({r for rs in data.values() for r in rs if m in rs[r]},
+                  key=lambda r: (solvers.index(_split(r)[0]), r))  # fmt: skip
+    best = {n: _best(data[n], m, lambda r: True) for n in nfes}
+    print(f"\n{m} of every row (mean ± std over seeds; best per NFE in bold)\n")
+    print("| row | " + " | ".join(f"NFE {n}" for n in nfes) + " |")
+    print("|---|" + "---|" * len(nfes))
+    for r in rows:
+        cells = []
+        for n in nfes:
+            v = data[n].get(r, {}).get(m)
+            if v is None:
+                cells.append("-")
+                continue
+            c = f"{v['mean']:.4g} ± {v['std']:.2g}"
+            cells.append(f"**{c}**" if best[n] and best[n][0] == r else c)
+        print(f"| {r} | " + " | ".join(cells) + " |")
 
 
 _ORDER = ("euler", "heun", "dpmpp-2m", "dpmpp-3m", "unipc-2", "unipc-3", "ipndm")

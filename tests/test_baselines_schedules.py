@@ -122,3 +122,13 @@ def test_oracle_param_roundtrip(ring8):
     sig = B.classic("edm", 5, ring8)
     back = B._from_params(B._to_params(sig, ring8.sigma_max), ring8.sigma_max)
     torch.testing.assert_close(back, sig, rtol=1e-9, atol=0)
+
+
+def test_gits_dp_on_image_shaped_samples():
+    """GITS-DP on the digits U-Net ([N, 1, 8, 8] samples; it used to fail in ``repeat``):
+    a valid schedule whose σ lie on the grid."""
+    p = presets.make("digits")
+    sig = B.gits_dp(p, 2, "unipc-2", grid_size=5, num_samples=4, substeps=1)
+    _check_schedule(sig, 2, p)
+    grid = B.S.karras(5, p.sigma_min, p.sigma_max, 7.0)
+    assert all(bool((grid == s).any()) for s in sig)
