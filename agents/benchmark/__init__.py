@@ -34,7 +34,7 @@ import json
 import sys
 from pathlib import Path
 
-from diffusion_gym.io import check_writable_dir
+from diffusion_gym.io import atomic_write_text, check_writable_dir
 
 from . import throughput
 from .algos import (
@@ -121,8 +121,8 @@ def run_throughput(argv: list[str]) -> int:
     rows = throughput.main(argv)
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
-        (out / "throughput.json").write_text(json.dumps(_jsonable(rows), indent=1))
-        (out / "throughput.md").write_text(throughput_markdown(rows))
+        atomic_write_text(out / "throughput.json", json.dumps(_jsonable(rows), indent=1))
+        atomic_write_text(out / "throughput.md", throughput_markdown(rows))
     return 0
 
 

@@ -28,6 +28,8 @@ import sb3_contrib
 import stable_baselines3
 import torch
 
+from diffusion_gym.io import atomic_save_via, atomic_write_text
+
 from .algos import ALGORITHMS
 from .evaluation import is_clock
 
@@ -236,7 +238,7 @@ def plot_curves(results: dict, out_dir: Path) -> list[Path]:
         axes[0].legend(fontsize=7)
         fig.tight_layout()
         path = out_dir / f"curves_{env.replace('/', '_')}.png"
-        fig.savefig(path, dpi=110)
+        atomic_save_via(path, lambda tmp, fig=fig: fig.savefig(tmp, dpi=110))
         plt.close(fig)
         paths.append(path)
     return paths
@@ -263,7 +265,7 @@ def write_report(results: dict, out_dir: str | Path) -> None:
     """``benchmark.json``, ``benchmark.md`` and ``curves_<env>.png`` in ``out_dir``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "benchmark.json").write_text(json.dumps(jsonable(results), indent=1))
+    atomic_write_text(out / "benchmark.json", json.dumps(jsonable(results), indent=1))
     m = results["machine"]
     head = [
         "# diffusion-gym benchmark",
@@ -276,7 +278,7 @@ def write_report(results: dict, out_dir: str | Path) -> None:
         f"{results['config']['eval']['num_samples']} episodes (deterministic policy).",
         "",
     ]
-    (out / "benchmark.md").write_text("\n".join(head) + markdown_tables(results) + "\n")
+    atomic_write_text(out / "benchmark.md", "\n".join(head) + markdown_tables(results) + "\n")
     plot_curves(results, out)
 
 

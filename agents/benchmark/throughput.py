@@ -65,6 +65,7 @@ import diffusion_gym  # noqa: F401 - registers the ids
 from baselines.evaluate import nfe_of
 from diffusion_gym import presets, schedules, steps
 from diffusion_gym.envs import ClockVectorEnv, GuidanceVectorEnv, batch_of
+from diffusion_gym.io import atomic_write_text
 
 SAMPLER_PRESETS = ("gmm-ring8", "gmm-64d", "gmm-ring8-mlp", "digits")  # the four
 
@@ -472,9 +473,7 @@ class _Report:
 
     def write(self) -> None:
         if self.args.json:
-            path = Path(self.args.json)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(_jsonable(self.doc), indent=1))
+            atomic_write_text(Path(self.args.json), json.dumps(_jsonable(self.doc), indent=1))
 
 
 def _sampler_table(report: _Report) -> None:

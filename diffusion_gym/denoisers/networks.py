@@ -28,6 +28,8 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.nn import functional as F  # noqa: N812
 
+from ..io import atomic_save_via, atomic_write_text
+
 __all__ = [
     "CHECKPOINT_DIR",
     "EDMPrecond",
@@ -238,8 +240,10 @@ def save_checkpoint(module: nn.Module, path: str | Path, metadata: dict) -> None
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()}
-    save_file(state, str(path), metadata={"config": json.dumps(metadata)})
-    path.with_suffix(".json").write_text(json.dumps(metadata, indent=2) + "\n")
+    atomic_save_via(
+        path, lambda tmp: save_file(state, str(tmp), metadata={"config": json.dumps(metadata)})
+    )
+    atomic_write_text(path.with_suffix(".json"), json.dumps(metadata, indent=2) + "\n")
 
 
 def load_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
