@@ -31,9 +31,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from baselines.metrics import METRICS
 from diffusion_gym.io import atomic_dir, complete_dirs
 
 __all__ = [
+    "check_eval_basics",
     "MAX_SEED",
     "Interrupted",
     "check_seed",
@@ -67,6 +69,24 @@ def check_seed(name: str, seed: Any) -> None:
         raise TypeError(f"{name} must be an int in [0, 2**63 - 1], got {seed!r}")
     if not 0 <= int(seed) <= MAX_SEED:
         raise ValueError(f"{name} must be an int in [0, 2**63 - 1], got {seed}")
+
+
+def check_eval_basics(ev: Any) -> None:
+    """The checks every agent's final-evaluation config shares (IRL and ART): ``metrics`` a
+    non-empty list of :data:`baselines.metrics.METRICS` names, ``num_samples`` and
+    ``train_samples`` >= 1, ``seeds`` a non-empty list of valid seeds (``ValueError``)."""
+    unknown = [m for m in ev.metrics if m not in METRICS]
+    if unknown or not ev.metrics:
+        raise ValueError(f"eval.metrics must be names of {sorted(METRICS)}, got {ev.metrics}")
+    if ev.num_samples < 1 or ev.train_samples < 1:
+        raise ValueError(
+            f"eval.num_samples and eval.train_samples must be >= 1, got {ev.num_samples}, "
+            f"{ev.train_samples}"
+        )
+    if not ev.seeds:
+        raise ValueError("eval.seeds must hold at least one seed")
+    for i, s in enumerate(ev.seeds):
+        check_seed(f"eval.seeds[{i}]", s)
 
 
 def derive_seed(seed: int, *key: int, high: int = 2**31) -> int:

@@ -209,8 +209,6 @@ class FixedSchedule(Strategy):
         if guided and (class_labels is None or preset.num_classes == 0):
             raise ValueError(f"strategy {self.name!r} uses guidance but the preset has no labels")
         as_t = lambda v: v if isinstance(v, float) else torch.tensor(v, dtype=torch.float64)  # noqa: E731
-        if self.last_step == "sigma-min":
-            return self._to_sigma_min(preset, x_T, class_labels)
         return _steps.sample(
             preset.denoiser,
             x_T,
@@ -221,20 +219,8 @@ class FixedSchedule(Strategy):
             solver=self.solver,
             generator=streams,
             s_noise=self.s_noise,
+            final_step=self.last_step != "sigma-min",  # GITS/DEIS: x(σ_min) is the sample
         )
-
-    def _to_sigma_min(self, preset, x_T, class_labels):  # noqa: N803
-        """GITS/DEIS: the m steps down to σ_min are the whole trajectory (a multistep
-        solver's history knows the step into σ_min is its last: ``lower_order_final``
-        lowers it), and x(σ_min) is the sample. The loop is :func:`steps.sample`'s without its
-        final step to 0 (which ``sample`` always takes)."""
-        sig, m = self.sigmas[:-1].tolist(), self.num_steps - 1
-        state = _steps.SolverState(m) if _steps.is_multistep(self.solver) else None
-        x = x_T
-        for i in range(m):
-            x, _ = _steps.step(preset.denoiser, x, sig[i], sig[i + 1], class_labels=class_labels,
-                               solver=self.solver, state=state)  # fmt: skip
-        return x
 
     def describe(self) -> dict[str, Any]:
         return {

@@ -36,8 +36,8 @@ class SolverRow(Strategy):
         lo, hi = preset.sigma_min, preset.sigma_max
         if last == "denoise":
             self.sigmas = schedules.karras(steps.steps_for_nfe(nfe, solver), lo, hi, 7.0)
-        else:  # N + 1 points on [σ_min, σ_max], no step to 0
-            self.sigmas = schedules.karras(nfe + 1, lo, hi, 7.0)[:-1]
+        else:  # N + 1 points on [σ_min, σ_max] (then 0, a step sample() does not take)
+            self.sigmas = schedules.karras(nfe + 1, lo, hi, 7.0)
 
     @property
     def nfe(self) -> int:
@@ -48,17 +48,9 @@ class SolverRow(Strategy):
         return True
 
     def sample(self, preset, x_T, class_labels, streams):  # noqa: N803
-        lof = self.lower_order_final
-        if self.last == "denoise":
-            return steps.sample(preset.denoiser, x_T, self.sigmas, class_labels=class_labels,
-                                solver=self.solver, lower_order_final=lof)  # fmt: skip
-        n = len(self.sigmas) - 1
-        state, x = steps.SolverState(n, lower_order_final=lof), x_T
-        sig = self.sigmas.tolist()
-        for i in range(n):
-            x, _ = steps.step(preset.denoiser, x, sig[i], sig[i + 1], class_labels=class_labels,
-                              solver=self.solver, state=state)  # fmt: skip
-        return x
+        return steps.sample(preset.denoiser, x_T, self.sigmas, class_labels=class_labels,
+                            solver=self.solver, lower_order_final=self.lower_order_final,
+                            final_step=self.last == "denoise")  # fmt: skip
 
 
 def main(argv=None) -> dict:

@@ -182,6 +182,7 @@ def sample(
     callback: Callable[[dict[str, Any]], None] | None = None,
     s_noise: float = 1.0,
     lower_order_final: bool = True,
+    final_step: bool = True,
 ) -> torch.Tensor:
     """Reference sampler: integrate from ``noise`` at σ_0 down the schedule to σ = 0.
 
@@ -198,7 +199,12 @@ def sample(
     :param lower_order_final: multistep solvers: cap the order by the steps left
         (:mod:`diffusion_gym.solvers`); the final step to σ = 0 is a denoise either way
         (DPM-Solver++, UniPC).
-    :returns: the samples at σ = 0, ``[B, *shape]``.
+    :param final_step: False stops at the schedule's last positive σ (σ_min) without the
+        step to 0 (the GITS/DEIS convention: the n steps down to σ_min are the whole
+        trajectory, and a multistep solver's history knows the step into σ_min is its last);
+        per-step ``guidance``/``gamma`` still have n entries, the last one unused. Needs
+        n >= 2.
+    :returns: the samples at σ = 0 (at σ_min if ``final_step`` is False), ``[B, *shape]``.
 
     Runs under ``torch.no_grad()`` unless ``sigmas`` (or ``noise``) requires grad: then the
     result is differentiable w.r.t. the σ's (e.g. to optimise a schedule through the sampler).
@@ -209,23 +215,26 @@ def sample(
     with torch.set_grad_enabled(grad):
         return _sample(
             denoiser, noise, sigmas, class_labels, guidance, gamma, get_solver(solver),
-            generator, callback, s_noise, lower_order_final, grad,
+            generator, callback, s_noise, lower_order_final, final_step, grad,
         )  # fmt: skip
 
 
 def _sample(
     denoiser, noise, sigmas, class_labels, guidance, gamma, solver, generator, callback,
-    s_noise, lower_order_final, grad,
+    s_noise, lower_order_final, final_step, grad,
 ) -> torch.Tensor:  # fmt: skip
     """:func:`sample`'s loop (grad mode set by the caller; σ's stay tensors if ``grad``)."""
     checked = validate(sigmas.detach() if isinstance(sigmas, torch.Tensor) else sigmas)
     sigmas = (sigmas if grad else checked).to(device=noise.device)  # grad: keep the graph
     n = sigmas.shape[0] - 1
-    state = SolverState(n, lower_order_final=lower_order_final) if solver.multistep else None
+    taken = n if final_step else n - 1  # steps run: without the step to 0 if not final_step
+    if taken < 1:
+        raise ValueError("final_step=False needs a schedule of at least 2 steps (3 sigmas)")
+    state = SolverState(taken, lower_order_final=lower_order_final) if solver.multistep else None
     ws = _per_step(guidance, n, "guidance", noise.device)
     gs = _per_step(gamma, n, "gamma", noise.device)
     x = noise
-    for i in range(n):
+    for i in range(taken):
         w = None if (isinstance(ws[i], float) and ws[i] == 1.0) else ws[i]
         g = gs[i]
         eps = None

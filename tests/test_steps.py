@@ -284,3 +284,22 @@ def test_shared_env_fixtures_make_small_native_vector_envs(make_guidance, make_c
     c = make_clock(num_envs=2)
     obs, _ = c.reset(seed=0)
     assert obs.shape[0] == 2
+
+
+def test_sample_without_final_step_stops_at_sigma_min():
+    """``final_step=False`` (GITS/DEIS convention) is the loop of steps down to the last
+    positive σ, with a multistep history that knows its last step; it refuses 1-step
+    schedules."""
+    p = presets.make("gmm-ring8")
+    x = 80 * torch.randn(32, *p.denoiser.shape, generator=torch.Generator().manual_seed(0),
+                         dtype=torch.float64)  # fmt: skip
+    sig = schedules.karras(5, p.sigma_min, p.sigma_max, 7.0)
+    for solver in ("euler", "unipc-2", "ipndm"):
+        s, state, y = sig[:-1].tolist(), steps.SolverState(4), x
+        for i in range(4):
+            y, _ = steps.step(p.denoiser, y, s[i], s[i + 1], solver=solver, state=state)
+        z = steps.sample(p.denoiser, x, sig, solver=solver, final_step=False)
+        assert torch.equal(y, z), solver
+        assert not torch.equal(z, steps.sample(p.denoiser, x, sig, solver=solver))
+    with pytest.raises(ValueError, match="at least 2 steps"):
+        steps.sample(p.denoiser, x, torch.tensor([80.0, 0.0]), final_step=False)

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from baselines.metrics import METRICS
 from baselines.schedules import CLASSIC, OracleConfig
 from diffusion_gym import presets as _presets
 from diffusion_gym import steps as _steps
 
-from ..checkpoint import MAX_SEED, check_seed
+from ..checkpoint import MAX_SEED, check_eval_basics, check_seed
 
 __all__ = [
     "ALGOS",
@@ -262,18 +261,7 @@ def _check_run(cfg: Config) -> None:
     if ac.iterations < 1 or ac.batch_size < 1 or ac.hidden < 1:
         raise ValueError("actor_critic.iterations, batch_size and hidden must be >= 1")
     ev = cfg.eval
-    unknown = [m for m in ev.metrics if m not in METRICS]
-    if unknown or not ev.metrics:
-        raise ValueError(f"eval.metrics must be names of {sorted(METRICS)}, got {ev.metrics}")
-    if ev.num_samples < 1 or ev.train_samples < 1:
-        raise ValueError(
-            f"eval.num_samples and eval.train_samples must be >= 1, got {ev.num_samples}, "
-            f"{ev.train_samples}"
-        )
-    if not ev.seeds:
-        raise ValueError("eval.seeds must hold at least one seed")
-    for i, s in enumerate(ev.seeds):
-        check_seed(f"eval.seeds[{i}]", s)
+    check_eval_basics(ev)
     if not ev.rho_grid or not all(r > 0 for r in ev.rho_grid):
         raise ValueError(f"eval.rho_grid must be a non-empty list of rho > 0, got {ev.rho_grid}")
     if ev.oracle_iterations < 0 or (ev.reference_steps is not None and ev.reference_steps < 1):

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from baselines.metrics import METRICS
 from diffusion_gym import presets as _presets
 
-from ..checkpoint import check_seed
+from ..checkpoint import check_eval_basics, check_seed
 from ..discriminator import DiscriminatorConfig
 
 __all__ = [
@@ -201,18 +200,7 @@ def _check_sizes(cfg: Config) -> None:
 
 def _check_eval(ev: EvalConfig) -> None:
     """The final evaluation's settings, checked before training (not after it)."""
-    unknown = [m for m in ev.metrics if m not in METRICS]
-    if unknown or not ev.metrics:
-        raise ValueError(f"eval.metrics must be names of {sorted(METRICS)}, got {ev.metrics}")
-    if ev.num_samples < 1 or ev.train_samples < 1:
-        raise ValueError(
-            f"eval.num_samples and eval.train_samples must be >= 1, got {ev.num_samples}, "
-            f"{ev.train_samples}"
-        )
-    if not ev.seeds:
-        raise ValueError("eval.seeds must hold at least one seed")
-    for i, s in enumerate(ev.seeds):
-        check_seed(f"eval.seeds[{i}]", s)
+    check_eval_basics(ev)
     _choice("eval.class_labels", ev.class_labels, ("balanced", "data"))
     if ev.every < 0:
         raise ValueError(f"eval.every must be >= 0, got {ev.every}")
