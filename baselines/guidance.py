@@ -12,8 +12,10 @@ Learn to Guide, whose weight depends on the class too (:class:`LearnedGuidance`)
 - Learn to Guide (Galashov et al. 2025, arXiv 2510.00815): ω_φ(c, s, t) ≥ 0 trained by
   :func:`train_learn_to_guide` with the self-consistency energy distance between one guided
   step x_t → x̃_s and true data noised directly to s, x_t either true data noised to t (the
-  paper) or the deployed sampler's own state at t; an ℓ2 variant, and a reward-tilted
-  variant L + γ_R·E[−R(x̂_0, c)].
+  paper) or the deployed sampler's own state at t; an ℓ2 variant; the reward-tilted target
+  p_λ(x|c) ∝ p(x|c)·exp(λR(x, c)) (energy distance to its noised marginal by self-normalised
+  importance weights on the real samples, :func:`tilt_log_weights`, :func:`tilted_energy`);
+  and the heuristic additive reward term L + γ_R·E[−R(x̂_0, c)].
 
 Grid searches score candidates by the class-conditional energy distance to fresh true data
 on *training* noise (salt :data:`baselines.schedules.TRAIN_SALT`), never on evaluation noise.
@@ -28,6 +30,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
+from tqdm.auto import trange
 
 from diffusion_gym import metrics as M  # noqa: N812
 from diffusion_gym import schedules as S  # noqa: N812
@@ -49,6 +52,8 @@ __all__ = [
     "search_ramp",
     "GuidanceNet",
     "L2GConfig",
+    "tilt_log_weights",
+    "tilted_energy",
     "train_learn_to_guide",
     "LearnedGuidance",
 ]
@@ -168,23 +173,33 @@ def search_ramp(
 
 
 class GuidanceNet(nn.Module):
-    """ω_φ(c, s, t) ≥ 0: an MLP of (one-hot c, log t, log s, 1[s = 0]), softplus output.
+    """ω_φ(c, s, t) ≥ 0: an MLP of (class code, log t, log s, 1[s = 0]), softplus output.
 
     :param num_classes: C (> 0; guidance needs a conditional model).
     :param hidden: width of the two hidden layers.
     :param sigma_floor: s below this is fed as log(sigma_floor) (s = 0 has its own flag).
     :param init_omega: ω at initialisation (bias of the softplus), so training must move it.
+    :param embed_dim: 0: the class enters one-hot; > 0: as a learned ``nn.Embedding`` of this
+        size (N(0, 1) init), so classes start with different codes (used on digits).
     """
 
     def __init__(
-        self, num_classes: int, hidden: int = 64, sigma_floor: float = 1e-3, init_omega=1.0
+        self,
+        num_classes: int,
+        hidden: int = 64,
+        sigma_floor: float = 1e-3,
+        init_omega=1.0,
+        embed_dim: int = 0,
     ):
         super().__init__()
         if num_classes < 1:
             raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+        if not isinstance(embed_dim, int) or embed_dim < 0:
+            raise ValueError(f"embed_dim must be an int >= 0, got {embed_dim!r}")
         self.num_classes, self.sigma_floor = int(num_classes), float(sigma_floor)
+        self.embed_dim = embed_dim
         self.net = nn.Sequential(
-            nn.Linear(num_classes + 3, hidden),
+            nn.Linear((embed_dim or num_classes) + 3, hidden),
             nn.SiLU(),
             nn.Linear(hidden, hidden),
             nn.SiLU(),
@@ -193,13 +208,19 @@ class GuidanceNet(nn.Module):
         with torch.no_grad():
             self.net[-1].weight.mul_(0.1)
             self.net[-1].bias.fill_(math.log(math.expm1(init_omega)))
+        # Created after the MLP, so the one-hot net's initialisation is unchanged.
+        self.embed = nn.Embedding(num_classes, embed_dim).double() if embed_dim else None
 
     def forward(self, c: torch.Tensor, s: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """ω ``[B]`` for labels ``c [B]`` and noise levels s < t ``[B]`` (σ units)."""
         floor = torch.full_like(s, self.sigma_floor)
+        c = c.long()
+        if bool(((c < 0) | (c >= self.num_classes)).any()):
+            raise ValueError(f"class labels must lie in [0, {self.num_classes})")
+        code = self.embed(c) if self.embed is not None else F.one_hot(c, self.num_classes).double()
         feats = torch.cat(
             [
-                F.one_hot(c.long(), self.num_classes).double(),
+                code,
                 (t.double().log() / 4)[:, None],
                 (torch.maximum(s.double(), floor).log() / 4)[:, None],
                 (s == 0).double()[:, None],
@@ -231,7 +252,17 @@ class L2GConfig:
     :param max_gap: largest relative gap (t − s)/t of the random pairs (the paper trains on
         small gaps, dt = 0.01 of its time range; 1.0 covers every gap).
     :param zero_prob: probability of a random pair ending at s = 0.
-    :param reward_weight: γ_R of the reward-tilted loss L + γ_R·E[−R(x̂_0, c)] (0 = off).
+    :param reward_weight: γ_R of the heuristic additive reward term L + γ_R·E[−R(x̂_0, c)]
+        (0 = off; not derived from a target, kept for the mixture comparisons).
+    :param tilt: λ of the reward-tilted target p_λ(x|c) ∝ p(x|c)·exp(λR(x, c)) (0 = the plain
+        target). The energy distance to its noised marginal p_λ,s is estimated with
+        self-normalised importance weights softmax(λR(y_0^k, c)) on the real target samples
+        y_0^k of each conditioning (:func:`tilted_energy`); ``start="forward"`` draws x_t's
+        x_0 from p_λ by resampling real samples with the same weights. Exactly the untilted
+        loss at λ = 0 (uniform weights, no resampling). Derivation: docs/image_scale.md.
+    :param targets: real target samples y per conditioning (0 = ``particles``); more of them
+        lower the variance of the importance weights at large λ.
+    :param embed_dim: :class:`GuidanceNet`'s class embedding size (0 = one-hot).
     :param hidden: width of :class:`GuidanceNet`.
     :param init_omega: ω at initialisation (near 0: from ω = 1 a first big step's loss at
         w = 2 can push the softplus into saturation, where ω stays at 0 for every step).
@@ -249,6 +280,9 @@ class L2GConfig:
     max_gap: float = 1.0
     zero_prob: float = 0.1
     reward_weight: float = 0.0
+    tilt: float = 0.0
+    targets: int = 0
+    embed_dim: int = 0
     hidden: int = 64
     init_omega: float = 0.1
     seed: int = 0
@@ -288,13 +322,80 @@ def _sampler_states(
     return x
 
 
-def _energy_loss(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def tilt_log_weights(rewards: torch.Tensor, tilt: float) -> torch.Tensor:
+    """Self-normalised importance log-weights of samples of p(·|c) for the tilted target
+    p_λ(x|c) ∝ p(x|c)·exp(λR(x, c)): log softmax(λR) along the last axis.
+
+    The importance ratio p_λ/p is exp(λR)/Z_λ(c) with the unknown normaliser Z_λ(c) =
+    E_p[exp(λR)]; self-normalising over the K samples of one conditioning estimates it, so
+    weighted averages Σ_k w_k f(y_k) are consistent (bias O(1/K)) for E_{p_λ}[f]. λ = 0 gives
+    exactly uniform weights 1/K.
+
+    :param rewards: ``[..., K]`` rewards R(y_0^k, c) of K samples per conditioning.
+    :param tilt: λ (any finite real; λ < 0 tilts away from high reward).
+    """
+    if not math.isfinite(float(tilt)):
+        raise ValueError(f"tilt must be finite, got {tilt}")
+    if not bool(torch.isfinite(rewards).all()):
+        raise ValueError("rewards must be finite (log p(c | x) of a sample was -inf or NaN)")
+    if float(tilt) == 0.0:  # exactly uniform (log_softmax of zeros may round)
+        return torch.full_like(rewards, -math.log(rewards.shape[-1]), dtype=torch.float64)
+    return torch.log_softmax(float(tilt) * rewards.double(), dim=-1)
+
+
+def _energy_loss(
+    x: torch.Tensor, y: torch.Tensor, log_w: torch.Tensor | None = None
+) -> torch.Tensor:
     """Per-conditioning energy distance 2E‖x − y‖ − E‖x − x'‖ (the repulsive term; E‖y − y'‖
-    is constant in φ), x, y ``[B, M, d]`` → ``[B]``."""
+    is constant in φ), x ``[B, M, d]``, y ``[B, K, d]`` → ``[B]``. With ``log_w [B, K]``
+    (:func:`tilt_log_weights`) E‖x − y‖ is the importance-weighted mean over y."""
     m = x.shape[1]
-    xy = torch.cdist(x, y).mean((1, 2))
+    d_xy = torch.cdist(x, y)  # [B, M, K]
+    if log_w is None:
+        xy = d_xy.mean((1, 2))
+    else:
+        xy = (d_xy.mean(1) * log_w.exp().to(d_xy.dtype)).sum(1)
     xx = torch.cdist(x, x).sum((1, 2)) / (m * (m - 1))
     return 2 * xy - xx
+
+
+def tilted_energy(
+    x: torch.Tensor, y: torch.Tensor, log_w: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Energy distance between the samples ``x [B, M, d]`` and the (tilted) target whose
+    samples are ``y [B, K, d]`` with importance log-weights ``log_w [B, K]`` (None: uniform),
+    per conditioning ``[B]``: 2 Σ_k w_k mean_j ‖x_j − y_k‖ − mean_{j≠j'} ‖x_j − x_j'‖ −
+    Σ_{k≠k'} w_k w_k' ‖y_k − y_k'‖ / (1 − Σ_k w_k²). Uniform weights give the unbiased
+    U-statistic; the training loss is this less its last (φ-free) term.
+    """
+    if x.ndim != 3 or y.ndim != 3 or x.shape[0] != y.shape[0] or x.shape[2] != y.shape[2]:
+        raise ValueError(
+            f"x and y must be [B, M, d] and [B, K, d], got {tuple(x.shape)}, {tuple(y.shape)}"
+        )
+    if x.shape[1] < 2 or y.shape[1] < 2:
+        raise ValueError("need at least 2 samples per conditioning in x and in y")
+    if log_w is None:
+        log_w = torch.full(y.shape[:2], -math.log(y.shape[1]), dtype=torch.float64)
+    if log_w.shape != y.shape[:2]:
+        raise ValueError(f"log_w must have shape {tuple(y.shape[:2])}, got {tuple(log_w.shape)}")
+    w = log_w.exp().to(y.dtype)
+    ww = w[:, :, None] * w[:, None, :]
+    yy = (torch.cdist(y, y) * ww).sum((1, 2)) / (1 - (w**2).sum(1))
+    return _energy_loss(x, y, log_w) - yy
+
+
+def _expand(v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``[B]`` → shaped to broadcast against ``x [B, ...]``, in x's dtype."""
+    return v.to(x.dtype).reshape(-1, *[1] * (x.ndim - 1))
+
+
+def _resample(x0: torch.Tensor, log_w: torch.Tensor, g) -> torch.Tensor:
+    """Multinomial resampling (with replacement) of ``x0 [B·M, ...]`` within each of the B
+    conditionings by the weights exp(``log_w [B, M]``): draws from the tilted law."""
+    b, m = log_w.shape
+    idx = torch.multinomial(log_w.exp(), m, replacement=True, generator=g)  # [B, M]
+    rows = (torch.arange(b)[:, None] * m + idx).reshape(-1)
+    return x0[rows.to(x0.device)]
 
 
 def train_learn_to_guide(
@@ -303,6 +404,7 @@ def train_learn_to_guide(
     solver: str = "heun",
     config: L2GConfig | None = None,
     reward: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    progress: bool = False,
 ) -> tuple[GuidanceNet, list[float]]:
     """Learn to Guide (arXiv 2510.00815): fit ω_φ(c, s, t) by the self-consistency loss.
 
@@ -310,14 +412,21 @@ def train_learn_to_guide(
     x_0^j + tε^j with x_0^j ~ p(·|c) (the paper); ``start="sampler"`` (t, s) = (σ_i, σ_{i+1})
     of ``sigmas`` and x_t^j the guided sampler's state at σ_i (current ω_φ, no gradient).
     One guided solver step with w = 1 + ω_φ(c, s, t) gives x̃_s^j; targets y^k = x_0'^k +
-    sε'^k are independent fresh data noised directly to s. ``loss="energy"`` minimises
-    mean over conditionings of [2/M² Σ_jk ‖x̃^j − y^k‖ − 1/(M(M−1)) Σ_{j≠k} ‖x̃^j − x̃^k‖] /
-    sqrt(s² + σ_data²), the unbiased energy distance less its constant E‖y − y'‖ term (the
-    second sum is the repulsive term); ``"l2"``: ‖x̃_s − (x_0 + sε)‖² / (s² + σ_data²) with
-    x_t's own x_0, ε (forward start only). With ``reward_weight`` γ_R > 0
-    the loss adds γ_R·E[−R(x̂_0, c)], x̂_0 the guided step's denoised estimate; ``reward``
-    defaults to the mixture's exact log p(c | x) (``preset.data.class_log_posterior``).
+    sε'^k (K = ``targets`` or M of them) are independent fresh data noised directly to s.
+    ``loss="energy"`` minimises mean over conditionings of [2/(MK) Σ_jk ‖x̃^j − y^k‖ −
+    1/(M(M−1)) Σ_{j≠k} ‖x̃^j − x̃^k‖] / sqrt(s² + σ_data²), the unbiased energy distance less
+    its constant E‖y − y'‖ term (the second sum is the repulsive term); ``"l2"``: ‖x̃_s −
+    (x_0 + sε)‖² / (s² + σ_data²) with x_t's own x_0, ε (forward start only).
 
+    ``tilt`` λ ≠ 0 targets p_λ(x|c) ∝ p(x|c)·exp(λR(x, c)): the 1/K of the first sum becomes
+    the self-normalised weight softmax_k(λR(x_0'^k, c)) (:func:`tilt_log_weights`), and the
+    forward start's x_0^j are resampled with the same weights. With ``reward_weight`` γ_R > 0
+    the loss adds the heuristic γ_R·E[−R(x̂_0, c)], x̂_0 the guided step's denoised estimate.
+    ``reward`` R(x_0 [N, ...], c [N]) → ``[N]`` defaults to log p(c | x_0) from
+    ``preset.data.class_log_posterior`` (the exact Bayes classifier of a mixture, the shipped
+    classifier on digits).
+
+    :param progress: show a tqdm bar.
     :returns: the network and the loss per iteration.
     """
     cfg = config or L2GConfig()
@@ -331,15 +440,24 @@ def train_learn_to_guide(
         raise ValueError("Learn to Guide needs a class-conditional preset")
     if cfg.particles < 2:
         raise ValueError(f"particles must be >= 2, got {cfg.particles}")
-    if cfg.reward_weight and reward is None:
+    if not isinstance(cfg.targets, int) or cfg.targets < 0 or cfg.targets == 1:
+        raise ValueError(f"targets must be 0 (= particles) or an int >= 2, got {cfg.targets!r}")
+    if not math.isfinite(float(cfg.tilt)):
+        raise ValueError(f"tilt must be finite, got {cfg.tilt}")
+    if (cfg.reward_weight or cfg.tilt) and reward is None:
+        if not hasattr(preset.data, "class_log_posterior"):
+            raise ValueError("reward_weight/tilt need reward= or data.class_log_posterior")
         reward = lambda x0, c: preset.data.class_log_posterior(x0).gather(1, c[:, None])[:, 0]  # noqa: E731
     sig = S.validate(torch.as_tensor(sigmas, dtype=torch.float64))
     torch.manual_seed(cfg.seed)
-    net = GuidanceNet(preset.num_classes, cfg.hidden, preset.sigma_min, cfg.init_omega)
+    net = GuidanceNet(
+        preset.num_classes, cfg.hidden, preset.sigma_min, cfg.init_omega, cfg.embed_dim
+    )
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     g = torch.Generator().manual_seed(TRAIN_SALT + cfg.seed)
     b, m, history = cfg.conditions, cfg.particles, []
-    for _ in range(cfg.iterations):
+    k = cfg.targets or m
+    for _ in trange(cfg.iterations, desc="learn-to-guide", disable=not progress, leave=False):
         c = torch.randint(0, preset.num_classes, (b,), generator=g)
         if cfg.start == "sampler":
             i = torch.randint(
@@ -353,8 +471,12 @@ def train_learn_to_guide(
             x_t = _sampler_states(preset, net, sig, solver, cc, i.repeat_interleave(m), g)
         else:
             x0 = preset.data.sample(b * m, cc, generator=g)
+            if cfg.tilt:  # x_t ~ p_λ,t: x_0 resampled from p(·|c) by the tilt's weights
+                with torch.no_grad():
+                    log_w0 = tilt_log_weights(reward(x0, cc).reshape(b, m), cfg.tilt)
+                x0 = _resample(x0, log_w0, g)
             eps = torch.randn(x0.shape, generator=g, dtype=x0.dtype)
-            x_t = x0 + tt[:, None] * eps  # forward process: true data noised to t
+            x_t = x0 + _expand(tt, x0) * eps  # forward process: true data noised to t
         # Per-conditioning scale of x_s (distances grow like s): equalises the σ range.
         scale = torch.sqrt(s**2 + preset.denoiser.sigma_data**2)
         w = 1 + net(cc, ss, tt)
@@ -368,12 +490,20 @@ def train_learn_to_guide(
             solver=solver,
         )
         if cfg.loss == "energy":
-            y = preset.data.sample(b * m, cc, generator=g)
-            y = y + ss[:, None] * torch.randn(y.shape, generator=g, dtype=y.dtype)
-            per = _energy_loss(x_s.reshape(b, m, -1), y.reshape(b, m, -1))
+            ck = c.repeat_interleave(k)
+            y = preset.data.sample(b * k, ck, generator=g)
+            log_w = None
+            if cfg.tilt:
+                with torch.no_grad():
+                    log_w = tilt_log_weights(reward(y, ck).reshape(b, k), cfg.tilt)
+            y = y + _expand(s.repeat_interleave(k), y) * torch.randn(
+                y.shape, generator=g, dtype=y.dtype
+            )
+            per = _energy_loss(x_s.reshape(b, m, -1), y.reshape(b, k, -1), log_w)
             loss = (per / scale).mean()
         else:
-            per = ((x_s - (x0 + ss[:, None] * eps)) ** 2).sum(-1).reshape(b, m).mean(1)
+            target = x0 + _expand(ss, x0) * eps
+            per = ((x_s - target) ** 2).reshape(b, m, -1).sum(-1).mean(1)
             loss = (per / scale**2).mean()
         if cfg.reward_weight:
             loss = loss - cfg.reward_weight * reward(denoised, cc).mean()

@@ -1,0 +1,405 @@
+"""Guidance on digits in one harness: constant, limited-interval, ramps and Learn to Guide
+(class-conditional, and its reward-tilted variant), scored by FD_digits, precision/recall and
+class accuracy on the same noise.
+
+    python -m baselines.digits_guidance --preset digits --nfe 9 --train-seeds 0 1 2 \\
+        --tilts 1 2 4 --out runs/l2g-digits
+
+Every row is sampled by :func:`baselines.evaluate.evaluate` on the x_T of
+:func:`baselines.digits.digits_noise` (seed ``--seed``, class-balanced labels 0..9 repeated)
+and scored with the harness's digits metrics (:func:`baselines.evaluate.digits_metric_fns`),
+exactly as ``python -m baselines.digits`` scores its rows:
+
+- ``cfg-<w>``: every constant w of ``--constants`` (all evaluated; the best of them by
+  FD_digits on the evaluation noise is reported as ``best constant``: a conservative
+  comparison, the baseline gets to pick on the test noise);
+- ``interval``: limited-interval guidance (Kynkäänniemi et al. 2024), (w, σ_lo, σ_hi) picked by
+  :func:`baselines.guidance.training_energy` on training noise among contiguous runs of the
+  schedule's steps whose ends lie on every ``--interval-stride``-th step;
+- ``ramp-linear`` / ``ramp-cosine``: w_max picked the same way (:func:`~baselines.guidance.
+  search_ramp`);
+- ``learn-to-guide-s<k>``: :func:`baselines.guidance.train_learn_to_guide` with training seed
+  k (energy loss, ``start="sampler"``, class embedding), one row per seed;
+- ``learn-to-guide-tilt<λ>``: the same with the reward-tilted target p_λ(x|c) ∝
+  p(x|c)·p(c|x)^λ (R = log p(c | x) of the shipped classifier; training seed of the first
+  ``--train-seeds``).
+
+Writes ``<out>/<preset>_nfe<N>.json`` and ``.md`` (table, per-step mean learned w, seconds),
+``<out>/img/<preset>_nfe<N>_grids.png`` (best constant beside learn-to-guide, same x_T) and,
+with ``--tilts``, ``<out>/img/<preset>_nfe<N>_tilt.png`` (class accuracy against FD_digits for
+λ and for the constants).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import matplotlib
+import torch
+
+from diffusion_gym import presets, schedules
+from diffusion_gym.denoisers.classifier import load_digits_classifier
+from diffusion_gym.io import atomic_save_via, atomic_write_text
+from diffusion_gym.steps import steps_for_nfe
+
+from .digits import digits_noise
+from .evaluate import FixedSchedule, digits_metric_fns, evaluate
+from .guidance import (
+    L2GConfig,
+    LearnedGuidance,
+    interval_weights,
+    ramp_weights,
+    search_ramp,
+    train_learn_to_guide,
+    training_energy,
+)
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402 - after the backend is chosen
+
+__all__ = [
+    "COLUMNS",
+    "interval_candidates",
+    "search_interval_coarse",
+    "digits_l2g_config",
+    "run",
+    "summarize",
+    "markdown",
+    "plot_grids",
+    "plot_tilt",
+    "main",
+]
+
+#: Harness metric → short key, in table order.
+COLUMNS = {
+    "fd_digits": "fd",
+    "digits_precision": "precision",
+    "digits_recall": "recall",
+    "digits_class_acc": "class_accuracy",
+    "digits_class_tv": "class_tv",
+}
+
+
+def interval_candidates(sigmas, weights, stride: int = 1) -> dict:
+    """``{(w, σ_lo, σ_hi): per-step weights}`` for contiguous runs of the schedule's steps
+    whose first and last step indices are multiples of ``stride`` or the last step."""
+    if stride < 1:
+        raise ValueError(f"stride must be >= 1, got {stride}")
+    sig = schedules.validate(sigmas)[:-1].tolist()
+    ends = sorted({*range(0, len(sig), stride), len(sig) - 1})
+    out = {}
+    for w in weights:
+        for a in ends:
+            for b in ends:
+                if b >= a:
+                    lo, hi = sig[b], sig[a]
+                    out[(float(w), lo, hi)] = interval_weights(sigmas, w, lo, hi)
+    return out
+
+
+def search_interval_coarse(
+    preset, sigmas, weights=(1.5, 2.0, 3.0), stride: int = 1, num_samples: int = 256, seed=0
+) -> tuple[tuple[float, float, float], dict]:
+    """Best (w, σ_lo, σ_hi) of :func:`interval_candidates` by training energy distance (the
+    rule of :func:`baselines.guidance.search_interval`, on a coarser candidate set)."""
+    scores = {
+        key: training_energy(preset, FixedSchedule("cand", sigmas, "heun", w), num_samples, seed)
+        for key, w in interval_candidates(sigmas, weights, stride).items()
+    }
+    return min(scores, key=scores.get), scores
+
+
+def digits_l2g_config(**overrides) -> L2GConfig:
+    """The Learn to Guide settings used on digits (sampler start, class embedding of size 8,
+    8 conditionings × 16 particles, 32 real targets per conditioning)."""
+    base = dict(
+        start="sampler",
+        iterations=100,
+        conditions=8,
+        particles=16,
+        targets=32,
+        lr=3e-3,
+        init_omega=0.1,
+        embed_dim=8,
+    )
+    base.update(overrides)
+    return L2GConfig(**base)
+
+
+def _rows_of(res: dict, name: str) -> dict:
+    return {key: res[name][metric]["mean"] for metric, key in COLUMNS.items()}
+
+
+def run(
+    preset_name: str = "digits",
+    nfe: int = 9,
+    *,
+    constants=(1.0, 1.25, 1.5, 2.0, 3.0),
+    interval_w=(1.5, 2.0, 3.0),
+    interval_stride: int = 1,
+    ramp_w=(1.5, 2.0, 3.0),
+    search_samples: int = 256,
+    train_seeds=(0,),
+    tilts=(),
+    l2g: dict | None = None,
+    num_samples: int = 1000,
+    seed: int = 0,
+    progress: bool = True,
+    samples_out: dict | None = None,
+) -> dict:
+    """Train, pick and evaluate every row (see the module docstring); returns the results
+    ``{"settings", "rows": {name: {metrics, nfe, weights, seconds}}, "summary"}``."""
+    if nfe < 3 or nfe % 2 == 0:
+        raise ValueError(f"nfe must be odd and >= 3 (Heun), got {nfe}")
+    if not train_seeds:
+        raise ValueError("train_seeds must name at least one training seed")
+    preset = presets.make(preset_name)
+    n = steps_for_nfe(nfe, "heun")
+    sig = schedules.karras(n, preset.sigma_min, preset.sigma_max)
+    rows, info = [], {}
+    for w in constants:
+        rows.append(FixedSchedule(f"cfg-{w:g}", sig, "heun", float(w)))
+        info[rows[-1].name] = {"seconds_fit": 0.0}
+    t0 = time.time()
+    (w_i, lo, hi), _ = search_interval_coarse(
+        preset, sig, interval_w, interval_stride, search_samples, seed
+    )
+    rows.append(FixedSchedule("interval", sig, "heun", interval_weights(sig, w_i, lo, hi)))
+    info["interval"] = {"pick": [w_i, lo, hi], "seconds_fit": round(time.time() - t0, 1)}
+    for kind in ("linear", "cosine"):
+        t0 = time.time()
+        w_max, _ = search_ramp(preset, sig, kind, "heun", ramp_w, search_samples, seed)
+        rows.append(FixedSchedule(f"ramp-{kind}", sig, "heun", ramp_weights(sig, w_max, kind)))
+        info[f"ramp-{kind}"] = {"pick": w_max, "seconds_fit": round(time.time() - t0, 1)}
+    cfg = dict(l2g or {})
+    runs = [(f"learn-to-guide-s{k}", {"seed": int(k)}) for k in train_seeds]
+    runs += [(f"learn-to-guide-tilt{lam:g}", {"seed": int(train_seeds[0]), "tilt": float(lam)})
+             for lam in tilts if lam != 0]  # fmt: skip
+    for name, extra in runs:
+        t0 = time.time()
+        net, hist = train_learn_to_guide(
+            preset, sig, "heun", digits_l2g_config(**{**cfg, **extra}), progress=progress
+        )
+        rows.append(LearnedGuidance(name, sig, net, "heun"))
+        k = max(len(hist) // 10, 1)
+        info[name] = {
+            "seconds_fit": round(time.time() - t0, 1),
+            "loss_first": sum(hist[:k]) / k,
+            "loss_last": sum(hist[-k:]) / k,
+            **extra,
+        }
+    clf = load_digits_classifier()
+    samples = {} if samples_out is None else samples_out
+    t0 = time.time()
+    res = evaluate(
+        rows,
+        preset,
+        num_samples=num_samples,
+        seeds=[seed],
+        metrics=list(COLUMNS),
+        progress=progress,
+        samples_out=samples,
+        extra_metrics=digits_metric_fns(clf),
+        noise=digits_noise,
+    )
+    sec = round((time.time() - t0) / len(rows), 1)
+    out_rows = {}
+    for s in rows:
+        d = s.describe()
+        g = torch.as_tensor(d["guidance"], dtype=torch.float64).reshape(s.num_steps, -1)
+        out_rows[s.name] = {
+            "nfe": s.nfe,
+            **_rows_of(res, s.name),
+            "w_per_step": [round(float(v), 4) for v in g.mean(1)],
+            "seconds_eval": sec,
+            **info[s.name],
+        }
+        if g.shape[1] > 1:  # per class
+            out_rows[s.name]["w_per_class"] = [[round(float(v), 4) for v in r] for r in g.T]
+    settings = {
+        "preset": preset_name,
+        "nfe": nfe,
+        "solver": "heun",
+        "sigmas": [float(v) for v in sig],
+        "num_samples": num_samples,
+        "seed": seed,
+        "search_samples": search_samples,
+        "train_seeds": list(train_seeds),
+        "tilts": list(tilts),
+        "l2g": vars(digits_l2g_config(**cfg)),
+        "threads": torch.get_num_threads(),
+    }
+    return {"settings": settings, "rows": out_rows, "summary": summarize(out_rows)}
+
+
+def _mean_std(vals: list[float]) -> list[float]:
+    return [statistics.fmean(vals), statistics.stdev(vals) if len(vals) > 1 else 0.0]
+
+
+def summarize(rows: dict) -> dict:
+    """Best constant (by FD_digits) and mean ± std of the learn-to-guide seeds."""
+    cfg = {k: v for k, v in rows.items() if k.startswith("cfg-")}
+    best = min(cfg, key=lambda k: cfg[k]["fd"])
+    seeds = [v for k, v in rows.items() if k.startswith("learn-to-guide-s")]
+    out = {"best_constant": best}
+    for key in COLUMNS.values():
+        out[f"l2g_{key}"] = _mean_std([v[key] for v in seeds])
+    out["fd_ratio_vs_best_constant"] = out["l2g_fd"][0] / rows[best]["fd"]
+    return out
+
+
+def markdown(result: dict) -> str:
+    """The result as a markdown table (+ the summary line)."""
+    st, rows, sm = result["settings"], result["rows"], result["summary"]
+    lines = [
+        f"#### {st['preset']}, NFE {st['nfe']} (Heun, EDM ρ = 7), {st['num_samples']} samples",
+        "",
+        "| strategy | FD_digits | precision | recall | class acc. | class TV | w per step "
+        "(mean over classes) | fit s |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, r in rows.items():
+        w = ", ".join(f"{v:.3g}" for v in r["w_per_step"])
+        b = "**" if name == sm["best_constant"] else ""
+        lines.append(
+            f"| {b}{name}{b} | {r['fd']:.2f} | {r['precision']:.3f} | {r['recall']:.3f} | "
+            f"{r['class_accuracy']:.3f} | {r['class_tv']:.3f} | [{w}] | {r['seconds_fit']:.0f} |"
+        )
+    m = {k: sm[f"l2g_{k}"] for k in COLUMNS.values()}
+    lines += [
+        "",
+        f"learn-to-guide over {len(st['train_seeds'])} training seed(s): FD_digits "
+        f"{m['fd'][0]:.2f} ± {m['fd'][1]:.2f}, precision {m['precision'][0]:.3f} ± "
+        f"{m['precision'][1]:.3f}, recall {m['recall'][0]:.3f} ± {m['recall'][1]:.3f}, class "
+        f"acc. {m['class_accuracy'][0]:.3f} ± {m['class_accuracy'][1]:.3f}; best constant "
+        f"{sm['best_constant']} (FD ratio {sm['fd_ratio_vs_best_constant']:.3f}).",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _grid_image(x: torch.Tensor, labels: torch.Tensor, per_class: int = 10) -> torch.Tensor:
+    cells = torch.nn.functional.pad(x[:, 0].clamp(-1, 1), (1, 1, 1, 1), value=-1.0)
+    rows = [cells[labels == c][:per_class] for c in range(10)]
+    return torch.cat([torch.cat(list(r), dim=1) for r in rows], dim=0)
+
+
+def plot_grids(samples: dict, names: list[str], titles: list[str], path: Path) -> Path:
+    """Side-by-side 10 × 10 digit grids (row = requested class) of the named rows."""
+    labels = torch.arange(next(iter(samples.values())).shape[0]) % 10
+    fig, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names), 3.6), dpi=100)
+    for ax, name, title in zip(axes, names, titles, strict=True):
+        img = _grid_image(samples[name].cpu(), labels)
+        ax.imshow(img.numpy(), cmap="gray_r", vmin=-1, vmax=1, interpolation="nearest")
+        ax.set_title(title, fontsize=8)
+        ax.set_axis_off()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    atomic_save_via(path, lambda tmp: fig.savefig(tmp, bbox_inches="tight", pad_inches=0.05))
+    plt.close(fig)
+    return Path(path)
+
+
+def plot_tilt(result: dict, path: Path) -> Path:
+    """Class accuracy against FD_digits: the tilted learn-to-guide rows (λ) and the constants."""
+    rows = result["rows"]
+    fig, ax = plt.subplots(figsize=(5, 3.6), dpi=100)
+    cfg = sorted((k for k in rows if k.startswith("cfg-")), key=lambda k: float(k[4:]))
+    ax.plot([rows[k]["fd"] for k in cfg], [rows[k]["class_accuracy"] for k in cfg], "s--",
+            color="grey", label="constant w")  # fmt: skip
+    for k in cfg:
+        ax.annotate(k[4:], (rows[k]["fd"], rows[k]["class_accuracy"]), fontsize=7)
+    seed0 = f"learn-to-guide-s{result['settings']['train_seeds'][0]}"
+    tilt = [(0.0, seed0)] + sorted(
+        (float(k[len("learn-to-guide-tilt") :]), k)
+        for k in rows
+        if k.startswith("learn-to-guide-tilt")
+    )
+    ax.plot([rows[k]["fd"] for _, k in tilt], [rows[k]["class_accuracy"] for _, k in tilt], "o-",
+            color="C0", label="learn to guide, tilt λ")  # fmt: skip
+    for lam, k in tilt:
+        ax.annotate(f"λ={lam:g}", (rows[k]["fd"], rows[k]["class_accuracy"]), fontsize=7)
+    st = result["settings"]
+    ax.set_xlabel("FD_digits (lower is better)")
+    ax.set_ylabel("class accuracy")
+    ax.set_title(f"{st['preset']}, NFE {st['nfe']}: reward tilt", fontsize=9)
+    ax.legend(fontsize=7)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    atomic_save_via(path, lambda tmp: fig.savefig(tmp, bbox_inches="tight"))
+    plt.close(fig)
+    return Path(path)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m baselines.digits_guidance", description=__doc__)
+    p.add_argument("--preset", default="digits")
+    p.add_argument("--nfe", type=int, default=9, help="Heun NFE (odd)")
+    p.add_argument("--out", default="runs/l2g-digits")
+    p.add_argument("--num-samples", type=int, default=1000)
+    p.add_argument("--seed", type=int, default=0, help="evaluation seed (x_T, labels)")
+    p.add_argument("--train-seeds", type=int, nargs="+", default=[0])
+    p.add_argument("--tilts", type=float, nargs="*", default=[], help="λ of the tilted rows")
+    p.add_argument("--constants", type=float, nargs="+", default=[1.0, 1.25, 1.5, 2.0, 3.0])
+    p.add_argument("--interval-w", type=float, nargs="+", default=[1.5, 2.0, 3.0])
+    p.add_argument("--interval-stride", type=int, default=1)
+    p.add_argument("--ramp-w", type=float, nargs="+", default=[1.5, 2.0, 3.0])
+    p.add_argument("--search-samples", type=int, default=256)
+    p.add_argument("--iterations", type=int, default=100, help="Learn to Guide Adam steps")
+    p.add_argument("--conditions", type=int, default=8)
+    p.add_argument("--particles", type=int, default=16)
+    p.add_argument("--targets", type=int, default=32)
+    p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--no-progress", action="store_true")
+    return p
+
+
+def main(argv: list[str] | None = None) -> dict:
+    a = _parser().parse_args(argv)
+    torch.set_num_threads(a.threads)
+    l2g = dict(
+        iterations=a.iterations,
+        conditions=a.conditions,
+        particles=a.particles,
+        targets=a.targets,
+        lr=a.lr,
+    )
+    samples: dict[str, torch.Tensor] = {}
+    t0 = time.time()
+    result = run(
+        a.preset,
+        a.nfe,
+        constants=a.constants,
+        interval_w=a.interval_w,
+        interval_stride=a.interval_stride,
+        ramp_w=a.ramp_w,
+        search_samples=a.search_samples,
+        train_seeds=a.train_seeds,
+        tilts=a.tilts,
+        l2g=l2g,
+        num_samples=a.num_samples,
+        seed=a.seed,
+        progress=not a.no_progress,
+        samples_out=samples,
+    )
+    result["settings"]["seconds_total"] = round(time.time() - t0, 1)
+    out, stem = Path(a.out), f"{a.preset}_nfe{a.nfe}"
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / f"{stem}.json", json.dumps(result, indent=2))
+    md = markdown(result)
+    atomic_write_text(out / f"{stem}.md", md)
+    best, l2g_row = result["summary"]["best_constant"], f"learn-to-guide-s{a.train_seeds[0]}"
+    plot_grids(
+        samples, [best, l2g_row], [f"best constant ({best})", l2g_row],
+        out / "img" / f"{stem}_grids.png",
+    )  # fmt: skip
+    if a.tilts:
+        plot_tilt(result, out / "img" / f"{stem}_tilt.png")
+    print(md)
+    return result
+
+
+if __name__ == "__main__":
+    main()
