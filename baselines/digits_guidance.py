@@ -351,6 +351,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--particles", type=int, default=16)
     p.add_argument("--targets", type=int, default=32)
     p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--start", choices=["sampler", "forward"], default="sampler",
+                   help="where x_t comes from (L2GConfig.start)")  # fmt: skip
+    p.add_argument("--init-omega", type=float, default=0.1)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--no-progress", action="store_true")
     return p
@@ -365,6 +368,8 @@ def main(argv: list[str] | None = None) -> dict:
         particles=a.particles,
         targets=a.targets,
         lr=a.lr,
+        start=a.start,
+        init_omega=a.init_omega,
     )
     samples: dict[str, torch.Tensor] = {}
     t0 = time.time()

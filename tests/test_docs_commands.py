@@ -87,9 +87,9 @@ RULES: list[tuple[str, str, str]] = [
      "tests/test_benchmark.py trains through rl_zoo3.train (RL Zoo, issue #18 item 8)"),
     (r"python -m diffusion_gym\.digits_eval", "name", "the retired name, mentioned as history"),
     (r"python -m cProfile", "name", "a Python tool"),
-    (r"python -m (baselines\.digits|diffusion_gym\.train_denoiser|agents\.benchmark\."
-     r"throughput)\b.*", "module", "minutes of sampling or training (digits figures, "
-     "trained checkpoints) or a throughput measurement"),
+    (r"python -m (baselines\.digits(_guidance)?|diffusion_gym\.train_denoiser|agents\."
+     r"benchmark\.throughput)\b.*", "module", "minutes of sampling or training (digits "
+     "figures, Learn to Guide on digits, trained checkpoints) or a throughput measurement"),
     (r"python benchmarks/\S+\.py.*", "script", "a throughput / accuracy measurement"),
     (r"python examples/deploy_diffusers\.py --(schedule|policy) runs/\S+ .*", "covered",
      "tests/test_deploy_example.py runs both modes on a schedule.json and a tiny IRL run"),

@@ -154,7 +154,7 @@ def test_digits_guidance_cli_writes_table_json_and_plots(digits, tmp_path):
     res = DG.main(
         [
             "--nfe", "5", "--num-samples", "40", "--constants", "1", "2", "--interval-w", "2",
-            "--ramp-w", "2", "--search-samples", "8", "--iterations", "2", "--conditions", "2",
+            "--ramp-w", "2", "--search-samples", "20", "--iterations", "2", "--conditions", "2",
             "--particles", "2", "--targets", "4", "--train-seeds", "0", "1", "--tilts", "2",
             "--out", str(tmp_path), "--no-progress",
         ]
