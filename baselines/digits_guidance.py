@@ -18,6 +18,9 @@ exactly as ``python -m baselines.digits`` scores its rows:
   schedule's steps whose ends lie on every ``--interval-stride``-th step;
 - ``ramp-linear`` / ``ramp-cosine``: w_max picked the same way (:func:`~baselines.guidance.
   search_ramp`);
+- ``autoguidance`` (Karras et al. 2024): the model guided by its shipped weaker version
+  (:data:`baselines.autoguidance.GUIDES`), w picked the same way
+  (:func:`~baselines.autoguidance.search_autoguidance`); left out where no guide is shipped;
 - ``learn-to-guide-s<k>``: :func:`baselines.guidance.train_learn_to_guide` with training seed
   k (energy loss, ``start="sampler"``, class embedding), one row per seed;
 - ``learn-to-guide-tilt<λ>``: the same with the reward-tilted target p_λ(x|c) ∝
@@ -46,6 +49,7 @@ from diffusion_gym.denoisers.classifier import load_digits_classifier
 from diffusion_gym.io import atomic_save_via, atomic_write_text
 from diffusion_gym.steps import steps_for_nfe
 
+from .autoguidance import GUIDES, Autoguidance, search_autoguidance
 from .digits import digits_noise
 from .evaluate import FixedSchedule, digits_metric_fns, evaluate
 from .guidance import (
@@ -142,6 +146,7 @@ def run(
     interval_w=(1.5, 2.0, 3.0),
     interval_stride: int = 1,
     ramp_w=(1.5, 2.0, 3.0),
+    auto_w=(1.0, 1.5, 2.0, 2.5, 3.0),
     search_samples: int = 256,
     train_seeds=(0,),
     tilts=(),
@@ -175,6 +180,15 @@ def run(
         w_max, _ = search_ramp(preset, sig, kind, "heun", ramp_w, search_samples, seed)
         rows.append(FixedSchedule(f"ramp-{kind}", sig, "heun", ramp_weights(sig, w_max, kind)))
         info[f"ramp-{kind}"] = {"pick": w_max, "seconds_fit": round(time.time() - t0, 1)}
+    if preset_name in GUIDES and auto_w:
+        t0 = time.time()
+        w_a, _ = search_autoguidance(preset, sig, None, "heun", auto_w, search_samples, seed)
+        rows.append(Autoguidance("autoguidance", sig, None, w_a, "heun"))
+        info["autoguidance"] = {
+            "pick": w_a,
+            "guide": GUIDES[preset_name],
+            "seconds_fit": round(time.time() - t0, 1),
+        }
     cfg = dict(l2g or {})
     runs = [(f"learn-to-guide-s{k}", {"seed": int(k)}) for k in train_seeds]
     runs += [(f"learn-to-guide-tilt{lam:g}", {"seed": int(train_seeds[0]), "tilt": float(lam)})
@@ -210,7 +224,8 @@ def run(
     out_rows = {}
     for s in rows:
         d = s.describe()
-        g = torch.as_tensor(d["guidance"], dtype=torch.float64).reshape(s.num_steps, -1)
+        key = "autoguidance" if "autoguidance" in d else "guidance"
+        g = torch.as_tensor(d[key], dtype=torch.float64).reshape(s.num_steps, -1)
         out_rows[s.name] = {
             "nfe": s.nfe,
             **_rows_of(res, s.name),
@@ -228,6 +243,7 @@ def run(
         "num_samples": num_samples,
         "seed": seed,
         "search_samples": search_samples,
+        "search_rule": "training energy distance (TRAIN_SALT noise), except cfg-<w>: all shown",
         "train_seeds": list(train_seeds),
         "tilts": list(tilts),
         "l2g": vars(digits_l2g_config(**cfg)),
@@ -345,6 +361,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--interval-w", type=float, nargs="+", default=[1.5, 2.0, 3.0])
     p.add_argument("--interval-stride", type=int, default=1)
     p.add_argument("--ramp-w", type=float, nargs="+", default=[1.5, 2.0, 3.0])
+    p.add_argument("--autoguidance-w", type=float, nargs="*", default=[1.0, 1.5, 2.0, 2.5, 3.0])
     p.add_argument("--search-samples", type=int, default=256)
     p.add_argument("--iterations", type=int, default=100, help="Learn to Guide Adam steps")
     p.add_argument("--conditions", type=int, default=8)
@@ -380,6 +397,7 @@ def main(argv: list[str] | None = None) -> dict:
         interval_w=a.interval_w,
         interval_stride=a.interval_stride,
         ramp_w=a.ramp_w,
+        auto_w=a.autoguidance_w,
         search_samples=a.search_samples,
         train_seeds=a.train_seeds,
         tilts=a.tilts,

@@ -154,14 +154,16 @@ def test_digits_guidance_cli_writes_table_json_and_plots(digits, tmp_path):
     res = DG.main(
         [
             "--nfe", "5", "--num-samples", "40", "--constants", "1", "2", "--interval-w", "2",
-            "--ramp-w", "2", "--search-samples", "20", "--iterations", "2", "--conditions", "2",
-            "--particles", "2", "--targets", "4", "--train-seeds", "0", "1", "--tilts", "2",
+            "--ramp-w", "2", "--autoguidance-w", "1", "2", "--search-samples", "20",
+            "--iterations", "2", "--conditions", "2", "--particles", "2", "--targets", "4",
+            "--train-seeds", "0", "1", "--tilts", "2",
             "--out", str(tmp_path), "--no-progress",
         ]
     )  # fmt: skip
     rows = res["rows"]
-    assert {"cfg-1", "cfg-2", "interval", "ramp-linear", "ramp-cosine", "learn-to-guide-s0",
-            "learn-to-guide-s1", "learn-to-guide-tilt2"} == set(rows)  # fmt: skip
+    expected = {"cfg-1", "cfg-2", "interval", "ramp-linear", "ramp-cosine", "autoguidance",
+                "learn-to-guide-s0", "learn-to-guide-s1", "learn-to-guide-tilt2"}  # fmt: skip
+    assert set(rows) == expected
     assert len(rows["learn-to-guide-s0"]["w_per_class"]) == 10
     saved = json.loads((tmp_path / "digits_nfe5.json").read_text())
     assert saved["summary"]["best_constant"] in ("cfg-1", "cfg-2")
