@@ -23,12 +23,16 @@ exactly as ``python -m baselines.digits`` scores its rows:
   (:func:`~baselines.autoguidance.search_autoguidance`); left out where no guide is shipped;
 - ``learn-to-guide-s<k>``: :func:`baselines.guidance.train_learn_to_guide` with training seed
   k (energy loss, ``start="sampler"``, class embedding), one row per seed;
+- ``learn-to-guide-auto-s<k>`` (with ``--auto-l2g``): the same loss with ω_φ weighting the
+  autoguidance direction D_bad + (1 + ω)(D_good − D_bad) of the shipped guide
+  (:attr:`~baselines.guidance.L2GConfig.guide`), started at the autoguidance row's w;
 - ``learn-to-guide-tilt<λ>``: the same with the reward-tilted target p_λ(x|c) ∝
   p(x|c)·p(c|x)^λ (R = log p(c | x) of the shipped classifier; training seed of the first
   ``--train-seeds``).
 
 Writes ``<out>/<preset>_nfe<N>.json`` and ``.md`` (table, per-step mean learned w, seconds),
-``<out>/img/<preset>_nfe<N>_grids.png`` (best constant beside learn-to-guide, same x_T) and,
+``<out>/img/<preset>_nfe<N>_grids.png`` (best constant beside learn-to-guide and autoguidance,
+same x_T) and,
 with ``--tilts``, ``<out>/img/<preset>_nfe<N>_tilt.png`` (class accuracy against FD_digits for
 λ and for the constants).
 """
@@ -150,6 +154,7 @@ def run(
     search_samples: int = 256,
     train_seeds=(0,),
     tilts=(),
+    auto_l2g: bool = False,
     l2g: dict | None = None,
     num_samples: int = 1000,
     seed: int = 0,
@@ -193,12 +198,18 @@ def run(
     runs = [(f"learn-to-guide-s{k}", {"seed": int(k)}) for k in train_seeds]
     runs += [(f"learn-to-guide-tilt{lam:g}", {"seed": int(train_seeds[0]), "tilt": float(lam)})
              for lam in tilts if lam != 0]  # fmt: skip
+    if auto_l2g:
+        if "autoguidance" not in info:
+            raise ValueError(f"auto_l2g needs a shipped guide for {preset_name!r} and auto_w")
+        w0 = max(float(info["autoguidance"]["pick"]) - 1, 0.05)
+        runs += [(f"learn-to-guide-auto-s{k}", {"seed": int(k), "guide": GUIDES[preset_name],
+                  "init_omega": w0}) for k in train_seeds]  # fmt: skip
     for name, extra in runs:
         t0 = time.time()
         net, hist = train_learn_to_guide(
             preset, sig, "heun", digits_l2g_config(**{**cfg, **extra}), progress=progress
         )
-        rows.append(LearnedGuidance(name, sig, net, "heun"))
+        rows.append(LearnedGuidance(name, sig, net, "heun", extra.get("guide")))
         k = max(len(hist) // 10, 1)
         info[name] = {
             "seconds_fit": round(time.time() - t0, 1),
@@ -246,6 +257,7 @@ def run(
         "search_rule": "training energy distance (TRAIN_SALT noise), except cfg-<w>: all shown",
         "train_seeds": list(train_seeds),
         "tilts": list(tilts),
+        "auto_l2g": auto_l2g,
         "l2g": vars(digits_l2g_config(**cfg)),
         "threads": torch.get_num_threads(),
     }
@@ -260,11 +272,13 @@ def summarize(rows: dict) -> dict:
     """Best constant (by FD_digits) and mean ± std of the learn-to-guide seeds."""
     cfg = {k: v for k, v in rows.items() if k.startswith("cfg-")}
     best = min(cfg, key=lambda k: cfg[k]["fd"])
-    seeds = [v for k, v in rows.items() if k.startswith("learn-to-guide-s")]
     out = {"best_constant": best}
-    for key in COLUMNS.values():
-        out[f"l2g_{key}"] = _mean_std([v[key] for v in seeds])
-    out["fd_ratio_vs_best_constant"] = out["l2g_fd"][0] / rows[best]["fd"]
+    for prefix, tag in (("learn-to-guide-s", "l2g"), ("learn-to-guide-auto-s", "l2g_auto")):
+        seeds = [v for k, v in rows.items() if k.startswith(prefix)]
+        if seeds:
+            for key in COLUMNS.values():
+                out[f"{tag}_{key}"] = _mean_std([v[key] for v in seeds])
+            out[f"{tag}_fd_ratio_vs_best_constant"] = out[f"{tag}_fd"][0] / rows[best]["fd"]
     return out
 
 
@@ -285,15 +299,19 @@ def markdown(result: dict) -> str:
             f"| {b}{name}{b} | {r['fd']:.2f} | {r['precision']:.3f} | {r['recall']:.3f} | "
             f"{r['class_accuracy']:.3f} | {r['class_tv']:.3f} | [{w}] | {r['seconds_fit']:.0f} |"
         )
-    m = {k: sm[f"l2g_{k}"] for k in COLUMNS.values()}
-    lines += [
-        "",
-        f"learn-to-guide over {len(st['train_seeds'])} training seed(s): FD_digits "
-        f"{m['fd'][0]:.2f} ± {m['fd'][1]:.2f}, precision {m['precision'][0]:.3f} ± "
-        f"{m['precision'][1]:.3f}, recall {m['recall'][0]:.3f} ± {m['recall'][1]:.3f}, class "
-        f"acc. {m['class_accuracy'][0]:.3f} ± {m['class_accuracy'][1]:.3f}; best constant "
-        f"{sm['best_constant']} (FD ratio {sm['fd_ratio_vs_best_constant']:.3f}).",
-    ]
+    lines.append("")
+    for tag, label in (("l2g", "learn-to-guide"), ("l2g_auto", "learn-to-guide-auto")):
+        if f"{tag}_fd" not in sm:
+            continue
+        m = {k: sm[f"{tag}_{k}"] for k in COLUMNS.values()}
+        lines.append(
+            f"{label} over {len(st['train_seeds'])} training seed(s): FD_digits "
+            f"{m['fd'][0]:.2f} ± {m['fd'][1]:.2f}, precision {m['precision'][0]:.3f} ± "
+            f"{m['precision'][1]:.3f}, recall {m['recall'][0]:.3f} ± {m['recall'][1]:.3f}, "
+            f"class acc. {m['class_accuracy'][0]:.3f} ± {m['class_accuracy'][1]:.3f}; FD ratio "
+            f"to the best constant ({sm['best_constant']}) "
+            f"{sm[f'{tag}_fd_ratio_vs_best_constant']:.3f}."
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -357,6 +375,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="evaluation seed (x_T, labels)")
     p.add_argument("--train-seeds", type=int, nargs="+", default=[0])
     p.add_argument("--tilts", type=float, nargs="*", default=[], help="λ of the tilted rows")
+    p.add_argument("--auto-l2g", action="store_true",
+                   help="also learn ω of the autoguidance direction (-auto-s<k> rows)")  # fmt: skip
     p.add_argument("--constants", type=float, nargs="+", default=[1.0, 1.25, 1.5, 2.0, 3.0])
     p.add_argument("--interval-w", type=float, nargs="+", default=[1.5, 2.0, 3.0])
     p.add_argument("--interval-stride", type=int, default=1)
@@ -401,6 +421,7 @@ def main(argv: list[str] | None = None) -> dict:
         search_samples=a.search_samples,
         train_seeds=a.train_seeds,
         tilts=a.tilts,
+        auto_l2g=a.auto_l2g,
         l2g=l2g,
         num_samples=a.num_samples,
         seed=a.seed,
@@ -414,10 +435,11 @@ def main(argv: list[str] | None = None) -> dict:
     md = markdown(result)
     atomic_write_text(out / f"{stem}.md", md)
     best, l2g_row = result["summary"]["best_constant"], f"learn-to-guide-s{a.train_seeds[0]}"
-    plot_grids(
-        samples, [best, l2g_row], [f"best constant ({best})", l2g_row],
-        out / "img" / f"{stem}_grids.png",
-    )  # fmt: skip
+    names, titles = [best, l2g_row], [f"best constant ({best})", l2g_row]
+    if "autoguidance" in samples:
+        names.append("autoguidance")
+        titles.append(f"autoguidance (w = {result['rows']['autoguidance']['pick']:g})")
+    plot_grids(samples, names, titles, out / "img" / f"{stem}_grids.png")
     if a.tilts:
         plot_tilt(result, out / "img" / f"{stem}_tilt.png")
     print(md)

@@ -33,8 +33,10 @@ from torch import nn
 from tqdm.auto import trange
 
 from diffusion_gym import metrics as M  # noqa: N812
+from diffusion_gym import presets as _presets
 from diffusion_gym import schedules as S  # noqa: N812
 from diffusion_gym import steps as _steps
+from diffusion_gym.denoisers import Denoiser
 from diffusion_gym.noise import make_labels, make_noise
 from diffusion_gym.presets import Preset
 from diffusion_gym.steps import nfe_of
@@ -56,6 +58,7 @@ __all__ = [
     "tilted_energy",
     "train_learn_to_guide",
     "LearnedGuidance",
+    "AutoguidancePair",
 ]
 
 # ---------------------------------------------------------------------------------------------
@@ -263,6 +266,10 @@ class L2GConfig:
     :param targets: real target samples y per conditioning (0 = ``particles``); more of them
         lower the variance of the importance weights at large λ.
     :param embed_dim: :class:`GuidanceNet`'s class embedding size (0 = one-hot).
+    :param guide: None: ω_φ weights classifier-free guidance, D_u + (1 + ω)(D_c − D_u). A
+        preset name of a weaker model (e.g. ``"digits-imperfect-guide"``): ω_φ weights the
+        autoguidance direction instead (Karras et al. 2024), D_bad + (1 + ω)(D_good −
+        D_bad), both conditional (:class:`AutoguidancePair`); same loss, same targets.
     :param hidden: width of :class:`GuidanceNet`.
     :param init_omega: ω at initialisation (near 0: from ω = 1 a first big step's loss at
         w = 2 can push the softplus into saturation, where ω stays at 0 for every step).
@@ -283,6 +290,7 @@ class L2GConfig:
     tilt: float = 0.0
     targets: int = 0
     embed_dim: int = 0
+    guide: str | None = None
     hidden: int = 64
     init_omega: float = 0.1
     seed: int = 0
@@ -305,9 +313,55 @@ def _draw_times(cfg: L2GConfig, sigmas, lo: float, hi: float, g) -> tuple[torch.
     return torch.where(pick, t_sched, t_rand.double()), torch.where(pick, s_sched, s_rand)
 
 
+class AutoguidancePair(Denoiser):
+    """D = w·D_good + (1 − w)·D_bad with a per-sample weight ``w [B]`` (may carry a
+    gradient), both models called with the same x, σ and labels: the autoguidance direction
+    that Learn to Guide weights when :attr:`L2GConfig.guide` is set. Set :attr:`weight`
+    before each call (a scalar or ``[B]``); w = 1 is exactly the good model.
+
+    :param good: the model being sampled.
+    :param bad: its weaker version (same shape and classes).
+    """
+
+    def __init__(self, good: Denoiser, bad: Denoiser):
+        if good.shape != bad.shape or good.num_classes != bad.num_classes:
+            raise ValueError(
+                f"the guiding model must match the good one: shape {bad.shape} vs {good.shape}, "
+                f"classes {bad.num_classes} vs {good.num_classes}"
+            )
+        super().__init__(
+            good.shape, good.num_classes, good.sigma_min, good.sigma_max, good.sigma_data,
+            good.dtype,
+        )  # fmt: skip
+        self.good, self.bad = good, bad
+        self.weight: torch.Tensor | float = 1.0
+
+    def denoise(self, x, sigma, class_labels):
+        d_good = self.good(x, sigma, class_labels)
+        d_bad = self.bad(x.to(self.bad.dtype), sigma.to(self.bad.dtype), class_labels)
+        w = torch.as_tensor(self.weight, device=x.device).to(d_good.dtype)
+        w = w.reshape(-1, *[1] * (x.ndim - 1)) if w.ndim == 1 else w
+        return w * d_good + (1 - w) * d_bad.to(d_good.dtype)  # exactly D_good at w = 1
+
+    def workspace_bytes(self, batch: int) -> int:
+        return self.good.workspace_bytes(batch) + self.bad.workspace_bytes(batch)
+
+
+def _guided_step(preset: Preset, pair, x, t, s, c, w, solver: str):
+    """One step with weight ``w [B]``: classifier-free guidance, or the autoguidance
+    direction of ``pair`` (an :class:`AutoguidancePair`) when it is not None."""
+    if pair is None:
+        return _steps.step(preset.denoiser, x, t, s, class_labels=c, guidance=w, solver=solver)
+    pair.weight = w
+    try:
+        return _steps.step(pair, x, t, s, class_labels=c, guidance=None, solver=solver)
+    finally:
+        pair.weight = 1.0
+
+
 @torch.no_grad()
 def _sampler_states(
-    preset: Preset, net: GuidanceNet, sig: torch.Tensor, solver: str, c, i, g
+    preset: Preset, net: GuidanceNet, sig: torch.Tensor, solver: str, c, i, g, pair=None
 ) -> torch.Tensor:
     """x at σ_{i_j} of the guided sampler (current ω_φ) from x_T = prior_std·ε, per sample j."""
     x = preset.prior_std * torch.randn(
@@ -315,9 +369,7 @@ def _sampler_states(
     )
     for k in range(int(i.max())):
         t, s = sig[k].expand(c.shape[0]), sig[k + 1].expand(c.shape[0])
-        x_next, _ = _steps.step(
-            preset.denoiser, x, t, s, class_labels=c, guidance=1 + net(c, s, t), solver=solver
-        )
+        x_next, _ = _guided_step(preset, pair, x, t, s, c, 1 + net(c, s, t), solver)
         x = torch.where((i > k).reshape(-1, *[1] * (x.ndim - 1)), x_next, x)  # stop at σ_i
     return x
 
@@ -449,6 +501,11 @@ def train_learn_to_guide(
             raise ValueError("reward_weight/tilt need reward= or data.class_log_posterior")
         reward = lambda x0, c: preset.data.class_log_posterior(x0).gather(1, c[:, None])[:, 0]  # noqa: E731
     sig = S.validate(torch.as_tensor(sigmas, dtype=torch.float64))
+    pair = (
+        None
+        if cfg.guide is None
+        else AutoguidancePair(preset.denoiser, _presets.make(cfg.guide).denoiser)
+    )
     torch.manual_seed(cfg.seed)
     net = GuidanceNet(
         preset.num_classes, cfg.hidden, preset.sigma_min, cfg.init_omega, cfg.embed_dim
@@ -468,7 +525,7 @@ def train_learn_to_guide(
             t, s = _draw_times(cfg, sigmas, preset.sigma_min, preset.sigma_max, g)
         cc, tt, ss = c.repeat_interleave(m), t.repeat_interleave(m), s.repeat_interleave(m)
         if cfg.start == "sampler":
-            x_t = _sampler_states(preset, net, sig, solver, cc, i.repeat_interleave(m), g)
+            x_t = _sampler_states(preset, net, sig, solver, cc, i.repeat_interleave(m), g, pair)
         else:
             x0 = preset.data.sample(b * m, cc, generator=g)
             if cfg.tilt:  # x_t ~ p_λ,t: x_0 resampled from p(·|c) by the tilt's weights
@@ -480,15 +537,7 @@ def train_learn_to_guide(
         # Per-conditioning scale of x_s (distances grow like s): equalises the σ range.
         scale = torch.sqrt(s**2 + preset.denoiser.sigma_data**2)
         w = 1 + net(cc, ss, tt)
-        x_s, denoised = _steps.step(
-            preset.denoiser,
-            x_t,
-            tt,
-            ss,
-            class_labels=cc,
-            guidance=w,
-            solver=solver,
-        )
+        x_s, denoised = _guided_step(preset, pair, x_t, tt, ss, cc, w, solver)
         if cfg.loss == "energy":
             ck = c.repeat_interleave(k)
             y = preset.data.sample(b * k, ck, generator=g)
@@ -521,13 +570,22 @@ class LearnedGuidance(Strategy):
     :param sigmas: the schedule (n+1 σ ending in 0).
     :param net: a trained :class:`GuidanceNet`.
     :param solver: ``"heun"`` or ``"euler"``.
+    :param guide: None: w is a classifier-free guidance weight. A preset name or
+        :class:`~diffusion_gym.denoisers.Denoiser` of the weaker model the net was trained to
+        weigh (:attr:`L2GConfig.guide`): w weights the autoguidance direction
+        D_bad + w(D_good − D_bad) (same NFE; two networks per NFE instead of one on 2B).
     """
 
-    def __init__(self, name: str, sigmas, net: GuidanceNet, solver: str = "heun"):
+    def __init__(self, name: str, sigmas, net: GuidanceNet, solver: str = "heun", guide=None):
         self.name, self.net, self.solver = name, net, solver
         self.sigmas = S.validate(torch.as_tensor(sigmas, dtype=torch.float64)).clone()
         self.num_steps = self.sigmas.shape[0] - 1
         nfe_of(self.num_steps, solver)  # validates the solver
+        if guide is not None and not isinstance(guide, (str, Denoiser)):
+            raise TypeError(
+                f"guide must be a preset name or a Denoiser, got {type(guide).__name__}"
+            )
+        self.guide = guide
 
     @property
     def nfe(self) -> int:
@@ -549,19 +607,28 @@ class LearnedGuidance(Strategy):
         if class_labels is None:
             raise ValueError(f"strategy {self.name!r} needs class labels")
         w = self.weights(class_labels).to(x_T.device)
-        return _steps.sample(
-            preset.denoiser,
-            x_T,
-            self.sigmas.to(x_T.device),
-            class_labels=class_labels,
-            guidance=w,
-            solver=self.solver,
-            generator=streams,
-        )
+        sig = self.sigmas.to(x_T.device)
+        if self.guide is None:
+            return _steps.sample(
+                preset.denoiser,
+                x_T,
+                sig,
+                class_labels=class_labels,
+                guidance=w,
+                solver=self.solver,
+                generator=streams,
+            )
+        bad = _presets.make(self.guide).denoiser if isinstance(self.guide, str) else self.guide
+        pair, x = AutoguidancePair(preset.denoiser, bad.to(x_T.device)), x_T
+        for i in range(self.num_steps):
+            x, _ = _guided_step(
+                preset, pair, x, sig[i], sig[i + 1], class_labels, w[i], self.solver
+            )
+        return x
 
     def describe(self) -> dict:
         per_class = self.weights(torch.arange(self.net.num_classes))  # [n, C]
-        return {
+        out = {
             "name": self.name,
             "nfe": self.nfe,
             "solver": self.solver,
@@ -569,3 +636,7 @@ class LearnedGuidance(Strategy):
             "guidance": per_class.tolist(),
             "gamma": [0.0] * self.num_steps,
         }
+        if self.guide is not None:
+            out["autoguidance"], out["guidance"] = out["guidance"], [1.0] * self.num_steps
+            out["guide"] = self.guide if isinstance(self.guide, str) else type(self.guide).__name__
+        return out

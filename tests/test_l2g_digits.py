@@ -172,3 +172,34 @@ def test_digits_guidance_cli_writes_table_json_and_plots(digits, tmp_path):
     assert (tmp_path / "img" / "digits_nfe5_tilt.png").stat().st_size > 1000
     with pytest.raises(ValueError, match="nfe"):
         DG.run(nfe=4)
+
+
+def test_autoguidance_pair_and_learned_autoguidance(ring8):
+    """ω_φ on the autoguidance direction: w = 1 is the good model exactly, w = 0 the bad one,
+    per-sample weights mix them; a short run trains and deploys through the same step."""
+    bad = presets.make("gmm-ring8-imperfect").denoiser
+    pair = G.AutoguidancePair(ring8.denoiser, bad)
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(6, 2, generator=g, dtype=torch.float64)
+    sig, c = torch.full((6,), 0.7, dtype=torch.float64), torch.arange(6) % 8
+    d_good, d_bad = ring8.denoiser(x, sig, c), bad(x, sig, c)
+    pair.weight = 1.0
+    assert torch.equal(pair(x, sig, c), d_good)
+    pair.weight = torch.tensor([0.0, 1.0, 2.0, 0.0, 1.0, 2.0], dtype=torch.float64)
+    want = torch.stack([d_bad[0], d_good[1], 2 * d_good[2] - d_bad[2]])
+    assert torch.allclose(pair(x, sig, c)[:3], want)
+    sched = torch.tensor([80.0, 1.4101, 0.3168, 0.0], dtype=torch.float64)
+    cfg = G.L2GConfig(start="sampler", iterations=4, conditions=4, particles=4,
+                      guide="gmm-ring8-imperfect")  # fmt: skip
+    net, hist = G.train_learn_to_guide(ring8, sched, config=cfg)
+    assert all(math.isfinite(h) for h in hist)
+    row = G.LearnedGuidance("a", sched, net, guide="gmm-ring8-imperfect")
+    x_T = 80 * torch.randn(16, 2, generator=g, dtype=torch.float64)  # noqa: N806
+    labels = torch.arange(16) % 8
+    got = row.sample(ring8, x_T, labels, None)
+    w, xx = row.weights(labels), x_T
+    for i in range(3):
+        pair.weight = w[i]
+        xx, _ = St.step(pair, xx, sched[i], sched[i + 1], class_labels=labels, guidance=None)
+    assert torch.equal(got, xx)
+    assert "autoguidance" in row.describe() and row.describe()["guidance"] == [1.0] * 3
