@@ -17,9 +17,10 @@ import diffusion_gym  # noqa: F401 - registers the ids
 from agents.vec_env import SB3VecEnv
 from diffusion_gym import presets, schedules, steps
 from diffusion_gym.denoisers.base import DenoiserWrapper
+from diffusion_gym.denoisers.classifier import load_digits_classifier
 from diffusion_gym.envs import batch_of
 from diffusion_gym.envs.actions import ActionTable
-from diffusion_gym.envs.guidance import GuidanceVectorEnv
+from diffusion_gym.envs.guidance import GuidanceEnv, GuidanceVectorEnv
 from diffusion_gym.noise import SampleStreams, derive_keys, draw_normal
 
 PRESET = "gmm-ring8-imperfect"
@@ -308,3 +309,62 @@ def test_renoise_errors():
     env.reset(seed=0)
     with pytest.raises(ValueError, match=r"Discrete\(36\)"):
         env.step(np.array([36]))
+
+
+# ---------------------------------------------------------------------------------------
+# Classifier-feature observations
+
+
+def test_classifier_observations_are_the_standardised_features_of_the_denoised_estimate():
+    b, seed = 3, 5
+    env = GuidanceVectorEnv(b, "digits", obs_mode="classifier", num_steps=3)
+    feats = GuidanceVectorEnv(b, "digits", obs_mode="features", num_steps=3)
+    c = env.num_classes
+    assert env.obs_dim == 2 + c + 4 + 64 == feats.obs_dim + 64
+    # Independent: the shipped classifier, standardised over the training images.
+    clf = load_digits_classifier()
+    train = env.preset.data.train_images.float()
+    f_train = clf.features(train)
+    mu, sd = f_train.mean(0), f_train.std(0)
+    sd = torch.where(sd > 1e-6, sd, torch.ones_like(sd))
+    obs, _ = env.reset(seed=seed)
+    obs_f, _ = feats.reset(seed=seed)
+    assert (obs[:, -64:] == 0).all()  # k = 0: no call yet
+    acts = np.array([[3, 9, 0], [6, 12, 15], [3, 3, 3]])  # γ = 0: no churn to replay
+    for k, a in enumerate(acts):
+        x, labels = env.x.clone(), env.class_labels
+        w = torch.as_tensor(env.guidance_weights[a // 3])
+        _, denoised = steps.step(
+            env.denoiser, x, float(env.sigmas[k]), float(env.sigmas[k + 1]),
+            class_labels=labels, guidance=w, gamma=0.0,
+        )  # fmt: skip
+        if k == 2:
+            break  # the last step ends the episode (auto-reset): checked through rollout
+        obs, *_ = env.step(a)
+        obs_f, *_ = feats.step(a)
+        want = (clf.features(denoised.float()) - mu) / sd
+        torch.testing.assert_close(torch.as_tensor(obs[:, -64:]), want, atol=1e-4, rtol=1e-4)
+        np.testing.assert_array_equal(obs[:, : feats.obs_dim], obs_f)  # the rest: features
+    # rollout() builds the same observations as env.step (the last one: final_obs).
+    ro = env.rollout(lambda o, k: np.full(len(o), 3), seed=seed)
+    seen = [env.reset(seed=seed)[0]]
+    for _ in range(env.num_steps):
+        obs, *_, info = env.step(np.full(b, 3))
+        seen.append(obs)
+    seen[-1] = np.stack(info["final_obs"])
+    np.testing.assert_array_equal(ro.observations.cpu().numpy(), np.stack(seen))
+    assert (ro.observations[-1, :, -64:] != 0).any()
+    exp = env.expert_observations(torch.tensor([1, 2]), torch.tensor([0, 7]))
+    assert exp.shape == (2, env.obs_dim) and (exp[:, -64:] != 0).any()
+
+
+def test_classifier_observations_need_a_classifier_and_pass_check_env():
+    with pytest.raises(ValueError, match="obs_mode='classifier' needs an image preset"):
+        GuidanceVectorEnv(2, PRESET, obs_mode="classifier")
+    with pytest.raises(ValueError, match="obs_mode must be one of"):
+        GuidanceVectorEnv(2, PRESET, obs_mode="pixels")
+    env = GuidanceEnv(denoiser="digits", obs_mode="classifier", num_steps=2, action_format="box")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        gym_check_env(env)
+        sb3_check_env(env, warn=False)

@@ -50,6 +50,7 @@ from .actions import (
 )
 from .base import BatchedSamplerEnv, SingleEnvView
 from .common import draw_class_labels
+from .obs_features import ClassifierFeatures
 
 __all__ = [
     "GuidanceVectorEnv",
@@ -64,7 +65,7 @@ __all__ = [
 
 SCHEDULES = ("karras", "uniform", "log_linear", "linear", "vp_uniform_t")
 REWARDS = ("none", "log_prob", "classifier")
-OBS_MODES = ("state", "features")
+OBS_MODES = ("state", "features", "classifier")
 NUM_FEATURES = 4  # ‖x‖, ‖D_c − D_u‖, ‖D_w‖, ‖x̂ − D_w‖/σ̂ (all scaled)
 
 RewardFn = Callable[[dict[str, Any]], torch.Tensor | np.ndarray]
@@ -207,6 +208,11 @@ class GuidanceVectorEnv(BatchedSamplerEnv):
     The last three are 0 at k = 0 (no call yet). :meth:`expert_observations` computes them
     for expert states from one guided call (w = 1) at the state itself.
 
+    With ``obs_mode="classifier"`` (digits presets: the shipped classifier) the features
+    layout is followed by 64 columns: the classifier's penultimate features of x̂_0 = D_w of
+    the previous step's call, standardised by their mean and std over the training images
+    (:mod:`.obs_features`; 0 at k = 0). Other presets raise ``ValueError``.
+
     ## Rewards
 
     ``reward="none"`` (default; the IRL agent supplies rewards): 0. ``"log_prob"``: at the
@@ -256,7 +262,7 @@ class GuidanceVectorEnv(BatchedSamplerEnv):
         multistep solver other than ``dpmpp-2m``).
     :param action_format: ``"discrete"``, ``"multidiscrete"`` or ``"box"`` (continuous
         [w, γ]; the tables' ranges bound it).
-    :param obs_mode: ``"state"`` or ``"features"``.
+    :param obs_mode: ``"state"``, ``"features"`` or ``"classifier"`` (digits presets).
     :param reward: ``"none"``, ``"log_prob"``, ``"classifier"`` or a callable (above).
     :param classifier: ``x0 -> [B, C]`` log-probs for ``reward="classifier"``.
     :param class_labels: an int (all envs), a ``[num_envs]`` sequence, or None (drawn).
@@ -476,16 +482,22 @@ class GuidanceVectorEnv(BatchedSamplerEnv):
         if obs_mode not in OBS_MODES:
             raise ValueError(f"obs_mode must be one of {OBS_MODES}, got {obs_mode!r}")
         self.obs_mode = obs_mode
+        # features/classifier: statistics of the step's guided call (+ classifier features)
+        self._with_stats = obs_mode != "state"
+        self._features = (
+            ClassifierFeatures(self.preset, self.device) if obs_mode == "classifier" else None
+        )
+        self._num_stats = NUM_FEATURES - 1 + (self._features.dim if self._features else 0)
         c, d = self.num_classes, self.denoiser.dim
         head = d if obs_mode == "state" else 0
-        tail = NUM_FEATURES if obs_mode == "features" else 0
+        tail = 1 + self._num_stats if self._with_stats else 0
         left = 1 if self._renoise_steps else 0  # the share of renoises left, last column
         self.obs_dim = head + 2 + c + tail + left
         low = np.full(self.obs_dim, -np.inf, dtype=np.float32)
         high = np.full(self.obs_dim, np.inf, dtype=np.float32)
         low[head + 1 : head + 2 + c] = 0.0  # k/N and the one-hot lie in [0, 1]
         high[head + 1 : head + 2 + c] = 1.0
-        low[head + 2 + c :] = 0.0  # norms are >= 0
+        low[head + 2 + c : head + 2 + c + NUM_FEATURES] = 0.0  # norms are >= 0
         if left:
             high[-1] = 1.0
         self._check_memory()  # before the batched spaces: their bounds are [B, obs_dim] too
@@ -586,11 +598,12 @@ class GuidanceVectorEnv(BatchedSamplerEnv):
             obs[:, head + 2 : head + 2 + c] = self._onehot_c  # cached for the episode
         else:
             obs[:, head + 2 : head + 2 + c] = self._onehot(labels, n)
-        if self.obs_mode == "features":
+        if self._with_stats:
             d = self.denoiser.dim
             xnorm = xf.norm(dim=1, keepdim=True) * (scale / math.sqrt(d))
             obs[:, head + 2 + c] = xnorm.reshape(n)
-            obs[:, head + 3 + c : head + 2 + c + NUM_FEATURES] = stats if stats is not None else 0.0
+            end = head + 3 + c + self._num_stats
+            obs[:, head + 3 + c : end] = stats if stats is not None else 0.0
         if self._renoise_steps:
             obs[:, -1] = self._renoises_left(used, n)
         return obs
@@ -638,7 +651,7 @@ class GuidanceVectorEnv(BatchedSamplerEnv):
         if self.num_classes:
             labels = self.denoiser.check_labels(class_labels, n, self.device)
         stats = None
-        if self.obs_mode == "features":
+        if self._with_stats:
             stats = self._stats_at(x, k, labels)
         return self._encode(x, k, labels, stats)
 
@@ -653,9 +666,17 @@ class GuidanceVectorEnv(BatchedSamplerEnv):
         rec.arm()
         w = None if labels is None else 1.0
         denoised = guided_denoise(rec, x, safe, labels, w)
-        stats = self._denoiser_stats(x, safe, denoised, rec.last)
+        stats = self._call_stats(x, safe, denoised, rec.last)
         stats[(kk == 0) | (sigma == 0)] = 0.0
         return stats
+
+    def _call_stats(self, x_hat, sigma_hat, denoised, both) -> torch.Tensor:
+        """``[B, _num_stats]``: the three norms of :meth:`_denoiser_stats`, then (classifier
+        mode) the standardised classifier features of x̂_0 = D_w."""
+        stats = self._denoiser_stats(x_hat, sigma_hat, denoised, both)
+        if self._features is None:
+            return stats
+        return torch.cat([stats, self._features(denoised).to(stats.device)], 1)
 
     @torch.no_grad()
     def expert_observations(
@@ -714,9 +735,9 @@ class GuidanceVectorEnv(BatchedSamplerEnv):
         return self._encode(self._x, 0, self._class_labels, self._zero_stats()), {}
 
     def _zero_stats(self) -> torch.Tensor | None:
-        if self.obs_mode != "features":
+        if not self._with_stats:
             return None
-        return torch.zeros(self.num_envs, NUM_FEATURES - 1, device=self.device)
+        return torch.zeros(self.num_envs, self._num_stats, device=self.device)
 
     def _begin_episodes(self) -> None:
         """x_T = prior_std · draw 0 of each env's stream; labels fixed or drawn."""
@@ -768,7 +789,7 @@ class GuidanceVectorEnv(BatchedSamplerEnv):
         noise = steps.churn_noise(streams, k, x) if churn else None
         sigma, sigma_next = self._sigma_list[k], self._sigma_list[k + 1]
         model = self.denoiser
-        if self.obs_mode == "features":
+        if self._with_stats:
             model = self._recorder
             model.arm()
         x_next, denoised = steps.step(
@@ -785,10 +806,10 @@ class GuidanceVectorEnv(BatchedSamplerEnv):
             state=state,
         )
         stats = None
-        if self.obs_mode == "features":
+        if self._with_stats:
             n = x.shape[0]
             x_hat, sigma_hat = model.inputs  # what steps.step gave the denoiser: x̂, σ̂
-            stats = self._denoiser_stats(x_hat[:n], sigma_hat[:n], denoised, model.last)
+            stats = self._call_stats(x_hat[:n], sigma_hat[:n], denoised, model.last)
         terminated = k + 1 == self._num_steps
         reward = self._reward(x_k, x_next, denoised, k, w, gamma, terminated, labels)
         return x_next, reward, stats, w_np, g_np, terminated
@@ -954,8 +975,8 @@ class GuidanceVectorEnv(BatchedSamplerEnv):
         elif not isinstance(streams, SampleStreams) or len(streams) != b:
             raise ValueError(f"streams must be SampleStreams of {b} samples, got {streams!r}")
         stats = None
-        if self.obs_mode == "features":
-            stats = torch.zeros(b, NUM_FEATURES - 1, device=self.device)
+        if self._with_stats:
+            stats = torch.zeros(b, self._num_stats, device=self.device)
         x, n = x_T, self._num_steps
         state = self._new_solver_state()
         used, nfe = np.zeros(b, dtype=np.int64), np.zeros(b, dtype=np.int64)
