@@ -125,6 +125,9 @@ def test_box_table_points_equal_the_discrete_actions():
     x_disc, _ = episode(disc, idx, seed)
     x_box, _ = episode(box, vals, seed)
     assert torch.equal(x_disc, x_box)
+    np.testing.assert_array_equal(box.action_table.encode(wi, gi).reshape(n, b, 2), vals)
+    r_box = GuidanceVectorEnv(b, PRESET, action_format="box", renoise_steps=1).action_table
+    np.testing.assert_array_equal(r_box.encode(np.int64(3), np.int64(1), True), [2.0, 0.1, 1.0])
 
 
 @pytest.mark.parametrize("renoise", [None, 1])
@@ -164,18 +167,28 @@ def test_box_action_errors():
     assert info["guidance"] == 5.0 and info["gamma"] == 0.0
 
 
-@pytest.mark.parametrize("algo", ["SAC", "TD3"])
-def test_sac_td3_smoke_on_the_box_action(algo):
+OFF_POLICY = {"learning_starts": 64, "batch_size": 64, "train_freq": 8}
+
+
+@pytest.mark.parametrize(
+    "algo,kwargs",
+    [("SAC", OFF_POLICY), ("TD3", OFF_POLICY), ("PPO", {"n_steps": 16, "batch_size": 64})],
+)
+def test_sac_td3_ppo_smoke_on_the_box_action(algo, kwargs):
+    """A few hundred steps of SAC, TD3 and Gaussian PPO on the box action (+ renoise)."""
     venv = SB3VecEnv(
         GuidanceVectorEnv(8, PRESET, action_format="box", reward="log_prob", renoise_steps=1)
     )
     model = getattr(sb3, algo)(
-        "MlpPolicy", venv, learning_starts=64, batch_size=64, train_freq=8, seed=0,
-        policy_kwargs={"net_arch": [32, 32]},
-    )  # fmt: skip
+        "MlpPolicy", venv, seed=0, policy_kwargs={"net_arch": [32, 32]}, **kwargs
+    )
+    before = [p.detach().clone() for p in model.policy.parameters()]
     model.learn(320)
-    buf = model.replay_buffer
-    rewards = buf.rewards[: buf.pos].reshape(-1)
+    assert any(
+        not torch.equal(a, p) for a, p in zip(before, model.policy.parameters(), strict=True)
+    )
+    buf = model.replay_buffer if algo != "PPO" else model.rollout_buffer
+    rewards = buf.rewards.reshape(-1)[: 8 * (buf.pos or buf.buffer_size)]
     assert np.isfinite(rewards).all() and (rewards != 0).any()  # terminal log p rewards
     obs = venv.reset()
     action, _ = model.predict(obs, deterministic=True)

@@ -169,12 +169,12 @@ class ActionTable:
         return spaces.Box(self._low.copy(), self._high.copy(), dtype=np.float32)
 
     def encode(self, wi, gi, renoise=None) -> np.ndarray:
-        """Actions (int64 numpy) of weight indices ``wi`` and γ indices ``gi`` (same shape),
-        and (with renoise) the switch ``renoise`` (0/1 or bool, default 0):
-        ``ri · n_w n_γ + wi · n_γ + gi`` (discrete) or ``stack([wi, gi(, ri)], -1)``
-        (multidiscrete). ``ValueError`` for ``"box"`` (its actions are the values)."""
-        if self.action_format == "box":
-            raise ValueError("box actions are the values themselves: [w, gamma(, renoise)]")
+        """The actions that play table points: weight indices ``wi`` and γ indices ``gi``
+        (same shape) and (with renoise) the switch ``renoise`` (0/1 or bool, default 0).
+        Discrete: int64 ``ri · n_w n_γ + wi · n_γ + gi``; multidiscrete: int64
+        ``stack([wi, gi(, ri)], -1)``; box: float64 values ``[..., len(box_names)]`` (w, γ of
+        the tables exactly, so the step equals the discrete one; renoise 1.0 / 0.0), e.g. a
+        constant baseline or a policy's start."""
         wi, gi = np.asarray(wi), np.asarray(gi)
         ri = np.zeros_like(wi) if renoise is None else np.asarray(renoise)
         if renoise is not None and not self.renoise:
@@ -197,6 +197,9 @@ class ActionTable:
             )
         wi, gi, ri = wi.astype(np.int64), gi.astype(np.int64), ri.astype(np.int64)
         nw, ng = len(self._weights), len(self._gammas)
+        if self.action_format == "box":
+            cols = {"w": self._weights[wi], "gamma": self._gammas[gi], "renoise": ri * 1.0}
+            return np.stack([cols[name] for name in self._box_names], -1)
         if self.action_format == "discrete":
             return ri * (nw * ng) + wi * ng + gi
         return np.stack([wi, gi, ri] if self.renoise else [wi, gi], -1)
