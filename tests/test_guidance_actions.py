@@ -381,3 +381,28 @@ def test_classifier_observations_need_a_classifier_and_pass_check_env():
         warnings.simplefilter("ignore")
         gym_check_env(env)
         sb3_check_env(env, warn=False)
+
+
+def test_renoise_with_features_and_autoreset():
+    """The observation mode does not change the renoise dynamics; counters restart with
+    every episode (auto-reset), and the features come from the step after the re-run."""
+    b, seed = 4, 2
+    kw = {"num_steps": 5, "renoise_steps": 2, "max_renoises": 1}
+    state = GuidanceVectorEnv(b, PRESET, **kw)
+    feats = GuidanceVectorEnv(b, PRESET, obs_mode="features", **kw)
+    acts = np.array([[4, 22, 5, 7]] * 5)  # env 1 renoises at k = 1 (then out of budget)
+    x_s, infos = episode(state, acts, seed)
+    x_f, _ = episode(feats, acts, seed)
+    assert torch.equal(x_s, x_f)
+    assert infos[1]["renoised"].tolist() == [False, True, False, False]
+    ro = feats.rollout(lambda o, k: acts[k], seed=seed)
+    assert torch.equal(ro.x0, x_f) and ro.renoised[1].tolist() == [False, True, False, False]
+    nfe = infos[-1]["final_info"]["nfe"]
+    assert nfe.tolist() == [9, 9 + 2, 9, 9]  # Heun N = 5: 9 NFE; re-running step 0: 2
+    # Second episode by auto-reset: the budget and the NFE count start again.
+    for k, a in enumerate(acts):
+        obs, *_, info = state.step(a)
+        if k == 1:
+            assert info["renoised"].tolist() == [False, True, False, False]
+            assert info["nfe"].tolist() == [4, 6, 4, 4]
+    assert info["final_info"]["nfe"].tolist() == nfe.tolist()
