@@ -406,3 +406,26 @@ def test_renoise_with_features_and_autoreset():
             assert info["renoised"].tolist() == [False, True, False, False]
             assert info["nfe"].tolist() == [4, 6, 4, 4]
     assert info["final_info"]["nfe"].tolist() == nfe.tolist()
+
+
+@pytest.mark.parametrize("fmt,solver", [("box", "heun"), ("discrete", "euler")])
+def test_renoise_env_does_not_depend_on_its_batch(fmt, solver):
+    """Env i alone (base seed s + i) replays its trajectory in a batch of 5 whose other envs
+    renoise at other steps (the re-run sub-batch does not change env i's numbers)."""
+    b, n, seed = 5, 6, 9
+    kw = {"num_steps": n, "solver": solver, "renoise_steps": 2, "max_renoises": 2}
+    env = GuidanceVectorEnv(b, PRESET, action_format=fmt, **kw)
+    rng = np.random.default_rng(4)
+    if fmt == "box":
+        acts = np.stack(
+            [rng.uniform(0, 5, (n, b)), rng.uniform(0, 0.4, (n, b)), rng.random((n, b))], -1
+        )
+    else:
+        acts = rng.integers(0, env.action_table.size, size=(n, b))
+    x0, infos = episode(env, acts, seed)
+    assert np.stack([i["renoised"] for i in infos[:-1]]).any(0).sum() >= 2
+    for i in (1, 3):
+        alone = GuidanceVectorEnv(1, PRESET, action_format=fmt, **kw)
+        x_i, infos_i = episode(alone, acts[:, i : i + 1], seed + i)
+        assert torch.equal(x_i[0], x0[i])
+        assert infos_i[-1]["final_info"]["nfe"][0] == infos[-1]["final_info"]["nfe"][i]
