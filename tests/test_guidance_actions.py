@@ -429,3 +429,33 @@ def test_renoise_env_does_not_depend_on_its_batch(fmt, solver):
         x_i, infos_i = episode(alone, acts[:, i : i + 1], seed + i)
         assert torch.equal(x_i[0], x0[i])
         assert infos_i[-1]["final_info"]["nfe"][0] == infos[-1]["final_info"]["nfe"][i]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_box_renoise_and_classifier_observations_on_cuda_match_cpu():
+    """Box + renoise (the re-run sub-batch and its noise on the device) and the classifier
+    features on CUDA give the CPU's numbers (tolerances of tests/test_cuda.py: float64
+    mixtures 1e-9, float32 networks 1e-3 with TF32 off)."""
+    b, n, seed = 6, 5, 7
+    rng = np.random.default_rng(3)
+    acts = np.stack(
+        [rng.uniform(0, 5, (n, b)), rng.uniform(0, 0.4, (n, b)), rng.random((n, b))], -1
+    )
+    kw = {"num_steps": n, "action_format": "box", "renoise_steps": 2, "max_renoises": 2}
+    runs = [
+        episode(GuidanceVectorEnv(b, PRESET, device=d, **kw), acts, seed) for d in ("cpu", "cuda")
+    ]
+    torch.testing.assert_close(runs[1][0], runs[0][0], rtol=1e-9, atol=1e-9)
+    nfe = [r[1][-1]["final_info"]["nfe"] for r in runs]
+    assert (nfe[0] == nfe[1]).all() and nfe[0].max() > steps.nfe_of(n, "heun")
+    tf32 = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        obs = []
+        for d in ("cpu", "cuda"):
+            env = GuidanceVectorEnv(2, "digits", device=d, obs_mode="classifier", num_steps=3)
+            env.reset(seed=seed)
+            obs.append(env.step(np.array([6, 9]))[0])
+        np.testing.assert_allclose(obs[1], obs[0], rtol=1e-3, atol=1e-3)
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = tf32
