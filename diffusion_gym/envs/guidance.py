@@ -497,9 +497,10 @@ class GuidanceVectorEnv(BatchedSamplerEnv):
         high = np.full(self.obs_dim, np.inf, dtype=np.float32)
         low[head + 1 : head + 2 + c] = 0.0  # k/N and the one-hot lie in [0, 1]
         high[head + 1 : head + 2 + c] = 1.0
-        low[head + 2 + c : head + 2 + c + NUM_FEATURES] = 0.0  # norms are >= 0
+        if self._with_stats:  # the norms are >= 0 (the classifier features are not)
+            low[head + 2 + c : head + 2 + c + NUM_FEATURES] = 0.0
         if left:
-            high[-1] = 1.0
+            low[-1], high[-1] = 0.0, 1.0
         self._check_memory()  # before the batched spaces: their bounds are [B, obs_dim] too
         self.single_observation_space = spaces.Box(low, high, dtype=np.float32)
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
@@ -777,7 +778,8 @@ class GuidanceVectorEnv(BatchedSamplerEnv):
         renoises that happen, see :meth:`_spend_renoises`), the batch's multistep ``state``
         (updated; None for single-step solvers). Returns
         ``(x_next, reward, stats, w_np, g_np, terminated)``; ``stats`` are the features of
-        this step's guided call (``obs_mode="features"``, else None)."""
+        this step's guided call (``obs_mode="features"``/``"classifier"``, else None).
+        A renoise happens before the step, the reward sees x_k from before it."""
         table = self._action_table
         w_np, g_np = act.w, act.gamma
         w = table.weight_tensor(act)
@@ -988,7 +990,7 @@ class GuidanceVectorEnv(BatchedSamplerEnv):
             x, r, st, w_np, g_np, _ = self._transition(x, labels, streams, k, act, state)
             stats = st if st is not None else stats
             obs.append(self._encode(x, k + 1, labels, stats, used))
-            acts.append(act.actions)
+            acts.append(np.array(act.actions))  # a copy: the policy may reuse its array
             ws.append(w_np)
             gs.append(g_np)
             rewards.append(r)
@@ -1066,7 +1068,9 @@ class GuidanceVectorEnv(BatchedSamplerEnv):
 
     def action_masks(self) -> np.ndarray:
         """``[num_envs, n]`` bool mask of valid actions (MaskablePPO); n = number of discrete
-        actions, or ``len(guidance_weights) + len(gammas)`` for ``multidiscrete``."""
+        actions, or ``len(guidance_weights) + len(gammas)`` (+ 2 with renoise) for
+        ``multidiscrete``. Without ``mask_fn`` every action is valid, except a renoise where
+        it would be ignored (k = 0, budget spent). ``ValueError`` for ``"box"``."""
         if self.action_format == "box":
             raise ValueError("action_masks() applies to the discrete action formats, not 'box'")
         nw, ng = len(self._guidance_weights), len(self._gammas)
