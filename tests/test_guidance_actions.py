@@ -459,3 +459,35 @@ def test_box_renoise_and_classifier_observations_on_cuda_match_cpu():
         np.testing.assert_allclose(obs[1], obs[0], rtol=1e-3, atol=1e-3)
     finally:
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = tf32
+
+
+def test_box_and_renoise_in_every_autoreset_mode():
+    """Two episodes of fixed box + renoise actions give the same samples and NFE whether the
+    env resets in the same step, the next step, or on an explicit reset()."""
+    b, n, seed = 3, 4, 6
+    rng = np.random.default_rng(5)
+    acts = np.stack(
+        [rng.uniform(0, 5, (2, n, b)), rng.uniform(0, 0.4, (2, n, b)), rng.random((2, n, b))], -1
+    )
+    out = {}
+    for mode in ("same_step", "next_step", "disabled"):
+        env = GuidanceVectorEnv(
+            b, PRESET, num_steps=n, action_format="box", renoise_steps=1, autoreset_mode=mode
+        )
+        env.reset(seed=seed)
+        ends = []
+        for e in range(2):
+            for k in range(n):
+                _, _, term, _, info = env.step(acts[e, k])
+            info = info["final_info"] if mode == "same_step" else info
+            ends.append((info["x0"], info["nfe"]))
+            if mode == "next_step":
+                env.step(acts[e, 0])  # the reset step (actions ignored)
+            elif mode == "disabled":
+                env.reset()
+        out[mode] = ends
+    for mode in ("next_step", "disabled"):
+        for (x_a, n_a), (x_b, n_b) in zip(out["same_step"], out[mode], strict=True):
+            np.testing.assert_array_equal(np.asarray(x_a), np.asarray(x_b))
+            np.testing.assert_array_equal(n_a, n_b)
+    assert not np.array_equal(out["same_step"][0][0], out["same_step"][1][0])
