@@ -2,7 +2,9 @@
 
 Diffusion sampling as a finite-horizon MDP whose actions modify the sampling dynamics (the
 environment of the inverse-RL sampler paper, arXiv 2602.08689). The σ schedule is fixed; at
-step k the agent picks a pair (w, γ) from two tables, and the state moves by one EDM step
+step k the agent picks a pair (w, γ) from two tables (or, ``action_format="box"``, as
+continuous values; optionally with a restart-style renoise first), and the state moves by
+one EDM step
 (Karras et al. 2022, Alg. 2): churn σ̂ = σ_k (1 + γ), then a guided Heun (or Euler) step to
 σ_{k+1} with D_w = D_u + w (D_c − D_u) (Ho & Salimans 2022), or a guided step of a multistep
 solver (DPM-Solver++, UniPC, iPNDM: the guided D_w feeds its history, as in SD-style
@@ -17,8 +19,9 @@ action table is :class:`~.actions.ActionTable`, and one step function (``_transi
 serves :meth:`GuidanceVectorEnv.step` and :meth:`GuidanceVectorEnv.rollout`.
 
 Why this file is over 500 lines: one class, whose docstring is the env's specification
-(~130 lines: spaces, rewards, arguments), plus the two observation modes and expert
-observations that must stay next to the step that produces their inputs.
+(~150 lines: spaces, rewards, arguments), plus the observation modes, expert observations
+and the renoise (restart) that must stay next to the step that produces their inputs. The
+action decoding lives in :mod:`.actions`, the classifier features in :mod:`.obs_features`.
 """
 
 from __future__ import annotations
