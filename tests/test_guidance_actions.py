@@ -1,4 +1,5 @@
-"""Guidance env: the continuous (box) action and the renoise (restart) action."""
+"""Guidance env: the continuous (box) action, the renoise (restart) action and the
+classifier-feature observations."""
 
 from __future__ import annotations
 
