@@ -225,11 +225,12 @@ class _GuidancePolicy(Strategy):
 
     @property
     def nfe(self) -> int:
-        return nfe_of(self.env.num_steps, self.env.solver)
+        """The schedule's NFE; with renoise the most an episode can spend (``nfe_budget``)."""
+        return self.env.nfe_budget
 
     @property
     def deterministic(self) -> bool:
-        return float(np.max(self.env.gammas)) == 0.0
+        return float(np.max(self.env.gammas)) == 0.0 and not self.env.renoise_steps
 
     def sample(self, preset, x_T, class_labels, streams):  # noqa: N803
         run = self.env.rollout(self.actor, x_T=x_T, class_labels=class_labels, streams=streams)

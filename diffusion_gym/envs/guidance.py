@@ -2,7 +2,9 @@
 
 Diffusion sampling as a finite-horizon MDP whose actions modify the sampling dynamics (the
 environment of the inverse-RL sampler paper, arXiv 2602.08689). The σ schedule is fixed; at
-step k the agent picks a pair (w, γ) from two tables, and the state moves by one EDM step
+step k the agent picks a pair (w, γ) from two tables (or, ``action_format="box"``, as
+continuous values; optionally with a restart-style renoise first), and the state moves by
+one EDM step
 (Karras et al. 2022, Alg. 2): churn σ̂ = σ_k (1 + γ), then a guided Heun (or Euler) step to
 σ_{k+1} with D_w = D_u + w (D_c − D_u) (Ho & Salimans 2022), or a guided step of a multistep
 solver (DPM-Solver++, UniPC, iPNDM: the guided D_w feeds its history, as in SD-style
@@ -17,8 +19,9 @@ action table is :class:`~.actions.ActionTable`, and one step function (``_transi
 serves :meth:`GuidanceVectorEnv.step` and :meth:`GuidanceVectorEnv.rollout`.
 
 Why this file is over 500 lines: one class, whose docstring is the env's specification
-(~130 lines: spaces, rewards, arguments), plus the two observation modes and expert
-observations that must stay next to the step that produces their inputs.
+(~150 lines: spaces, rewards, arguments), plus the observation modes, expert observations
+and the renoise (restart) that must stay next to the step that produces their inputs. The
+action decoding lives in :mod:`.actions`, the classifier features in :mod:`.obs_features`.
 """
 
 from __future__ import annotations
@@ -41,9 +44,16 @@ from .. import schedules, steps
 from ..checks import as_int, as_real
 from ..denoisers.base import Denoiser, DenoiserWrapper, guided_denoise
 from ..noise import SampleStreams, draw_normal, randn
-from .actions import ACTION_FORMATS, DEFAULT_GAMMAS, DEFAULT_GUIDANCE_WEIGHTS, ActionTable
+from .actions import (
+    ACTION_FORMATS,
+    DEFAULT_GAMMAS,
+    DEFAULT_GUIDANCE_WEIGHTS,
+    ActionTable,
+    StepActions,
+)
 from .base import BatchedSamplerEnv, SingleEnvView
 from .common import draw_class_labels
+from .obs_features import ClassifierFeatures
 
 __all__ = [
     "GuidanceVectorEnv",
@@ -58,7 +68,7 @@ __all__ = [
 
 SCHEDULES = ("karras", "uniform", "log_linear", "linear", "vp_uniform_t")
 REWARDS = ("none", "log_prob", "classifier")
-OBS_MODES = ("state", "features")
+OBS_MODES = ("state", "features", "classifier")
 NUM_FEATURES = 4  # ‖x‖, ‖D_c − D_u‖, ‖D_w‖, ‖x̂ − D_w‖/σ̂ (all scaled)
 
 RewardFn = Callable[[dict[str, Any]], torch.Tensor | np.ndarray]
@@ -95,7 +105,8 @@ class Rollout:
     class_labels: torch.Tensor | None
     """``[B]`` long, or None (unconditional)."""
     actions: np.ndarray
-    """``[N, B]`` (discrete) or ``[N, B, 2]`` (multidiscrete) int64 actions, as validated."""
+    """``[N, B]`` (discrete) or ``[N, B, m]`` (multidiscrete) int64 actions, or ``[N, B, D]``
+    float64 (box), as validated."""
     guidance: torch.Tensor
     """``[N, B]`` float64 CFG weight w of every step (host)."""
     gamma: torch.Tensor
@@ -106,6 +117,10 @@ class Rollout:
     """``[N + 1, B, obs_dim]`` float32: the observation before every step, then the last."""
     sigmas: torch.Tensor
     """``[N + 1]`` the σ schedule."""
+    renoised: np.ndarray
+    """``[N, B]`` bool: the renoises that happened (all False without ``renoise_steps``)."""
+    nfe: np.ndarray
+    """``[B]`` int64 denoiser evaluations each episode spent (re-run steps included)."""
 
 
 class _RecordingDenoiser(DenoiserWrapper):
@@ -158,6 +173,15 @@ class GuidanceVectorEnv(BatchedSamplerEnv):
     ``a`` picks ``w = guidance_weights[a // len(gammas)]``, ``γ = gammas[a % len(gammas)]``.
     ``action_format="multidiscrete"``: ``MultiDiscrete([len(guidance_weights), len(gammas)])``
     = (weight index, γ index). Defaults: w ∈ {0, 1, 1.5, 2, 3, 5} × γ ∈ {0, 0.1, 0.4}.
+    ``action_format="box"``: ``Box(float32)`` of the values ``[w, γ]`` with w ∈
+    [min, max] of ``guidance_weights`` and γ ∈ [0, max(gammas)] (a column with an empty range
+    is left out; ``action_table.box_names`` names them); out-of-range values raise (no
+    clipping). With ``renoise_steps`` every format gains a renoise switch (discrete: indices
+    ``n_w n_γ`` … ``2 n_w n_γ − 1``; multidiscrete: a third column of 2; box: a column in
+    [0, 1], on where > 0.5): before step k the env renoises from σ_k to σ_j,
+    j = max(k − r, 0), with fresh noise and re-runs steps j … k − 1 (γ = 0), at most
+    ``max_renoises`` times per episode (other requests and k = 0 are ignored;
+    ``info["renoised"]``, ``info["nfe"]``); docs/guidance_env.md.
 
     ## Observation Space
 
@@ -169,6 +193,8 @@ class GuidanceVectorEnv(BatchedSamplerEnv):
     | d              | log σ_k (σ_N = 0 shown as log(σ_{N−1}/10))  | -Inf | Inf |
     | d+1            | k / N                                       | 0    | 1   |
     | d+2 … d+1+C    | one-hot class c (absent if unconditional)   | 0    | 1   |
+
+    With ``renoise_steps`` a last column holds the share of the renoise budget left (0 … 1).
 
     With ``obs_mode="features"`` (compact, for image-scale x; s_k = sqrt(σ_k² + σ_data²)):
 
@@ -184,6 +210,11 @@ class GuidanceVectorEnv(BatchedSamplerEnv):
 
     The last three are 0 at k = 0 (no call yet). :meth:`expert_observations` computes them
     for expert states from one guided call (w = 1) at the state itself.
+
+    With ``obs_mode="classifier"`` (digits presets: the shipped classifier) the features
+    layout is followed by 64 columns: the classifier's penultimate features of x̂_0 = D_w of
+    the previous step's call, standardised by their mean and std over the training images
+    (:mod:`.obs_features`; 0 at k = 0). Other presets raise ``ValueError``.
 
     ## Rewards
 
@@ -232,8 +263,9 @@ class GuidanceVectorEnv(BatchedSamplerEnv):
         actions are then the γ values), any other table with several weights is refused.
     :param gammas: table of churn values γ >= 0 (default {0, 0.1, 0.4}; (0,) for a
         multistep solver other than ``dpmpp-2m``).
-    :param action_format: ``"discrete"`` or ``"multidiscrete"``.
-    :param obs_mode: ``"state"`` or ``"features"``.
+    :param action_format: ``"discrete"``, ``"multidiscrete"`` or ``"box"`` (continuous
+        [w, γ]; the tables' ranges bound it).
+    :param obs_mode: ``"state"``, ``"features"`` or ``"classifier"`` (digits presets).
     :param reward: ``"none"``, ``"log_prob"``, ``"classifier"`` or a callable (above).
     :param classifier: ``x0 -> [B, C]`` log-probs for ``reward="classifier"``.
     :param class_labels: an int (all envs), a ``[num_envs]`` sequence, or None (drawn).
@@ -243,6 +275,9 @@ class GuidanceVectorEnv(BatchedSamplerEnv):
     :param mask_fn: optional ``mask_fn(env) -> bool [num_envs, n]`` for :meth:`action_masks`.
     :param s_noise: EDM's S_noise (scale of the churn noise).
     :param prior_std: std of x_T (default: the preset's ``prior_std``), as Clock's.
+    :param renoise_steps: r >= 1 adds the renoise switch (restart: back r schedule steps);
+        None (default): no renoise. Needs ``euler`` or ``heun``.
+    :param max_renoises: renoises per env and episode (default 1).
     :param autoreset_mode: ``"same_step"`` (default; ``final_obs``/``final_info``),
         ``"next_step"`` (gymnasium's default, needed by its vector observation wrappers: the
         step after the last one returns the next episode's first observation with reward 0
@@ -277,6 +312,8 @@ class GuidanceVectorEnv(BatchedSamplerEnv):
         s_noise: float = 1.0,
         autoreset_mode: AutoresetMode | str = AutoresetMode.SAME_STEP,
         prior_std: float | None = None,
+        renoise_steps: int | None = None,
+        max_renoises: int = 1,
     ):
         self._init_batch(num_envs, denoiser, data, device, render_mode, autoreset_mode)
         if prior_std is not None:  # the same keyword as Clock's: x_T = prior_std · ε
@@ -303,8 +340,14 @@ class GuidanceVectorEnv(BatchedSamplerEnv):
         self._sigma_list = [float(s) for s in sig]
         self._num_steps = len(sig) - 1
         self.max_episode_steps = self._check_max_steps(max_episode_steps)
+        self._init_renoise(renoise_steps, max_renoises)
         self._action_table = ActionTable(
-            guidance_weights, gammas, action_format, device=self.device, dtype=self.dtype
+            guidance_weights,
+            gammas,
+            action_format,
+            renoise=self._renoise_steps > 0,
+            device=self.device,
+            dtype=self.dtype,
         )
         self._guidance_weights = self._action_table.weights
         self._gammas = self._action_table.gammas
@@ -377,6 +420,23 @@ class GuidanceVectorEnv(BatchedSamplerEnv):
         return self._gammas
 
     @property
+    def renoise_steps(self) -> int:
+        """r, how many schedule steps a renoise goes back (0: no renoise switch)."""
+        return self._renoise_steps
+
+    @property
+    def max_renoises(self) -> int:
+        """The renoises an env may make per episode (later requests are ignored)."""
+        return self._max_renoises
+
+    @property
+    def nfe_budget(self) -> int:
+        """The most NFE an episode can spend: the schedule's N steps plus ``max_renoises``
+        renoises at the costliest step (each re-runs up to r steps; 0 without renoise)."""
+        extra = self._max_renoises * max(self._rerun_nfe) if self._renoise_steps else 0
+        return sum(self._step_nfe) + extra
+
+    @property
     def x(self) -> torch.Tensor | None:
         """``[B, *shape]`` the current states x_k (None before the first reset)."""
         return self._x
@@ -389,6 +449,26 @@ class GuidanceVectorEnv(BatchedSamplerEnv):
     # ------------------------------------------------------------------------------------
     # Construction helpers
 
+    def _init_renoise(self, renoise_steps, max_renoises) -> None:
+        """The renoise (restart) option: span r (0: off), budget, per-step NFE tables."""
+        n = self._num_steps
+        self._renoise_steps = 0
+        if renoise_steps is not None:
+            self._renoise_steps = as_int("renoise_steps", renoise_steps, 1, max(n - 1, 1))
+            if self._multistep:
+                raise ValueError(
+                    f"renoise_steps needs a single-step solver (euler, heun); {self._solver!r} "
+                    "is multistep (a restart breaks its history)"
+                )
+        self._max_renoises = as_int("max_renoises", max_renoises, 0, 100_000)
+        stages = 2 if self._solver == "heun" else 1
+        # NFE of step k (Heun's last step to σ = 0 is one Euler call) and of re-running the
+        # steps j = max(k − r, 0) … k − 1 after a renoise at step k (never the last step).
+        self._step_nfe = [stages if k + 1 < n else 1 for k in range(n)]
+        self._rerun_nfe = [stages * (k - max(k - self._renoise_steps, 0)) for k in range(n)]
+        self._nfe: np.ndarray | None = None
+        self._renoises_used: np.ndarray | None = None
+
     def _check_max_steps(self, m) -> int:
         if m is None:
             return self._num_steps
@@ -397,28 +477,33 @@ class GuidanceVectorEnv(BatchedSamplerEnv):
     def _init_action_space(self, action_format: str) -> None:
         assert action_format in ACTION_FORMATS  # validated by ActionTable
         self.action_format = action_format
-        nw, ng = len(self._guidance_weights), len(self._gammas)
-        if action_format == "discrete":
-            self.single_action_space = spaces.Discrete(nw * ng)
-            self._action_shape: tuple[int, ...] = (self.num_envs,)
-        else:
-            self.single_action_space = spaces.MultiDiscrete([nw, ng])
-            self._action_shape = (self.num_envs, 2)
+        self.single_action_space = self._action_table.space()
+        self._action_shape: tuple[int, ...] = (self.num_envs, *self._action_table.action_shape)
         self.action_space = batch_space(self.single_action_space, self.num_envs)
 
     def _init_obs_space(self, obs_mode: str) -> None:
         if obs_mode not in OBS_MODES:
             raise ValueError(f"obs_mode must be one of {OBS_MODES}, got {obs_mode!r}")
         self.obs_mode = obs_mode
+        # features/classifier: statistics of the step's guided call (+ classifier features)
+        self._with_stats = obs_mode != "state"
+        self._features = (
+            ClassifierFeatures(self.preset, self.device) if obs_mode == "classifier" else None
+        )
+        self._num_stats = NUM_FEATURES - 1 + (self._features.dim if self._features else 0)
         c, d = self.num_classes, self.denoiser.dim
         head = d if obs_mode == "state" else 0
-        tail = NUM_FEATURES if obs_mode == "features" else 0
-        self.obs_dim = head + 2 + c + tail
+        tail = 1 + self._num_stats if self._with_stats else 0
+        left = 1 if self._renoise_steps else 0  # the share of renoises left, last column
+        self.obs_dim = head + 2 + c + tail + left
         low = np.full(self.obs_dim, -np.inf, dtype=np.float32)
         high = np.full(self.obs_dim, np.inf, dtype=np.float32)
         low[head + 1 : head + 2 + c] = 0.0  # k/N and the one-hot lie in [0, 1]
         high[head + 1 : head + 2 + c] = 1.0
-        low[head + 2 + c :] = 0.0  # norms are >= 0
+        if self._with_stats:  # the norms are >= 0 (the classifier features are not)
+            low[head + 2 + c : head + 2 + c + NUM_FEATURES] = 0.0
+        if left:
+            low[-1], high[-1] = 0.0, 1.0
         self._check_memory()  # before the batched spaces: their bounds are [B, obs_dim] too
         self.single_observation_space = spaces.Box(low, high, dtype=np.float32)
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
@@ -491,8 +576,9 @@ class GuidanceVectorEnv(BatchedSamplerEnv):
             raise ValueError("class_labels are required: the denoiser is class-conditional")
         return self._onehot_table[labels]
 
-    def _encode(self, x, k: torch.Tensor | int, labels, stats: torch.Tensor | None):
-        """Observation ``[n, obs_dim]`` float32 of states ``x`` at steps ``k``."""
+    def _encode(self, x, k: torch.Tensor | int, labels, stats: torch.Tensor | None, used=None):
+        """Observation ``[n, obs_dim]`` float32 of states ``x`` at steps ``k``; ``used``
+        (renoise only): host ``[n]`` renoises spent so far (None: none)."""
         n = x.shape[0]
         obs = torch.empty(n, self.obs_dim, dtype=torch.float32, device=x.device)
         sd2 = self.denoiser.sigma_data**2
@@ -516,11 +602,14 @@ class GuidanceVectorEnv(BatchedSamplerEnv):
             obs[:, head + 2 : head + 2 + c] = self._onehot_c  # cached for the episode
         else:
             obs[:, head + 2 : head + 2 + c] = self._onehot(labels, n)
-        if self.obs_mode == "features":
+        if self._with_stats:
             d = self.denoiser.dim
             xnorm = xf.norm(dim=1, keepdim=True) * (scale / math.sqrt(d))
             obs[:, head + 2 + c] = xnorm.reshape(n)
-            obs[:, head + 3 + c :] = stats if stats is not None else 0.0
+            end = head + 3 + c + self._num_stats
+            obs[:, head + 3 + c : end] = stats if stats is not None else 0.0
+        if self._renoise_steps:
+            obs[:, -1] = self._renoises_left(used, n)
         return obs
 
     def _denoiser_stats(self, x_hat, sigma_hat, denoised, both) -> torch.Tensor:
@@ -566,7 +655,7 @@ class GuidanceVectorEnv(BatchedSamplerEnv):
         if self.num_classes:
             labels = self.denoiser.check_labels(class_labels, n, self.device)
         stats = None
-        if self.obs_mode == "features":
+        if self._with_stats:
             stats = self._stats_at(x, k, labels)
         return self._encode(x, k, labels, stats)
 
@@ -581,9 +670,17 @@ class GuidanceVectorEnv(BatchedSamplerEnv):
         rec.arm()
         w = None if labels is None else 1.0
         denoised = guided_denoise(rec, x, safe, labels, w)
-        stats = self._denoiser_stats(x, safe, denoised, rec.last)
+        stats = self._call_stats(x, safe, denoised, rec.last)
         stats[(kk == 0) | (sigma == 0)] = 0.0
         return stats
+
+    def _call_stats(self, x_hat, sigma_hat, denoised, both) -> torch.Tensor:
+        """``[B, _num_stats]``: the three norms of :meth:`_denoiser_stats`, then (classifier
+        mode) the standardised classifier features of x̂_0 = D_w."""
+        stats = self._denoiser_stats(x_hat, sigma_hat, denoised, both)
+        if self._features is None:
+            return stats
+        return torch.cat([stats, self._features(denoised).to(stats.device)], 1)
 
     @torch.no_grad()
     def expert_observations(
@@ -642,9 +739,9 @@ class GuidanceVectorEnv(BatchedSamplerEnv):
         return self._encode(self._x, 0, self._class_labels, self._zero_stats()), {}
 
     def _zero_stats(self) -> torch.Tensor | None:
-        if self.obs_mode != "features":
+        if not self._with_stats:
             return None
-        return torch.zeros(self.num_envs, NUM_FEATURES - 1, device=self.device)
+        return torch.zeros(self.num_envs, self._num_stats, device=self.device)
 
     def _begin_episodes(self) -> None:
         """x_T = prior_std · draw 0 of each env's stream; labels fixed or drawn."""
@@ -661,35 +758,43 @@ class GuidanceVectorEnv(BatchedSamplerEnv):
         self._stats = self._zero_stats()
         self._onehot_c = self._onehot(self._class_labels, self.num_envs)  # fixed per episode
         self._solver_state = self._new_solver_state()
+        if self._renoise_steps:
+            self._nfe = np.zeros(self.num_envs, dtype=np.int64)
+            self._renoises_used = np.zeros(self.num_envs, dtype=np.int64)
         self._k = 0
         self._needs_reset = False
 
     # ------------------------------------------------------------------------------------
     # Step
 
-    def _decode_actions(self, actions) -> tuple[np.ndarray, np.ndarray]:
-        """Validated (weight index, γ index) arrays ``[B]`` on the host."""
-        return self._action_table.decode(actions, self.num_envs)
+    def _decode_actions(self, actions) -> StepActions:
+        """Validated, decoded actions (host arrays ``[B]``)."""
+        return self._action_table.parse(actions, self.num_envs)
 
     def _new_solver_state(self) -> steps.SolverState | None:
         """An empty multistep history for a batch of new episodes (None: single-step)."""
         return steps.SolverState(self._num_steps) if self._multistep else None
 
-    def _transition(self, x, labels, streams, k: int, wi: np.ndarray, gi: np.ndarray, state=None):
+    def _transition(self, x, labels, streams, k: int, act: StepActions, state=None):
         """The one step of a batch (env steps and :meth:`rollout` both run it): states ``x``
-        at σ_k with labels and streams, decoded actions ``(wi, gi)``, the batch's multistep
-        ``state`` (updated; None for single-step solvers). Returns
+        at σ_k with labels and streams, decoded actions ``act`` (their ``renoise`` mask: the
+        renoises that happen, see :meth:`_spend_renoises`), the batch's multistep ``state``
+        (updated; None for single-step solvers). Returns
         ``(x_next, reward, stats, w_np, g_np, terminated)``; ``stats`` are the features of
-        this step's guided call (``obs_mode="features"``, else None)."""
+        this step's guided call (``obs_mode="features"``/``"classifier"``, else None).
+        A renoise happens before the step, the reward sees x_k from before it."""
         table = self._action_table
-        w_np, g_np = self._guidance_weights[wi], self._gammas[gi]
-        w = table.weight_values(wi)
+        w_np, g_np = act.w, act.gamma
+        w = table.weight_tensor(act)
         churn = bool(g_np.any())
-        gamma = table.gamma_values(gi) if churn else 0.0
+        gamma = table.gamma_tensor(act) if churn else 0.0
+        x_k = x
+        if act.renoise.any():
+            x = self._restart(x, labels, streams, k, act.renoise, w)
         noise = steps.churn_noise(streams, k, x) if churn else None
         sigma, sigma_next = self._sigma_list[k], self._sigma_list[k + 1]
         model = self.denoiser
-        if self.obs_mode == "features":
+        if self._with_stats:
             model = self._recorder
             model.arm()
         x_next, denoised = steps.step(
@@ -706,13 +811,53 @@ class GuidanceVectorEnv(BatchedSamplerEnv):
             state=state,
         )
         stats = None
-        if self.obs_mode == "features":
+        if self._with_stats:
             n = x.shape[0]
             x_hat, sigma_hat = model.inputs  # what steps.step gave the denoiser: x̂, σ̂
-            stats = self._denoiser_stats(x_hat[:n], sigma_hat[:n], denoised, model.last)
+            stats = self._call_stats(x_hat[:n], sigma_hat[:n], denoised, model.last)
         terminated = k + 1 == self._num_steps
-        reward = self._reward(x, x_next, denoised, k, w, gamma, terminated, labels)
+        reward = self._reward(x_k, x_next, denoised, k, w, gamma, terminated, labels)
         return x_next, reward, stats, w_np, g_np, terminated
+
+    # ------------------------------------------------------------------------------------
+    # Renoise (restart sampling, Xu et al. 2023)
+
+    def _renoises_left(self, used: np.ndarray | None, n: int) -> torch.Tensor | float:
+        """The observation's last column: the share of the renoise budget left."""
+        m = self._max_renoises
+        if used is None or m == 0:
+            return 1.0 if m else 0.0
+        return torch.from_numpy((m - used) / m).to(self.device, torch.float32)
+
+    def _spend_renoises(self, act: StepActions, k: int, used, nfe) -> StepActions:
+        """``act`` with its renoise mask cut to the renoises that happen at step k (asked
+        for, k >= 1, budget left); adds them to ``used`` and this step's NFE to ``nfe``
+        (host ``[B]`` int64, in place). Without renoise: ``act`` unchanged."""
+        if not self._renoise_steps:
+            return act
+        mask = act.renoise & (used < self._max_renoises) if k >= 1 else act.renoise & False
+        used += mask
+        nfe += self._step_nfe[k] + mask * self._rerun_nfe[k]
+        return dataclasses.replace(act, renoise=mask)
+
+    def _restart(self, x, labels, streams, k: int, mask: np.ndarray, w) -> torch.Tensor:
+        """Renoise the envs of ``mask`` from σ_k up to σ_j, j = max(k − r, 0), with fresh
+        noise (draw N + 1 + k of their streams), x ← x + sqrt(σ_j² − σ_k²) ε, then re-run the
+        schedule's steps j … k − 1 (γ = 0, this step's w) back to σ_k: one restart of Xu et
+        al. (2023) on the fixed schedule. The other envs keep ``x``."""
+        idx = torch.from_numpy(np.flatnonzero(mask)).to(self.device)
+        j = max(k - self._renoise_steps, 0)
+        sig = self._sigma_list
+        eps = draw_normal(streams.keys[idx], self._num_steps + 1 + k, self.denoiser.shape, x.dtype)
+        xs = x[idx] + math.sqrt(sig[j] ** 2 - sig[k] ** 2) * eps.to(x.device)
+        ls = None if labels is None else labels[idx]
+        ws = None if labels is None else w[idx]
+        for i in range(j, k):
+            xs, _ = steps.step(
+                self.denoiser, xs, sig[i], sig[i + 1], class_labels=ls, guidance=ws,
+                solver=self._solver,
+            )  # fmt: skip
+        return x.index_copy(0, idx, xs)
 
     @torch.no_grad()
     def step_tensors(self, actions):
@@ -729,23 +874,27 @@ class GuidanceVectorEnv(BatchedSamplerEnv):
             return obs, zero, False, False, info, None
         if self._needs_reset or self._k is None:
             raise ResetNeeded("call reset() before step() (and after an episode ends)")
-        wi, gi = self._decode_actions(actions)
+        act = self._decode_actions(actions)
         k = self._k
         sigma = self._sigma_list[k]
+        act = self._spend_renoises(act, k, self._renoises_used, self._nfe)
         x_next, reward, stats, w_np, g_np, terminated = self._transition(
-            self._x, self._class_labels, self.streams, k, wi, gi, self._solver_state
+            self._x, self._class_labels, self.streams, k, act, self._solver_state
         )
         self._x, self._k = x_next, k + 1
         if stats is not None:
             self._stats = stats
         truncated = not terminated and self._k >= self.max_episode_steps
-        obs = self._encode(self._x, self._k, self._class_labels, self._stats)
+        obs = self._encode(self._x, self._k, self._class_labels, self._stats, self._renoises_used)
         info = {
             "sigma": np.full(self.num_envs, sigma),
             "guidance": w_np,
             "gamma": g_np,
             "step": np.full(self.num_envs, k),
         }
+        if self._renoise_steps:
+            info["renoised"] = act.renoise
+            info["nfe"] = self._nfe.copy()
         if not (terminated or truncated):
             return obs, reward, False, False, info, None
         info["x0"] = self._x
@@ -831,23 +980,28 @@ class GuidanceVectorEnv(BatchedSamplerEnv):
         elif not isinstance(streams, SampleStreams) or len(streams) != b:
             raise ValueError(f"streams must be SampleStreams of {b} samples, got {streams!r}")
         stats = None
-        if self.obs_mode == "features":
-            stats = torch.zeros(b, NUM_FEATURES - 1, device=self.device)
+        if self._with_stats:
+            stats = torch.zeros(b, self._num_stats, device=self.device)
         x, n = x_T, self._num_steps
         state = self._new_solver_state()
-        obs = [self._encode(x, 0, labels, stats)]
-        acts, ws, gs, rewards = [], [], [], []
+        used, nfe = np.zeros(b, dtype=np.int64), np.zeros(b, dtype=np.int64)
+        obs = [self._encode(x, 0, labels, stats, used)]
+        acts, ws, gs, rewards, renoised = [], [], [], [], []
         for k in range(n):
-            wi, gi = self._action_table.decode(policy(obs[-1], k), b)
-            x, r, st, w_np, g_np, _ = self._transition(x, labels, streams, k, wi, gi, state)
+            act = self._action_table.parse(policy(obs[-1], k), b)
+            act = self._spend_renoises(act, k, used, nfe)
+            x, r, st, w_np, g_np, _ = self._transition(x, labels, streams, k, act, state)
             stats = st if st is not None else stats
-            obs.append(self._encode(x, k + 1, labels, stats))
-            acts.append(self._action_table.encode(wi, gi))
+            obs.append(self._encode(x, k + 1, labels, stats, used))
+            acts.append(np.array(act.actions))  # a copy: the policy may reuse its array
             ws.append(w_np)
             gs.append(g_np)
             rewards.append(r)
+            renoised.append(act.renoise)
         observations, rewards = torch.stack(obs), torch.stack(rewards)
         self._check_outputs(observations, rewards)
+        if not self._renoise_steps:
+            nfe[:] = sum(self._step_nfe)
         return Rollout(
             x_T=x_T,
             x0=x,
@@ -858,6 +1012,8 @@ class GuidanceVectorEnv(BatchedSamplerEnv):
             rewards=rewards,
             observations=observations,
             sigmas=self._sigmas,
+            renoised=np.stack(renoised),
+            nfe=nfe,
         )
 
     def _rollout_labels(self, class_labels, keys, b: int) -> torch.Tensor | None:
@@ -915,11 +1071,23 @@ class GuidanceVectorEnv(BatchedSamplerEnv):
 
     def action_masks(self) -> np.ndarray:
         """``[num_envs, n]`` bool mask of valid actions (MaskablePPO); n = number of discrete
-        actions, or ``len(guidance_weights) + len(gammas)`` for ``multidiscrete``."""
+        actions, or ``len(guidance_weights) + len(gammas)`` (+ 2 with renoise) for
+        ``multidiscrete``. Without ``mask_fn`` every action is valid, except a renoise where
+        it would be ignored (k = 0, budget spent). ``ValueError`` for ``"box"``."""
+        if self.action_format == "box":
+            raise ValueError("action_masks() applies to the discrete action formats, not 'box'")
         nw, ng = len(self._guidance_weights), len(self._gammas)
-        n = nw * ng if self.action_format == "discrete" else nw + ng
+        rn = 2 if self._renoise_steps else 0
+        n = self._action_table.size if self.action_format == "discrete" else nw + ng + rn
         if self.mask_fn is None:
-            return np.ones((self.num_envs, n), dtype=bool)
+            m = np.ones((self.num_envs, n), dtype=bool)
+            if rn and self._k is not None:  # renoise only where it would happen
+                can = (self._renoises_used < self._max_renoises) & (self._k >= 1)
+                if self.action_format == "discrete":
+                    m[:, nw * ng :] = can[:, None]
+                else:
+                    m[:, -1] = can
+            return m
         m = np.asarray(self.mask_fn(self), dtype=bool)
         if m.shape != (self.num_envs, n):
             raise ValueError(
