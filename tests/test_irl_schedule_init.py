@@ -147,6 +147,7 @@ def test_best_constant_start_is_the_harness_best_and_leaves_the_rng_alone():
         (["policy.init_action=[1.0, 0.0]"], "is for policy.init=constant"),
         (["policy.init_metric=loglik"], "must be one of eval.metrics"),
         (["policy.init=best"], "policy.init must be one of"),
+        (["policy.kl_coef=0.1"], "needs a start to stay near"),
     ],
 )
 def test_bad_policy_settings(overrides, match):
@@ -170,6 +171,24 @@ def test_last_step_rewards_only_the_final_sample():
     assert final.any() and (~final).any()
     assert bool((rewards[~final] == 0).all())
     assert bool((rewards[final] != 0).all())
+
+
+def test_kl_penalty_to_the_start_enters_every_reward():
+    over = ["policy.init=constant", "policy.init_action=[1.0, 0.4]", "policy.init_prob=0.7",
+            "discriminator.divergence=reverse_kl"]  # fmt: skip
+    plain = IRLTrainer(tiny(over))
+    kl = IRLTrainer(tiny([*over, "policy.kl_coef=0.5"]))
+    for tr in (plain, kl):
+        tr.train_round()
+    buf = kl.model.rollout_buffer
+    a = buf.actions.reshape(-1).astype(int)
+    log_pi0 = np.where(a == kl.start["index"], np.log(0.7), np.log(0.3 / 5))
+    penalty = 0.5 * (buf.log_probs.reshape(-1) - log_pi0)
+    # same seed, same first rollout: the rewards differ by the penalty alone
+    np.testing.assert_allclose(
+        buf.rewards.reshape(-1), plain.model.rollout_buffer.rewards.reshape(-1) - penalty,
+        rtol=1e-5, atol=1e-5,
+    )  # fmt: skip
 
 
 def test_keep_best_ends_with_the_best_validated_policy(tmp_path):

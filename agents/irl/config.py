@@ -155,6 +155,11 @@ class PolicyConfig:
     init_seed: int = 7919
     """noise seed of the best-constant search and of ``keep_best``'s validation (must not
     be one of ``eval.seeds``)"""
+    kl_coef: float = 0.0
+    """β of a KL penalty to the start: every step's reward gets −β (log π(a|s) − log π_0(a)),
+    π_0 the start distribution (``init`` other than ``default``), the per-step estimate of
+    β · KL(π ‖ π_0) (the reference-policy penalty of KL-regularised RL): the policy moves off
+    the best constant only where the reward pays more than that"""
     keep_best: bool = False
     """validate the policy (argmax, ``init_metric`` on ``init_samples`` samples of noise
     ``init_seed``) before training and every ``select_every`` rounds, and end with the best
@@ -280,6 +285,10 @@ def _check_policy(cfg: Config) -> None:
             )
     elif p.init_action is not None:
         raise ValueError(f"policy.init_action is for policy.init=constant, not {p.init!r}")
+    if p.kl_coef < 0:
+        raise ValueError(f"policy.kl_coef must be >= 0, got {p.kl_coef}")
+    if p.kl_coef > 0 and p.init == "default":
+        raise ValueError("policy.kl_coef needs a start to stay near (policy.init != default)")
     if p.select_every < 1:
         raise ValueError(f"policy.select_every must be >= 1, got {p.select_every}")
     if p.init == "best_constant" or p.keep_best:

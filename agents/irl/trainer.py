@@ -163,6 +163,10 @@ class RelabelCallback(BaseCallback):
         rewards = self.trainer.reward(states.reshape(-1, states.shape[-1]))
         if self.trainer.cfg.discriminator.reward_steps == "last":  # only x_0 is rewarded
             rewards = rewards * self.trainer.is_final(states.reshape(-1, states.shape[-1]))
+        kl = self.trainer.kl_to_start(buf.log_probs, buf.actions)
+        if kl is not None:
+            kl = kl.reshape(rewards.shape).to(rewards)
+            rewards = rewards - self.trainer.cfg.policy.kl_coef * kl
         buf.rewards[:] = rewards.reshape(buf.rewards.shape).cpu().numpy()
         buf.compute_returns_and_advantage(
             last_values=self.locals["values"], dones=self.locals["dones"]
@@ -342,6 +346,18 @@ class IRLTrainer:
         )
         self.round += 1
         return stats
+
+    def kl_to_start(self, log_probs: np.ndarray, actions: np.ndarray) -> torch.Tensor | None:
+        """Per-sample log π(a|s) − log π_0(a) of a rollout (``policy.kl_coef`` > 0), π_0 the
+        start distribution of ``policy.init``; None without the penalty."""
+        if not self.cfg.policy.kl_coef > 0:
+            return None
+        n = int(self.env.single_action_space.n)  # the trainer's env is Discrete
+        prob = self.start["prob"]
+        log_pi0 = torch.full((n,), float(np.log((1 - prob) / (n - 1))), dtype=torch.float64)
+        log_pi0[self.start["index"]] = float(np.log(prob))
+        a = torch.as_tensor(actions.reshape(-1).astype(np.int64))
+        return torch.as_tensor(log_probs.reshape(-1), dtype=torch.float64) - log_pi0[a]
 
     def is_final(self, states: torch.Tensor) -> torch.Tensor:
         """1.0 where an (encoded) state is a final x_0 (k = N), else 0.0; ``[n]``."""
