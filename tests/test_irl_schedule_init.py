@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from agents.discriminator import Discriminator, DiscriminatorConfig, grad_penalty
 from agents.irl import IRLTrainer, decode_step_class
 from agents.irl.compare import guidance_schedule, run_irl_compare, save_guidance_schedules
 from agents.irl.diagnose import rank_agreement, reward_diagnosis
@@ -171,6 +172,25 @@ def test_last_step_rewards_only_the_final_sample():
     assert final.any() and (~final).any()
     assert bool((rewards[~final] == 0).all())
     assert bool((rewards[final] != 0).all())
+
+
+def test_weighted_r1_penalty_and_final_state_weight():
+    d = Discriminator(3, DiscriminatorConfig(hidden=(8,)))
+    s = torch.randn(16, 3, generator=torch.Generator().manual_seed(0))
+    plain = grad_penalty(d, s)
+    torch.testing.assert_close(grad_penalty(d, s, torch.ones(16)), plain)
+    w = torch.zeros(16)
+    w[:4] = 2.0
+    torch.testing.assert_close(grad_penalty(d, s, w), 2 * grad_penalty(d, s[:4]) * 4 / 16)
+    with pytest.raises(ConfigError, match="grad_penalty_final > 0 needs grad_penalty > 0"):
+        tiny(["discriminator.grad_penalty=0", "discriminator.grad_penalty_final=1"])
+    # R1 off on x_0 only: the run differs from plain R1 (the weight reaches the update)
+    runs = []
+    for extra in ([], ["discriminator.grad_penalty_final=0"]):
+        tr = IRLTrainer(tiny(["discriminator.grad_penalty=1", *extra]))
+        tr.train_round()
+        runs.append(torch.cat([p.flatten() for p in tr.disc.parameters()]))
+    assert not torch.equal(runs[0], runs[1])
 
 
 def test_kl_penalty_to_the_start_enters_every_reward():

@@ -126,6 +126,10 @@ class IRLDiscriminatorConfig(DiscriminatorConfig):
     where the observation only holds a few norms of x_k"""
     expert_seed: int = 12345
     """seed of the expert-state draws (combined with the round)"""
+    grad_penalty_final: float | None = None
+    """R1 weight on the final states x_0 (σ = 0); None = ``grad_penalty`` everywhere. The
+    clean data is tightly concentrated, and an R1 weight that smooths the logit where noisy
+    occupancies overlap flattens it there (measured in docs/irl_agent.md)"""
     reward_steps: str = "all"
     """``all``: every arrival state s_{k+1} is rewarded and discriminated (occupancy matching
     over all steps); ``last``: only the final x_0 (the other rewards are 0 and the
@@ -225,6 +229,11 @@ class Config:
         _choice("discriminator.source", self.discriminator.source, SOURCES)
         _choice("discriminator.input", self.discriminator.input, DISC_INPUTS)
         _choice("discriminator.reward_steps", self.discriminator.reward_steps, ("all", "last"))
+        gpf = self.discriminator.grad_penalty_final
+        if gpf is not None and gpf < 0:
+            raise ValueError(f"discriminator.grad_penalty_final must be >= 0, got {gpf}")
+        if gpf and not self.discriminator.grad_penalty > 0:
+            raise ValueError("discriminator.grad_penalty_final > 0 needs grad_penalty > 0")
         if self.discriminator.input == "state" and self.discriminator.source == "policy":
             raise ValueError("discriminator.input=state needs discriminator.source=separate")
         if self.discriminator.source == "policy" and self.algo.policy != "dual_head":

@@ -374,9 +374,12 @@ class IRLTrainer:
         expert = env.expert_observations(k, labels, g).float()
         if self.disc is not None:
             self.disc.update_normalizer(torch.cat([expert, policy_states]))
-        stats = train_discriminator(
-            self.logit, self.disc_opt, expert, policy_states, self.cfg.discriminator, g
-        )
+        d = self.cfg.discriminator
+        weight = None
+        if d.grad_penalty_final is not None and d.grad_penalty > 0:  # x_0's R1 weight / the rest's
+            ratio = d.grad_penalty_final / d.grad_penalty
+            weight = torch.where(self.is_final(expert) > 0, ratio, 1.0).to(expert)
+        stats = train_discriminator(self.logit, self.disc_opt, expert, policy_states, d, g, weight)
         # Drop the discriminator's gradients: stale ones would enter PPO's grad-norm clipping
         # (the dual head's density parameters are not in PPO's optimiser).
         self.disc_opt.zero_grad(set_to_none=True)
