@@ -170,11 +170,17 @@ class Discriminator(nn.Module):
         return self.net(s).squeeze(-1)
 
 
-def grad_penalty(logit_fn: Callable[[torch.Tensor], torch.Tensor], s: torch.Tensor) -> torch.Tensor:
-    """R1 penalty E‖∇_s ℓ(s)‖² at the states ``s`` (Mescheder et al. 2018)."""
+def grad_penalty(
+    logit_fn: Callable[[torch.Tensor], torch.Tensor],
+    s: torch.Tensor,
+    weight: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """R1 penalty E‖∇_s ℓ(s)‖² at the states ``s`` (Mescheder et al. 2018); with ``weight
+    [B]``, the per-state weighted mean E[weight · ‖∇_s ℓ(s)‖²]."""
     s = s.detach().requires_grad_(True)
     (g,) = torch.autograd.grad(logit_fn(s).sum(), s, create_graph=True)
-    return g.pow(2).sum(-1).mean()
+    sq = g.pow(2).sum(-1)
+    return (sq if weight is None else weight * sq).mean()
 
 
 def train_discriminator(
@@ -184,11 +190,13 @@ def train_discriminator(
     policy: torch.Tensor,
     config: DiscriminatorConfig,
     generator: torch.Generator | None = None,
+    penalty_weight: torch.Tensor | None = None,
 ) -> dict[str, float]:
     """``config.epochs`` passes of logistic-loss minibatch updates on paired states.
 
     ``expert[i]`` and ``policy[i]`` share σ_k and class (the caller pairs them), so a
-    minibatch is balanced per (σ_k, c). Returns the last epoch's mean loss and accuracy.
+    minibatch is balanced per (σ_k, c). ``penalty_weight [n]``: a per-pair factor of the R1
+    penalty on ``expert[i]`` (None = 1). Returns the last epoch's mean loss and accuracy.
     """
     if expert.shape != policy.shape:
         raise ValueError(f"expert {tuple(expert.shape)} and policy {tuple(policy.shape)} differ")
@@ -204,7 +212,8 @@ def train_discriminator(
             loss = logistic_loss(le, lp, config.label_smoothing)
             gp = torch.zeros(())
             if config.grad_penalty > 0:
-                gp = grad_penalty(logit_fn, expert[idx])
+                pw = None if penalty_weight is None else penalty_weight[idx]
+                gp = grad_penalty(logit_fn, expert[idx], pw)
             optimizer.zero_grad()
             (loss + config.grad_penalty * gp).backward()
             optimizer.step()

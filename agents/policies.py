@@ -26,7 +26,13 @@ from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
 
-__all__ = ["DualHeadPolicy", "TrunkExtractor", "action_logits", "select_actions"]
+__all__ = [
+    "DualHeadPolicy",
+    "TrunkExtractor",
+    "action_logits",
+    "select_actions",
+    "start_at_action",
+]
 
 
 class TrunkExtractor(BaseFeaturesExtractor):
@@ -126,3 +132,29 @@ def select_actions(
         p = torch.softmax(logits.double() / temperature, -1)
         out.append(torch.multinomial(p, 1, generator=generator).squeeze(-1))
     return out[0] if len(out) == 1 else torch.stack(out, -1)
+
+
+@torch.no_grad()
+def start_at_action(policy: ActorCriticPolicy, action: int, prob: float) -> None:
+    """Set a ``Discrete`` policy to pick ``action`` with probability ``prob`` in every state.
+
+    The actor's last layer (``action_net``) gets weight 0 and the bias whose softmax is
+    ``prob`` at ``action`` and (1 − prob)/(n − 1) elsewhere, so the untrained policy is that
+    constant action up to exploration; the hidden layers keep their initialisation, so the
+    weight's gradient (hidden features × advantage) is non-zero and the policy can learn to
+    depend on the state from the first update (issue #20 item 5: start from the best
+    constant, then improve).
+    """
+    if not isinstance(policy.action_space, gym.spaces.Discrete):
+        raise TypeError(f"start_at_action needs a Discrete action space, got {policy.action_space}")
+    n = int(policy.action_space.n)
+    if not 0 <= int(action) < n:
+        raise ValueError(f"action must be in [0, {n}), got {action}")
+    if not 0 < prob < 1:
+        raise ValueError(f"prob must be in (0, 1), got {prob}")
+    rest = (1.0 - prob) / max(n - 1, 1)
+    bias = torch.full((n,), float(np.log(rest)) if n > 1 else 0.0)
+    bias[int(action)] = float(np.log(prob))
+    net = policy.action_net
+    net.weight.zero_()
+    net.bias.copy_(bias.to(net.bias))

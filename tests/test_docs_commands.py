@@ -77,6 +77,9 @@ RULES: list[tuple[str, str, str]] = [
     (r"diffusion-gym \w+ my-\S+\.yaml.*", "covered",
      "a user's own config (docs/own_model.md): tests/test_own_model.py runs one"),
     (r"diffusion-gym \w+ .*(CONFIG|<config>).*", "name", "a usage pattern with placeholders"),
+    (r"diffusion-gym train agents/configs/irl-\S+\.yaml .*env\.schedule=runs/\S+.*", "covered",
+     "trains on a schedule.json an earlier documented command writes; "
+     "tests/test_irl_schedule_init.py trains on a schedule.json"),
     (r"diffusion-gym train \S+\.yaml.*", "load", LONG),
     (r"diffusion-gym compare \S+\.yaml.*", "load", LONG),
     (r"diffusion-gym benchmark \S+\.yaml.*", "load", LONG),
@@ -92,6 +95,9 @@ RULES: list[tuple[str, str, str]] = [
      "figures, Learn to Guide on digits, trained checkpoints) or a throughput measurement"),
     (r"python -m baselines\.digits_baselines\b.*", "covered",
      "tests/test_digits_baselines.py runs it on a tiny grid (the documented run: minutes)"),
+    (r"python -m agents\.irl\.(compare|diagnose)\b.*", "module",
+     "minutes: IRL runs in the compare harness, the reward diagnosis of a run "
+     "(tests/test_irl_schedule_init.py runs both on tiny runs)"),
     (r"python benchmarks/\S+\.py.*", "script", "a throughput / accuracy measurement"),
     (r"python examples/deploy_diffusers\.py --(schedule|policy) runs/\S+ .*", "covered",
      "tests/test_deploy_example.py runs both modes on a schedule.json and a tiny IRL run"),

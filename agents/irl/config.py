@@ -4,8 +4,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
 
 from diffusion_gym import presets as _presets
+from diffusion_gym import schedules as _schedules
+from diffusion_gym.envs.guidance import SCHEDULES
 
 from ..checkpoint import check_eval_basics, check_seed
 from ..discriminator import DiscriminatorConfig
@@ -20,6 +25,9 @@ __all__ = [
     "EnvConfig",
     "EvalConfig",
     "IRLDiscriminatorConfig",
+    "POLICY_INITS",
+    "PolicyConfig",
+    "resolve_schedule",
 ]
 
 ALGOS = ("ppo", "a2c", "maskable_ppo")
@@ -30,6 +38,8 @@ DISC_INPUTS = ("obs", "state")
 
 # ---------------------------------------------------------------------------------------------
 # Configuration
+
+POLICY_INITS = ("default", "best_constant", "constant")
 
 
 @dataclass
@@ -43,12 +53,17 @@ class EnvConfig:
     """keyword overrides of the preset factory (e.g. ``variance_scale``)"""
     num_envs: int = 256
     """batch of parallel samplers"""
-    num_steps: int = 4
-    """sampler steps N"""
+    num_steps: int | None = None
+    """sampler steps N; None = 4 for a named schedule, the schedule's own length for explicit
+    σ's or a ``schedule.json`` (given with those, it must agree)"""
     solver: str = "heun"
     """``heun`` or ``euler``"""
-    schedule: str = "karras"
-    """σ schedule name"""
+    schedule: str | list[float] = "karras"
+    """the σ schedule: a name (``karras``, ``uniform``, ``log_linear``, ``linear``,
+    ``vp_uniform_t``), explicit σ's (n+1 descending, ending in 0: ``[80, 1.8248, 0.4906,
+    0]``), or the path of a ``schedule.json`` (:func:`diffusion_gym.schedules.save_schedule`:
+    ART's export, a published schedule; its solver must be ``solver``, its preset, if
+    recorded, ``preset``)"""
     guidance_weights: list[float] = field(default_factory=lambda: [0.0, 1.0, 1.5, 2.0, 3.0, 5.0])
     """table of CFG weights w"""
     gammas: list[float] = field(default_factory=lambda: [0.0, 0.1, 0.4])
@@ -111,6 +126,50 @@ class IRLDiscriminatorConfig(DiscriminatorConfig):
     where the observation only holds a few norms of x_k"""
     expert_seed: int = 12345
     """seed of the expert-state draws (combined with the round)"""
+    grad_penalty_final: float | None = None
+    """R1 weight on the final states x_0 (σ = 0); None = ``grad_penalty`` everywhere. The
+    clean data is tightly concentrated, and an R1 weight that smooths the logit where noisy
+    occupancies overlap flattens it there (measured in docs/irl_agent.md)"""
+    reward_steps: str = "all"
+    """``all``: every arrival state s_{k+1} is rewarded and discriminated (occupancy matching
+    over all steps); ``last``: only the final x_0 (the other rewards are 0 and the
+    discriminator sees only x_0 against clean data)"""
+
+
+@dataclass
+class PolicyConfig:
+    """Where the policy starts (issue #20 item 5: start from the best constant, improve)."""
+
+    init: str = "default"
+    """``default``: SB3's initialisation (near-uniform over the action table);
+    ``best_constant``: the constant (w, γ) of the table that scores best in the harness
+    (``init_metric`` on ``init_samples`` samples of noise seed ``init_seed``, not an
+    evaluation seed), then ``constant``'s start; ``constant``: the actor's last layer is set to
+    weight 0 and a bias that picks ``init_action`` with probability ``init_prob`` in every
+    state (the rest spread evenly), so the untrained policy *is* that constant up to
+    exploration"""
+    init_action: list[float] | None = None
+    """``[w, γ]`` of ``init: constant`` (an entry of the env's action table)"""
+    init_prob: float = 0.9
+    """probability of the start action in every state (exploration = 1 − init_prob)"""
+    init_metric: str | None = None
+    """metric that ranks the constants (None = the first ranked one of ``eval.metrics``)"""
+    init_samples: int = 1024
+    """samples of the best-constant search"""
+    init_seed: int = 7919
+    """noise seed of the best-constant search and of ``keep_best``'s validation (must not
+    be one of ``eval.seeds``)"""
+    kl_coef: float = 0.0
+    """β of a KL penalty to the start: every step's reward gets −β (log π(a|s) − log π_0(a)),
+    π_0 the start distribution (``init`` other than ``default``), the per-step estimate of
+    β · KL(π ‖ π_0) (the reference-policy penalty of KL-regularised RL): the policy moves off
+    the best constant only where the reward pays more than that"""
+    keep_best: bool = False
+    """validate the policy (argmax, ``init_metric`` on ``init_samples`` samples of noise
+    ``init_seed``) before training and every ``select_every`` rounds, and end with the best
+    validated parameters: the run cannot end worse than its start on validation noise"""
+    select_every: int = 10
+    """rounds between validations of ``keep_best``"""
 
 
 @dataclass
@@ -160,13 +219,21 @@ class Config:
     algo: AlgoConfig = field(default_factory=AlgoConfig)
     discriminator: IRLDiscriminatorConfig = field(default_factory=IRLDiscriminatorConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
 
     def __post_init__(self):
         _presets.check_name(self.env.preset)  # registered, or "package.module:function"
+        resolve_schedule(self.env)  # names, explicit σ's and schedule.json, checked now
         _choice("algo.name", self.algo.name, ALGOS)
         _choice("algo.policy", self.algo.policy, POLICIES)
         _choice("discriminator.source", self.discriminator.source, SOURCES)
         _choice("discriminator.input", self.discriminator.input, DISC_INPUTS)
+        _choice("discriminator.reward_steps", self.discriminator.reward_steps, ("all", "last"))
+        gpf = self.discriminator.grad_penalty_final
+        if gpf is not None and gpf < 0:
+            raise ValueError(f"discriminator.grad_penalty_final must be >= 0, got {gpf}")
+        if gpf and not self.discriminator.grad_penalty > 0:
+            raise ValueError("discriminator.grad_penalty_final > 0 needs grad_penalty > 0")
         if self.discriminator.input == "state" and self.discriminator.source == "policy":
             raise ValueError("discriminator.input=state needs discriminator.source=separate")
         if self.discriminator.source == "policy" and self.algo.policy != "dual_head":
@@ -179,13 +246,14 @@ class Config:
             raise ValueError(f"num_threads must be >= 0, got {self.num_threads}")
         _check_sizes(self)
         _check_eval(self.eval)
+        _check_policy(self)
 
 
 def _check_sizes(cfg: Config) -> None:
     """Counts that must be >= 1, and names that must exist, before any work."""
     sizes = {
         "rounds": cfg.rounds, "checkpoint_every": cfg.checkpoint_every,
-        "env.num_envs": cfg.env.num_envs, "env.num_steps": cfg.env.num_steps,
+        "env.num_envs": cfg.env.num_envs, "env.num_steps": cfg.env.num_steps or 1,
         "algo.episodes_per_round": cfg.algo.episodes_per_round,
         "algo.batch_size": cfg.algo.batch_size, "algo.n_epochs": cfg.algo.n_epochs,
         "discriminator.epochs": cfg.discriminator.epochs,
@@ -207,6 +275,88 @@ def _check_eval(ev: EvalConfig) -> None:
     for t in [ev.temperature, *ev.temperatures]:
         if t is not None and not t > 0:
             raise ValueError(f"eval temperatures must be > 0, got {t}")
+
+
+def _check_policy(cfg: Config) -> None:
+    """``policy:``: the start, checked against the action table and the evaluation."""
+    p = cfg.policy
+    _choice("policy.init", p.init, POLICY_INITS)
+    if not 0 < p.init_prob < 1:
+        raise ValueError(f"policy.init_prob must be in (0, 1), got {p.init_prob}")
+    if p.init == "constant":
+        a = p.init_action
+        if a is None or len(a) != 2:
+            raise ValueError(f"policy.init=constant needs policy.init_action=[w, gamma], got {a}")
+        if a[0] not in cfg.env.guidance_weights or a[1] not in cfg.env.gammas:
+            raise ValueError(
+                f"policy.init_action {a} is not in the action table: w in "
+                f"{cfg.env.guidance_weights}, gamma in {cfg.env.gammas}"
+            )
+    elif p.init_action is not None:
+        raise ValueError(f"policy.init_action is for policy.init=constant, not {p.init!r}")
+    if p.kl_coef < 0:
+        raise ValueError(f"policy.kl_coef must be >= 0, got {p.kl_coef}")
+    if p.kl_coef > 0 and p.init == "default":
+        raise ValueError("policy.kl_coef needs a start to stay near (policy.init != default)")
+    if p.select_every < 1:
+        raise ValueError(f"policy.select_every must be >= 1, got {p.select_every}")
+    if p.init == "best_constant" or p.keep_best:
+        if p.init_samples < 2:
+            raise ValueError(f"policy.init_samples must be >= 2, got {p.init_samples}")
+        check_seed("policy.init_seed", p.init_seed)
+        if p.init_seed in cfg.eval.seeds:
+            raise ValueError(
+                f"policy.init_seed={p.init_seed} is an evaluation seed ({cfg.eval.seeds}): the "
+                "best-constant search and the validation must not see the test noise"
+            )
+    if p.init_metric is not None and p.init_metric not in cfg.eval.metrics:
+        raise ValueError(
+            f"policy.init_metric {p.init_metric!r} must be one of eval.metrics {cfg.eval.metrics}"
+        )
+
+
+def resolve_schedule(env: EnvConfig) -> str | torch.Tensor:
+    """``env.schedule`` as the Guidance env takes it: a schedule name, or the σ tensor of
+    explicit values or of a ``schedule.json``, checked against ``env.num_steps``,
+    ``env.solver`` and ``env.preset``; raises ``ValueError`` / ``FileNotFoundError`` naming
+    what is wrong."""
+    sched = env.schedule
+    if isinstance(sched, str) and sched in SCHEDULES:
+        return sched
+    if isinstance(sched, str):
+        if not sched.endswith(".json") and not Path(sched).is_file():
+            raise ValueError(
+                f"env.schedule must be a schedule name {list(SCHEDULES)}, a list of sigmas "
+                f"or the path of a schedule.json, got {sched!r}"
+            )
+        if not Path(sched).is_file():
+            raise FileNotFoundError(f"env.schedule: no schedule file at {sched!r}")
+        record = _schedules.load_schedule(sched)
+        if record["solver"] != env.solver:
+            raise ValueError(
+                f"env.schedule {sched!r} was made for solver {record['solver']!r}, but "
+                f"env.solver is {env.solver!r}: set env.solver={record['solver']} or use a "
+                "schedule of this solver"
+            )
+        if record["preset"] is not None and record["preset"] != env.preset:
+            raise ValueError(
+                f"env.schedule {sched!r} was made for preset {record['preset']!r}, but "
+                f"env.preset is {env.preset!r} (move it with agents.art.transfer_schedule and "
+                "save the result)"
+            )
+        sigmas = record["sigmas"]
+    else:
+        try:
+            sigmas = _schedules.validate(torch.tensor(sched, dtype=torch.float64))
+        except (TypeError, ValueError, RuntimeError) as e:
+            raise ValueError(f"env.schedule: invalid sigmas {sched}: {e}") from None
+    n = len(sigmas) - 1
+    if env.num_steps is not None and env.num_steps != n:
+        raise ValueError(
+            f"env.num_steps={env.num_steps} disagrees with env.schedule's {n} steps "
+            "(leave env.num_steps out, or null, to take the schedule's)"
+        )
+    return sigmas
 
 
 def _choice(name: str, value: str, valid: tuple[str, ...]) -> None:

@@ -10,6 +10,8 @@ from stable_baselines3.common.logger import configure
 from torch.utils.tensorboard import SummaryWriter
 from tqdm.auto import tqdm
 
+from diffusion_gym.io import atomic_write_json
+
 from ..checkpoint import Interrupted, interrupt_requested, latest, training
 from .config import Config
 from .report import evaluate_trainer, quick_eval
@@ -28,6 +30,10 @@ def run(config: Config, out_dir: Path, resume: bool = False) -> dict:
     if config.num_threads > 0:
         torch.set_num_threads(config.num_threads)
     trainer = IRLTrainer(config)
+    if trainer.start:  # policy.init: the constant the policy starts from (and the search)
+        atomic_write_json(out_dir / "start.json", trainer.start)
+        print(f"policy starts at w, gamma = {trainer.start['action']} "
+              f"(p = {trainer.start['prob']})")  # fmt: skip
     found = latest(ckpts, "round_") if resume else None
     if found is not None:
         trainer.load(found)
@@ -36,6 +42,9 @@ def run(config: Config, out_dir: Path, resume: bool = False) -> dict:
     writer = SummaryWriter(str(out_dir / "tb" / "irl"))
     bar = tqdm(total=config.rounds, initial=trainer.round, disable=not config.progress, desc="irl")
     shown: dict[str, str] = {}  # the last quick evaluation's first metric, with its round
+    keep = config.policy.keep_best
+    if keep and trainer.round == 0 and not trainer.best:
+        trainer.select()  # the start (the best constant with policy.init: best_constant)
     with training():
         while trainer.round < config.rounds:
             stats = trainer.train_round()
@@ -51,6 +60,10 @@ def run(config: Config, out_dir: Path, resume: bool = False) -> dict:
                 signal = quick_eval(trainer, writer, r)  # the learning signal on the bar
                 m = next((m for m in config.eval.metrics if m in signal), None)
                 shown = {} if m is None else {m: f"{signal[m]:.3g}@{r}"}
+            if keep and (r % config.policy.select_every == 0 or r == config.rounds):
+                if trainer.select():
+                    writer.add_scalar("eval/selected", trainer.best["score"], r)
+                writer.add_scalar("eval/validation", trainer.best["history"][-1][1], r)
             stop = interrupt_requested()
             if stop or r % config.checkpoint_every == 0 or r == config.rounds:
                 trainer.save(ckpts)
@@ -62,6 +75,14 @@ def run(config: Config, out_dir: Path, resume: bool = False) -> dict:
                 writer.close()
                 raise Interrupted(f"checkpoint of round {r} in {ckpts / f'round_{r}'}")
     bar.close()
+    if keep:
+        trainer.use_best()
+        b = trainer.best
+        atomic_write_json(out_dir / "selection.json",
+                          {"round": b["round"], "score": b["score"], "metric": trainer.metric(),
+                           "history": b["history"]})  # fmt: skip
+        print(f"keep_best: the policy of round {b['round']} ({trainer.metric()} {b['score']:.4g}"
+              " on validation noise)")  # fmt: skip
     results = evaluate_trainer(trainer, out_dir, progress=config.progress)
     for m, v in results["irl-policy"].items():
         writer.add_scalar(f"eval/final_{m}", v["mean"], trainer.round)

@@ -26,16 +26,18 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.utils import set_random_seed
 
+from baselines.evaluate import HIGHER_IS_BETTER, UNRANKED, evaluate
 from diffusion_gym import presets
 from diffusion_gym.data import check_data
+from diffusion_gym.envs import batch_of
 from diffusion_gym.envs.guidance import GuidanceVectorEnv
 
 from ..checkpoint import fit_seed, load_state, rng_state, save_checkpoint, set_rng_state
 from ..discriminator import Discriminator, reward_from_logit, train_discriminator
-from ..policies import DualHeadPolicy
+from ..policies import DualHeadPolicy, start_at_action
 from ..vec_env import SB3VecEnv
-from .config import Config, EnvConfig
-from .strategy import PolicyStrategy
+from .config import Config, EnvConfig, EvalConfig, resolve_schedule
+from .strategy import PolicyStrategy, baseline_strategies
 
 __all__ = [
     "IRLTrainer",
@@ -45,6 +47,9 @@ __all__ = [
     "make_env",
     "make_model",
 ]
+
+#: Sampler steps of a named schedule when ``env.num_steps`` is not given.
+DEFAULT_NUM_STEPS = 4
 
 #: ``algo.name`` → SB3 / sb3-contrib class.
 _ALGO_CLASSES: dict[str, type[BaseAlgorithm]] = {
@@ -58,12 +63,14 @@ def make_env(cfg: EnvConfig, num_envs: int | None = None, preset=None) -> Guidan
     """The native :class:`GuidanceVectorEnv` of the config (on ``preset`` if given)."""
     if preset is None:
         preset = presets.make(cfg.preset, device=cfg.device, **cfg.preset_overrides)
+    schedule = resolve_schedule(cfg)
+    named = isinstance(schedule, str)
     return GuidanceVectorEnv(
         num_envs=num_envs or cfg.num_envs,
         denoiser=preset,
-        num_steps=cfg.num_steps,
+        num_steps=(cfg.num_steps or DEFAULT_NUM_STEPS) if named else None,
         solver=cfg.solver,
-        schedule=cfg.schedule,
+        schedule=schedule,
         guidance_weights=cfg.guidance_weights,
         gammas=cfg.gammas,
         obs_mode=cfg.obs_mode,
@@ -80,7 +87,7 @@ def algo_class(name: str) -> type[BaseAlgorithm]:
 def make_model(cfg: Config, venv) -> BaseAlgorithm:
     """The SB3 learner on the SB3 view ``venv`` of the env, on ``env.device``."""
     a = cfg.algo
-    n_steps = a.episodes_per_round * cfg.env.num_steps
+    n_steps = a.episodes_per_round * batch_of(venv.venv).num_steps
     kw: dict[str, Any] = dict(
         learning_rate=a.learning_rate,
         n_steps=n_steps,
@@ -154,6 +161,12 @@ class RelabelCallback(BaseCallback):
         buf = self.model.rollout_buffer
         states = torch.as_tensor(np.stack(self.next_obs), device=self.trainer.device)
         rewards = self.trainer.reward(states.reshape(-1, states.shape[-1]))
+        if self.trainer.cfg.discriminator.reward_steps == "last":  # only x_0 is rewarded
+            rewards = rewards * self.trainer.is_final(states.reshape(-1, states.shape[-1]))
+        kl = self.trainer.kl_to_start(buf.log_probs, buf.actions)
+        if kl is not None:
+            kl = kl.reshape(rewards.shape).to(rewards)
+            rewards = rewards - self.trainer.cfg.policy.kl_coef * kl
         buf.rewards[:] = rewards.reshape(buf.rewards.shape).cpu().numpy()
         buf.compute_returns_and_advantage(
             last_values=self.locals["values"], dones=self.locals["dones"]
@@ -192,6 +205,80 @@ class IRLTrainer:
         self._build_discriminator()
         self.round = 0
         self.last_rollout: dict[str, Any] = {}
+        self.start: dict[str, Any] = {}
+        self.best: dict[str, Any] = {}
+        self._init_policy()
+
+    def _init_policy(self) -> None:
+        """``policy.init``: start at a constant action (the best one of the harness for
+        ``best_constant``); the global RNGs are restored afterwards, so the search leaves the
+        run's random stream as it was. ``self.start`` records what was chosen and why."""
+        p = self.cfg.policy
+        if p.init == "default":
+            return
+        saved = rng_state()
+        if p.init == "best_constant":
+            self.start = self.best_constant()
+            w, g = self.start["action"]
+        else:
+            w, g = p.init_action
+            self.start = {"action": [float(w), float(g)]}
+        table = self.env.action_table
+        wi = int(np.flatnonzero(table.weights == w)[0])
+        gi = int(np.flatnonzero(table.gammas == g)[0])
+        index = wi * len(table.gammas) + gi
+        start_at_action(self.model.policy, index, p.init_prob)
+        self.start.update(index=index, prob=p.init_prob)
+        set_rng_state(saved)
+
+    def metric(self) -> str:
+        """The metric of the best-constant search and of ``keep_best``."""
+        ev = self.cfg.eval
+        return self.cfg.policy.init_metric or next(m for m in ev.metrics if m not in UNRANKED)
+
+    def validate(self) -> float:
+        """The argmax policy's :meth:`metric` on validation noise (``policy.init_seed``,
+        ``policy.init_samples`` samples; never an evaluation seed)."""
+        p, m = self.cfg.policy, self.metric()
+        res = evaluate([self.strategy()], self.env.preset, num_samples=p.init_samples,
+                       seeds=[p.init_seed], class_labels=self.cfg.eval.class_labels,
+                       metrics=[m], progress=False)  # fmt: skip
+        return float(res["irl-policy"][m]["mean"])
+
+    def select(self) -> bool:
+        """``keep_best``: validate now and keep the parameters if they are the best so far
+        (ties keep the earlier); returns whether they were kept. The global RNGs are left as
+        they were (validation does not change the run's random stream)."""
+        saved = rng_state()
+        score = self.validate()
+        set_rng_state(saved)
+        better = self.metric() in HIGHER_IS_BETTER
+        best = self.best.get("score")
+        if best is None or (score > best if better else score < best):
+            params = {k: v.detach().clone() for k, v in self.model.policy.state_dict().items()}
+            self.best = {"score": score, "round": self.round, "policy": params}
+        self.best.setdefault("history", []).append([self.round, score])
+        return self.best["round"] == self.round
+
+    def use_best(self) -> None:
+        """Load the best validated policy parameters (``keep_best``) into the model."""
+        if self.best:
+            self.model.policy.load_state_dict(self.best["policy"])
+
+    def best_constant(self) -> dict[str, Any]:
+        """The constant (w, γ) of the action table that scores best in the harness on
+        ``policy.init_samples`` samples of noise seed ``policy.init_seed`` (not an evaluation
+        seed): ``{"action": [w, γ], "metric", "scores": {row: value}}``."""
+        p, ev = self.cfg.policy, self.cfg.eval
+        metric = self.metric()
+        rows = baseline_strategies(self.env, EvalConfig())
+        res = evaluate(rows, self.env.preset, num_samples=p.init_samples, seeds=[p.init_seed],
+                       class_labels=ev.class_labels, metrics=[metric], progress=False)  # fmt: skip
+        scores = {r.name: float(res[r.name][metric]["mean"]) for r in rows}
+        pick = max if metric in HIGHER_IS_BETTER else min
+        best = pick(rows, key=lambda r: scores[r.name])
+        return {"action": [float(best.guidance), float(best.gamma)], "row": best.name,
+                "metric": metric, "scores": scores}  # fmt: skip
 
     def _build_discriminator(self) -> None:
         d = self.cfg.discriminator
@@ -260,17 +347,39 @@ class IRLTrainer:
         self.round += 1
         return stats
 
+    def kl_to_start(self, log_probs: np.ndarray, actions: np.ndarray) -> torch.Tensor | None:
+        """Per-sample log π(a|s) − log π_0(a) of a rollout (``policy.kl_coef`` > 0), π_0 the
+        start distribution of ``policy.init``; None without the penalty."""
+        if not self.cfg.policy.kl_coef > 0:
+            return None
+        n = int(self.env.single_action_space.n)  # the trainer's env is Discrete
+        prob = self.start["prob"]
+        log_pi0 = torch.full((n,), float(np.log((1 - prob) / (n - 1))), dtype=torch.float64)
+        log_pi0[self.start["index"]] = float(np.log(prob))
+        a = torch.as_tensor(actions.reshape(-1).astype(np.int64))
+        return torch.as_tensor(log_probs.reshape(-1), dtype=torch.float64) - log_pi0[a]
+
+    def is_final(self, states: torch.Tensor) -> torch.Tensor:
+        """1.0 where an (encoded) state is a final x_0 (k = N), else 0.0; ``[n]``."""
+        k, _ = decode_step_class(self.disc_env or self.env, states)
+        return (k == self.env.num_steps).to(states.dtype)
+
     def _update_discriminator(self, r: int) -> dict[str, float]:
         policy_states = self.last_rollout["states"].float()
+        if self.cfg.discriminator.reward_steps == "last":
+            policy_states = policy_states[self.is_final(policy_states) > 0]
         env = self.disc_env or self.env
         k, labels = decode_step_class(env, policy_states)
         g = torch.Generator().manual_seed(self.cfg.discriminator.expert_seed + r)
         expert = env.expert_observations(k, labels, g).float()
         if self.disc is not None:
             self.disc.update_normalizer(torch.cat([expert, policy_states]))
-        stats = train_discriminator(
-            self.logit, self.disc_opt, expert, policy_states, self.cfg.discriminator, g
-        )
+        d = self.cfg.discriminator
+        weight = None
+        if d.grad_penalty_final is not None and d.grad_penalty > 0:  # x_0's R1 weight / the rest's
+            ratio = d.grad_penalty_final / d.grad_penalty
+            weight = torch.where(self.is_final(expert) > 0, ratio, 1.0).to(expert)
+        stats = train_discriminator(self.logit, self.disc_opt, expert, policy_states, d, g, weight)
         # Drop the discriminator's gradients: stale ones would enter PPO's grad-norm clipping
         # (the dual head's density parameters are not in PPO's optimiser).
         self.disc_opt.zero_grad(set_to_none=True)
@@ -299,6 +408,7 @@ class IRLTrainer:
             "disc": None if self.disc is None else self.disc.state_dict(),
             "disc_opt": self.disc_opt.state_dict(),
             "rng": rng_state(),
+            "best": self.best,
         }
 
     def load_state(self, state: dict[str, Any]) -> None:
@@ -310,6 +420,7 @@ class IRLTrainer:
             self.disc.load_state_dict(state["disc"])
         self.disc_opt.load_state_dict(state["disc_opt"])
         self.round = int(state["round"])
+        self.best = state.get("best") or {}
         set_rng_state(state["rng"])
 
     def save(self, checkpoints: Path, keep: int = 2) -> Path | None:
