@@ -8,7 +8,9 @@ clear error, and resolves them at once: :meth:`DeferredChecks.resolve` in one sy
 :meth:`DeferredChecks.flags` + :meth:`DeferredChecks.raise_failed` when the caller copies
 the flags to the host together with its own outputs (the Clock env packs them into its one
 device-to-host copy per step). The first failing check raises, in the order they were
-added; the raising functions may read tensors (the error path only).
+added; the raising functions may read tensors (the error path only). A flag may be a cheap
+sufficient test (a finite sum proves every term finite): its function then re-tests exactly
+and returns without raising on a false alarm.
 """
 
 from __future__ import annotations
@@ -38,7 +40,8 @@ class DeferredChecks:
         self._raisers: list[Callable[[], None]] = []
 
     def require(self, ok: torch.Tensor, raise_error: Callable[[], None]) -> None:
-        """Add a check: ``ok`` a 0-d bool tensor, ``raise_error()`` raises its error."""
+        """Add a check: ``ok`` a 0-d bool tensor, ``raise_error()`` raises its error (or
+        returns if an exact re-test finds the values fine after all)."""
         self._flags.append(ok.reshape(()))
         self._raisers.append(raise_error)
 
@@ -62,15 +65,17 @@ class DeferredChecks:
         :meth:`flags`) is False; nothing if all passed."""
         for ok, raise_error in zip(values, self._raisers, strict=True):
             if not ok:
-                raise_error()
-                raise ValueError("a deferred check failed")  # raise_error must raise
+                raise_error()  # raises, or returns on a false alarm
 
     def resolve(self, extra: Sequence[torch.Tensor] = ()) -> list[bool]:
         """Check everything now, in one host sync (none if there is nothing to read), and
         return the host values of ``extra`` (0-d bool tensors read in the same sync: what a
         caller's control flow needs)."""
         parts = [*self._flags, *(e.reshape(()) for e in extra)]
-        values = torch.stack(parts).tolist() if parts else []
+        if len(parts) == 1:
+            values = [bool(parts[0])]
+        else:
+            values = torch.stack(parts).tolist() if parts else []
         n = len(self._flags)
         self.raise_failed(values[:n])
         self._flags, self._raisers = [], []

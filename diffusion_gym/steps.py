@@ -30,6 +30,7 @@ from .denoisers.base import (
     Denoiser,
     check_output,
     check_step_finite,
+    finite_flag,
     guided_denoise,
     raise_step_not_finite,
 )
@@ -287,8 +288,7 @@ def _check_output(checks, x_next, denoised, denoiser) -> None:
         check_step_finite(x_next, denoised, denoiser)
     else:
         checks.require(
-            torch.isfinite(x_next).all(),
-            lambda: raise_step_not_finite(x_next, denoised, denoiser),
+            finite_flag(x_next), lambda: raise_step_not_finite(x_next, denoised, denoiser)
         )
 
 

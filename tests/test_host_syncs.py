@@ -27,7 +27,12 @@ import pytest
 import torch
 
 from diffusion_gym import hostpaths, steps
-from diffusion_gym.denoisers.base import Denoiser
+from diffusion_gym.denoisers.base import (
+    Denoiser,
+    check_step_finite,
+    finite_flag,
+    raise_step_not_finite,
+)
 from diffusion_gym.envs import ClockVectorEnv, GuidanceVectorEnv
 
 SYNC_METHODS = ("item", "cpu", "tolist", "__bool__", "__float__", "__int__", "__index__",
@@ -199,3 +204,19 @@ def test_sampler_step_checks_inputs_in_one_sync(syncs):
             checks.resolve()
     with pytest.raises(ValueError, match="final=True"):
         steps.step(den, x, sig, sig / 2, final=True)
+
+
+def test_a_cheap_finiteness_flag_never_rejects_finite_values():
+    """The step's finiteness flag is a sum (one reduction); a sum that overflows on finite
+    values is a false alarm that the exact re-test clears, and a NaN still raises."""
+    den = _clock("heun").denoiser
+    huge = torch.full((4, 2), 1e308, dtype=torch.float64)
+    assert not bool(finite_flag(huge))  # the sum overflows ...
+    check_step_finite(huge, huge, den)  # ... but the values are finite: no error
+    checks = steps.DeferredChecks()
+    checks.require(finite_flag(huge), lambda: raise_step_not_finite(huge, huge, den))
+    checks.resolve()
+    nan = huge.clone()
+    nan[1, 0] = math.nan
+    with pytest.raises(ValueError, match="non-finite"):
+        check_step_finite(nan, nan, den)

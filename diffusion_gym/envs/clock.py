@@ -1062,7 +1062,8 @@ class ClockVectorEnv(BatchedSamplerEnv):
             if not (arr.min() >= -1 and arr.max() <= 1):  # host check (NaN fails it too)
                 check_actions(torch.as_tensor(arr.astype(np.float64)), "action")
             a = torch.from_numpy(arr[:, 0].astype(np.float64))  # a new array: no aliasing
-            a = a if self._device.type == "cpu" else a.to(self._device)
+            # to a device without a stream sync (a pageable source is staged at once)
+            a = a if self._device.type == "cpu" else a.to(self._device, non_blocking=True)
             self._any_zero = (a, bool(np.count_nonzero(arr) < batch))  # for advance (a bool:
             # advance tests `is False`)
             return a
