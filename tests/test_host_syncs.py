@@ -220,3 +220,38 @@ def test_a_cheap_finiteness_flag_never_rejects_finite_values():
     nan[1, 0] = math.nan
     with pytest.raises(ValueError, match="non-finite"):
         check_step_finite(nan, nan, den)
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {"obs_mode": "features", "obs_history": True, "solver": "unipc-2"},
+        {"obs_mode": "time", "reward": "local_error", "solver": "euler"},
+        {"guidance": 2.0, "class_labels": [1, 3], "reward": "log_terminal_error"},
+        {"max_episode_steps": 2, "autoreset_mode": "next_step", "solver": "ipndm"},
+        {"autoreset_mode": "disabled", "reward_baseline": "base", "reward_scale": "base"},
+    ],
+    ids=["features-history", "time-local", "guided", "truncated-next-step", "disabled-base"],
+)
+def test_clock_device_path_equals_host_path_across_options(syncs, kw):
+    """The device code (host paths off) gives the host paths' outputs bit for bit for the
+    options whose device code differs: observation modes and history columns, the local-error
+    and shaped rewards, guidance with labels, truncation and the other autoreset modes."""
+    acts = np.random.default_rng(2).uniform(-1, 1, (7, 8, 1)).astype(np.float32)
+
+    def run():
+        env = ClockVectorEnv("gmm-ring8", num_envs=8, budget=3, **SMALL, **kw)
+        out = [env.reset(seed=3)[0]]
+        for a in acts:
+            obs, r, term, trunc, info = env.step(a)
+            out += [obs, r, term, trunc, info.get("sigma"), info.get("x0")]
+            if "final_obs" in info:
+                out.append(np.stack(info["final_obs"]))
+            if (term | trunc).all() and env.autoreset_mode.name == "DISABLED":
+                out.append(env.reset()[0])
+        return out
+
+    device_path = run()
+    hostpaths.ENABLED = True
+    for got, want in zip(device_path, run(), strict=True):
+        np.testing.assert_array_equal(got, want)

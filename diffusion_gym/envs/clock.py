@@ -26,6 +26,13 @@ docs/clock_env.md has the commands and figures. Issue 19 (multistep solvers, who
 step is one NFE) added (4): the terminal error of 2-D float64 samples on numpy views in
 :meth:`ClockVectorEnv._reward` (tested against torch's ``pow(2).mean(1)`` in
 tests/test_clock_step_paths.py); docs/benchmarks.md has that A/B.
+
+On a device (issue 22, item 2) a step makes one host sync: its value checks are deferred
+flags (:mod:`diffusion_gym.deferred`) copied to the host with the observation, reward, σ's
+and, on the last step, schedule, x_K and the next episodes' first observations, in one
+packed copy (:meth:`ClockVectorEnv._step_to_host`). tests/test_host_syncs.py runs that code
+on CPU (``diffusion_gym.hostpaths.ENABLED = False``), counts the syncs and compares it with
+the host paths bit for bit.
 """
 
 from __future__ import annotations
