@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from .hostpaths import on_host
+
 if TYPE_CHECKING:  # annotations only: presets import this module (through data)
     from .presets import Preset
 
@@ -79,7 +81,7 @@ def derive_keys(seeds: torch.Tensor | np.ndarray | int, salt: int = 0) -> torch.
     """Hash integer seeds (and a salt, e.g. an episode counter) into stream keys (int64)."""
     seeds = torch.as_tensor(seeds, dtype=torch.int64)
     salt = torch.as_tensor(salt, dtype=torch.int64, device=seeds.device)
-    if seeds.device.type == "cpu":  # host path: the same hash, about 2x faster
+    if on_host(seeds):  # host path: the same hash, about 2x faster
         return _derive_keys_host(seeds, salt)
     return _derive_keys_tensor(seeds, salt)
 
@@ -126,7 +128,7 @@ def draw_normal(
 def draw_uniform_int(keys: torch.Tensor, counter: int, high: int) -> torch.Tensor:
     """Integers uniform in ``[0, high)``, one per key (for per-episode class labels)."""
     counter = torch.as_tensor(counter, dtype=torch.int64, device=keys.device)
-    if keys.device.type == "cpu":  # host path: the same hash and rounding, about 2x faster
+    if on_host(keys):  # host path: the same hash and rounding, about 2x faster
         return _draw_uniform_int_host(keys, counter, high)
     return _draw_uniform_int_tensor(keys, counter, high)
 
@@ -161,7 +163,7 @@ def draw_uniform(keys: torch.Tensor, counter: int) -> torch.Tensor:
     """Float64 uniforms in (0, 1), one per key: the u behind :func:`draw_uniform_int` (which
     is ``min(floor(u · high), high − 1)`` of it), for inverse-CDF draws."""
     counter = torch.as_tensor(counter, dtype=torch.int64, device=keys.device)
-    if keys.device.type == "cpu":
+    if on_host(keys):
         u = _uniform53_host(_stream_bits_host(keys, counter))
         return torch.from_numpy(_shaped(u, keys, counter))
     return _uniform53(_stream_bits_tensor(keys, counter), torch.float64)

@@ -53,10 +53,14 @@ __all__ = [
     "REGISTRY",
     "SOLVERS",
     "get_solver",
+    "MIXED",
 ]
 
 #: ``D(x, σ) -> x0_hat`` with σ broadcastable against x (the step's guided denoiser call).
 DenoiseFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+#: ``final=MIXED``: some samples of the step land on σ = 0 (see :meth:`Solver.advance`).
+MIXED = "mixed"
 
 #: DPM-Solver++ lowers its final orders only below this many steps (diffusers' rule).
 DPM_LOWER_ORDER_FINAL_BELOW = 15
@@ -136,9 +140,14 @@ class Solver:
         t_next: torch.Tensor,
         state: SolverState | None,
         churn: tuple[torch.Tensor, torch.Tensor] | None = None,
+        final: bool | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The ODE step from σ = ``t_cur`` to ``t_next`` (both broadcastable against x);
-        ``churn = (γ, S_noise · ε)`` only for solvers with :attr:`sde`."""
+        ``churn = (γ, S_noise · ε)`` only for solvers with :attr:`sde`. ``final``: whether
+        σ_next = 0 for every sample (True), for none (False) or for some (:data:`MIXED`:
+        selected per sample with ``torch.where``), known on the host so that the step reads
+        no σ_next there (:func:`diffusion_gym.steps.step` passes it); None: read from
+        ``t_next`` (a host sync on a device)."""
         raise NotImplementedError
 
     @property
@@ -164,7 +173,7 @@ class Euler(Solver):
 
     name, order = "euler", 1
 
-    def advance(self, D, x, t_cur, t_next, state):  # noqa: N803
+    def advance(self, D, x, t_cur, t_next, state, final=None):  # noqa: N803
         # Euler step.
         denoised = D(x, t_cur)
         d_cur = (x - denoised) / t_cur
@@ -185,19 +194,20 @@ class Heun(Solver):
             raise ValueError(f"Heun ending at sigma=0 spends an odd NFE (2n-1), got nfe={nfe}")
         return (nfe + 1) // 2
 
-    def advance(self, D, x, t_cur, t_next, state):  # noqa: N803
+    def advance(self, D, x, t_cur, t_next, state, final=None):  # noqa: N803
         # Euler step.
         denoised = D(x, t_cur)
         d_cur = (x - denoised) / t_cur
         x_next = x + (t_next - t_cur) * d_cur
+        final = _landing(final, t_next)
+        if final is True:  # every sample lands on σ = 0: Euler
+            return x_next, denoised
         # Apply 2nd order correction where t_next > 0.
-        last = t_next == 0
-        if not bool(last.all()):
-            t_safe = torch.where(last, torch.ones_like(t_next), t_next)
-            d_prime = (x_next - D(x_next, t_safe)) / t_safe
-            x_heun = x + (t_next - t_cur) * (0.5 * d_cur + 0.5 * d_prime)
-            x_next = torch.where(last, x_next, x_heun)
-        return x_next, denoised
+        last = None if final is False else t_next == 0  # MIXED: per sample
+        t_safe = t_next if last is None else torch.where(last, torch.ones_like(t_next), t_next)
+        d_prime = (x_next - D(x_next, t_safe)) / t_safe
+        x_heun = x + (t_next - t_cur) * (0.5 * d_cur + 0.5 * d_prime)
+        return (x_heun if last is None else torch.where(last, x_next, x_heun)), denoised
 
 
 class _Multistep(Solver):
@@ -241,14 +251,32 @@ class _Multistep(Solver):
         return state
 
     @staticmethod
-    def _finish(last, t_next, x_high_fn, denoised):
-        """Where σ_next = 0 the step is the denoise x = D; elsewhere ``x_high_fn(t_safe)``."""
-        if bool(last.all()):
+    def _finish(final, t_next, x_high_fn, denoised):
+        """Where σ_next = 0 the step is the denoise x = D; elsewhere ``x_high_fn(t_safe)``
+        (``final``: σ_next = 0 everywhere, nowhere, :data:`MIXED` or None: see advance)."""
+        final = _landing(final, t_next)
+        if final is True:
             return denoised
-        if not bool(last.any()):
+        if final is False:
             return x_high_fn(t_next)
+        last = t_next == 0
         t_safe = torch.where(last, torch.ones_like(t_next), t_next)
         return torch.where(last, denoised, x_high_fn(t_safe))
+
+
+def _landing(final: bool | str | None, t_next: torch.Tensor) -> bool | str:
+    """``final`` as True / False / :data:`MIXED`; None is read from ``t_next`` (a sync)."""
+    if final is not None:
+        return final
+    last = t_next == 0
+    return True if bool(last.all()) else (MIXED if bool(last.any()) else False)
+
+
+def _solve(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``torch.linalg.solve(a, b)`` without its singularity check, which reads the factor's
+    status on the host (a device sync per call): a singular system gives inf/NaN, which the
+    step's finiteness check reports."""
+    return torch.linalg.solve_ex(a, b)[0]
 
 
 def _lam(sigma: torch.Tensor) -> torch.Tensor:
@@ -283,7 +311,7 @@ class DPMSolverPP(_Multistep):
         self._d2_scale = 2.0 if taylor else 1.0
         self.sde = order == 2 and not taylor
 
-    def advance(self, D, x, t_cur, t_next, state, churn=None):  # noqa: N803
+    def advance(self, D, x, t_cur, t_next, state, churn=None, final=None):  # noqa: N803
         state = self._check_state(state, self.name)
         p = self._order(state)
         m0 = D(x, t_cur)
@@ -320,7 +348,7 @@ class DPMSolverPP(_Multistep):
                 x_t = x_t + t_n * (-torch.expm1(-2 * eta_h)).sqrt() * noise
             return x_t
 
-        x_next = self._finish(t_next == 0, t_next, update, m0)
+        x_next = self._finish(final, t_next, update, m0)
         state.push(m0, t_cur, self.order)
         state.k += 1
         return x_next, m0
@@ -379,7 +407,7 @@ class UniPC(_Multistep):
         if p == 2:
             rhos = [torch.full_like(h, 0.5)]
         else:
-            sol = torch.linalg.solve(r[..., :-1, :-1], b[..., :-1])
+            sol = _solve(r[..., :-1, :-1], b[..., :-1])
             rhos = [sol[..., i] for i in range(p - 1)]
         return x_t - b_h * sum(rho * d for rho, d in zip(rhos, d1s, strict=True))
 
@@ -393,13 +421,13 @@ class UniPC(_Multistep):
         if p == 1:
             rhos = [torch.full_like(h, 0.5)]
         else:
-            sol = torch.linalg.solve(r, b)
+            sol = _solve(r, b)
             rhos = [sol[..., i] for i in range(p)]
         x_t = (t_t / t_s) * x_last - h_phi_1 * m0
         res = sum((rho * d for rho, d in zip(rhos[:-1], d1s, strict=True)), torch.zeros_like(m0))
         return x_t - b_h * (res + rhos[-1] * (m_t - m0))
 
-    def advance(self, D, x, t_cur, t_next, state):  # noqa: N803
+    def advance(self, D, x, t_cur, t_next, state, final=None):  # noqa: N803
         state = self._check_state(state, self.name)
         m_t = D(x, t_cur)
         # Corrector UniC on x_k with D(x_k), of the previous predictor's order.
@@ -412,7 +440,7 @@ class UniPC(_Multistep):
         hist, hist_sig = state.model, state.sigmas
         # Predictor UniP-p from the corrected x_k.
         x_next = self._finish(
-            t_next == 0, t_next, lambda t_n: self._predict(x, m_t, t_cur, t_n, hist, hist_sig, p),
+            final, t_next, lambda t_n: self._predict(x, m_t, t_cur, t_n, hist, hist_sig, p),
             m_t,
         )  # fmt: skip
         state.push(m_t, t_cur, self.order)
@@ -444,7 +472,7 @@ class IPNDM(_Multistep):
         self.order = order
         self.name = "ipndm" if order == 4 else f"ipndm-{order}"
 
-    def advance(self, D, x, t_cur, t_next, state):  # noqa: N803
+    def advance(self, D, x, t_cur, t_next, state, final=None):  # noqa: N803
         state = self._check_state(state, self.name)
         p = self._order(state)
         denoised = D(x, t_cur)

@@ -19,15 +19,24 @@ raises ``ValueError``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import torch
 
-from .denoisers.base import Denoiser, check_output, check_step_finite, guided_denoise
+from .deferred import DeferredChecks
+from .denoisers.base import (
+    Denoiser,
+    check_output,
+    check_step_finite,
+    finite_flag,
+    guided_denoise,
+    raise_step_not_finite,
+)
 from .noise import SampleStreams, draw_normal, randn
 from .schedules import karras, validate
-from .solvers import SOLVERS, Solver, SolverState, get_solver
+from .solvers import MIXED, SOLVERS, Solver, SolverState, get_solver
 
 if TYPE_CHECKING:  # annotations only: the solver stays below the presets
     from .presets import Preset
@@ -42,6 +51,7 @@ __all__ = [
     "steps_for_nfe",
     "SOLVERS",
     "SolverState",
+    "DeferredChecks",
     "get_solver",
     "is_multistep",
     "REFERENCE_STEPS",
@@ -52,15 +62,99 @@ REFERENCE_STEPS = 256
 
 
 def _bcast(v: torch.Tensor | float, x: torch.Tensor, name: str = "value") -> torch.Tensor:
-    """A scalar or ``[B]`` value shaped to broadcast against ``x [B, ...]``."""
+    """A scalar or ``[B]`` value shaped to broadcast against ``x [B, ...]`` (shape checked
+    here; its values by :func:`_require_values`)."""
     v = torch.as_tensor(v, dtype=x.dtype, device=x.device)
     if v.ndim > 1 or (v.ndim == 1 and v.shape[0] != x.shape[0]):
         raise ValueError(
             f"{name} must be a scalar or have shape [{x.shape[0]}], got {tuple(v.shape)}"
         )
-    if not bool(torch.isfinite(v).all()):
-        raise ValueError(f"{name} must be finite, got NaN or inf")
     return v.reshape(-1, *([1] * (x.ndim - 1))) if v.ndim == 1 else v
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _require_values(checks: DeferredChecks, given, v: torch.Tensor, name: str, bound: str):
+    """``given`` (the argument; ``v`` its tensor) finite and ``> 0`` / ``>= 0`` (``bound``):
+    a Python number is checked here on the host, a tensor is recorded in ``checks``."""
+
+    def bad_finite():
+        raise ValueError(f"{name} must be finite, got NaN or inf")
+
+    def bad_bound():
+        why = " (the step divides by it)" if name == "sigma" else ""
+        what = "gamma (churn)" if name == "gamma" else name
+        raise ValueError(f"{what} must be {bound} 0{why}")
+
+    if _is_number(given):
+        if not math.isfinite(given):
+            bad_finite()
+        if not (given > 0 if bound == ">" else given >= 0):
+            bad_bound()
+        return
+    checks.require(torch.isfinite(v).all(), bad_finite)
+    checks.require((v > 0 if bound == ">" else v >= 0).all(), bad_bound)
+
+
+def _check_inputs(checks, denoiser, x, sigma, sigma_next, gamma, t_cur, t_next, g, labels, w):
+    """The value checks of :func:`step`'s inputs, into ``checks`` (host numbers: now)."""
+    _require_values(checks, sigma, t_cur, "sigma", ">")
+    _require_values(checks, sigma_next, t_next, "sigma_next", ">=")
+    _require_values(checks, gamma, g, "gamma", ">=")
+    if labels is not None and labels.numel():
+        checks.require(
+            denoiser.labels_in_range(labels), lambda: denoiser.raise_labels_out_of_range(labels)
+        )
+    if labels is not None and w is not None:
+        if _is_number(w):
+            if not math.isfinite(w):
+                raise ValueError("guidance must be finite")
+        elif isinstance(w, torch.Tensor) and w.is_floating_point():
+
+            def bad_w():
+                raise ValueError("guidance must be finite")
+
+            checks.require(torch.isfinite(w).all(), bad_w)
+
+
+def _final_check(checks: DeferredChecks, t_next: torch.Tensor, final: bool) -> None:
+    """Record that the ``final`` hint is right: σ_next = 0 everywhere (True) or nowhere."""
+
+    def wrong():
+        where = "every" if final else "no"
+        raise ValueError(f"final={final} but sigma_next is not 0 for {where} sample")
+
+    checks.require((t_next == 0).all() if final else (t_next != 0).all(), wrong)
+
+
+def _landing(
+    checks: DeferredChecks,
+    sigma_next,
+    t_next: torch.Tensor,
+    final: bool | None,
+    record: bool,
+    extra: list[torch.Tensor],
+    now: bool,
+) -> bool | str:
+    """Whether σ_next = 0 for every sample (True), none (False) or some (``MIXED``), known
+    on the host: from ``final`` (checked in ``checks`` if ``record``), from a Python number,
+    deferred: ``MIXED`` (selected per sample), or else read in the caller's one sync
+    (appended to ``extra``: returns ``...``)."""
+    if final is not None:
+        if not isinstance(final, bool):
+            raise TypeError(f"final must be None or a bool, got {final!r}")
+        if record:
+            _final_check(checks, t_next, final)
+        return final
+    if _is_number(sigma_next):
+        return sigma_next == 0
+    if not now:
+        return MIXED
+    last = t_next == 0
+    extra += [last.all(), last.any()]
+    return ...  # type: ignore[return-value]
 
 
 def churn_noise(
@@ -89,6 +183,8 @@ def step(
     noise: torch.Tensor | None = None,
     s_noise: float = 1.0,
     state: SolverState | None = None,
+    final: bool | None = None,
+    checks: DeferredChecks | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One step from σ to σ_next; returns ``(x_next, denoised)``.
 
@@ -105,23 +201,55 @@ def step(
     :param s_noise: EDM's S_noise, scale of the churn noise.
     :param state: the :class:`SolverState` of this batch of trajectories (multistep solvers;
         updated by the step). Ignored by Euler and Heun.
+    :param final: whether σ_next = 0 for every sample (True: the last step) or for none
+        (False), if the caller knows it; None: read from ``sigma_next`` (on the host if it is
+        a number, else in the step's input sync). Selects Heun's correction and the
+        multistep solvers' final denoise without reading σ_next; a wrong hint is an error.
+    :param checks: None: the values of the inputs (σ, σ_next, γ finite and in range, labels
+        in range, w finite) are checked before the first denoiser call in one host sync
+        (none for Python numbers), and x_next's finiteness after the step in another.
+        A :class:`~diffusion_gym.deferred.DeferredChecks`: those checks are recorded there
+        instead (the inputs' only if ``checks.inputs``), so the step makes no host sync of
+        its own; the caller resolves them (the envs: with their one copy to the host per
+        step) and gets the same errors. Then a tensor ``gamma`` always takes the churn path
+        (γ = 0 rows stay x exactly: σ̂ = σ, a zero noise term) and ``final`` should be given
+        for tensor ``sigma_next`` (else the solvers select per sample, which costs Heun's
+        correction on landing samples).
     """
     ode = get_solver(solver)
     if not isinstance(x, torch.Tensor) or not x.is_floating_point() or x.ndim < 1:
         raise TypeError("x must be a floating torch.Tensor [B, *shape]")
     t_cur, t_next = _bcast(sigma, x, "sigma"), _bcast(sigma_next, x, "sigma_next")
-    if not bool((t_cur > 0).all()):
-        raise ValueError("sigma must be > 0 (the step divides by it)")
-    if not bool((t_next >= 0).all()):
-        raise ValueError("sigma_next must be >= 0")
     g = _bcast(gamma, x, "gamma")
-    if not bool((g >= 0).all()):
-        raise ValueError("gamma (churn) must be >= 0")
-    churn = bool((g != 0).any())
+    labels = None
+    if class_labels is not None:  # types and shapes now; the range with the other values
+        labels = denoiser.check_labels(class_labels, x.shape[0], x.device, values=False)
+    w = guidance if labels is not None else None
+    now = checks is None
+    pre = DeferredChecks() if now else checks
+    if now or checks.inputs:
+        _check_inputs(pre, denoiser, x, sigma, sigma_next, gamma, t_cur, t_next, g, labels, w)
+    extra: list[torch.Tensor] = []  # control flow read in the input sync (checks=None)
+    landing = _landing(pre, sigma_next, t_next, final, now or checks.inputs, extra, now)
+    if _is_number(gamma):
+        churn = gamma != 0
+    elif now:
+        extra.append((g != 0).any())
+        churn = ...
+    else:  # deferred: the churn path for every sample (exact for γ = 0)
+        churn = True
+    if now:  # one host sync: the input checks and what the control flow needs
+        rest = pre.resolve(extra)
+        if landing is ...:
+            all_last, any_last = rest[:2]
+            rest = rest[2:]
+            landing = True if all_last else (MIXED if any_last else False)
+        if churn is ...:
+            churn = bool(rest[0])
 
     def D(x_in, t):  # noqa: N802 - the paper's name
         out = guided_denoise(
-            denoiser, x_in, t.reshape(-1).expand(x.shape[0]), class_labels, guidance
+            denoiser, x_in, t.reshape(-1).expand(x.shape[0]), labels, guidance, checked=True
         )
         return check_output(out, x_in, denoiser)  # finiteness: once, on x_next below
 
@@ -139,15 +267,29 @@ def step(
             got = tuple(noise.shape) if isinstance(noise, torch.Tensor) else type(noise).__name__
             raise ValueError(f"noise must be a tensor of x's shape {tuple(x.shape)}, got {got}")
         if ode.sde:  # the solver's own SDE step injects the noise (DPM-Solver++(2M) SDE)
-            return ode.advance(D, x, t_cur, t_next, state, churn=(g, s_noise * noise))
+            x_next, denoised = ode.advance(
+                D, x, t_cur, t_next, state, churn=(g, s_noise * noise), final=landing
+            )
+            _check_output(checks, x_next, denoised, denoiser)
+            return x_next, denoised
         t_hat = t_cur * (1 + g)
         x_hat = x + (t_hat**2 - t_cur**2).sqrt() * s_noise * noise
     else:
         t_hat, x_hat = t_cur, x
     # The ODE step from t_hat to t_next (see diffusion_gym.solvers).
-    x_next, denoised = ode.advance(D, x_hat, t_hat, t_next, state)
-    check_step_finite(x_next, denoised, denoiser)
+    x_next, denoised = ode.advance(D, x_hat, t_hat, t_next, state, final=landing)
+    _check_output(checks, x_next, denoised, denoiser)
     return x_next, denoised
+
+
+def _check_output(checks, x_next, denoised, denoiser) -> None:
+    """x_next finite: now (one host sync) or recorded in ``checks``."""
+    if checks is None:
+        check_step_finite(x_next, denoised, denoiser)
+    else:
+        checks.require(
+            finite_flag(x_next), lambda: raise_step_not_finite(x_next, denoised, denoiser)
+        )
 
 
 def is_multistep(solver: str | Solver) -> bool:

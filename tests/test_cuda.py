@@ -24,6 +24,7 @@ Tolerances (CPU against CUDA, same seeds and actions):
 from __future__ import annotations
 
 import contextlib
+import warnings
 
 import gymnasium as gym
 import numpy as np
@@ -268,3 +269,24 @@ def test_ppo_learns_on_cuda_clock_env():
     action, _ = model.predict(venv.reset(), deterministic=True)
     assert action.shape == (N_ENVS, 1) and np.isfinite(action).all()
     venv.close()
+
+
+def test_clock_step_makes_one_device_sync():
+    """The Clock step's only device sync is its one copy to the host (tests/test_host_syncs.py
+    counts the same on CPU with the host paths off): torch's sync debug mode warns at every
+    synchronizing CUDA call. Up to 2 per step leaves room for the scalar copies of the bank
+    draws made ahead (every 64 episodes at 8 envs)."""
+    env = _make("diffusion_gym/Clock-v0", "cuda", solver="dpmpp-2m")
+    env.reset(seed=SEED)
+    acts = np.random.default_rng(ACTION_SEED).uniform(-1, 1, (10, N_ENVS, 1)).astype(np.float32)
+    env.step(acts[0])  # warm-up: lazy CUDA initialisation
+    torch.cuda.set_sync_debug_mode("warn")
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            for a in acts[1:]:
+                env.step(a)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    msgs = [str(w.message) for w in caught if "synchroniz" in str(w.message)]
+    assert len(msgs) <= 2 * (len(acts) - 1), msgs[:6]

@@ -43,14 +43,14 @@ __all__ = [
 class _ConditionedMixin:
     """Clearer error for labels (hence guidance) given to an unconditional model."""
 
-    def check_labels(self, class_labels, batch: int, device) -> torch.Tensor:
+    def check_labels(self, class_labels, batch: int, device, *, values=True) -> torch.Tensor:
         if self.num_classes == 0:
             raise ValueError(
                 f"{type(self).__name__} wraps a model without class conditioning "
                 "(num_classes=0): class labels and classifier-free guidance need a "
                 "class-conditional model; pass class_labels=None"
             )
-        return super().check_labels(class_labels, batch, device)
+        return super().check_labels(class_labels, batch, device, values=values)
 
     def workspace_bytes(self, batch: int) -> int:
         """An estimate of one call's activations: a third of the bytes the network's leaf

@@ -21,6 +21,8 @@ __all__ = [
     "check_finite",
     "check_output",
     "check_step_finite",
+    "finite_flag",
+    "raise_step_not_finite",
     "denoiser_name",
 ]
 
@@ -94,12 +96,20 @@ class Denoiser(nn.Module):
         x: torch.Tensor,
         sigma: torch.Tensor | float,
         class_labels: torch.Tensor | None = None,
+        *,
+        checked: bool = False,
     ) -> torch.Tensor:
-        x, sigma, class_labels = self.check_inputs(x, sigma, class_labels)
+        """``D(x; σ, c)`` on validated inputs. ``checked=True``: the caller has already
+        checked the values of ``sigma`` and ``class_labels`` (:func:`diffusion_gym.steps.step`
+        does, once per step, in one host sync): only shapes and dtypes are checked here, which
+        needs no device sync."""
+        x, sigma, class_labels = self.check_inputs(x, sigma, class_labels, values=not checked)
         return check_output(self.denoise(x, sigma, class_labels), x, self)
 
-    def check_inputs(self, x, sigma, class_labels):
-        """Validate and broadcast inputs; raise ``TypeError``/``ValueError`` naming the issue."""
+    def check_inputs(self, x, sigma, class_labels, *, values: bool = True):
+        """Validate and broadcast inputs; raise ``TypeError``/``ValueError`` naming the issue.
+        ``values=False`` skips the checks of the numbers (σ finite and >= 0, labels in range:
+        each a host sync on a device) and keeps those of types and shapes."""
         if not isinstance(x, torch.Tensor):
             raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
         if not x.is_floating_point():
@@ -115,14 +125,17 @@ class Denoiser(nn.Module):
             raise ValueError(
                 f"sigma must be a scalar or have shape [{x.shape[0]}], got {tuple(sigma.shape)}"
             )
-        if not bool(((sigma >= 0) & torch.isfinite(sigma)).all()):
+        if values and not bool(((sigma >= 0) & torch.isfinite(sigma)).all()):
             raise ValueError("sigma must be finite and >= 0 (got a negative, NaN or inf value)")
         if class_labels is not None:
-            class_labels = self.check_labels(class_labels, x.shape[0], x.device)
+            class_labels = self.check_labels(class_labels, x.shape[0], x.device, values=values)
         return x, sigma, class_labels
 
-    def check_labels(self, class_labels, batch: int, device) -> torch.Tensor:
-        """Validate class labels: ``[batch]`` integers in ``[-1, num_classes)``."""
+    def check_labels(
+        self, class_labels, batch: int, device, *, values: bool = True
+    ) -> torch.Tensor:
+        """Validate class labels: ``[batch]`` integers in ``[-1, num_classes)`` (the range
+        check, a host sync on a device, only with ``values``; see :meth:`labels_in_range`)."""
         if self.num_classes == 0:
             raise ValueError(
                 "this denoiser is unconditional (num_classes=0): pass class_labels=None"
@@ -135,14 +148,20 @@ class Denoiser(nn.Module):
             labels = labels.expand(batch)
         if labels.shape != (batch,):
             raise ValueError(f"class_labels must have shape [{batch}], got {tuple(labels.shape)}")
-        if labels.numel() and not bool(
-            ((labels >= NULL_LABEL) & (labels < self.num_classes)).all()
-        ):
-            raise ValueError(
-                f"class_labels must lie in [0, {self.num_classes}) (or -1 for unconditional), "
-                f"got values in [{int(labels.min())}, {int(labels.max())}]"
-            )
+        if values and labels.numel() and not bool(self.labels_in_range(labels)):
+            self.raise_labels_out_of_range(labels)
         return labels
+
+    def labels_in_range(self, labels: torch.Tensor) -> torch.Tensor:
+        """0-d bool tensor (on the labels' device, no sync): every label in ``[-1, C)``."""
+        return ((labels >= NULL_LABEL) & (labels < self.num_classes)).all()
+
+    def raise_labels_out_of_range(self, labels: torch.Tensor) -> None:
+        """The ``ValueError`` of labels outside ``[-1, num_classes)`` (reads their range)."""
+        raise ValueError(
+            f"class_labels must lie in [0, {self.num_classes}) (or -1 for unconditional), "
+            f"got values in [{int(labels.min())}, {int(labels.max())}]"
+        )
 
 
 class DenoiserWrapper(Denoiser):
@@ -174,29 +193,33 @@ def guided_denoise(
     sigma: torch.Tensor,
     class_labels: torch.Tensor | None,
     guidance: torch.Tensor | float | None,
+    *,
+    checked: bool = False,
 ) -> torch.Tensor:
     """Classifier-free guided estimate D_w = D_u + w (D_c − D_u) (Ho & Salimans 2022).
 
     ``guidance`` is a scalar or a ``[B]`` tensor of per-sample weights (w = 1: conditional
     model, w = 0: unconditional). The conditional and unconditional halves go through the
     denoiser in ONE call of size 2B. Without labels (or with ``guidance=None``) this is the
-    plain call ``D(x, sigma, class_labels)``.
+    plain call ``D(x, sigma, class_labels)``. ``checked=True``: the caller has checked the
+    values of σ, the labels and w (see :meth:`Denoiser.forward`); no host sync here.
     """
     if class_labels is None or guidance is None:
-        return denoiser(x, sigma, class_labels)
+        return denoiser(x, sigma, class_labels, checked=checked)
     batch = x.shape[0]
     sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device).expand(batch)
-    labels = denoiser.check_labels(class_labels, batch, x.device)
+    labels = denoiser.check_labels(class_labels, batch, x.device, values=not checked)
     both = denoiser(
         torch.cat([x, x]),
         torch.cat([sigma, sigma]),
         torch.cat([labels, torch.full_like(labels, NULL_LABEL)]),
+        checked=checked,
     )
     d_c, d_u = both[:batch], both[batch:]
     w = torch.as_tensor(guidance, dtype=d_c.dtype, device=x.device)
     if w.ndim > 1 or (w.ndim == 1 and w.shape[0] != batch):
         raise ValueError(f"guidance must be a scalar or have shape [{batch}], got {tuple(w.shape)}")
-    if not bool(torch.isfinite(w).all()):
+    if not checked and not bool(torch.isfinite(w).all()):
         raise ValueError("guidance must be finite")
     if w.ndim == 1:
         w = w.reshape(-1, *([1] * (x.ndim - 1)))
@@ -246,7 +269,28 @@ def check_step_finite(x_next: torch.Tensor, denoised: torch.Tensor, denoiser) ->
     reduction (one host sync) per step, on the step's output, so a finite but huge denoiser
     output (1e308 overflowing x) is caught as well as NaN/inf. The message says which:
     a non-finite ``denoised`` (the first stage's D), or finite values too large for the
-    step's arithmetic (or a non-finite later stage)."""
+    step's arithmetic (or a non-finite later stage). The test is :func:`finite_flag` (a
+    sum: cheaper than an elementwise test), exact on its rare false alarm. The same test
+    without the sync: :func:`finite_flag` as a deferred flag, then
+    :func:`raise_step_not_finite`."""
+    if bool(finite_flag(x_next)):
+        return
+    raise_step_not_finite(x_next, denoised, denoiser)
+
+
+def finite_flag(x: torch.Tensor) -> torch.Tensor:
+    """0-d bool tensor (no sync): whether ``sum(x)`` is finite. A sum is finite only if
+    every term is, so True proves ``x`` finite; False means a NaN/inf in ``x`` or, rarely,
+    finite values whose sum overflows (:func:`raise_step_not_finite` tells them apart). One
+    reduction, where ``torch.isfinite(x).all()`` is three kernels and a temporary (CPU,
+    4,096 × 2 float64: 6 µs against 20 µs)."""
+    return torch.isfinite(x.sum())
+
+
+def raise_step_not_finite(x_next: torch.Tensor, denoised: torch.Tensor, denoiser) -> None:
+    """The ``ValueError`` of :func:`check_step_finite` for a step whose ``x_next`` failed
+    :func:`finite_flag` (reads ``denoised`` to say why); returns if ``x_next`` is finite
+    after all (a sum that overflowed)."""
     if bool(torch.isfinite(x_next).all()):
         return
     name = denoiser_name(denoiser)

@@ -16,6 +16,7 @@ import math
 
 import torch
 
+from ..hostpaths import on_host
 from .base import NULL_LABEL, Denoiser
 
 __all__ = ["GaussianMixture", "SplitMixture", "EXACT_ROTATION_MAX_DIM"]
@@ -300,6 +301,6 @@ class SplitMixture(Denoiser):
             return self.unconditional.denoise(x, sigma, None)
         out = self.conditional.denoise(x, sigma, class_labels)
         null = class_labels == NULL_LABEL
-        if bool(null.any()):
+        if not on_host(null) or bool(null.any()):  # a device: no sync, where() selects
             out = torch.where(null[:, None], self.unconditional.denoise(x, sigma, None), out)
         return out

@@ -28,6 +28,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from .. import memory, presets
 from ..checks import as_int, as_seed
 from ..denoisers.base import Denoiser, denoiser_name
+from ..hostpaths import on_host
 from .common import base_seeds, check_seed, episode_keys, resolve_preset
 from .rendering import render_batch
 
@@ -38,6 +39,7 @@ __all__ = [
     "batch_of",
     "check_autoreset_mode",
     "check_device",
+    "to_host",
 ]
 
 #: The autoreset modes both vector envs accept (gymnasium's ``AutoresetMode`` members).
@@ -100,6 +102,7 @@ class BatchedSamplerEnv(VectorEnv):
         self._init_autoreset(autoreset_mode)
         self._seeds: torch.Tensor | None = None  # [B] base seeds
         self._episodes: torch.Tensor | None = None  # [B] episode counters
+        self._episode_serial = 0  # host mirror of the counters' moves (see _next_episodes)
         return self._preset
 
     # -- public, read-only -------------------------------------------------------------------
@@ -146,8 +149,16 @@ class BatchedSamplerEnv(VectorEnv):
                 self._np_random, self._np_random_seed = seeding.np_random(seed)
             self._seeds = base_seeds(seed, self.num_envs, self.np_random).to(self._device)
             self._episodes = torch.zeros(self.num_envs, dtype=torch.int64, device=self._device)
+            self._episode_serial = 0
         else:
-            self._episodes += 1
+            self._next_episodes()
+
+    def _next_episodes(self) -> None:
+        """Every env to its next episode: the counters on the device + 1, and their host
+        mirror :attr:`_episode_serial` (how many such moves since the counters were set),
+        which tells a subclass on a device that they walked on by one without reading them."""
+        self._episodes += 1
+        self._episode_serial += 1
 
     def restore_episodes(self, base_seeds, episode_index) -> np.ndarray:
         """Start the episodes that ``base_seeds`` / ``episode_index`` (``[B]`` ints, as read
@@ -225,6 +236,11 @@ class BatchedSamplerEnv(VectorEnv):
                 "outputs too large for them (or a reward callable returned NaN or inf)"
             )
 
+    @staticmethod
+    def _to_host(parts) -> list[np.ndarray]:
+        """:func:`to_host`: numpy copies of a step's tensors in one copy to the host."""
+        return to_host(parts)
+
     # -- autoreset ----------------------------------------------------------------------------
     # Every env of a batch ends its episode at the same step, so the three modes differ only
     # in when the next episodes start: SAME_STEP in the step that ends them (the subclass's
@@ -300,6 +316,35 @@ class BatchedSamplerEnv(VectorEnv):
             raise ResetNeeded("call reset() before render()")
         x, labels, title = self._render_state()
         return render_batch(x.detach().cpu(), labels, size=self.render_size, title=title)
+
+
+def to_host(parts: Sequence[torch.Tensor | tuple[torch.Tensor, torch.dtype]]) -> list[np.ndarray]:
+    """Numpy copies of tensors of one device in ONE device-to-host copy (a device sync): each
+    part (or ``(tensor, dtype)``: cast to ``dtype`` on the device) is written into one fresh
+    byte buffer on the device (8-byte aligned slots), the buffer is copied to the host once,
+    and typed views of it are returned (fresh memory: they stay valid). CPU tensors are
+    converted on the host (``.numpy()`` of a cast copy, or of the tensor itself: shared;
+    with the host paths off, :mod:`diffusion_gym.hostpaths`, they are packed like a device's)."""
+    items = [p if isinstance(p, tuple) else (p, p.dtype) for p in parts]
+    if not items:
+        return []
+    device = items[0][0].device
+    if on_host(device):
+        return [(t if t.dtype == dt else t.to(dt)).numpy() for t, dt in items]
+    slots, size = [], 0
+    for t, dt in items:
+        n = t.numel() * torch.empty((), dtype=dt).element_size()
+        slots.append((size, n))
+        size += n + (-n) % 8
+    buf = torch.empty(size, dtype=torch.uint8, device=device)
+    for (t, dt), (lo, n) in zip(items, slots, strict=True):
+        buf[lo : lo + n].view(dt).view(t.shape).copy_(t)
+    host = buf.cpu().numpy()
+    out = []
+    for (t, dt), (lo, n) in zip(items, slots, strict=True):
+        np_dt = torch.empty((), dtype=dt).numpy().dtype
+        out.append(host[lo : lo + n].view(np_dt).reshape(tuple(t.shape)))
+    return out
 
 
 def _all_finite(v: np.ndarray | torch.Tensor) -> bool:

@@ -26,6 +26,13 @@ docs/clock_env.md has the commands and figures. Issue 19 (multistep solvers, who
 step is one NFE) added (4): the terminal error of 2-D float64 samples on numpy views in
 :meth:`ClockVectorEnv._reward` (tested against torch's ``pow(2).mean(1)`` in
 tests/test_clock_step_paths.py); docs/benchmarks.md has that A/B.
+
+On a device (issue 22, item 2) a step makes one host sync: its value checks are deferred
+flags (:mod:`diffusion_gym.deferred`) copied to the host with the observation, reward, σ's
+and, on the last step, schedule, x_K and the next episodes' first observations, in one
+packed copy (:meth:`ClockVectorEnv._step_to_host`). tests/test_host_syncs.py runs that code
+on CPU (``diffusion_gym.hostpaths.ENABLED = False``), counts the syncs and compares it with
+the host paths bit for bit.
 """
 
 from __future__ import annotations
@@ -45,10 +52,12 @@ from gymnasium.vector import AutoresetMode
 from gymnasium.vector.utils import batch_space
 
 from .. import steps
+from ..deferred import DeferredChecks
 from ..denoisers.base import NULL_LABEL, Denoiser
+from ..hostpaths import on_host
 from ..noise import draw_uniform, draw_uniform_int
 from .bank import ReferenceBank
-from .base import BatchedSamplerEnv, SingleEnvView
+from .base import BatchedSamplerEnv, SingleEnvView, to_host
 from .clock_spec import (
     BASES,
     OBS_MODES,
@@ -302,9 +311,11 @@ class ClockVectorEnv(BatchedSamplerEnv):
         # Gather sources of an episode's bank rows (x_T, x_ref, labels, first observation).
         self._bank_table: dict[str, torch.Tensor | None] | None = None
         self._bank_cdf: np.ndarray | None = None  # None: uniform draws (set_bank_probs)
+        self._bank_cdf_t: torch.Tensor | None = None  # the same CDF on the device
         self._bank_inv_p: torch.Tensor | None = None  # 1 / (bank_size · p_j)
         self._bank_weight: torch.Tensor | None = None  # the current episodes' 1 / (N p)
         self._k = -1  # step index; -1 = never reset
+        self._host = on_host(self._device)  # CPU: the host (numpy) paths (hostpaths.py)
         self._x = self._x_T = self._x_ref = self._labels = self._idx = None
         self._start: tuple | None = None  # shared start state (u, σ, on_base, 0·x)
         self._ahead: tuple | None = None  # bank entries drawn ahead (see _bank_entries)
@@ -486,8 +497,10 @@ class ClockVectorEnv(BatchedSamplerEnv):
         for k in range(run._K):
             a = policy(obs[-1], k)
             a = a if isinstance(a, torch.Tensor) else np.asarray(a)
-            a = run._to_actions(a.reshape(b, 1), b)
-            tr = run._transition(a)
+            checks = DeferredChecks(inputs=False)
+            a = run._to_actions(a.reshape(b, 1), b, checks)
+            tr = run._transition(a, checks)
+            checks.resolve()  # the policy reads every observation: one sync per step anyway
             obs.append(run._observe())
             acts.append(a)
             rewards.append(tr["reward"])
@@ -522,27 +535,21 @@ class ClockVectorEnv(BatchedSamplerEnv):
             obs, info = self.reset()
             zero = np.zeros(self.num_envs, dtype=np.bool_)
             return obs, np.zeros(self.num_envs), zero, zero.copy(), info
-        b, d = self.num_envs, self.obs_dim
-        a = self._to_actions(actions, b)
-        tr = self._transition(a)
+        b = self.num_envs
+        checks = DeferredChecks(inputs=False)
+        a = self._to_actions(actions, b, checks)
+        tr = self._transition(a, checks)
         terminated = tr["terminal"]
         truncated = (not terminated) and self._is_truncated()
+        ended = terminated or truncated
         stacked = (tr["reward"], tr["sigma"], tr["sigma_next"])
-        if self._device.type == "cpu":  # fresh tensors shared with numpy: no copy, no packing
+        if self._host:  # fresh tensors shared with numpy: no copy, no packing
+            checks.resolve()
             obs = self._observe().numpy()
             reward, sigma, sigma_next = torch.stack(stacked).numpy()
-        else:
-            # Observation (float32), reward, σ_k and σ_{k+1} (float64) packed in one fresh
-            # byte buffer: one host copy, the float32 rounding on the device, typed views.
-            # Byte layout [obs (4·B·d) | pad to 8 | reward, σ, σ_next (8·3B)].
-            n_obs = 4 * b * d
-            lo = n_obs + (-n_obs) % 8
-            buf = torch.empty(lo + 24 * b, dtype=torch.uint8, device=self._device)
-            buf[:n_obs].view(torch.float32).view(b, d).copy_(self._observation64())
-            torch.stack(stacked, out=buf[lo:].view(torch.float64).view(3, b))
-            host = buf.cpu().numpy()  # a fresh buffer every step: the views below stay valid
-            obs = host[:n_obs].view(np.float32).reshape(b, d)
-            reward, sigma, sigma_next = host[lo:].view(np.float64).reshape(3, b)
+        else:  # a device: everything the step returns in ONE copy to the host
+            host = self._step_to_host(tr, checks, stacked, terminated, ended)
+            obs, reward, sigma, sigma_next, schedule, x0, next_obs = host
         # The shared zero reward of a non-terminal step is finite: only obs is checked.
         self._check_outputs(obs, None if tr["reward"] is self._zero_reward else reward)
         mask = self._true_b.copy()  # np.ones(b, bool), one C call
@@ -556,19 +563,22 @@ class ClockVectorEnv(BatchedSamplerEnv):
             "_sigma_next": mask,
             "_step": mask,
         }
-        if terminated or truncated:
+        if ended:
             if terminated:
-                info["schedule"] = self.schedule.cpu().numpy()
-                info["x0"] = tr["x_next"].cpu().numpy()
+                if self._host:
+                    schedule, x0 = self.schedule.numpy(), tr["x_next"].numpy()
+                info["schedule"], info["x0"] = schedule, x0
                 info["_schedule"] = info["_x0"] = mask
             if not self._autoreset:  # the episode needs a reset (or NEXT_STEP's reset step)
                 self._k = self._K
                 self._end_episodes()
             else:
                 final = self._final_info(obs, info)
-                self._episodes += 1
-                self._begin_episodes()
-                obs, info = self._observe().cpu().numpy(), final
+                if self._host:
+                    self._next_episodes()
+                    self._begin_episodes()
+                    next_obs = self._observe().numpy()
+                obs, info = next_obs, final
         return (
             obs,
             reward,
@@ -576,6 +586,33 @@ class ClockVectorEnv(BatchedSamplerEnv):
             self._true_b.copy() if truncated else np.zeros(b, dtype=np.bool_),
             info,
         )
+
+    def _step_to_host(self, tr, checks: DeferredChecks, stacked, terminated: bool, ended: bool):
+        """A device step's outputs in one copy to the host (:func:`~.base.to_host`), the only
+        sync of the step: the observation (rounded to float32 on the device), reward, σ_k and
+        σ_{k+1}, the step's deferred check flags (resolved here: the same errors as the
+        checks made at once), and on the last step the schedule, x_K and, with autoreset,
+        the next episodes' first observations (those episodes start before the copy).
+        Returns ``(obs, reward, sigma, sigma_next, schedule, x0, next_obs)`` (None where
+        not part of this step)."""
+        flags = checks.flags()
+        # float32 now: the next episodes' start below must not reach the env's obs buffer
+        parts = [self._observation64().to(torch.float32), torch.stack(stacked)]
+        parts += [] if flags is None else [flags]
+        if terminated:
+            parts += [self.schedule, tr["x_next"]]
+        if ended and self._autoreset:
+            self._next_episodes()
+            self._begin_episodes()
+            parts.append(self._observe())
+        host = to_host(parts)
+        obs, (reward, sigma, sigma_next) = host[0], host[1]
+        if flags is not None:
+            checks.raise_failed(host[2].tolist())
+        rest = host[2 if flags is None else 3 :]
+        schedule, x0 = (rest[0], rest[1]) if terminated else (None, None)
+        next_obs = rest[-1] if ended and self._autoreset else None
+        return obs, reward, sigma, sigma_next, schedule, x0, next_obs
 
     def _render_state(self):
         sig = float(self._sigma[0]) if self._sigma.numel() else 0.0
@@ -667,7 +704,7 @@ class ClockVectorEnv(BatchedSamplerEnv):
         :attr:`bank_weight`: a weighted mean of rewards is an unbiased estimate of the
         uniform-bank mean. ``None`` restores uniform draws (weights None)."""
         if probs is None:
-            self._bank_cdf = self._bank_inv_p = None
+            self._bank_cdf = self._bank_cdf_t = self._bank_inv_p = None
         else:
             p = np.asarray(probs.detach().cpu() if isinstance(probs, torch.Tensor) else probs)
             if p.shape != (self._spec.bank_size,):
@@ -683,6 +720,7 @@ class ClockVectorEnv(BatchedSamplerEnv):
             with np.errstate(divide="ignore"):
                 inv = 1.0 / (self._spec.bank_size * p)  # inf only for entries never drawn
             self._bank_cdf = cdf
+            self._bank_cdf_t = torch.from_numpy(cdf).to(self._device)  # device searchsorted
             self._bank_inv_p = torch.from_numpy(inv).to(self._device)
         self._ahead = None  # entries drawn ahead used the old probabilities
 
@@ -698,11 +736,15 @@ class ClockVectorEnv(BatchedSamplerEnv):
         """
         ahead = self._ahead
         if ahead is not None:
-            seeds, entries, m = ahead
+            seeds, serial, entries, m = ahead
             if m < len(entries) and seeds is self._seeds:
                 idx_m, episodes_m, rows_m = entries[m]
-                if torch.equal(self._episodes, episodes_m):
-                    self._ahead = (seeds, entries, m + 1)
+                if (  # on a device: the host mirror of the counters' moves (no sync)
+                    torch.equal(self._episodes, episodes_m)
+                    if self._host
+                    else self._episode_serial == serial + m
+                ):
+                    self._ahead = (seeds, serial, entries, m + 1)
                     return idx_m, dict(rows_m)
         n_ahead = max(1, min(64, 2**15 // self.num_envs))  # ~32k rows: stays in cache
         offsets = torch.arange(n_ahead, dtype=torch.int64, device=self._device)[:, None]
@@ -710,14 +752,18 @@ class ClockVectorEnv(BatchedSamplerEnv):
         keys = episode_keys(self._seeds[None, :], episodes)
         if self._bank_cdf is None:
             idx = draw_uniform_int(keys, 0, self._spec.bank_size)
-        else:  # inverse CDF of the same stream's uniform
-            u = draw_uniform(keys, 0).cpu().numpy()
+        elif self._host:  # inverse CDF of the same stream's uniform
+            u = draw_uniform(keys, 0).numpy()
             j = np.minimum(
                 np.searchsorted(self._bank_cdf, u, side="right"), self._spec.bank_size - 1
             )
-            idx = torch.from_numpy(j).to(self._device)
+            idx = torch.from_numpy(j)
+        else:  # the same search on the device (exact comparisons: the same entries)
+            u = draw_uniform(keys, 0)
+            idx = torch.searchsorted(self._bank_cdf_t, u, right=True)
+            idx = idx.clamp_(max=self._spec.bank_size - 1)
         flat, b = idx.reshape(-1), self.num_envs
-        rows, cpu = {}, self._device.type == "cpu"
+        rows, cpu = {}, self._host
         flat_np = flat.numpy() if cpu else None
         for key in ("x_T", "x_ref", "labels", "obs0_f32"):
             v = self._bank_table[key]
@@ -735,7 +781,7 @@ class ClockVectorEnv(BatchedSamplerEnv):
             (i_m, e_m, {key: None if c is None else c[m] for key, c in cols.items()})
             for m, (i_m, e_m) in enumerate(zip(idx.unbind(0), episodes.unbind(0), strict=True))
         ]
-        self._ahead = (self._seeds, entries, 1)
+        self._ahead = (self._seeds, self._episode_serial, entries, 1)
         return entries[0][0], dict(entries[0][2])
 
     def _begin_episodes(self) -> None:
@@ -783,7 +829,7 @@ class ClockVectorEnv(BatchedSamplerEnv):
         if self._k == 0 and self._obs32_start is not None:  # the reset's rows, handed out once
             obs, self._obs32_start = self._obs32_start, None
             return obs
-        if self._device.type == "cpu" and self._obs_mode == "state" and not self._n_hist:
+        if self._host and self._obs_mode == "state" and not self._n_hist:
             return torch.from_numpy(self._observe_host())
         return self._observation64().to(torch.float32)
 
@@ -895,14 +941,17 @@ class ClockVectorEnv(BatchedSamplerEnv):
             out[:, 4] = xs.mean(1)
             out[:, 5] = dn.pow(2).mean(1).sqrt()
 
-    def _transition(self, action: torch.Tensor) -> dict[str, Any]:
-        """One env step of every trajectory; returns the transition (tensors, reward [B])."""
+    def _transition(self, action: torch.Tensor, checks: DeferredChecks) -> dict[str, Any]:
+        """One env step of every trajectory; returns the transition (tensors, reward [B]).
+        The value checks of the step (x_next finite, a tensor action's range, a reward
+        callable's values) are recorded in ``checks``, for the caller to resolve: with its
+        one copy to the host per step on a device (:meth:`step`), at once on the host."""
         if torch.is_grad_enabled():  # no graphs; a caller under no_grad skips the switch
             with torch.no_grad():
-                return self._transition_nograd(action)
-        return self._transition_nograd(action)
+                return self._transition_nograd(action, checks)
+        return self._transition_nograd(action, checks)
 
-    def _transition_nograd(self, action: torch.Tensor) -> dict[str, Any]:
+    def _transition_nograd(self, action: torch.Tensor, checks: DeferredChecks) -> dict[str, Any]:
         k = self._k
         # Whether some action is 0, known from the host check of these very actions.
         any_zero = self._any_zero[1] if self._any_zero[0] is action else None
@@ -919,27 +968,34 @@ class ClockVectorEnv(BatchedSamplerEnv):
             guidance=self._guidance,
             solver=self._ode,
             state=self._solver_state,
+            final=k == self._K - 1,  # the clock lands every sample on σ = 0 at the last step
+            checks=checks,  # inputs=False: the clock's σ and the bank's labels are valid
         )
         tr = {
             "x": self._x, "x_next": x_next, "denoised": denoised, "sigma": self._sigma,
             "sigma_next": sigma_next, "step": k, "terminal": k == self._K - 1,
             "x_ref": self._x_ref, "x_T": self._x_T, "class_labels": self._labels,
         }  # fmt: skip
-        tr["reward"] = self._reward(tr)
+        tr["reward"] = self._reward(tr, checks)
         self._sigma_hist.append(sigma_next)
         self._x, self._sigma, self._u, self._on_base = x_next, sigma_next, u_next, on_base
         self._prev_denoised = denoised
         self._k = k + 1
         return tr
 
-    def _reward(self, tr: dict[str, Any]) -> torch.Tensor:
+    def _reward(self, tr: dict[str, Any], checks: DeferredChecks) -> torch.Tensor:
         b = self.num_envs
         if callable(self._reward_mode):
             r = torch.as_tensor(self._reward_mode(tr), dtype=torch.float64, device=self._device)
-            if r.shape != (b,) or not bool(torch.isfinite(r).all()):
+
+            def bad():
                 raise ValueError(
                     f"the reward callable must return {b} finite values, got {r.shape}"
                 )
+
+            if r.shape != (b,):
+                bad()
+            checks.require(torch.isfinite(r).all(), bad)
             return r
         if self._reward_mode == "local_error":
             return self._local_error(tr)
@@ -949,7 +1005,7 @@ class ClockVectorEnv(BatchedSamplerEnv):
         plain = (
             self._reward_mode == "terminal_error" and self._base_mse is None and self._scale == 1.0
         )
-        if x_next.dtype == torch.float64 and x_next.device.type == "cpu" and self._n_x_dim2:
+        if x_next.dtype == torch.float64 and self._host and self._n_x_dim2:
             # The same float64 IEEE ops as below, on numpy views (no tensor dispatch).
             err = np.subtract(x_next.numpy(), tr["x_ref"].numpy()).reshape(b, 2)
             e0, e1 = err[:, 0], err[:, 1]
@@ -989,8 +1045,11 @@ class ClockVectorEnv(BatchedSamplerEnv):
         q = 0.5 * d2.reshape(b, -1).to(torch.float64).pow(2).mean(1).sqrt() * dt
         return -q.abs() * theta**2 * dt
 
-    def _to_actions(self, actions, batch: int) -> torch.Tensor:
-        """Validate a batch of actions (``[batch, 1]``) and return them as a float64 ``[batch]``."""
+    def _to_actions(self, actions, batch: int, checks: DeferredChecks) -> torch.Tensor:
+        """Validate a batch of actions (``[batch, 1]``) and return them as a float64 ``[batch]``.
+        Numpy actions are checked here, on the host; the range of a tensor's is recorded in
+        ``checks`` (no sync on a device; resolved with the step's outputs, before any of them
+        is returned: the same ``ValueError``)."""
         if self._k < 0:
             raise gym.error.ResetNeeded("call reset() before step()")
         if self._k >= self._K:
@@ -1010,13 +1069,14 @@ class ClockVectorEnv(BatchedSamplerEnv):
             if not (arr.min() >= -1 and arr.max() <= 1):  # host check (NaN fails it too)
                 check_actions(torch.as_tensor(arr.astype(np.float64)), "action")
             a = torch.from_numpy(arr[:, 0].astype(np.float64))  # a new array: no aliasing
-            a = a if self._device.type == "cpu" else a.to(self._device)
+            # to a device without a stream sync (a pageable source is staged at once)
+            a = a if self._device.type == "cpu" else a.to(self._device, non_blocking=True)
             self._any_zero = (a, bool(np.count_nonzero(arr) < batch))  # for advance (a bool:
             # advance tests `is False`)
             return a
         if tuple(a.shape) != (batch, 1):
             raise ValueError(f"actions must have shape ({batch}, 1), got {tuple(a.shape)}")
-        check_actions(a, "action")
+        checks.require(((a >= -1) & (a <= 1)).all(), lambda: check_actions(a, "action"))
         return a[:, 0]
 
     def _is_truncated(self) -> bool:

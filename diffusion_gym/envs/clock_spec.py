@@ -19,6 +19,7 @@ import torch
 
 from .. import schedules, steps
 from ..checks import as_int, as_real, as_seed
+from ..hostpaths import on_host
 from .rewards import check_reward_options
 
 __all__ = [
@@ -317,21 +318,22 @@ class Clock:
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Clock step k: ``(u_{k+1}, σ_{k+1}, on_base_{k+1})`` from ``u_k [B]`` and ``a_k [B]``.
 
-        ``any_zero``: whether some a_k is exactly 0, if the caller knows it (None: tested here).
+        ``any_zero``: whether some a_k is exactly 0, if the caller knows it (None: tested here
+        on the host; on a device the selects below run, the same values without a sync).
         """
         if k == self.budget - 1:
             # Forced last step: land on σ = 0 whatever the action.
             return torch.full_like(u, self.u_star), torch.zeros_like(u), on_base
         a = action.to(torch.float64)
-        if any_zero is False and a.device.type == "cpu":
+        if any_zero is False and on_host(a):
             return self._advance_host(k, u, a)
         s = torch.sigmoid(self._logit_f[k] + self.speed_scale * a)
         if any_zero is False:  # no a_k = 0: f_k = s and no env stays on the base path
             u_next = u + (self.u_star - u) * s  # the same ops as below, without the selects
             return u_next, self.sigma_of(u_next), torch.zeros_like(a, dtype=torch.bool)
         zero = a == 0
-        if not bool(zero.any()):  # the same, found on the device
-            u_next = u + (self.u_star - u) * s
+        if any_zero is None and on_host(zero) and not bool(zero.any()):  # the same, found
+            u_next = u + (self.u_star - u) * s  # on the host (a device selects: no sync)
             return u_next, self.sigma_of(u_next), zero
         # f_k = sigmoid(logit f_k^base + β a_k), exactly f_k^base at a_k = 0.
         f = torch.where(zero, self._f[k], s)

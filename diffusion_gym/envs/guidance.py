@@ -809,7 +809,9 @@ class GuidanceVectorEnv(BatchedSamplerEnv):
             noise=noise,
             s_noise=self.s_noise,
             state=state,
+            checks=(checks := steps.DeferredChecks()),  # inputs and x_next finite: one sync
         )
+        checks.resolve()
         stats = None
         if self._with_stats:
             n = x.shape[0]
@@ -914,8 +916,8 @@ class GuidanceVectorEnv(BatchedSamplerEnv):
         ``info["final_info"]`` with masks ``_final_obs``, ``_final_info``)."""
         obs, reward, term, trunc, info, final = self.step_tensors(actions)
         b = self.num_envs
-        obs_np, reward_np = obs.cpu().numpy(), reward.cpu().numpy()
-        final_obs = None if final is None else final[0].cpu().numpy()
+        host = self._to_host([obs, reward] + ([] if final is None else [final[0]]))  # one copy
+        obs_np, reward_np, final_obs = host[0], host[1], (None if final is None else host[2])
         if final_obs is not None:  # the last observation of the ended episodes
             self._check_outputs(final_obs, reward_np)
         self._check_outputs(obs_np, reward_np)
