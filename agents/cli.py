@@ -1,4 +1,5 @@
-"""The ``diffusion-gym`` command: ``train``, ``evaluate``, ``compare``, ``benchmark``, ``presets``
+"""The ``diffusion-gym`` command: ``train``, ``evaluate``, ``compare``, ``benchmark``, ``sweep``,
+``presets``
 (console script ``diffusion-gym = "agents.cli:main"``; also ``python -m agents.cli``).
 
 The dispatcher lives in the top layer (``agents``), so it may import every command's module:
@@ -20,7 +21,7 @@ from collections.abc import Callable
 
 import yaml
 
-from agents import benchmark, train
+from agents import benchmark, sweep, train
 from baselines import compare
 from diffusion_gym import presets
 
@@ -30,6 +31,7 @@ __all__ = ["COMMANDS", "USAGE_ERRORS", "list_presets", "main"]
 USAGE_ERRORS: tuple[type[BaseException], ...] = (
     ValueError,
     TypeError,
+    ImportError,
     FileNotFoundError,
     IsADirectoryError,
     NotADirectoryError,
@@ -52,6 +54,7 @@ COMMANDS: dict[str, tuple[Callable[[list[str]], int | None], str]] = {
     "evaluate": (compare.main_evaluate, "evaluate strategies on a preset"),
     "compare": (compare.main_compare, "run a comparison config"),
     "benchmark": (benchmark.main, "RL algorithms x envs x seeds, throughput"),
+    "sweep": (sweep.main, "train/compare/benchmark trials on Ray Tune ([ray] extra)"),
     "presets": (list_presets, "list the denoiser presets"),
 }
 

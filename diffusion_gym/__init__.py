@@ -35,6 +35,12 @@ _ENV_IDS = {
         "clock",
         {"denoiser": "gmm-64d", "solver": "heun", "budget": 5, "bank_size": 256},
     ),
+    # A harder schedule problem where learning matters: a multistep solver (UniPC order 2,
+    # one NFE per step) on the 64-d mixture, K = 5 (NFE 5).
+    "Clock64DUniPC-v0": (
+        "clock",
+        {"denoiser": "gmm-64d", "solver": "unipc-2", "budget": 5, "bank_size": 256},
+    ),
 }
 for _id, (_family, _kwargs) in _ENV_IDS.items():
     if f"diffusion_gym/{_id}" not in _gym.registry:

@@ -33,6 +33,7 @@ from ..checkpoint import (
     save_checkpoint,
     training,
 )
+from ..parallel import run_pieces
 from .actor_critic import ContinuousActorCritic
 from .config import Config
 from .report import evaluate_schedule
@@ -117,24 +118,33 @@ def _train_once(cfg: Config, out: Path, resume: bool) -> tuple[torch.Tensor, lis
     return _train_sb3(cfg, out, resume)
 
 
+def _restart_piece(cfg: Config, out: Path, resume: bool) -> None:
+    """One restart in ``out`` (a Ray task or a plain call): train, write ``distilled.json``."""
+    sig, means = _train_once(cfg, out, resume)
+    rec = {"sigmas": _schedules.schedule_to_list(sig), "policy_means": means}
+    atomic_write_json(out / "distilled.json", rec)
+
+
 def _train_restarts(cfg: Config, out: Path, resume: bool):
     """Train ``cfg.restarts`` seeds in ``out/restart<r>`` (a finished one is reused on
     resume) and keep the schedule with the lowest RMSE on the harness's training noise."""
     p = _presets.make(cfg.preset, device=cfg.device)
     data = B.training_set(p, RESTART_SELECT_SAMPLES, seed=0)
-    runs = []
+    subs, todo = [], []
     for r in range(cfg.restarts):
         ac = replace(cfg.actor_critic, seed=cfg.actor_critic.seed + r)  # art_ac's own seed
         sub, sub_cfg = out / f"restart{r}", replace(cfg, seed=cfg.seed + r, actor_critic=ac)
         (sub / "checkpoints").mkdir(parents=True, exist_ok=True)
-        done = sub / "distilled.json"
-        if resume and done.exists():
-            rec = json.loads(done.read_text())
-            sig, means = torch.tensor(rec["sigmas"], dtype=torch.float64), rec["policy_means"]
-        else:
-            sig, means = _train_once(sub_cfg, sub, resume)
-            rec = {"sigmas": _schedules.schedule_to_list(sig), "policy_means": means}
-            atomic_write_json(done, rec)
+        subs.append((sub, sub_cfg))
+        if not (resume and (sub / "distilled.json").exists()):
+            todo.append((sub_cfg, sub, resume))
+    # The restarts still to train: Ray tasks when Ray is there (agents.parallel), else here.
+    gpus = 1 if str(cfg.device).startswith("cuda") else 0
+    run_pieces(_restart_piece, todo, num_gpus=gpus, num_threads=cfg.num_threads)
+    runs = []
+    for r, (sub, sub_cfg) in enumerate(subs):
+        rec = json.loads((sub / "distilled.json").read_text())
+        sig, means = torch.tensor(rec["sigmas"], dtype=torch.float64), rec["policy_means"]
         rmse = B.schedule_rmse(p, sig, cfg.solver, data)
         print(f"restart {r} (seed {sub_cfg.seed}): training-noise RMSE {rmse:.4g}")
         runs.append((rmse, r, sig, means))

@@ -24,6 +24,7 @@ Usage::
     diffusion-gym benchmark baselines/configs/benchmark.yaml --out runs/bench
     diffusion-gym benchmark baselines/configs/benchmark-tiny.yaml --seeds 0 1 --steps 2000
     diffusion-gym benchmark --merge runs/part-a runs/part-b --out runs/bench  # one report
+    diffusion-gym benchmark baselines/configs/benchmark.yaml --parallel --out runs/bench
     diffusion-gym benchmark --throughput --out runs/throughput   # env throughput tables
 """
 
@@ -34,6 +35,7 @@ import json
 import sys
 from pathlib import Path
 
+from agents.parallel import ray_available
 from diffusion_gym.io import atomic_write_text, check_writable_dir
 
 from . import throughput
@@ -57,18 +59,20 @@ from .evaluation import (
     make_vector_env,
     rollout,
 )
+from .references import load_references, normalized_score, reference_for
 from .report import (
     RunResult,
     machine_info,
     markdown_tables,
     merge_results,
     plot_curves,
+    score_results,
     summarize,
     throughput_markdown,
     write_report,
 )
 from .report import jsonable as _jsonable
-from .runner import CurveCallback, run_benchmark, run_one
+from .runner import CurveCallback, reference_rows, run_benchmark, run_benchmark_parts, run_one
 
 __all__ = [
     "ALGORITHMS",
@@ -89,6 +93,10 @@ __all__ = [
     "fit_reason",
     "load_config",
     "load_hyperparams",
+    "load_references",
+    "normalized_score",
+    "reference_for",
+    "reference_rows",
     "machine_info",
     "main",
     "make_vector_env",
@@ -99,6 +107,8 @@ __all__ = [
     "reward_normalization",
     "rollout",
     "run_benchmark",
+    "run_benchmark_parts",
+    "score_results",
     "run_one",
     "run_throughput",
     "summarize",
@@ -151,6 +161,12 @@ def _parser() -> argparse.ArgumentParser:
         help="merge the benchmark.json of several runs (e.g. split by --envs) into --out",
     )
     p.add_argument(
+        "--parallel",
+        action="store_true",
+        help="one part per (env, algorithm), run as Ray tasks when Ray is installed (one "
+        "CPU each; RAY_ADDRESS picks a cluster), one after another otherwise; then merged",
+    )
+    p.add_argument(
         "--throughput",
         action="store_true",
         help="measure env throughput instead (agents.benchmark.throughput; extra args go to it)",
@@ -196,7 +212,10 @@ def main(argv: list[str] | None = None) -> int:
         _parser().error("CONFIG is required (or --throughput, --merge)")
     cfg = _apply_flags(load_config(args.config, args.overrides), args)
     check_writable_dir(args.out)
-    results = run_benchmark(cfg, args.out)
+    if args.parallel:
+        results = run_benchmark_parts(cfg, args.out, use="ray" if ray_available() else "local")
+    else:
+        results = run_benchmark(cfg, args.out)
     print(markdown_tables(results))
     print(f"wrote {Path(args.out) / 'benchmark.md'}, benchmark.json, curves_*.png, tb/")
     return 1 if any(r["status"] == "failed" for r in results["runs"]) else 0

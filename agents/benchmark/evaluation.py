@@ -26,6 +26,7 @@ from .config import EnvConfig, train_kwargs
 __all__ = [
     "ConstantPolicy",
     "PredictPolicy",
+    "StepPolicy",
     "baseline_policies",
     "eval_kwargs",
     "evaluate_policy_batch",
@@ -97,8 +98,34 @@ class PredictPolicy:
             if k == 0:
                 self.state = None
             kw.update(state=self.state, episode_start=np.full(len(obs), k == 0))
+        if isinstance(self.policy, StepPolicy):
+            return self.policy.step_action(k, len(obs))
         action, self.state = self.policy.predict(obs.cpu().numpy(), **kw)
         return action
+
+
+class StepPolicy:
+    """An open-loop policy: the same action for every env at step k, ``actions[k]`` (a fixed
+    schedule of clock speeds, or of (w, γ) table entries: constant and interval guidance).
+
+    :param actions: one action per step, each in the env's action format.
+    """
+
+    def __init__(self, actions: Any):
+        self.actions = [np.asarray(a) for a in actions]
+        if not self.actions:
+            raise ValueError("StepPolicy needs at least one action")
+
+    def step_action(self, k: int, n: int) -> np.ndarray:
+        """The action of step ``k`` for ``n`` envs."""
+        if k >= len(self.actions):
+            raise ValueError(f"StepPolicy has {len(self.actions)} actions, asked for step {k}")
+        a = self.actions[k]
+        return np.broadcast_to(a, (n, *a.shape)).copy()
+
+    def predict(self, obs: np.ndarray, **_: Any) -> tuple[np.ndarray, None]:
+        """SB3's signature; an open-loop policy needs the step index, see :class:`PredictPolicy`."""
+        raise TypeError("StepPolicy is open-loop: evaluate it with rollout()/PredictPolicy")
 
 
 def rollout(policy: Any, env: Any, seed: int, algo: str = "") -> tuple[np.ndarray, Any]:

@@ -31,7 +31,9 @@ import torch
 from diffusion_gym.io import atomic_save_via, atomic_write_text
 
 from .algos import ALGORITHMS
+from .config import EnvConfig, EvalConfig
 from .evaluation import is_clock
+from .references import load_references, normalized_score, reference_for
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the Agg backend)
@@ -42,6 +44,7 @@ __all__ = [
     "markdown_tables",
     "merge_results",
     "plot_curves",
+    "score_results",
     "summarize",
     "throughput_markdown",
     "write_report",
@@ -90,6 +93,35 @@ def summarize(runs: Sequence[RunResult]) -> list[dict]:
             row[key] = {"mean": mean, "std": std}
         rows.append(row)
     return rows
+
+
+def score_results(results: dict, refs: dict | None = None) -> dict:
+    """Add the normalised scores (:mod:`agents.benchmark.references`) to ``results`` in
+    place: ``references`` (per env label: the stored entry, or None when no reference
+    matches its id, kwargs and evaluation batch), ``score`` per run and ``score``
+    (mean ± std over seeds) per summary row; returns ``results``."""
+    refs = load_references() if refs is None else refs
+    ev = EvalConfig(**results["config"]["eval"])
+    fields = {f.name for f in dataclasses.fields(EnvConfig)}
+    by_label = {}
+    for e in results["config"]["envs"]:
+        env_cfg = EnvConfig(**{k: v for k, v in e.items() if k in fields})
+        by_label[e["label"]] = reference_for(env_cfg, ev, refs)
+    results["references"] = by_label
+    for r in results["runs"]:
+        ref = by_label.get(r["env"])
+        ok = ref is not None and r["status"] == "ok"
+        r["score"] = normalized_score(r["metric"], ref) if ok else math.nan
+    for row in results["summary"]:
+        scores = [
+            r["score"]
+            for r in results["runs"]
+            if r["env"] == row["env"] and r["algo"] == row["algo"] and r["status"] == "ok"
+        ]
+        ok = [v for v in scores if math.isfinite(v)]
+        mean, std = _mean_std(ok) if ok else (math.nan, math.nan)
+        row["score"] = {"mean": mean, "std": std}
+    return results
 
 
 def machine_info() -> dict:
@@ -164,36 +196,54 @@ def markdown_tables(results: dict) -> str:
         lines += [
             f"### {env}",
             "",
-            f"| algorithm | {_METRIC_NAME[kind]} | eval return | train return | wall s "
-            "| env steps/s | seeds | status |",
-            "|---|---|---|---|---|---|---|---|",
+            f"| algorithm | score | {_METRIC_NAME[kind]} | eval return | train return "
+            "| wall s | env steps/s | seeds | status |",
+            "|---|---|---|---|---|---|---|---|---|",
         ]
         for row in (r for r in results["summary"] if r["env"] == env):
             status = row["status"] if row["status"] == "ok" else f"{row['status']}: {row['reason']}"
             lines.append(
-                f"| {ALGORITHMS[row['algo']].cls} | {_pm(row['metric'])} "
+                f"| {ALGORITHMS[row['algo']].cls} | {_pm(row.get('score', _NAN), 3)} "
+                f"| {_pm(row['metric'])} "
                 f"| {_pm(row['eval_return'])} | {_pm(row['train_return'])} "
                 f"| {_pm(row['wall_s'], 3)} | {_pm(row['steps_per_s'], 3)} "
                 f"| {len(row['seeds'])} | {status} |"
             )
+        ref = (results.get("references") or {}).get(env)
         base = results["baselines"].get(env, {})
         if base:
-            lines += _baseline_lines(base)
+            lines += _baseline_lines(base, ref)
+        if ref is not None:
+            lines += _reference_lines(ref)
         lines.append("")
     return "\n".join(lines)
 
 
-def _baseline_lines(base: dict) -> list[str]:
-    """Reference rows: the default action (w=1 γ=0 / base schedule) and the best constant."""
+_NAN = {"mean": math.nan, "std": math.nan}
+
+
+def _baseline_lines(base: dict, ref: dict | None = None) -> list[str]:
+    """Reference rows: the default action (w=1 γ=0 / base schedule) and the best constant,
+    with their normalised score when the env has a stored reference."""
     named = dict(base)
     best = min(named, key=lambda k: named[k]["metric"])
     keep = [k for k in named if k in _DEFAULT_BASELINES]
     keep += [best] if best not in keep else []
-    return [
-        f"| *{k}*{' (best constant)' if k == best and len(named) > 1 else ''} "
-        f"| {named[k]['metric']:.4g} | {named[k]['return']:.4g} | | | | | reference |"
-        for k in keep
-    ]
+    out = []
+    for k in keep:
+        score = f"{normalized_score(named[k]['metric'], ref):.3g}" if ref else ""
+        out.append(
+            f"| *{k}*{' (best constant)' if k == best and len(named) > 1 else ''} | {score} "
+            f"| {named[k]['metric']:.4g} | {named[k]['return']:.4g} | | | | | reference |"
+        )
+    return out
+
+
+def _reference_lines(ref: dict) -> list[str]:
+    """The stored best fixed strategy (score 1 by definition) with how it was found."""
+    b = ref["best"]
+    return [f"| *best fixed: {b['policy']}* | 1 | {b['metric']:.4g} | | | | | | "
+            f"score reference ({ref['date'] if 'date' in ref else ''}) |"]  # fmt: skip
 
 
 def throughput_markdown(rows: Sequence[dict]) -> str:
@@ -265,6 +315,7 @@ def write_report(results: dict, out_dir: str | Path) -> None:
     """``benchmark.json``, ``benchmark.md`` and ``curves_<env>.png`` in ``out_dir``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    score_results(results)
     atomic_write_text(out / "benchmark.json", json.dumps(jsonable(results), indent=1))
     m = results["machine"]
     head = [
@@ -275,7 +326,10 @@ def write_report(results: dict, out_dir: str | Path) -> None:
         f"CUDA: {m['cuda'] or 'none'}.",
         f"Budget: {results['config']['steps']} env steps per run, seeds "
         f"{results['config']['seeds']}; metric mean ± std over seeds on a fixed batch of "
-        f"{results['config']['eval']['num_samples']} episodes (deterministic policy).",
+        f"{results['config']['eval']['num_samples']} episodes (deterministic policy). "
+        "Score: 0 = the env's default policy, 1 = the best known fixed strategy "
+        "(agents/benchmark/references.json), mean ± std over seeds; – = no stored reference "
+        "for this env config and evaluation batch.",
         "",
     ]
     atomic_write_text(out / "benchmark.md", "\n".join(head) + markdown_tables(results) + "\n")

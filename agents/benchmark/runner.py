@@ -16,6 +16,7 @@ import torch
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.vec_env import VecMonitor, VecNormalize
 
+from agents.parallel import run_pieces
 from agents.vec_env import SB3VecEnv
 from diffusion_gym.envs import batch_of
 
@@ -30,9 +31,15 @@ from .algos import (
 from .config import BenchmarkConfig, EnvConfig, train_kwargs
 from .evaluation import baseline_policies, eval_kwargs, evaluate_policy_batch, make_vector_env
 from .irl import irl_learn, irl_trainer
-from .report import RunResult, jsonable, machine_info, summarize, write_report
+from .report import RunResult, jsonable, machine_info, merge_results, summarize, write_report
 
-__all__ = ["CurveCallback", "run_benchmark", "run_one"]
+__all__ = [
+    "CurveCallback",
+    "reference_rows",
+    "run_benchmark",
+    "run_benchmark_parts",
+    "run_one",
+]
 
 
 class CurveCallback(BaseCallback):
@@ -169,11 +176,73 @@ def _plain_learn(model: Any, steps: int, curve: CurveCallback, tb_name: str) -> 
 # The benchmark
 
 
+def reference_rows(cfg: BenchmarkConfig, labels: list[str] | None = None) -> dict:
+    """The constant-action reference rows (``{label: {policy: {metric, return}}}``) of the
+    envs of ``cfg`` (only ``labels`` if given), on the evaluation batch."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(cfg.num_threads)
+    try:
+        out = {}
+        for env_cfg in cfg.envs:
+            if labels is not None and env_cfg.label not in labels:
+                continue
+            n_eval = cfg.eval.num_samples
+            eval_env = make_vector_env(env_cfg.id, n_eval, eval_kwargs(env_cfg), cfg.env_device)
+            out[env_cfg.label] = {
+                name: evaluate_policy_batch(p, eval_env, cfg.eval.seed)
+                for name, p in baseline_policies(eval_env).items()
+            }
+            eval_env.close()
+        return out
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _part(cfg: BenchmarkConfig, out: str) -> dict:
+    """One part of :func:`run_benchmark_parts` (a Ray task or a plain call)."""
+    return run_benchmark(cfg, out, baselines=False, log=lambda _msg: None)
+
+
+def run_benchmark_parts(
+    cfg: BenchmarkConfig, out_dir: str | Path, log: Callable[[str], None] = print,
+    use: str | None = None,
+) -> dict:  # fmt: skip
+    """:func:`run_benchmark` split into parts, one per (env, algorithm), each its own
+    benchmark in ``out_dir/parts/<env>_<algo>``, run as Ray tasks when Ray is there (one CPU
+    each, :mod:`agents.parallel`; ``use`` forces ``"ray"`` or ``"local"``) and one after
+    another here otherwise; then merged (the ``--merge`` of the parts) with the reference
+    rows computed here, and the report written into ``out_dir``. The runs equal those of
+    :func:`run_benchmark` (every run is seeded by its own seed, one torch thread per part:
+    ``num_threads``)."""
+    out = Path(out_dir)
+    pieces = []
+    for env_cfg in cfg.envs:
+        for algo in cfg.algos:
+            part = dataclasses.replace(cfg, envs=[env_cfg], algos=[algo])
+            name = f"{env_cfg.label}_{algo}".replace("/", "_")
+            pieces.append((part, str(out / "parts" / name)))
+    parts = run_pieces(_part, pieces, num_threads=cfg.num_threads, use=use)
+    for p in parts:
+        for r in p["runs"]:
+            log(f"{r['env']:28s} {r['algo']:13s} seed {r['seed']}: {r['status']} "
+                f"metric {r['metric']:.4g}")  # fmt: skip
+    results = merge_results([d for _, d in pieces])
+    results["config"] = jsonable(dataclasses.asdict(cfg))
+    results["baselines"] = reference_rows(cfg)
+    write_report(results, out)
+    return results
+
+
 def run_benchmark(
-    cfg: BenchmarkConfig, out_dir: str | Path, log: Callable[[str], None] = print
+    cfg: BenchmarkConfig,
+    out_dir: str | Path,
+    log: Callable[[str], None] = print,
+    baselines: bool = True,
 ) -> dict:
     """Run every (algorithm, env, seed) of ``cfg``; write the report into ``out_dir``.
 
+    :param baselines: also evaluate the constant-action reference rows (a part of a larger
+        benchmark leaves them to the merge, :func:`run_benchmark_parts`).
     :returns: the JSON-able results: ``config``, ``machine``, ``baselines`` (constant-action
         policies per env), ``runs`` (every :class:`RunResult`) and ``summary`` (per algorithm
         and env: mean ± std over seeds).
@@ -183,14 +252,15 @@ def run_benchmark(
     threads = torch.get_num_threads()
     torch.set_num_threads(cfg.num_threads)
     try:
-        runs, baselines = [], {}
+        runs, base_rows = [], {}
         for env_cfg in cfg.envs:
             n_eval = cfg.eval.num_samples
             eval_env = make_vector_env(env_cfg.id, n_eval, eval_kwargs(env_cfg), cfg.env_device)
-            baselines[env_cfg.label] = {
-                name: evaluate_policy_batch(p, eval_env, cfg.eval.seed)
-                for name, p in baseline_policies(eval_env).items()
-            }
+            if baselines:
+                base_rows[env_cfg.label] = {
+                    name: evaluate_policy_batch(p, eval_env, cfg.eval.seed)
+                    for name, p in baseline_policies(eval_env).items()
+                }
             for algo in cfg.algos:
                 for seed in cfg.seeds:
                     res = _run_guarded(algo, env_cfg, seed, cfg, eval_env, out, log)
@@ -201,7 +271,7 @@ def run_benchmark(
             results = {
                 "config": jsonable(dataclasses.asdict(cfg)),
                 "machine": machine_info(),
-                "baselines": baselines,
+                "baselines": base_rows,
                 "runs": [dataclasses.asdict(r) for r in runs],
                 "summary": summarize(runs),
             }
