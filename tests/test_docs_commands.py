@@ -90,6 +90,8 @@ RULES: list[tuple[str, str, str]] = [
     (r"python -m (baselines\.digits|diffusion_gym\.train_denoiser|agents\.benchmark\."
      r"throughput)\b.*", "module", "minutes of sampling or training (digits figures, "
      "trained checkpoints) or a throughput measurement"),
+    (r"python benchmarks/claims\.py --quick.*", "covered",
+     "tests/test_claims_quick.py runs python benchmarks/claims.py --quick (then --reuse)"),
     (r"python benchmarks/\S+\.py.*", "script", "a throughput / accuracy measurement"),
     (r"python examples/deploy_diffusers\.py --(schedule|policy) runs/\S+ .*", "covered",
      "tests/test_deploy_example.py runs both modes on a schedule.json and a tiny IRL run"),
