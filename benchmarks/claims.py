@@ -998,6 +998,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs/claims", help="folder of the runs and the report")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     p.add_argument("--reuse", action="store_true", help="keep finished runs found in --out")
+    p.add_argument(
+        "--commands",
+        action="store_true",
+        help="print each run's shell command (one a line) and exit: run them in parallel or "
+        "elsewhere, then collect the report with --reuse",
+    )
     return p
 
 
@@ -1014,9 +1020,20 @@ def main(argv: list[str] | None = None) -> int:
         for c in chosen:
             print(f"{c.id:16s} ~{c.full_minutes:g} min full  {c.title}\n{'':16s} {c.where}")
         return 0
+    out = Path(a.out)
+    if a.commands:
+        for c in chosen:
+            for r in c.runs:
+                if a.quick and not r.in_quick:
+                    continue
+                d = out / c.id / r.name
+                argv = _expand([*r.argv, *(r.quick if a.quick else ())], d, a.threads)
+                _check_seeds(argv)
+                tail = " --overwrite" if argv[0] == "train" else ""
+                print(f"OMP_NUM_THREADS={a.threads} {command_line(argv)}{tail}")
+        return 0
     torch.set_num_threads(a.threads)
     os.environ["OMP_NUM_THREADS"] = str(a.threads)
-    out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     mode = "quick" if a.quick else "full"
     path = out / "claims.json"
