@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 
 from diffusion_gym import schedules as S  # noqa: N812
+from diffusion_gym import splits as _splits
 from diffusion_gym import steps as _steps
 from diffusion_gym.noise import make_labels, make_noise
 from diffusion_gym.presets import Preset
@@ -47,8 +48,9 @@ __all__ = [
     "OracleResult",
 ]
 
-#: Salt offset of the training noise (evaluation uses salts = its seeds, 0, 1, 2, ...).
-TRAIN_SALT = 1_000_000
+#: Salt offset of the training noise (evaluation uses salts = its seeds: validation seeds
+#: 0, 1, 2, ... and the test seeds of :mod:`diffusion_gym.splits`, which defines it).
+TRAIN_SALT = _splits.TRAIN_SALT
 
 #: Hand-made schedules by name: fn(n, sigma_min, sigma_max) -> n+1 σ.
 CLASSIC = {

@@ -98,6 +98,8 @@ RULES: list[tuple[str, str, str]] = [
     (r"python -m agents\.irl\.(compare|diagnose)\b.*", "module",
      "minutes: IRL runs in the compare harness, the reward diagnosis of a run "
      "(tests/test_irl_schedule_init.py runs both on tiny runs)"),
+    (r"python benchmarks/claims\.py --quick.*", "covered",
+     "tests/test_claims_quick.py runs python benchmarks/claims.py --quick (then --reuse)"),
     (r"python benchmarks/\S+\.py.*", "script", "a throughput / accuracy measurement"),
     (r"python examples/deploy_diffusers\.py --(schedule|policy) runs/\S+ .*", "covered",
      "tests/test_deploy_example.py runs both modes on a schedule.json and a tiny IRL run"),
