@@ -74,13 +74,15 @@ RULES: list[tuple[str, str, str]] = [
     (r"diffusion-gym benchmark --throughput.*", "covered",
      "tests/test_benchmark.py::test_throughput_delegates_to_throughput_module"),
     (r"diffusion-gym benchmark --merge.*", "covered", "tests/test_benchmark.py (merge)"),
+    (r"diffusion-gym sweep .*", "covered",
+     "tests/test_sweep.py runs a 2-trial sweep on a local Ray (skips without the [ray] extra)"),
     (r"diffusion-gym \w+ my-\S+\.yaml.*", "covered",
      "a user's own config (docs/own_model.md): tests/test_own_model.py runs one"),
     (r"diffusion-gym \w+ .*(CONFIG|<config>).*", "name", "a usage pattern with placeholders"),
     (r"diffusion-gym train \S+\.yaml.*", "load", LONG),
     (r"diffusion-gym compare \S+\.yaml.*", "load", LONG),
     (r"diffusion-gym benchmark \S+\.yaml.*", "load", LONG),
-    (r"diffusion-gym( (train|compare|evaluate|benchmark|presets))?", "name", "prose"),
+    (r"diffusion-gym( (train|compare|evaluate|benchmark|sweep|presets))?", "name", "prose"),
     (r"diffusion-gym train \| evaluate \| compare \| benchmark", "output", "prose"),
     (r"diffusion-gym (\w+|COMMAND): .*", "output", "a message the CLI prints, quoted"),
     (r"python -m rl_zoo3\.train .*", "covered",
@@ -88,7 +90,7 @@ RULES: list[tuple[str, str, str]] = [
     (r"python -m diffusion_gym\.digits_eval", "name", "the retired name, mentioned as history"),
     (r"python -m cProfile", "name", "a Python tool"),
     (r"python -m (baselines\.digits|diffusion_gym\.train_denoiser|agents\.benchmark\."
-     r"throughput)\b.*", "module", "minutes of sampling or training (digits figures, "
+     r"(throughput|references))\b.*", "module", "minutes of sampling or training (digits figures, "
      "trained checkpoints) or a throughput measurement"),
     (r"python benchmarks/\S+\.py.*", "script", "a throughput / accuracy measurement"),
     (r"python examples/deploy_diffusers\.py --(schedule|policy) runs/\S+ .*", "covered",
