@@ -56,6 +56,7 @@ import torch
 
 from agents import benchmark as bench
 from agents import parallel, train
+from agents.benchmark.report import jsonable
 from baselines import compare
 from diffusion_gym.config import read_yaml
 from diffusion_gym.io import (
@@ -258,6 +259,7 @@ def _run_kind(spec: dict, out: Path) -> None:
 
 def _tune_trial(config: dict) -> None:
     """The Ray Tune trainable: one trial, then its first metric reported to Tune."""
+    config = config["trial"]
     spec, out = config["spec"], config["dir"]
     os.chdir(config["cwd"])  # relative paths inside configs resolve as for the CLI
     rec = run_trial(spec, out, config["num_threads"])
@@ -458,7 +460,7 @@ def plot_sweep(record: dict, path: Path) -> Path | None:
 
 def write_sweep(record: dict, out: Path) -> None:
     """``sweep.json``, ``sweep.md`` and ``sweep.png`` in ``out`` (atomic writes)."""
-    atomic_write_text(out / "sweep.json", json.dumps(bench.jsonable(record), indent=1))
+    atomic_write_text(out / "sweep.json", json.dumps(jsonable(record), indent=1))
     atomic_write_text(out / "sweep.md", sweep_markdown(record))
     plot_sweep(record, out / "sweep.png")
 
