@@ -468,7 +468,12 @@ def _art_ring8() -> Claim:
 
 
 def _art_gmm64d() -> Claim:
-    over = ("eval.seeds={test8}", "eval.num_samples=1024", "eval.metrics=[rmse]")
+    over = (
+        "eval.seeds={test8}",
+        "eval.num_samples=1024",
+        "eval.metrics=[rmse]",
+        "eval.oracle=false",
+    )
     quick = (
         "total_timesteps=1024",
         "num_envs=16",
@@ -483,26 +488,61 @@ def _art_gmm64d() -> Claim:
         "eval.train_samples=64",
     )
     cfg = "agents/configs/art-gmm64d-long.yaml"
-    runs = (
-        Run(
-            "seed0",
-            _train(cfg, "seed=0", *over, "eval.train_samples=1024", "eval.budgets=[3,4,6,8]"),
-            quick,
+    base = Run(
+        "baselines",
+        (
+            "compare",
+            "baselines/configs/compare-solvers.yaml",
+            "--out",
+            "{out}",
+            "--no-progress",
+            "presets=[gmm-64d]",
+            "nfe=[9]",
+            "solvers=[heun]",
+            "last_step=[denoise]",
+            "strategies=[edm-rho7, edm-best, oracle]",
+            "metrics=[rmse, nfe]",
+            "seeds={test8}",
         ),
-        Run("seed10", _train(cfg, "seed=10", *over, "eval.oracle=false"), quick, False),
-        Run("seed20", _train(cfg, "seed=20", *over, "eval.oracle=false"), quick, False),
+        (
+            "seeds={test1}",
+            "num_samples=128",
+            "reference_steps=16",
+            "oracle.iterations=3",
+            "oracle.num_random=1",
+            "oracle.num_samples=64",
+        ),
+    )
+    runs = (
+        Run("seed0", _train(cfg, "seed=0", *over, "eval.budgets=[3,4,6,8]"), quick),
+        Run("seed10", _train(cfg, "seed=10", *over), quick, False),
+        Run("seed20", _train(cfg, "seed=20", *over), quick, False),
+        base,
     )
     figs = [
         Figure(f"PPO RMSE, base seed {s}", v, row(f"seed{s}", "art-ppo", "rmse"), rel(0.05))
         for s, v in ((0, 0.0998), (10, 0.0983), (20, 0.0993))
     ]
+    sec = "gmm-64d/nfe9"
     figs += [
-        Figure("EDM ρ = 7 RMSE", 0.707, row("seed0", "edm-rho7", "rmse"), rel(0.03), rel(0.2)),
-        Figure("best ρ RMSE", 0.670, row("seed0", "edm-best-rho*", "rmse"), rel(0.03), rel(0.2)),
         Figure(
-            "oracle RMSE (1,024 training samples)",
+            "EDM ρ = 7 RMSE",
+            0.707,
+            row("baselines", "edm-rho7", "rmse", section=sec),
+            rel(0.03),
+            rel(0.2),
+        ),
+        Figure(
+            "best ρ RMSE",
+            0.670,
+            row("baselines", "edm-best", "rmse", section=sec),
+            rel(0.03),
+            rel(0.2),
+        ),
+        Figure(
+            "oracle RMSE (1,024 training x_T)",
             0.0998,
-            row("seed0", "oracle", "rmse"),
+            row("baselines", "oracle", "rmse", section=sec),
             rel(0.05),
         ),
     ]
@@ -543,9 +583,10 @@ def _art_gmm64d() -> Claim:
         ),
         quick_checks=False,
         full_minutes=60,
-        note="The oracle row is the harness oracle fitted on 1,024 training x_T (the docs' "
-        "former 'refined oracle' started from a schedule.json of a config no longer in the "
-        "repo).",
+        note="EDM ρ = 7, the best ρ and the oracle (fitted on 1,024 training x_T with "
+        "compare-solvers.yaml's oracle budget) come from one compare run on the same test noise; "
+        "the docs' former 'refined oracle' started from a schedule.json of a config no longer "
+        "in the repo.",
     )
 
 
