@@ -71,6 +71,7 @@ def test_tolerances():
     f = claims.factor(3)
     assert f.holds(1.4e-4, 5e-5) and f.holds(2e-5, 5e-5) and not f.holds(1.6e-4, 5e-5)
     assert not f.holds(-1.0, 5e-5) and not claims.rel(1.0).holds(math.nan, 1.0)
+    assert f.holds(-12.0, -5.0) and not f.holds(-16.0, -5.0) and not f.holds(0.0, -5.0)
 
 
 def _run(args: list[str]) -> subprocess.CompletedProcess:
