@@ -13,6 +13,7 @@ from agents.irl import IRLTrainer, decode_step_class
 from agents.irl.compare import guidance_schedule, run_irl_compare, save_guidance_schedules
 from agents.irl.diagnose import rank_agreement, reward_diagnosis
 from agents.irl.loop import run
+from agents.irl.seeds import load_evals, over_seeds, plot_temperature, seeds_markdown
 from agents.policies import action_logits, start_at_action
 from agents.train import load_config
 from baselines.compare import load_config as load_compare
@@ -275,3 +276,29 @@ def test_irl_row_in_the_compare_harness_shares_the_noise(tmp_path):
     assert sec["irl:p"]["nfe"]["mean"] == 5
     assert np.isfinite(sec["churn-1.0"]["energy"]["mean"])
     assert (tmp_path / "cmp" / "gmm-ring8-imperfect" / "nfe5" / "eval.md").is_file()
+
+
+# -- over training seeds -------------------------------------------------------------------------
+
+
+def test_over_seeds_table_and_temperature_plot(tmp_path):
+    runs = []
+    for i, (e, p) in enumerate([(0.1, 0.7), (0.3, 0.9)]):
+        d = tmp_path / f"s{i}"
+        d.mkdir()
+        row = lambda v, q: {"energy": {"mean": v, "std": 0.0}, "precision": {"mean": q}}  # noqa: E731
+        data = {"irl-policy": row(e, p), "irl-tau1": row(2 * e, p - 0.1),
+                "const-w1-g0": row(0.15, 0.8), "const-w2-g0": row(0.5, 0.95)}  # fmt: skip
+        (d / "eval.json").write_text(json.dumps(data))
+        runs.append(d)
+    table = over_seeds(load_evals(runs))
+    assert table["irl-policy"]["energy"]["mean"] == pytest.approx(0.2)
+    assert table["irl-policy"]["energy"]["std"] == pytest.approx(0.1)
+    md = seeds_markdown(table, ["energy", "precision"], 2)
+    assert "| irl-tau1 | 0.4 ± 0.2 |" in md
+    assert "const-w1-g0 (best constant: energy)" in md
+    assert "const-w2-g0 (best constant: precision)" in md
+    plot_temperature(table, ["energy", "precision"], tmp_path / "t.png")
+    assert (tmp_path / "t.png").stat().st_size > 0
+    with pytest.raises(FileNotFoundError, match="no eval.json"):
+        load_evals([tmp_path])

@@ -254,10 +254,11 @@ class IRLTrainer:
         set_rng_state(saved)
         better = self.metric() in HIGHER_IS_BETTER
         best = self.best.get("score")
+        history = [*self.best.get("history", []), [self.round, score]]
         if best is None or (score > best if better else score < best):
             params = {k: v.detach().clone() for k, v in self.model.policy.state_dict().items()}
             self.best = {"score": score, "round": self.round, "policy": params}
-        self.best.setdefault("history", []).append([self.round, score])
+        self.best["history"] = history
         return self.best["round"] == self.round
 
     def use_best(self) -> None:
