@@ -108,15 +108,17 @@ def _check_inputs(checks, denoiser, x, sigma, sigma_next, gamma, t_cur, t_next, 
             denoiser.labels_in_range(labels), lambda: denoiser.raise_labels_out_of_range(labels)
         )
     if labels is not None and w is not None:
+
+        def bad_w():
+            raise ValueError("guidance must be finite")
+
         if _is_number(w):
             if not math.isfinite(w):
-                raise ValueError("guidance must be finite")
-        elif isinstance(w, torch.Tensor) and w.is_floating_point():
-
-            def bad_w():
-                raise ValueError("guidance must be finite")
-
-            checks.require(torch.isfinite(w).all(), bad_w)
+                bad_w()
+        else:  # a tensor, or an array / list made one as the guided call will
+            wt = torch.as_tensor(w, device=x.device)
+            if wt.is_floating_point() or wt.is_complex():
+                checks.require(torch.isfinite(wt).all(), bad_w)
 
 
 def _final_check(checks: DeferredChecks, t_next: torch.Tensor, final: bool) -> None:

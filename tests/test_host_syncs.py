@@ -255,3 +255,23 @@ def test_clock_device_path_equals_host_path_across_options(syncs, kw):
     hostpaths.ENABLED = True
     for got, want in zip(device_path, run(), strict=True):
         np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize(
+    "w", [math.nan, np.array([1.0, math.nan, 1.0, 1.0]), torch.tensor([1.0, 2.0, math.inf, 1.0])]
+)
+def test_guidance_weight_checked_once_per_step(w):
+    """w is checked in ``steps.step`` (not in every denoiser call): a NaN/inf weight, as a
+    number, an array or a tensor, is still a clear error, with and without deferral."""
+    den = GuidanceVectorEnv(4, "gmm-ring8").denoiser
+    x, labels = torch.randn(4, 2, dtype=torch.float64), torch.tensor([0, 1, 2, 3])
+    with pytest.raises(ValueError, match="guidance must be finite"):
+        steps.step(den, x, 2.0, 1.0, class_labels=labels, guidance=w)
+    checks = steps.DeferredChecks()
+    try:  # a NaN number raises at once; tensors and arrays at resolve()
+        steps.step(den, x, 2.0, 1.0, class_labels=labels, guidance=w, checks=checks)
+    except ValueError as e:
+        assert "guidance must be finite" in str(e)
+        return
+    with pytest.raises(ValueError, match="guidance must be finite"):
+        checks.resolve()
