@@ -48,6 +48,7 @@ def test_missing_ray_is_an_error_naming_the_extra(tmp_path, monkeypatch):
         parallel.backend()
     monkeypatch.setenv(parallel.ENV_VAR, "auto")
     assert parallel.backend() == "local"  # without Ray every piece runs here
+    assert parallel.backend(prefer_ray=True) == "local"
     monkeypatch.setenv(parallel.ENV_VAR, "cluster")
     with pytest.raises(ValueError, match=parallel.ENV_VAR):
         parallel.backend()

@@ -37,7 +37,7 @@ import json
 import sys
 from pathlib import Path
 
-from agents.parallel import ray_available
+from agents.parallel import backend
 from diffusion_gym.io import atomic_write_text, check_writable_dir
 
 from . import throughput
@@ -215,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = _apply_flags(load_config(args.config, args.overrides), args)
     check_writable_dir(args.out)
     if args.parallel:
-        results = run_benchmark_parts(cfg, args.out, use="ray" if ray_available() else "local")
+        results = run_benchmark_parts(cfg, args.out, use=backend(prefer_ray=True))
     else:
         results = run_benchmark(cfg, args.out)
     print(markdown_tables(results))
