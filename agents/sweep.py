@@ -325,7 +325,8 @@ def run_sweep(
         tuner = tune.Tuner(
             trainable,
             param_space=space,
-            tune_config=tune.TuneConfig(trial_dirname_creator=_trial_dirname),
+            # one worker process serves trial after trial (no re-import of torch and SB3)
+            tune_config=tune.TuneConfig(trial_dirname_creator=_trial_dirname, reuse_actors=True),
             run_config=tune.RunConfig(
                 name="tune",
                 storage_path=str(out / "ray"),
