@@ -48,8 +48,9 @@ def require_ray(what: str) -> None:
         raise ImportError(f"{what} needs Ray, which is not installed: {RAY_EXTRA}")
 
 
-def backend() -> str:
-    """``"ray"`` or ``"local"``, by the rule of the module docstring."""
+def backend(prefer_ray: bool = False) -> str:
+    """``"ray"`` or ``"local"``, by the rule of the module docstring; ``prefer_ray``: in
+    ``auto`` mode, Ray whenever it is installed (a command the user asked to parallelise)."""
     mode = os.environ.get(ENV_VAR, "auto").strip().lower() or "auto"
     if mode not in ("auto", "ray", "local"):
         raise ValueError(f"{ENV_VAR} must be one of auto, ray, local; got {mode!r}")
@@ -60,6 +61,8 @@ def backend() -> str:
         return "ray"
     if not ray_available():
         return "local"
+    if prefer_ray:
+        return "ray"
     import ray  # optional extra
 
     return "ray" if ray.is_initialized() or os.environ.get("RAY_ADDRESS") else "local"

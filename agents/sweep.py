@@ -58,7 +58,7 @@ from agents import benchmark as bench
 from agents import parallel, train
 from agents.benchmark.report import jsonable
 from baselines import compare
-from diffusion_gym.config import read_yaml
+from diffusion_gym.config import read_yaml, to_dict
 from diffusion_gym.io import (
     atomic_save_via,
     atomic_write_json,
@@ -156,19 +156,26 @@ def plan_trials(config: str | Path, grid: list[str] | None = None, seeds: int | 
         ]  # fmt: skip
         for extra in seed_overrides:
             over = base + list(combo) + extra
-            _load(kind, path, over)  # bad keys or values: an error now, not in a trial
+            resolved = _resolved(_load(kind, path, over))  # bad keys: an error now
             params = dict(o.split("=", 1) for o in list(combo) + extra)
             specs.append({"name": _name(list(combo) + extra), "kind": kind,
-                          "config": str(path), "overrides": over, "params": params})  # fmt: skip
+                          "config": str(path), "overrides": over, "params": params,
+                          "resolved": resolved})  # fmt: skip
     names = [s["name"] for s in specs]
     if len(set(names)) != len(names):
         raise ValueError("two trials got the same name; make the --grid values distinct")
     return kind, specs
 
 
+def _resolved(cfg: Any) -> Any:
+    """The trial's resolved config as plain JSON data: a finished trial is reused only when
+    it equals the requested one (a changed config file reruns the trial)."""
+    return json.loads(json.dumps(jsonable(to_dict(cfg))))
+
+
 def _load(kind: str, path: Path, overrides: list[str]) -> Any:
     if kind == "train":
-        return train.load_config(path, overrides)
+        return train.load_config(path, overrides)[1]
     if kind == "compare":
         return compare.load_config(str(path), overrides)
     return bench.load_config(path, overrides)
@@ -188,9 +195,10 @@ def _benchmark_trials(path: Path, over: list[str], seeds: int | None, combo: lis
                 params = {**dict(o.split("=", 1) for o in combo), "env": env_cfg.label,
                           "algo": algo, "seed": str(s)}  # fmt: skip
                 name = _name([*combo, env_cfg.label, algo, f"seed={s}"])
+                one = dataclasses.replace(cfg, envs=[env_cfg], algos=[algo], seeds=[s])
                 specs.append({"name": name, "kind": "benchmark", "config": str(path),
                               "overrides": over, "params": params, "env": env_cfg.label,
-                              "algo": algo, "seed": s})  # fmt: skip
+                              "algo": algo, "seed": s, "resolved": _resolved(one)})  # fmt: skip
     return specs
 
 
@@ -317,7 +325,8 @@ def run_sweep(
         tuner = tune.Tuner(
             trainable,
             param_space=space,
-            tune_config=tune.TuneConfig(trial_dirname_creator=_trial_dirname),
+            # one worker process serves trial after trial (no re-import of torch and SB3)
+            tune_config=tune.TuneConfig(trial_dirname_creator=_trial_dirname, reuse_actors=True),
             run_config=tune.RunConfig(
                 name="tune",
                 storage_path=str(out / "ray"),

@@ -48,6 +48,7 @@ def test_missing_ray_is_an_error_naming_the_extra(tmp_path, monkeypatch):
         parallel.backend()
     monkeypatch.setenv(parallel.ENV_VAR, "auto")
     assert parallel.backend() == "local"  # without Ray every piece runs here
+    assert parallel.backend(prefer_ray=True) == "local"
     monkeypatch.setenv(parallel.ENV_VAR, "cluster")
     with pytest.raises(ValueError, match=parallel.ENV_VAR):
         parallel.backend()
@@ -140,3 +141,33 @@ def test_benchmark_parts_as_ray_tasks_equal_one_benchmark(tmp_path, local_ray):
     assert json.dumps(a) == json.dumps(b) and len(a) == 4  # NaN-safe equality
     assert parts["baselines"] == whole["baselines"]
     assert (tmp_path / "parts" / "benchmark.md").read_text().count("| PPO |") == 2
+
+
+IRL = ROOT / "agents" / "configs" / "irl-ring8.yaml"
+TINY_IRL = [
+    "checkpoint_every=1", "env.num_envs=16", "algo.batch_size=64", "algo.n_epochs=1",
+    "eval.num_samples=64", "eval.seeds=[0]", "eval.every=1", "eval.train_samples=32",
+    "progress=false", "num_threads=1",
+]  # fmt: skip
+
+
+def test_a_restarted_trial_resumes_from_the_packages_checkpoint(tmp_path):
+    """What Ray does after a worker failure (it calls the trial again): the trial resumes
+    its directory's newest checkpoint (``train --resume``) and ends where an uninterrupted
+    run ends; a finished trial is not rerun."""
+    torch.set_num_threads(1)
+    _, (spec,) = sweep.plan_trials(IRL, None, None, [*TINY_IRL, "rounds=2"])
+    trial = tmp_path / "trial"
+    # The first attempt died after its round-1 checkpoint (a run of 1 round in that folder).
+    assert train.main([str(IRL), "--out", str(trial), *TINY_IRL, "rounds=1"]) == 0
+    first = sorted(p.name for p in (trial / "checkpoints").iterdir())
+    rec = sweep.run_trial(spec, trial)
+    assert rec["status"] == "ok" and (trial / "trial.json").is_file()
+    assert set(first) < {p.name for p in (trial / "checkpoints").iterdir()}  # went on from it
+    fresh = tmp_path / "fresh"
+    assert train.main([str(IRL), "--out", str(fresh), *TINY_IRL, "rounds=2"]) == 0
+    resumed = sweep.merged_rows([("t", {}, trial)])
+    assert resumed == sweep.merged_rows([("t", {}, fresh)])
+    mtime = (trial / "eval.json").stat().st_mtime_ns
+    assert sweep.run_trial(spec, trial)["wall_s"] == rec["wall_s"]  # reused, not rerun
+    assert (trial / "eval.json").stat().st_mtime_ns == mtime

@@ -12,10 +12,12 @@ reason in the table.
 Modules: :mod:`.config` (the YAML config), :mod:`.algos` (algorithms, RL-Zoo hyperparameters,
 fit reasons), :mod:`.evaluation` (the fixed evaluation batch, constant-action baselines),
 :mod:`.runner` (one run, the benchmark loop), :mod:`.irl` (the IRL-reward column),
-:mod:`.report` (summaries, markdown, curves, merge), :mod:`.throughput` (env throughput).
+:mod:`.report` (summaries, scores, markdown, curves, merge), :mod:`.references` (the
+stored 0/1 references of the normalised score), :mod:`.throughput` (env throughput).
 
 Outputs in ``--out DIR``: ``benchmark.json`` (config, machine, every run, the summary),
-``benchmark.md`` (one table per env: metric mean ± std over seeds, eval return, wall time,
+``benchmark.md`` (one table per env: the normalised score of :mod:`.references` and the raw
+metric, mean ± std over seeds, eval return, wall time,
 env steps/s, skipped pairs with their reason), ``curves_<env>.png`` (metric and training
 return against env steps), and TensorBoard logs under ``tb/`` (SB3's ``tensorboard_log``).
 
@@ -35,7 +37,7 @@ import json
 import sys
 from pathlib import Path
 
-from agents.parallel import ray_available
+from agents.parallel import backend
 from diffusion_gym.io import atomic_write_text, check_writable_dir
 
 from . import throughput
@@ -213,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = _apply_flags(load_config(args.config, args.overrides), args)
     check_writable_dir(args.out)
     if args.parallel:
-        results = run_benchmark_parts(cfg, args.out, use="ray" if ray_available() else "local")
+        results = run_benchmark_parts(cfg, args.out, use=backend(prefer_ray=True))
     else:
         results = run_benchmark(cfg, args.out)
     print(markdown_tables(results))
