@@ -942,9 +942,20 @@ def _execute(argv: list[str], out: Path) -> None:
         raise RuntimeError(f"{command_line(argv)} exited with status {status}")
 
 
-def run_claim(claim: Claim, out: Path, quick: bool, threads: int, reuse: bool) -> dict:
-    """Run (or reuse) the claim's commands, read its figures, check them; a report entry."""
-    t0, dirs, commands, reused = time.perf_counter(), {}, [], []
+def _run_wall(d: Path) -> float:
+    """Wall seconds of a finished run, from its files: the last write minus the first."""
+    times = [p.stat().st_mtime for p in d.rglob("*") if p.is_file()]
+    return round(max(times) - min(times), 1) if times else math.nan
+
+
+def run_claim(
+    claim: Claim, out: Path, quick: bool, threads: int, reuse: bool, collect: bool = False
+) -> dict:
+    """Run (or reuse) the claim's commands, read its figures, check them; a report entry.
+    ``collect``: only read finished runs (never run one); a claim with an unfinished run is
+    ``incomplete``."""
+    t0, dirs, commands, reused, missing = time.perf_counter(), {}, [], [], []
+    run_wall: dict[str, float] = {}
     entry: dict = {
         "id": claim.id,
         "where": claim.where,
@@ -962,21 +973,33 @@ def run_claim(claim: Claim, out: Path, quick: bool, threads: int, reuse: bool) -
             _check_seeds(argv)
             commands.append(command_line(argv))
             dirs[r.name] = d
-            if reuse and _finished(argv, d):
+            if (reuse or collect) and _finished(argv, d):
                 reused.append(r.name)
+                run_wall[r.name] = _run_wall(d)
                 continue
+            if collect:
+                missing.append(r.name)
+                continue
+            t1 = time.perf_counter()
             _execute(argv, d)
-        entry["status"] = "ok"
+            run_wall[r.name] = round(time.perf_counter() - t1, 1)
+        entry["status"] = "incomplete" if missing else "ok"
     except Exception as e:  # one claim's failure is reported, the others still run
         entry |= {"status": "error", "error": f"{type(e).__name__}: {e}"}
-    entry |= {"commands": commands, "reused": reused, "wall_s": round(time.perf_counter() - t0, 1)}
+    entry |= {
+        "commands": commands,
+        "reused": reused,
+        "missing": missing,
+        "run_wall_s": run_wall,
+        "wall_s": round(time.perf_counter() - t0, 1),
+    }
     values, figures = {}, []
     for f in claim.figures:
         tol = f.quick_tol if quick else f.tol
         try:
             v = f.get(dirs)
         except (FileNotFoundError, KeyError) as e:  # at --quick: not measured at that budget
-            if entry["status"] == "ok" and (tol is not None or not quick):
+            if entry["status"] == "ok" and (tol is not None or not quick):  # else: not run
                 entry |= {"status": "error", "error": f"{f.key}: {type(e).__name__}: {e}"}
             v = math.nan
         values[f.key] = v
@@ -1008,7 +1031,7 @@ def run_claim(claim: Claim, out: Path, quick: bool, threads: int, reuse: bool) -
 def _fmt(v: float | None) -> str:
     if v is None or not math.isfinite(v):
         return "–"
-    return f"{v:.4g}"
+    return f"{v:.5g}"
 
 
 def markdown(report: dict) -> str:
@@ -1024,9 +1047,12 @@ def markdown(report: dict) -> str:
         lines += [
             f"## `{e['id']}`: {e['status']}",
             "",
-            f"{e['title']} ({e['where']}); "
-            f"wall {e['wall_s']:.0f} s"
-            + (f"; reused: {', '.join(e['reused'])}" if e.get("reused") else "")
+            f"{e['title']} ({e['where']}).",
+            "",
+            "Wall time per run: "
+            + (", ".join(f"{k} {v:.0f} s" for k, v in e.get("run_wall_s", {}).items()) or "–")
+            + (f" (reused: {', '.join(e['reused'])})" if e.get("reused") else "")
+            + (f"; **not run: {', '.join(e['missing'])}**" if e.get("missing") else "")
             + ".",
             "",
         ]
@@ -1058,6 +1084,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs/claims", help="folder of the runs and the report")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     p.add_argument("--reuse", action="store_true", help="keep finished runs found in --out")
+    p.add_argument(
+        "--collect",
+        action="store_true",
+        help="run nothing: report from the finished runs in --out (a claim with an unfinished "
+        "run is 'incomplete')",
+    )
     p.add_argument(
         "--commands",
         action="store_true",
@@ -1118,7 +1150,7 @@ def main(argv: list[str] | None = None) -> int:
         task = bar.add_task(f"claims ({mode})", total=len(chosen))
         for c in chosen:
             bar.update(task, description=f"claims ({mode}): {c.id}")
-            entry = run_claim(c, out, a.quick, a.threads, a.reuse)
+            entry = run_claim(c, out, a.quick, a.threads, a.reuse, a.collect)
             report["claims"][c.id] = entry
             report["claims"] = {i: report["claims"][i] for i in ids if i in report["claims"]}
             atomic_write_json(path, report)
