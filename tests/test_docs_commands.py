@@ -93,7 +93,7 @@ RULES: list[tuple[str, str, str]] = [
     (r"python -m diffusion_gym\.digits_eval", "name", "the retired name, mentioned as history"),
     (r"python -m cProfile", "name", "a Python tool"),
     (r"python -m (baselines\.digits(_guidance)?|diffusion_gym\.train_denoiser|agents\."
-     r"benchmark\.throughput)\b.*", "module", "minutes of sampling or training (digits "
+     r"benchmark\.(throughput|references))\b.*", "module", "minutes of sampling or training (digits "
      "figures, Learn to Guide on digits, trained checkpoints) or a throughput measurement"),
     (r"python -m baselines\.digits_baselines\b.*", "covered",
      "tests/test_digits_baselines.py runs it on a tiny grid (the documented run: minutes)"),
@@ -102,7 +102,6 @@ RULES: list[tuple[str, str, str]] = [
      "(tests/test_irl_schedule_init.py runs both on tiny runs)"),
     (r"python benchmarks/claims\.py --quick.*", "covered",
      "tests/test_claims_quick.py runs python benchmarks/claims.py --quick (then --reuse)"),
-     r"(throughput|references))\b.*", "module", "minutes of sampling or training (digits figures, "
     (r"python benchmarks/\S+\.py.*", "script", "a throughput / accuracy measurement"),
     (r"python examples/deploy_diffusers\.py --(schedule|policy) runs/\S+ .*", "covered",
      "tests/test_deploy_example.py runs both modes on a schedule.json and a tiny IRL run"),
