@@ -439,6 +439,10 @@ def main(argv: list[str] | None = None) -> dict:
     if "autoguidance" in samples:
         names.append("autoguidance")
         titles.append(f"autoguidance (w = {result['rows']['autoguidance']['pick']:g})")
+    auto_row = f"learn-to-guide-auto-s{a.train_seeds[0]}"
+    if auto_row in samples:
+        names.append(auto_row)
+        titles.append(auto_row)
     plot_grids(samples, names, titles, out / "img" / f"{stem}_grids.png")
     if a.tilts:
         plot_tilt(result, out / "img" / f"{stem}_tilt.png")
