@@ -11,7 +11,7 @@ import torch
 from agents.discriminator import Discriminator, DiscriminatorConfig, grad_penalty
 from agents.irl import IRLTrainer, decode_step_class
 from agents.irl.compare import guidance_schedule, run_irl_compare, save_guidance_schedules
-from agents.irl.diagnose import rank_agreement, reward_diagnosis
+from agents.irl.diagnose import load_run, rank_agreement, reward_diagnosis
 from agents.irl.loop import run
 from agents.irl.seeds import load_evals, over_seeds, plot_temperature, seeds_markdown
 from agents.policies import action_logits, start_at_action
@@ -221,6 +221,9 @@ def test_keep_best_ends_with_the_best_validated_policy(tmp_path):
     assert [r for r, _ in history] == [0, 1, 2, 3]
     best_round, best = min(history, key=lambda h: (h[1], h[0]))
     assert (sel["round"], sel["score"]) == (best_round, best)
+    # a run directory loads with the selected parameters (what its evaluation scored)
+    atomic_write_yaml(tmp_path / "config.yaml", to_dict(cfg))
+    assert load_run(tmp_path).validate() == pytest.approx(best, rel=1e-9)
 
 
 # -- diagnosis -----------------------------------------------------------------------------------

@@ -152,7 +152,8 @@ def diagnosis_markdown(d: dict[str, Any], top: int = 6) -> str:
 
 def load_run(run_dir: str | Path) -> IRLTrainer:
     """The trainer of a finished (or interrupted) run: its ``config.yaml`` and newest
-    checkpoint."""
+    checkpoint, with the best validated policy where ``policy.keep_best`` is set (what the
+    run's own final evaluation scored)."""
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").is_file():
         raise FileNotFoundError(f"no config.yaml in {str(run_dir)!r}: not an IRL run directory")
@@ -162,6 +163,8 @@ def load_run(run_dir: str | Path) -> IRLTrainer:
         raise FileNotFoundError(f"no complete checkpoint under {str(run_dir / 'checkpoints')!r}")
     trainer = IRLTrainer(replace(cfg, policy=replace(cfg.policy, init="default", init_action=None)))
     trainer.load(found)
+    if cfg.policy.keep_best:
+        trainer.use_best()  # the parameters the run's final evaluation used
     return trainer
 
 
