@@ -190,7 +190,7 @@ def _benchmark_trials(path: Path, over: list[str], seeds: int | None, combo: lis
         for algo in cfg.algos:
             irl = env_cfg.irl is not None
             if bench.fit_reason(bench.algo_spec(algo), space, irl=irl, env=None):
-                continue  # skipped pairs: listed by the merged report's skip rows
+                continue  # no trial: collect() lists the pair as skipped, with the reason
             for s in seed_list:
                 params = {**dict(o.split("=", 1) for o in combo), "env": env_cfg.label,
                           "algo": algo, "seed": str(s)}  # fmt: skip
@@ -376,6 +376,11 @@ def collect(out: Path, kind: str, specs: list[dict]) -> dict:
             merged["config"]["envs"] = [dataclasses.asdict(e) for e in cfg.envs
                                         if e.label in labels]  # fmt: skip
             merged["config"]["algos"] = list(cfg.algos)
+            merged["runs"] += _skipped_runs(cfg, labels)
+            fields = {f.name for f in dataclasses.fields(bench.RunResult)}
+            merged["summary"] = bench.summarize(
+                [bench.RunResult(**{k: r[k] for k in fields}) for r in merged["runs"]]
+            )
             bench.score_results(merged)
             bench.write_report(merged, out)
             record["rows"] = [{"trial": s["name"], "params": s["params"], "strategy": s["algo"],
@@ -383,6 +388,23 @@ def collect(out: Path, kind: str, specs: list[dict]) -> dict:
     else:
         record["rows"] = merged_rows([(s["name"], s["params"], d) for s, d in dirs])
     return record
+
+
+def _skipped_runs(cfg: Any, labels: set[str]) -> list[dict]:
+    """The (env, algorithm) pairs that got no trial because the algorithm does not fit the
+    env, as the benchmark's ``skipped`` runs with their reason."""
+    out = []
+    for env_cfg in cfg.envs:
+        if env_cfg.label not in labels:
+            continue
+        space = _action_space(env_cfg)
+        for algo in cfg.algos:
+            spec = bench.algo_spec(algo)
+            reason = bench.fit_reason(spec, space, irl=env_cfg.irl is not None, env=None)
+            if reason:
+                run = bench.RunResult(spec.name, env_cfg.label, None, "skipped", reason=reason)
+                out.append(dataclasses.asdict(run))
+    return out
 
 
 def _bench_metrics(d: Path) -> dict:
