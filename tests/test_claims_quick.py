@@ -106,3 +106,9 @@ def test_quick_run_reproduces_every_claim_at_reduced_budgets(tmp_path):
     assert e2["reused"] == [r.name for r in gauss.runs if r.in_quick]
     first = report["claims"]["art-gauss1d"]["figures"]
     assert json.dumps(e2["figures"]) == json.dumps(first)  # NaN (not measured) compares too
+    empty = tmp_path / "empty"
+    none = _run(["--quick", "--out", str(empty), "--collect", "--only", "art-ring8"])
+    assert none.returncode == 1  # nothing finished there: reported, never run
+    e3 = json.loads((empty / "claims.json").read_text())["claims"]["art-ring8"]
+    assert e3["status"] == "incomplete" and e3["missing"] == ["seed0"]
+    assert not (empty / "art-ring8" / "seed0").exists()
