@@ -93,7 +93,7 @@ RULES: list[tuple[str, str, str]] = [
     (r"python -m (baselines\.digits|diffusion_gym\.train_denoiser|agents\.benchmark\."
      r"throughput)\b.*", "module", "minutes of sampling or training (digits figures, "
      "trained checkpoints) or a throughput measurement"),
-    (r"python -m agents\.irl\.(compare|diagnose)\b.*", "module",
+    (r"python -m agents\.irl\.(compare|diagnose|seeds)\b.*", "module",
      "minutes: IRL runs in the compare harness, the reward diagnosis of a run "
      "(tests/test_irl_schedule_init.py runs both on tiny runs)"),
     (r"python benchmarks/\S+\.py.*", "script", "a throughput / accuracy measurement"),
