@@ -97,7 +97,7 @@ RULES: list[tuple[str, str, str]] = [
      "figures, Learn to Guide on digits, trained checkpoints) or a throughput measurement"),
     (r"python -m baselines\.digits_baselines\b.*", "covered",
      "tests/test_digits_baselines.py runs it on a tiny grid (the documented run: minutes)"),
-    (r"python -m agents\.irl\.(compare|diagnose)\b.*", "module",
+    (r"python -m agents\.irl\.(compare|diagnose|seeds)\b.*", "module",
      "minutes: IRL runs in the compare harness, the reward diagnosis of a run "
      "(tests/test_irl_schedule_init.py runs both on tiny runs)"),
     (r"python benchmarks/claims\.py --quick.*", "covered",

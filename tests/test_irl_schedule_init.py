@@ -239,9 +239,18 @@ def test_rank_agreement():
 def test_reward_diagnosis_rows_are_the_policy_and_every_constant():
     tr = IRLTrainer(tiny(["discriminator.divergence=reverse_kl"]))
     tr.train_round()
-    d = reward_diagnosis(tr, num_samples=64, seed=99)
-    assert set(d["rows"]) == {"irl-policy"} | {f"const-w{w:g}-g{g:g}" for w in (0, 1, 2)
-                                                for g in (0, 0.4)}  # fmt: skip
+    n = tr.env.num_steps
+    prof = {"same": [(1.0, 0.4)] * n, "interval": [(1.0, 0.0)] * (n - 1) + [(2.0, 0.0)]}
+    d = reward_diagnosis(tr, num_samples=64, seed=99, profiles=prof)
+    assert set(d["rows"]) == {"irl-policy", "same", "interval"} | {
+        f"const-w{w:g}-g{g:g}" for w in (0, 1, 2) for g in (0, 0.4)
+    }
+    # a constant profile is that constant's row: same states, rewards and samples
+    same, const = d["rows"]["same"], d["rows"]["const-w1-g0.4"]
+    assert same["return"] == const["return"]
+    assert same["energy"] == pytest.approx(const["energy"], rel=1e-9)
+    with pytest.raises(ValueError, match="not in the action table"):
+        reward_diagnosis(tr, 16, 1, profiles={"x": [(1.5, 0.0)] * n})
     for r in d["rows"].values():
         assert len(r["steps"]) == tr.env.num_steps
         assert r["return"] == pytest.approx(sum(s["reward"] for s in r["steps"]))

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from baselines.evaluate import HIGHER_IS_BETTER, evaluate
+from baselines.evaluate import HIGHER_IS_BETTER, FixedSchedule, evaluate
 from diffusion_gym.config import load
 from diffusion_gym.io import atomic_write_json
 from diffusion_gym.noise import make_labels, make_noise
@@ -45,12 +45,17 @@ def _constant_actor(index: int):
 
 @torch.no_grad()
 def reward_diagnosis(
-    trainer: IRLTrainer, num_samples: int = 2048, seed: int = 4242, metric: str = "energy"
+    trainer: IRLTrainer,
+    num_samples: int = 2048,
+    seed: int = 4242,
+    metric: str = "energy",
+    profiles: dict[str, list[tuple[float, float]]] | None = None,
 ) -> dict[str, Any]:
     """Per row (``irl-policy`` and every ``const-w{w}-g{γ}``) and step: mean logit, mean
     reward and its standard error, discriminator accuracy against expert states at the same
     σ and class; the row's return and final ``metric``. ``seed``: the noise (use one that is
-    not an evaluation seed)."""
+    not an evaluation seed). ``profiles``: extra rows ``{name: [(w, γ) per step]}`` of
+    table entries (e.g. a guidance interval: w = 2 on the last steps only)."""
     if trainer.disc_env is not None:
         raise ValueError("reward_diagnosis needs discriminator.input=obs with env.obs_mode=state")
     env = penv = trainer.env
@@ -61,6 +66,14 @@ def reward_diagnosis(
     for wi, w in enumerate(table.weights):
         for gi, g in enumerate(table.gammas):
             actors[f"const-w{w:g}-g{g:g}"] = _constant_actor(wi * len(table.gammas) + gi)
+    extra = []
+    for name, seq in (profiles or {}).items():
+        if len(seq) != penv.num_steps:
+            raise ValueError(f"profile {name!r} needs {penv.num_steps} (w, gamma) pairs")
+        idx = [_index(table, w, g) for w, g in seq]
+        actors[name] = _sequence_actor(idx)
+        ws, gs = [w for w, _ in seq], [g for _, g in seq]
+        extra.append(FixedSchedule(name, penv.sigmas.cpu(), penv.solver, guidance=ws, gamma=gs))
     gen = torch.Generator().manual_seed(seed)
     n = penv.num_steps
     rows: dict[str, Any] = {}
@@ -84,7 +97,7 @@ def reward_diagnosis(
                 "clipped": _clipped_share(trainer, ell),
             })  # fmt: skip
         rows[name] = {"steps": per_step, "return": float(sum(s["reward"] for s in per_step))}
-    strategies = [trainer.strategy()] + baseline_strategies(penv, EvalConfig())
+    strategies = [trainer.strategy(), *baseline_strategies(penv, EvalConfig()), *extra]
     res = evaluate(strategies, preset, num_samples=num_samples, seeds=[seed],
                    class_labels=trainer.cfg.eval.class_labels, metrics=[metric],
                    progress=False)  # fmt: skip
@@ -92,6 +105,17 @@ def reward_diagnosis(
         rows[name][metric] = float(res[name][metric]["mean"])
     return {"metric": metric, "seed": seed, "num_samples": num_samples, "rows": rows,
             "rank_agreement": rank_agreement(rows, metric)}  # fmt: skip
+
+
+def _sequence_actor(idx: list[int]):
+    return lambda obs, k: torch.full((obs.shape[0],), idx[k], dtype=torch.long)
+
+
+def _index(table, w: float, g: float) -> int:
+    wi, gi = np.flatnonzero(table.weights == w), np.flatnonzero(table.gammas == g)
+    if not len(wi) or not len(gi):
+        raise ValueError(f"(w, gamma) = ({w}, {g}) is not in the action table")
+    return int(wi[0]) * len(table.gammas) + int(gi[0])
 
 
 def _clipped_share(trainer: IRLTrainer, ell: torch.Tensor) -> float:
@@ -126,7 +150,7 @@ def diagnosis_markdown(d: dict[str, Any], top: int = 6) -> str:
     m = d["metric"]
     rows = d["rows"]
     better = max if m in HIGHER_IS_BETTER else min
-    consts = sorted((n for n in rows if n != "irl-policy"), key=lambda n: rows[n][m],
+    consts = sorted((n for n in rows if n.startswith("const-")), key=lambda n: rows[n][m],
                     reverse=better is max)[:top]  # fmt: skip
     n = len(rows["irl-policy"]["steps"])
     head = (
@@ -140,7 +164,8 @@ def diagnosis_markdown(d: dict[str, Any], top: int = 6) -> str:
         + " |"
     )
     lines = [head, "|" + "---|" * (3 + n)]
-    for name in ["irl-policy", *consts]:
+    profiles = [n for n in rows if n != "irl-policy" and not n.startswith("const-")]
+    for name in ["irl-policy", *profiles, *consts]:
         r = rows[name]
         cells = [f"{s['reward']:.3f} ± {s['reward_se']:.3f} / {s['accuracy']:.2f} / "
                  f"{s['clipped']:.2f}" for s in r["steps"]]  # fmt: skip
@@ -177,10 +202,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("run_dir")
     ap.add_argument("--num-samples", type=int, default=2048)
     ap.add_argument("--seed", type=int, default=4242, help="noise seed (not an eval seed)")
+    ap.add_argument("--profile", action="append", default=[],
+                    help="NAME=w,g;w,g;... an extra per-step row (table entries)")  # fmt: skip
     a = ap.parse_args(argv)
     torch.set_num_threads(1)
     trainer = load_run(a.run_dir)
-    d = reward_diagnosis(trainer, a.num_samples, a.seed)
+    profiles = {}
+    for item in a.profile:
+        name, _, spec = item.partition("=")
+        profiles[name] = [tuple(float(v) for v in pair.split(",")) for pair in spec.split(";")]
+    d = reward_diagnosis(trainer, a.num_samples, a.seed, profiles=profiles)
     atomic_write_json(Path(a.run_dir) / "diagnosis.json", d)
     print(diagnosis_markdown(d))
     return 0
