@@ -10,8 +10,9 @@ the parameters live in :mod:`.clock_spec`, the reference bank in :mod:`.bank`, t
 observation's layout and writers in :mod:`.clock_obs`.
 
 Why this file is over 500 lines: one class, whose docstring is the env's specification
-(~100 lines) and whose hot path (bank draws, transition, observation) is kept in one place
-so the throughput benchmark's in-run overhead can be read against one listing.
+(~100 lines) and whose hot path (bank draws, transition, the step's outputs) is kept in one
+place so the throughput benchmark's in-run overhead can be read against one listing (the
+observation writers it calls are :class:`.ClockObservation`'s).
 
 One hot path per piece of the step, with three host copies kept (issue 16, item 4): on CPU
 (1) the ``obs_mode="state"`` observation is written from numpy columns by
