@@ -6,15 +6,18 @@ discretisation error is largest. :class:`ClockVectorEnv` holds a batch of trajec
 tensors (one batched denoiser call per solver stage, per-sample σ since every sample has its
 own schedule) on the shared :class:`~diffusion_gym.envs.base.BatchedSamplerEnv`;
 :class:`ClockEnv` is the single-env view (``gym.make``, ``check_env``, RL Zoo). The clock and
-the parameters live in :mod:`.clock_spec`, the reference bank in :mod:`.bank`.
+the parameters live in :mod:`.clock_spec`, the reference bank in :mod:`.bank`, the
+observation's layout and writers in :mod:`.clock_obs`.
 
 Why this file is over 500 lines: one class, whose docstring is the env's specification
-(~100 lines) and whose hot path (bank draws, transition, observation) is kept in one place
-so the throughput benchmark's in-run overhead can be read against one listing.
+(~100 lines) and whose hot path (bank draws, transition, the step's outputs) is kept in one
+place so the throughput benchmark's in-run overhead can be read against one listing (the
+observation writers it calls are :class:`.ClockObservation`'s).
 
 One hot path per piece of the step, with three host copies kept (issue 16, item 4): on CPU
 (1) the ``obs_mode="state"`` observation is written from numpy columns by
-:meth:`ClockVectorEnv._observe_host` besides the tensor writer :meth:`ClockVectorEnv._write_obs`,
+:meth:`.ClockObservation.host` (clock_obs.py) besides the tensor writer
+:meth:`.ClockObservation.write`,
 (2) the bank rows drawn ahead are gathered with ``np.take`` besides ``index_select``
 (:meth:`ClockVectorEnv._bank_entries`), (3) a clock step with no zero action runs on numpy
 views (``Clock._advance_host`` in clock_spec.py) besides the tensor update; each pair is
@@ -38,7 +41,6 @@ the host paths bit for bit.
 from __future__ import annotations
 
 import copy
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -58,6 +60,7 @@ from ..hostpaths import on_host
 from ..noise import draw_uniform, draw_uniform_int
 from .bank import ReferenceBank
 from .base import BatchedSamplerEnv, SingleEnvView, to_host
+from .clock_obs import ClockObservation
 from .clock_spec import (
     BASES,
     OBS_MODES,
@@ -85,7 +88,6 @@ __all__ = [
     "OBS_MODES",
 ]
 
-TERMINAL_LOG_SIGMA = math.log(1e-6)  # log σ feature of the terminal state (σ = 0)
 _HOST_TAKE_DTYPES = (torch.float64, torch.float32, torch.int64)  # gathered with np.take
 
 
@@ -322,22 +324,19 @@ class ClockVectorEnv(BatchedSamplerEnv):
         self._obs32_start: torch.Tensor | None = None
         self._obs_rows0: torch.Tensor | None = None  # the episode's first observations
         self._obs64: torch.Tensor | None = None  # float64 observation buffer
-        self._log_scratch: tuple | None = None  # _observe_host's strided log σ column
         self._any_zero: tuple = (None, None)  # (actions, whether one is 0) from _to_actions
         self._real_dtypes: set = set()  # numpy action dtypes seen to be real numbers
-        n_cls = den.num_classes if choices is not None else 0
-        n_x = {"state": den.dim, "features": 3, "time": 0}[spec.obs_mode]
-        self._n_x = n_x
         self._ode = steps.get_solver(spec.solver)
         self._solver_state: steps.SolverState | None = None  # the batch's multistep history
-        slots = self._ode.history_slots if spec.obs_history else 0
-        self._hist_width = 2 + (den.dim if spec.obs_mode == "state" else 1)
-        self._n_hist = slots * self._hist_width  # H history columns after the x features
+        self._layout = ClockObservation(  # the observation's columns and writers
+            budget=spec.budget, mode=spec.obs_mode, shape=den.shape, sigma_data=den.sigma_data,
+            u_star=self._clock.u_star, num_classes=den.num_classes if choices is not None else 0,
+            history_slots=self._ode.history_slots if spec.obs_history else 0,
+        )  # fmt: skip
         self._base_mse: torch.Tensor | None = None  # the episodes' base-schedule errors
         self._scale = 1.0 if isinstance(spec.reward_scale, str) else float(spec.reward_scale)
-        self.obs_dim = 3 + n_x + self._n_hist + n_cls
+        self.obs_dim = self._layout.size
         self._n_x_dim2 = den.dim == 2  # 2-D samples: the terminal error's host path
-        self._ones_shape = (1,) * len(den.shape)  # broadcasts a [B] scale over x [B, *shape]
         self._check_memory()  # before the batched spaces: their bounds are [B, obs_dim] too
         self._true_b = np.ones(self.num_envs, dtype=np.bool_)  # copied for masks (never handed out)
         self.single_action_space = spaces.Box(-1.0, 1.0, (1,), np.float32)
@@ -672,9 +671,9 @@ class ClockVectorEnv(BatchedSamplerEnv):
         # reset is one index_select of these rows (float64 state, float32 as returned).
         obs0 = torch.empty(n, self.obs_dim, dtype=torch.float64, device=dev)
         sig0, u0 = self._clock.sigma_base[:1].expand(n), torch.zeros(n, dtype=torch.float64)
-        self._write_obs(obs0, 0, sig0, u0.to(dev), x_T, torch.zeros_like(x_T))
-        if self._n_hist:  # the solver state is empty at reset
-            obs0[:, self._hist_cols()].zero_()
+        self._layout.write(obs0, 0, sig0, u0.to(dev), x_T, torch.zeros_like(x_T))
+        if self._layout.n_hist:  # the solver state is empty at reset
+            obs0[:, self._layout.hist_cols].zero_()
         if labels is not None:
             obs0[:, self.obs_dim - den.num_classes :] = onehot
         self._bank_table["obs0_f32"] = obs0 = obs0.to(torch.float32)
@@ -793,7 +792,7 @@ class ClockVectorEnv(BatchedSamplerEnv):
             u0, sigma0, on_base0 = self._clock.start(self.num_envs)
             self._obs64 = torch.empty(self.num_envs, self.obs_dim, dtype=torch.float64)
             self._obs64 = self._obs64.to(self._device)  # reused by every episode (internal)
-            self._obs64_cols = self._columns(self._obs64, self._bank_table["x_T"].shape[1:])
+            self._obs64_cols = self._layout.columns(self._obs64)  # kept: written every step
             self._start = (u0, sigma0, on_base0, torch.zeros_like(self._bank_table["x_T"][:1]))
             self._zero_reward = torch.zeros(self.num_envs, dtype=torch.float64, device=self._device)
         u0, sigma0, on_base0, zero_x = self._start
@@ -818,9 +817,6 @@ class ClockVectorEnv(BatchedSamplerEnv):
         # float32 first observation handed out once by observe().
         self._obs32_start = self._obs_rows0 = rows["obs0_f32"]
         self._obs_k = -1  # obs64 is filled when first read in this episode (observation64)
-        n_cls = 0 if self._labels is None else self.denoiser.num_classes
-        # One-hot class part of the observation (None: unconditional), exact in float32.
-        self._onehot = self._obs32_start[:, self.obs_dim - n_cls :] if n_cls else None
         self._k = 0
 
     def _observe(self) -> torch.Tensor:
@@ -829,46 +825,11 @@ class ClockVectorEnv(BatchedSamplerEnv):
         if self._k == 0 and self._obs32_start is not None:  # the reset's rows, handed out once
             obs, self._obs32_start = self._obs32_start, None
             return obs
-        if self._host and self._obs_mode == "state" and not self._n_hist:
-            return torch.from_numpy(self._observe_host())
+        lay = self._layout
+        if self._host and self._obs_mode == "state" and not lay.n_hist:
+            rows0 = self._obs_rows0 if lay.n_cls else None
+            return torch.from_numpy(lay.host(self._k, self._sigma, self._u, self._x, rows0))
         return self._observation64().to(torch.float32)
-
-    def _observe_host(self) -> np.ndarray:
-        """CPU, ``obs_mode="state"``: :meth:`observation64` rounded to float32, written into a
-        copy of the episode's first-observation rows (their one-hot part is this episode's)
-        from numpy columns: IEEE arithmetic, sqrt and casts, so the same bits; log σ stays
-        torch's, into a strided column as in the buffer (the same scalar loop). Skips the
-        cold float64 buffer's column writes and its full-width cast."""
-        b, k, den = self.num_envs, self._k, self.denoiser
-        if self._onehot is None:  # every column is written below
-            obs = np.empty((b, self.obs_dim), dtype=np.float32)
-        else:  # a copy of the first-observation rows keeps their one-hot part
-            obs = self._obs_rows0.numpy().copy()
-        if k < self._K:  # σ_k > 1e-250 before the terminal state (see _write_obs)
-            if self._log_scratch is None:  # strided (see above); internal, reused per step
-                col = torch.empty(b, 2, dtype=torch.float64)[:, 0]
-                self._log_scratch = (col, col.numpy())
-            log_sigma, log_np = self._log_scratch
-            torch.log(self._sigma, out=log_sigma)
-            obs[:, 0] = log_np
-        else:
-            obs[:, 0] = TERMINAL_LOG_SIGMA
-        obs[:, 1] = k / self._K
-        u_star = self._clock.u_star
-        clock = u_star - self._u.numpy()
-        clock /= u_star
-        obs[:, 2] = clock  # (u* − u_k)/u*
-        sig = self._sigma.numpy()
-        scale = sig * sig  # σ² + σ_data², then its square root
-        scale += den.sigma_data**2
-        np.sqrt(scale, out=scale)
-        x = self._x.numpy().reshape(b, -1)
-        if den.dim <= 4:  # one 1-D division per column (numpy's 2-D loop is slow for few)
-            for j in range(den.dim):
-                obs[:, 3 + j] = x[:, j] / scale
-        else:
-            obs[:, 3 : 3 + den.dim] = x / scale[:, None]
-        return obs
 
     def _observation64(self) -> torch.Tensor:
         """The float64 observation ``[B, obs_dim]`` of the current state (the env's own
@@ -878,68 +839,16 @@ class ClockVectorEnv(BatchedSamplerEnv):
             # contiguous copy; the other columns are rewritten just below)
             self._obs64.copy_(self._obs_rows0)
         if self._obs_k != self._k:
-            self._write_obs(
-                self._obs64, self._k, self._sigma, self._u, self._x, self._prev_denoised
-            )
-            if self._n_hist:
-                self._write_history(self._obs64)
+            lay = self._layout
+            lay.write(
+                self._obs64, self._k, self._sigma, self._u, self._x, self._prev_denoised,
+                self._obs64_cols,
+            )  # fmt: skip
+            if lay.n_hist:
+                sd = self.denoiser.sigma_data
+                lay.write_history(self._obs64, self._ode.history_view(self._solver_state, sd))
             self._obs_k = self._k
         return self._obs64
-
-    def _columns(self, out: torch.Tensor, x_shape) -> tuple:
-        """Views of ``out``'s columns: log σ, k/K, clock, x (shaped like x; None: features)."""
-        x_cols = None
-        if self._obs_mode == "state":
-            x_cols = out[:, 3 : 3 + self.denoiser.dim].view(out.shape[0], *x_shape)
-        return out[:, 0], out[:, 1], out[:, 2], x_cols
-
-    def _hist_cols(self) -> slice:
-        """The observation's history columns (``obs_history``)."""
-        start = 3 + self._n_x
-        return slice(start, start + self._n_hist)
-
-    def _write_history(self, out: torch.Tensor) -> None:
-        """The solver-state columns (see the class docstring) of the current state."""
-        b, w = out.shape[0], self._hist_width
-        cols = out[:, self._hist_cols()].view(b, -1, w)  # [B, slots, 2 + n]
-        cols.zero_()
-        view = self._ode.history_view(self._solver_state, self.denoiser.sigma_data)
-        for j, entry in enumerate(view):
-            if entry is None:
-                continue
-            sig, vals = entry
-            vals = vals.reshape(b, -1).to(torch.float64)
-            cols[:, j, 0] = 1.0
-            cols[:, j, 1] = torch.log(torch.as_tensor(sig, dtype=torch.float64)).reshape(-1)
-            if self._obs_mode == "state":
-                cols[:, j, 2:] = vals
-            else:
-                cols[:, j, 2] = vals.pow(2).mean(1).sqrt()
-
-    def _write_obs(self, out, k, sig, u, x, prev_denoised) -> None:
-        """Columns 0 .. 3 + n_x of the observation at step ``k`` (all but the one-hot)."""
-        b, den = x.shape[0], self.denoiser
-        if out is self._obs64:  # the env's own buffer: its column views are kept
-            log_sigma, step, clock, x_cols = self._obs64_cols
-        else:
-            log_sigma, step, clock, x_cols = self._columns(out, x.shape[1:])
-        if k < self._K:  # σ_k > 1e-250 before the terminal state: the Clock guarantees it
-            torch.log(sig, out=log_sigma)
-        else:  # the terminal state σ_K = 0
-            log_sigma.fill_(TERMINAL_LOG_SIGMA)
-        step.fill_(k / self._K)
-        u_star = self._clock.u_star
-        torch.div(u_star - u, u_star, out=clock)
-        # σ·σ: what pow(σ, 2) computes, without its dispatch.
-        scale = (sig * sig + den.sigma_data**2).sqrt().view(-1, *self._ones_shape)
-        if x_cols is not None:  # obs_mode "state"
-            torch.div(x, scale, out=x_cols)
-        elif self._obs_mode == "features":
-            xs = (x / scale).reshape(b, -1).to(torch.float64)
-            dn = prev_denoised.reshape(b, -1).to(torch.float64) / den.sigma_data
-            out[:, 3] = xs.pow(2).mean(1).sqrt()
-            out[:, 4] = xs.mean(1)
-            out[:, 5] = dn.pow(2).mean(1).sqrt()
 
     def _transition(self, action: torch.Tensor, checks: DeferredChecks) -> dict[str, Any]:
         """One env step of every trajectory; returns the transition (tensors, reward [B]).
