@@ -245,7 +245,7 @@ def test_cli_dispatch(capsys):
     assert cli.main([]) == 0 and "compare" in capsys.readouterr().out
     assert cli.main(["nope"]) == 2 and "unknown command" in capsys.readouterr().err
     assert cli.main(["presets"]) == 0 and "gmm-ring8" in capsys.readouterr().out
-    assert set(cli.COMMANDS) == {"train", "evaluate", "compare", "benchmark", "presets"}
+    assert set(cli.COMMANDS) == {"train", "evaluate", "compare", "benchmark", "sweep", "presets"}
 
 
 def test_digits_rows_through_the_harness_match_the_direct_sampler():
