@@ -1052,7 +1052,11 @@ def markdown(report: dict) -> str:
             "Wall time per run: "
             + (", ".join(f"{k} {v:.0f} s" for k, v in e.get("run_wall_s", {}).items()) or "–")
             + (f" (reused: {', '.join(e['reused'])})" if e.get("reused") else "")
-            + (f"; **not run: {', '.join(e['missing'])}**" if e.get("missing") else "")
+            + (
+                f"; **not finished (no result in OUT): {', '.join(e['missing'])}**"
+                if e.get("missing")
+                else ""
+            )
             + ".",
             "",
         ]
