@@ -93,8 +93,9 @@ RULES: list[tuple[str, str, str]] = [
     (r"python -m diffusion_gym\.digits_eval", "name", "the retired name, mentioned as history"),
     (r"python -m cProfile", "name", "a Python tool"),
     (r"python -m (baselines\.digits(_guidance)?|diffusion_gym\.train_denoiser|agents\."
-     r"benchmark\.(throughput|references))\b.*", "module", "minutes of sampling or training (digits "
-     "figures, Learn to Guide on digits, trained checkpoints) or a throughput measurement"),
+     r"benchmark\.(throughput|references))\b.*", "module", "minutes of sampling or training "
+     "(digits figures, Learn to Guide on digits, trained checkpoints) or a throughput "
+     "measurement"),
     (r"python -m baselines\.digits_baselines\b.*", "covered",
      "tests/test_digits_baselines.py runs it on a tiny grid (the documented run: minutes)"),
     (r"python -m agents\.irl\.(compare|diagnose|seeds)\b.*", "module",
