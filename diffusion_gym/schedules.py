@@ -177,7 +177,12 @@ SOLVER_NAMES = ("euler", "heun", "dpmpp-2m", "dpmpp-3m", "unipc-2", "unipc-3", "
 
 
 def schedule_to_list(sigmas) -> list[float]:
-    """A validated schedule as a plain list of Python floats (descending, ending in 0)."""
+    """A validated schedule as a plain list of Python floats (descending, ending in 0).
+
+    A list or tuple of numbers keeps its float64 values (``torch.as_tensor`` alone would
+    round it to the default float32 dtype)."""
+    if not isinstance(sigmas, torch.Tensor):
+        sigmas = torch.as_tensor(sigmas, dtype=torch.float64)
     return [float(s) for s in validate(sigmas).to(torch.float64).cpu()]
 
 

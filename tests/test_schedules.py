@@ -118,3 +118,12 @@ def test_interpolate_same_budget_is_identity_and_log_linear_between():
 def test_bad_input(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_save_schedule_keeps_float64_values_of_a_list(tmp_path):
+    """A list of Python floats is saved with its float64 values, not rounded to float32."""
+    sigmas = [80.0, 1.8248123456789, 0.4906123456789, 0.0]
+    path = tmp_path / "s.json"
+    schedules.save_schedule(path, sigmas, "heun", 3, "gmm-ring8")
+    assert schedules.load_schedule(path)["sigmas"].tolist() == sigmas
+    assert schedules.schedule_to_list(tuple(sigmas)) == sigmas
