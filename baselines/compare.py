@@ -21,6 +21,9 @@ they are:
 ``ramp-linear``,              guidance ramps, w_max grid-searched
 ``ramp-cosine``
 ``churn-<S>``                 EDM churn with S_churn = S (stochastic; no rmse)
+``autoguidance``              autoguidance (Karras et al. 2024) by ``search.guide`` (default
+                              the preset's weaker version, :data:`baselines.autoguidance.GUIDES`),
+                              w grid-searched on ``search.autoguidance``
 ``learn-to-guide``            Learn to Guide ω_φ(c, s, t), energy loss; ``-l2``: ℓ2 loss;
                               ``-reward``: reward-tilted (exact log p(c | x̂_0));
                               ``-forward``: energy loss from forward-noised x_t
@@ -58,6 +61,7 @@ from diffusion_gym import steps as _steps
 from diffusion_gym.config import load, to_dict
 from diffusion_gym.io import atomic_write_text, check_writable_dir
 
+from . import autoguidance as AG  # noqa: N812
 from . import guidance as G  # noqa: N812
 from . import schedules as B  # noqa: N812
 from .evaluate import (
@@ -105,6 +109,7 @@ GUIDANCE_NAMES = (
     "learn-to-guide-l2",
     "learn-to-guide-reward",
     "learn-to-guide-forward",
+    "autoguidance",
 )
 
 
@@ -141,6 +146,9 @@ class SearchConfig:
     rho: list[float] = field(
         default_factory=lambda: [0.5, 0.7, 0.88, 1.0, 1.5, 2.0, 3.0, 5.0, 7.0, 10.0, 15.0, 30.0]
     )
+    autoguidance: list[float] = field(default_factory=lambda: list(AG.AUTOGUIDANCE_GRID))
+    guide: str | None = None
+    """Guiding preset of ``autoguidance`` rows (None: the preset's shipped weaker version)."""
 
 
 @dataclass
@@ -221,6 +229,12 @@ def check_config(cfg: CompareConfig) -> None:
     bad = sorted(set(cfg.metrics or ()) - set(METRICS))
     if bad:
         raise ValueError(f"unknown metric(s) {bad}; valid: {sorted(METRICS)}")
+    if "autoguidance" in cfg.strategies:
+        if cfg.search.guide is not None:
+            _presets.check_name(cfg.search.guide)
+        else:
+            for name in cfg.presets:
+                AG.default_guide(name)  # ValueError: no weaker version shipped
     g = cfg.guidance_schedule
     if not (g in SCHEDULE_NAMES or re.fullmatch(r"edm-rho[0-9.]+", g)):
         raise ValueError(
@@ -371,6 +385,9 @@ def _guidance(name: str, preset, sig, cfg: CompareConfig, cache: dict) -> Strate
         kind = name.split("-", 1)[1]
         w, _ = G.search_ramp(preset, sig, kind, sv, s.ramp, s.num_samples)
         return FixedSchedule(name, sig, sv, guidance=G.ramp_weights(sig, w, kind))
+    if name == "autoguidance":
+        w, _ = AG.search_autoguidance(preset, sig, s.guide, sv, s.autoguidance, s.num_samples)
+        return AG.Autoguidance(name, sig, s.guide, w, sv)
     variant = {
         "learn-to-guide": {},
         "learn-to-guide-l2": {"loss": "l2", "start": "forward"},  # ℓ2 needs x_t's own x_0

@@ -55,6 +55,7 @@ from .metrics import (
     check_metrics_data,
     digits_metric_fns,
     register_metric,
+    with_companions,
 )
 
 __all__ = [
@@ -292,7 +293,8 @@ def evaluate(
         :func:`reference_solution`). Only deterministic strategies get an rmse.
     :param metrics: names from :data:`METRICS` or ``extra_metrics`` (default
         :data:`DEFAULT_METRICS`). Metrics not defined for the preset or strategy are left out
-        of that row.
+        of that row. ``fd_digits`` brings ``digits_precision`` and ``digits_recall``
+        (:func:`~baselines.metrics.with_companions`).
     :param progress: show a tqdm bar.
     :param samples_out: if given, filled with ``{name: x0}`` of the first seed (and
         ``"__data__"``: the true samples) for scatter plots.
@@ -309,7 +311,7 @@ def evaluate(
     seeds = [int(s) for s in seeds]
     if not seeds:
         raise ValueError("seeds must be a non-empty sequence of ints")
-    metrics = list(DEFAULT_METRICS if metrics is None else metrics)
+    metrics = with_companions(DEFAULT_METRICS if metrics is None else metrics)
     table = {**METRICS, **(extra_metrics or {})}
     unknown = sorted(set(metrics) - set(table))
     if unknown:

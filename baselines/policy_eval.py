@@ -38,7 +38,7 @@ from diffusion_gym.envs import ClockVectorEnv, GuidanceVectorEnv, batch_of
 from diffusion_gym.steps import nfe_of
 
 from .evaluate import FixedSchedule, Strategy, evaluate, markdown_table
-from .metrics import HIGHER_IS_BETTER, METRICS, NEEDS_SAMPLES, UNRANKED
+from .metrics import HIGHER_IS_BETTER, METRICS, NEEDS_SAMPLES, UNRANKED, with_companions
 
 __all__ = [
     "CLOCK_CONSTANTS",
@@ -51,8 +51,18 @@ __all__ = [
 HELD_OUT_SEED = 2**40
 #: Constant clock speeds of the Clock rows (a = 0 is the ``base`` row).
 CLOCK_CONSTANTS = (-1.0, -0.75, -0.5, -0.25, 0.25, 0.5, 0.75, 1.0)
-_GUIDANCE_METRICS = ("energy", "frechet", "class_tv", "loglik", "nfe")
-_CLOCK_METRICS = ("rmse", "nfe")
+# fd_digits (with its precision/recall companions) and digits_class_acc are left out of every
+# row whose samples are not 8×8 digits.
+_GUIDANCE_METRICS = (
+    "energy",
+    "frechet",
+    "class_tv",
+    "loglik",
+    "nfe",
+    "fd_digits",
+    "digits_class_acc",
+)
+_CLOCK_METRICS = ("rmse", "nfe", "fd_digits")
 
 
 @dataclasses.dataclass
@@ -103,7 +113,9 @@ def evaluate_policy(
     :param num_samples: samples per seed.
     :param seed: held-out seed(s) (default :data:`HELD_OUT_SEED`); one evaluation each.
     :param metrics: harness metric names (default Guidance: energy, frechet, class_tv,
-        loglik, nfe; Clock: rmse, nfe). energy, frechet, sliced_w, precision and recall need
+        loglik, nfe and, on digits, fd_digits, digits_class_acc; Clock: rmse, nfe and, on
+        digits, fd_digits); ``fd_digits`` brings digits_precision and digits_recall.
+        energy, frechet, sliced_w, precision and recall need
         the preset's ``data.sample`` (the Data protocol, ``diffusion_gym.data.protocol``).
     :param class_labels: Guidance only: the harness's labels (``"balanced"``, ``"data"``, an
         int, a tensor or None).
@@ -118,11 +130,11 @@ def evaluate_policy(
         raise ValueError(f"num_samples must be an int >= 2, got {num_samples!r}")
     actor = _actor(policy, obs_transform)
     if isinstance(batch, ClockVectorEnv):
-        metrics = list(_CLOCK_METRICS if metrics is None else metrics)
+        metrics = with_companions(_CLOCK_METRICS if metrics is None else metrics)
         _check_metrics(metrics, batch)
         results = _clock_rows(batch, actor, num_samples, seeds, metrics)
     else:
-        metrics = list(_GUIDANCE_METRICS if metrics is None else metrics)
+        metrics = with_companions(_GUIDANCE_METRICS if metrics is None else metrics)
         _check_metrics(metrics, batch)
         rows = [_GuidancePolicy(batch, actor), *_guidance_constants(batch)]
         results = evaluate(

@@ -354,6 +354,16 @@ register(
     "trained 8x8 digits U-Net (sklearn digits, 10 classes, CFG)",
 )
 register(
+    "digits-imperfect",
+    "diffusion_gym.presets_trained:digits_imperfect",
+    "deliberately weak digits U-Net (half the channels, 200 training steps): guidance helps",
+)
+register(
+    "digits-imperfect-guide",
+    "diffusion_gym.presets_trained:digits_imperfect_guide",
+    "weaker still (100 training steps): the guiding model of digits-imperfect (autoguidance)",
+)
+register(
     "gmm-ring8-mlp",
     "diffusion_gym.presets_trained:gmm_ring8_mlp",
     "2-D ring of 8 Gaussians, 8 classes; trained MLP denoiser (class dropout)",

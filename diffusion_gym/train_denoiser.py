@@ -4,6 +4,15 @@
     python -m diffusion_gym.train_denoiser digits     --out digits_unet.safetensors
     python -m diffusion_gym.train_denoiser ring8-mlp  --out ring8_mlp.safetensors
     python -m diffusion_gym.train_denoiser classifier --out digits_classifier.safetensors
+    python -m diffusion_gym.train_denoiser digits-imperfect --out digits_imperfect.safetensors
+    python -m diffusion_gym.train_denoiser digits-imperfect-guide \
+        --out digits_imperfect_guide.safetensors
+
+``digits-imperfect`` is a deliberately weak digits model (a U-Net with half the channels,
+trained 200 steps instead of 2,500): the kind of model guidance exists for (its best constant
+CFG weight is clearly above 1). ``digits-imperfect-guide`` is the same small U-Net trained
+100 steps, the even weaker "bad version" that guides ``digits-imperfect`` in the
+autoguidance baseline (:mod:`baselines.autoguidance`).
 
 Each writes a safetensors file (the EMA weights for denoisers) with its configuration embedded,
 and a ``.json`` copy of that metadata next to it. Denoisers use EDM's training recipe (Karras
@@ -31,9 +40,24 @@ from .denoisers.classifier import DigitsClassifier, augment
 from .denoisers.networks import build_network, edm_loss, save_checkpoint
 from .presets import ring8
 
-__all__ = ["TrainConfig", "train_edm", "train_classifier", "main", "DEFAULT_STEPS"]
+__all__ = [
+    "TrainConfig",
+    "train_edm",
+    "train_classifier",
+    "main",
+    "DEFAULT_STEPS",
+    "DIGITS_TARGETS",
+]
 
-DEFAULT_STEPS = {"digits": 2500, "ring8-mlp": 3000, "classifier": 2000}
+DEFAULT_STEPS = {
+    "digits": 2500,
+    "ring8-mlp": 3000,
+    "classifier": 2000,
+    "digits-imperfect": 200,
+    "digits-imperfect-guide": 100,
+}
+#: Targets trained on the digits images (U-Nets of different size and training length).
+DIGITS_TARGETS = ("digits", "digits-imperfect", "digits-imperfect-guide")
 
 
 @dataclass
@@ -162,6 +186,9 @@ def _config_for(what: str, steps: int | None, seed: int) -> TrainConfig:
     if what == "digits":
         cfg.arch_kwargs = {"channels": [32, 64], "num_classes": 10, "emb_dim": 128}
         cfg.batch_size = 128
+    elif what in DIGITS_TARGETS:  # the small U-Net of the imperfect models
+        cfg.arch_kwargs = {"channels": [16, 32], "num_classes": 10, "emb_dim": 64}
+        cfg.batch_size = 128
     elif what == "ring8-mlp":
         cfg.arch_kwargs = {"dim": 2, "num_classes": 8, "hidden": 128, "depth": 3}
         cfg.batch_size = 512
@@ -175,7 +202,7 @@ def _config_for(what: str, steps: int | None, seed: int) -> TrainConfig:
 
 
 def run(what: str, out: str | Path, steps: int | None = None, seed: int = 0, progress=True):
-    """Train ``what`` (``digits``, ``ring8-mlp``, ``classifier``) and write ``out``.
+    """Train ``what`` (a key of :data:`DEFAULT_STEPS`) and write ``out``.
 
     :returns: the metadata written next to the weights.
     """
@@ -188,7 +215,7 @@ def run(what: str, out: str | Path, steps: int | None = None, seed: int = 0, pro
         model, acc = train_classifier(DigitsData(), cfg, progress)
         meta.update(arch="digits_classifier", arch_kwargs=cfg.arch_kwargs, test_accuracy=acc)
     else:
-        if what == "digits":
+        if what in DIGITS_TARGETS:
             data = DigitsData()
             sigma_data = round(data.sigma_data, 4)
             sampler = _digits_sampler(data)

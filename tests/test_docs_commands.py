@@ -92,6 +92,8 @@ RULES: list[tuple[str, str, str]] = [
     (r"python -m (baselines\.digits|diffusion_gym\.train_denoiser|agents\.benchmark\."
      r"(throughput|references))\b.*", "module", "minutes of sampling or training (digits figures, "
      "trained checkpoints) or a throughput measurement"),
+    (r"python -m baselines\.digits_baselines\b.*", "covered",
+     "tests/test_digits_baselines.py runs it on a tiny grid (the documented run: minutes)"),
     (r"python benchmarks/\S+\.py.*", "script", "a throughput / accuracy measurement"),
     (r"python examples/deploy_diffusers\.py --(schedule|policy) runs/\S+ .*", "covered",
      "tests/test_deploy_example.py runs both modes on a schedule.json and a tiny IRL run"),
