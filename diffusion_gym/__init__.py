@@ -25,6 +25,8 @@ _ENV_IDS = {
     "GuidanceRing8Imperfect-v0": ("guidance", {"denoiser": "gmm-ring8-imperfect"}),
     "Guidance64D-v0": ("guidance", {"denoiser": "gmm-64d"}),
     "Guidance64DImperfect-v0": ("guidance", {"denoiser": "gmm-64d-imperfect"}),
+    # A weak digits U-Net (8x8 images, 10 classes), the kind guidance exists for; 5 Heun steps.
+    "GuidanceDigitsImperfect-v0": ("guidance", {"denoiser": "digits-imperfect"}),
     "Clock-v0": ("clock", {"denoiser": "gmm-ring8", "solver": "heun", "budget": 3}),
     "ClockRing8-v0": ("clock", {"denoiser": "gmm-ring8", "solver": "heun", "budget": 3}),
     "ClockGauss1D-v0": (
