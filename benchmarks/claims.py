@@ -1114,7 +1114,9 @@ def main(argv: list[str] | None = None) -> int:
     chosen = [c for c in CLAIMS if not a.only or c.id in a.only]
     if a.list:
         for c in chosen:
-            print(f"{c.id:16s} ~{c.full_minutes:g} min full  {c.title}\n{'':16s} {c.where}")
+            print(
+                f"{c.id:16s} ~{c.full_minutes:g} min (rough, idle 2 cores)  {c.title}\n{'':16s} {c.where}"
+            )
         return 0
     out = Path(a.out)
     if a.commands:
