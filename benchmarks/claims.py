@@ -1115,7 +1115,8 @@ def main(argv: list[str] | None = None) -> int:
     if a.list:
         for c in chosen:
             print(
-                f"{c.id:16s} ~{c.full_minutes:g} min (rough, idle 2 cores)  {c.title}\n{'':16s} {c.where}"
+                f"{c.id:16s} ~{c.full_minutes:g} min (rough, idle 2 cores)  {c.title}\n"
+                f"{'':16s} {c.where}"
             )
         return 0
     out = Path(a.out)
