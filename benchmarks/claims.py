@@ -147,7 +147,6 @@ class Claim:
     checks: tuple[tuple[str, Callable[[dict[str, float]], bool]], ...] = ()
     quick_checks: bool = True
     note: str = ""
-    full_minutes: float = 0.0
 
 
 # ---------------------------------------------------------------- readers of run outputs
@@ -292,7 +291,6 @@ def _irl_ring8() -> Claim:
             ),
         ),
         quick_checks=False,
-        full_minutes=8,
     )
 
 
@@ -326,7 +324,6 @@ def _irl_bias() -> Claim:
             ),
         ),
         quick_checks=False,
-        full_minutes=3,
     )
 
 
@@ -364,7 +361,6 @@ def _irl_digits() -> Claim:
             ),
         ),
         quick_checks=False,
-        full_minutes=30,
     )
 
 
@@ -419,7 +415,6 @@ def _art_gauss1d() -> Claim:
             ("PPO seed 0 below the best ρ", lambda f: f["PPO W2, seed 0"] < f["best ρ W2"]),
         ),
         quick_checks=False,
-        full_minutes=6,
     )
 
 
@@ -482,7 +477,6 @@ def _art_ring8() -> Claim:
             ),
         ),
         quick_checks=False,
-        full_minutes=4,
     )
 
 
@@ -601,7 +595,6 @@ def _art_gmm64d() -> Claim:
             ),
         ),
         quick_checks=False,
-        full_minutes=60,
         note="EDM ρ = 7, the best ρ and the oracle (fitted on 1,024 training x_T with "
         "compare-solvers.yaml's oracle budget) come from one compare run on the same test noise; "
         "the docs' former 'refined oracle' started from a schedule.json of a config no longer "
@@ -650,7 +643,6 @@ def _art_digits() -> Claim:
             ),
         ),
         quick_checks=False,
-        full_minutes=20,
     )
 
 
@@ -688,7 +680,6 @@ def _digits_nfe35() -> Claim:
             ),
         ),
         quick_checks=False,
-        full_minutes=10,
     )
 
 
@@ -795,7 +786,6 @@ def _baselines_ring8() -> Claim:
             ),
         ),
         quick_checks=False,
-        full_minutes=15,
     )
 
 
@@ -856,7 +846,6 @@ def _solvers_gmm64d() -> Claim:
         (run,),
         tuple(figs),
         quick_checks=False,
-        full_minutes=40,
         note="Re-measures the rows the README names, not the whole solver × schedule grid "
         "(docs/solvers.md has that command); that they are still the best of the grid is not "
         "re-checked here.",
@@ -1114,10 +1103,7 @@ def main(argv: list[str] | None = None) -> int:
     chosen = [c for c in CLAIMS if not a.only or c.id in a.only]
     if a.list:
         for c in chosen:
-            print(
-                f"{c.id:16s} ~{c.full_minutes:g} min (rough, idle 2 cores)  {c.title}\n"
-                f"{'':16s} {c.where}"
-            )
+            print(f"{c.id:16s} {c.title}\n{'':16s} {c.where}")
         return 0
     out = Path(a.out)
     if a.commands:
