@@ -44,6 +44,7 @@ from diffusion_gym import presets as _presets
 from diffusion_gym import schedules as _schedules
 from diffusion_gym import steps as _steps
 from diffusion_gym.denoisers import Denoiser
+from diffusion_gym.denoisers.autoguided import AutoguidedDenoiser
 from diffusion_gym.denoisers.classifier import load_digits_classifier
 from diffusion_gym.metrics import digits_metrics
 from diffusion_gym.noise import make_labels, make_noise
@@ -78,53 +79,6 @@ def default_guide(preset_name: str) -> str:
             f"weaker version of the model: pass guide= (shipped pairs: {GUIDES})"
         )
     return GUIDES[preset_name]
-
-
-class AutoguidedDenoiser(Denoiser):
-    """D_w = w·D_good + (1 − w)·D_bad, both called with the same x, σ and labels.
-
-    :param good: the model being sampled.
-    :param bad: its weaker version: same sample shape and number of classes.
-    :param weight: w (float); change :attr:`weight` between calls for per-step weights.
-    """
-
-    def __init__(self, good: Denoiser, bad: Denoiser, weight: float = 1.0):
-        if not isinstance(good, Denoiser) or not isinstance(bad, Denoiser):
-            raise TypeError(
-                f"good and bad must be Denoisers, got {type(good).__name__}, {type(bad).__name__}"
-            )
-        if good.shape != bad.shape or good.num_classes != bad.num_classes:
-            raise ValueError(
-                f"the guiding model must match the good one: shape {bad.shape} vs {good.shape}, "
-                f"classes {bad.num_classes} vs {good.num_classes}"
-            )
-        super().__init__(
-            good.shape, good.num_classes, good.sigma_min, good.sigma_max, good.sigma_data,
-            good.dtype,
-        )  # fmt: skip
-        self.good, self.bad = good, bad
-        self.weight = weight
-
-    @property
-    def weight(self) -> float:
-        return self._weight
-
-    @weight.setter
-    def weight(self, w: float) -> None:
-        if isinstance(w, bool) or not isinstance(w, (int, float)):
-            raise TypeError(f"weight must be a float, got {type(w).__name__}")
-        if not torch.isfinite(torch.tensor(float(w))):
-            raise ValueError(f"weight must be finite, got {w}")
-        self._weight = float(w)
-
-    def denoise(self, x, sigma, class_labels):
-        w = self._weight
-        d_good = self.good(x, sigma, class_labels)
-        d_bad = self.bad(x.to(self.bad.dtype), sigma.to(self.bad.dtype), class_labels)
-        return w * d_good + (1.0 - w) * d_bad.to(d_good.dtype)
-
-    def workspace_bytes(self, batch: int) -> int:
-        return self.good.workspace_bytes(batch) + self.bad.workspace_bytes(batch)
 
 
 def _per_step(weight, n: int) -> list[float]:

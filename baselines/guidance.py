@@ -37,6 +37,7 @@ from diffusion_gym import presets as _presets
 from diffusion_gym import schedules as S  # noqa: N812
 from diffusion_gym import steps as _steps
 from diffusion_gym.denoisers import Denoiser
+from diffusion_gym.denoisers.autoguided import AutoguidedDenoiser
 from diffusion_gym.noise import make_labels, make_noise
 from diffusion_gym.presets import Preset
 from diffusion_gym.steps import nfe_of
@@ -58,7 +59,6 @@ __all__ = [
     "tilted_energy",
     "train_learn_to_guide",
     "LearnedGuidance",
-    "AutoguidancePair",
 ]
 
 # ---------------------------------------------------------------------------------------------
@@ -269,7 +269,8 @@ class L2GConfig:
     :param guide: None: ω_φ weights classifier-free guidance, D_u + (1 + ω)(D_c − D_u). A
         preset name of a weaker model (e.g. ``"digits-imperfect-guide"``): ω_φ weights the
         autoguidance direction instead (Karras et al. 2024), D_bad + (1 + ω)(D_good −
-        D_bad), both conditional (:class:`AutoguidancePair`); same loss, same targets.
+        D_bad), both conditional (:class:`~diffusion_gym.denoisers.autoguided.AutoguidedDenoiser`);
+        same loss, same targets.
     :param hidden: width of :class:`GuidanceNet`.
     :param init_omega: ω at initialisation (near 0: from ω = 1 a first big step's loss at
         w = 2 can push the softplus into saturation, where ω stays at 0 for every step).
@@ -313,43 +314,10 @@ def _draw_times(cfg: L2GConfig, sigmas, lo: float, hi: float, g) -> tuple[torch.
     return torch.where(pick, t_sched, t_rand.double()), torch.where(pick, s_sched, s_rand)
 
 
-class AutoguidancePair(Denoiser):
-    """D = w·D_good + (1 − w)·D_bad with a per-sample weight ``w [B]`` (may carry a
-    gradient), both models called with the same x, σ and labels: the autoguidance direction
-    that Learn to Guide weights when :attr:`L2GConfig.guide` is set. Set :attr:`weight`
-    before each call (a scalar or ``[B]``); w = 1 is exactly the good model.
-
-    :param good: the model being sampled.
-    :param bad: its weaker version (same shape and classes).
-    """
-
-    def __init__(self, good: Denoiser, bad: Denoiser):
-        if good.shape != bad.shape or good.num_classes != bad.num_classes:
-            raise ValueError(
-                f"the guiding model must match the good one: shape {bad.shape} vs {good.shape}, "
-                f"classes {bad.num_classes} vs {good.num_classes}"
-            )
-        super().__init__(
-            good.shape, good.num_classes, good.sigma_min, good.sigma_max, good.sigma_data,
-            good.dtype,
-        )  # fmt: skip
-        self.good, self.bad = good, bad
-        self.weight: torch.Tensor | float = 1.0
-
-    def denoise(self, x, sigma, class_labels):
-        d_good = self.good(x, sigma, class_labels)
-        d_bad = self.bad(x.to(self.bad.dtype), sigma.to(self.bad.dtype), class_labels)
-        w = torch.as_tensor(self.weight, device=x.device).to(d_good.dtype)
-        w = w.reshape(-1, *[1] * (x.ndim - 1)) if w.ndim == 1 else w
-        return w * d_good + (1 - w) * d_bad.to(d_good.dtype)  # exactly D_good at w = 1
-
-    def workspace_bytes(self, batch: int) -> int:
-        return self.good.workspace_bytes(batch) + self.bad.workspace_bytes(batch)
-
-
 def _guided_step(preset: Preset, pair, x, t, s, c, w, solver: str):
     """One step with weight ``w [B]``: classifier-free guidance, or the autoguidance
-    direction of ``pair`` (an :class:`AutoguidancePair`) when it is not None."""
+    direction of ``pair`` (an
+    :class:`~diffusion_gym.denoisers.autoguided.AutoguidedDenoiser`) when it is not None."""
     if pair is None:
         return _steps.step(preset.denoiser, x, t, s, class_labels=c, guidance=w, solver=solver)
     pair.weight = w
@@ -504,7 +472,7 @@ def train_learn_to_guide(
     pair = (
         None
         if cfg.guide is None
-        else AutoguidancePair(preset.denoiser, _presets.make(cfg.guide).denoiser)
+        else AutoguidedDenoiser(preset.denoiser, _presets.make(cfg.guide).denoiser)
     )
     torch.manual_seed(cfg.seed)
     net = GuidanceNet(
@@ -619,7 +587,7 @@ class LearnedGuidance(Strategy):
                 generator=streams,
             )
         bad = _presets.make(self.guide).denoiser if isinstance(self.guide, str) else self.guide
-        pair, x = AutoguidancePair(preset.denoiser, bad.to(x_T.device)), x_T
+        pair, x = AutoguidedDenoiser(preset.denoiser, bad.to(x_T.device)), x_T
         for i in range(self.num_steps):
             x, _ = _guided_step(
                 preset, pair, x, sig[i], sig[i + 1], class_labels, w[i], self.solver

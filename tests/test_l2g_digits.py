@@ -19,6 +19,7 @@ from baselines import guidance as G  # noqa: N812
 from diffusion_gym import metrics as M  # noqa: N812
 from diffusion_gym import presets, schedules
 from diffusion_gym import steps as St  # noqa: N812
+from diffusion_gym.denoisers.autoguided import AutoguidedDenoiser
 
 
 def test_tilt_weights_are_uniform_at_zero_and_softmax_otherwise():
@@ -178,7 +179,7 @@ def test_autoguidance_pair_and_learned_autoguidance(ring8):
     """ω_φ on the autoguidance direction: w = 1 is the good model exactly, w = 0 the bad one,
     per-sample weights mix them; a short run trains and deploys through the same step."""
     bad = presets.make("gmm-ring8-imperfect").denoiser
-    pair = G.AutoguidancePair(ring8.denoiser, bad)
+    pair = AutoguidedDenoiser(ring8.denoiser, bad)
     g = torch.Generator().manual_seed(3)
     x = torch.randn(6, 2, generator=g, dtype=torch.float64)
     sig, c = torch.full((6,), 0.7, dtype=torch.float64), torch.arange(6) % 8
