@@ -815,10 +815,10 @@ def _solvers_gmm64d() -> Claim:
     )
     figs = []
     for nfe, (solver, sched, off), (lsolver, learned) in (
-        (3, ("unipc-2", "edm-rho7@smin", 0.262), ("unipc-2", 0.261)),
-        (5, ("unipc-3", "gits-dp", 0.162), ("unipc-2", 0.109)),
-        (7, ("ipndm", "edm-rho7@smin", 0.0736), ("unipc-3", 0.0378)),
-        (9, ("unipc-2", "gits-dp", 0.0319), ("unipc-3", 0.0173)),
+        (3, ("unipc-2", "edm-rho7@smin", 0.260), ("unipc-2", 0.254)),
+        (5, ("unipc-3", "gits-dp", 0.167), ("unipc-2", 0.115)),
+        (7, ("ipndm", "edm-rho7@smin", 0.0834), ("unipc-3", 0.0406)),
+        (9, ("ipndm", "edm-rho7@smin", 0.0430), ("unipc-3", 0.0216)),
     ):
         sec = f"gmm-64d/nfe{nfe}"
         quick = rel(0.5) if nfe == 3 else None  # the --quick run has NFE 3 only
