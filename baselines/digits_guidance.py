@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import time
 from pathlib import Path
 
@@ -65,6 +64,7 @@ from .guidance import (
     train_learn_to_guide,
     training_energy,
 )
+from .metrics import aggregate_seeds
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402 - after the backend is chosen
@@ -264,10 +264,6 @@ def run(
     return {"settings": settings, "rows": out_rows, "summary": summarize(out_rows)}
 
 
-def _mean_std(vals: list[float]) -> list[float]:
-    return [statistics.fmean(vals), statistics.stdev(vals) if len(vals) > 1 else 0.0]
-
-
 def summarize(rows: dict) -> dict:
     """Best constant (by FD_digits) and mean ± std of the learn-to-guide seeds."""
     cfg = {k: v for k, v in rows.items() if k.startswith("cfg-")}
@@ -276,8 +272,9 @@ def summarize(rows: dict) -> dict:
     for prefix, tag in (("learn-to-guide-s", "l2g"), ("learn-to-guide-auto-s", "l2g_auto")):
         seeds = [v for k, v in rows.items() if k.startswith(prefix)]
         if seeds:
-            for key in COLUMNS.values():
-                out[f"{tag}_{key}"] = _mean_std([v[key] for v in seeds])
+            stats = aggregate_seeds(dict(enumerate(seeds)), list(COLUMNS.values()))
+            for key, st in stats.items():
+                out[f"{tag}_{key}"] = [st["mean"], st["std"]]
             out[f"{tag}_fd_ratio_vs_best_constant"] = out[f"{tag}_fd"][0] / rows[best]["fd"]
     return out
 
