@@ -60,6 +60,30 @@ def test_reference_search_beats_the_default_and_is_measured_on_the_eval_batch(ma
         R.find_reference(env_cfg, TINY_EVAL, search_seed=TINY_EVAL.seed)
 
 
+def test_references_cli_updates_only_the_named_envs(tmp_path, monkeypatch):
+    calls = []
+
+    def fake(env_cfg, eval_cfg, device="cpu"):
+        calls.append(env_cfg.label)
+        return {"key": R._key(env_cfg, eval_cfg), "default": {"metric": 2.0},
+                "best": {"metric": 1.0, "policy": "p"}, "seconds": 0.0}  # fmt: skip
+
+    monkeypatch.setattr(R, "find_reference", fake)
+    cfg = B.BenchmarkConfig(algos=["ppo"], envs=[_clock(), _guidance()], eval=TINY_EVAL)
+    got = R.compute_references(cfg, log=lambda *_: None, labels=["Guidance-v0/log_prob"])
+    assert calls == ["Guidance-v0/log_prob"] and len(got) == 1
+    with pytest.raises(ValueError, match="unknown env label"):
+        R.compute_references(cfg, labels=["Guidance-v9"])
+    # the CLI merges into the JSON it is given: other stored entries stay as they were
+    out = tmp_path / "refs.json"
+    out.write_text('{"references": {"kept": {"x": 1}}}')
+    monkeypatch.setattr(R, "load_config", lambda path: cfg)
+    assert R.main(["any.yaml", "--out", str(out), "--envs", "Clock-v0"]) == 0
+    refs = R.load_references(out)
+    assert refs["kept"] == {"x": 1} and len(refs) == 2 and calls[-1] == "Clock-v0"
+    assert next(e for k, e in refs.items() if k != "kept")["command"].endswith("--envs Clock-v0")
+
+
 def test_score_formula_and_results_table():
     ref = {"default": {"policy": "d", "metric": 2.0}, "best": {"policy": "b", "metric": 1.0,
            "actions": []}, "date": "today"}  # fmt: skip

@@ -193,10 +193,19 @@ def find_reference(
     return entry
 
 
-def compute_references(cfg: BenchmarkConfig, device: str = "cpu", log=print) -> dict:
-    """``{key text: entry}`` for every env of ``cfg`` (one per distinct key)."""
+def compute_references(
+    cfg: BenchmarkConfig, device: str = "cpu", log=print, labels: list[str] | None = None
+) -> dict:
+    """``{key text: entry}`` for every env of ``cfg`` (one per distinct key), or only for the
+    envs whose label is in ``labels`` (an unknown label is a ``ValueError``)."""
+    known = [e.label for e in cfg.envs]
+    unknown = sorted(set(labels or ()) - set(known))
+    if unknown:
+        raise ValueError(f"unknown env label(s) {unknown}; the config's labels are {known}")
     out = {}
     for env_cfg in cfg.envs:
+        if labels is not None and env_cfg.label not in labels:
+            continue
         key = _key_text(_key(env_cfg, cfg.eval))
         if key in out:
             continue
@@ -215,13 +224,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("configs", nargs="+", help="benchmark YAML files")
     p.add_argument("--out", default=str(REFERENCES_PATH), help="the JSON to update")
     p.add_argument("--threads", type=int, default=1, help="torch threads")
+    p.add_argument("--envs", nargs="+", default=None, metavar="LABEL",
+                   help="only these env labels (e.g. Clock-v0/terminal_error); the other "
+                   "stored references are kept")  # fmt: skip
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     refs = load_references(args.out)
     command = "python -m agents.benchmark.references " + " ".join(args.configs)
+    if args.envs:
+        command += " --envs " + " ".join(args.envs)
     date = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     for path in args.configs:
-        for key, entry in compute_references(load_config(path)).items():
+        for key, entry in compute_references(load_config(path), labels=args.envs).items():
             refs[key] = {**entry, "command": command, "config": path, "date": date,
                          "torch_threads": args.threads}  # fmt: skip
     doc = {"about": "normalised-score references of agents.benchmark (see references.py)",
