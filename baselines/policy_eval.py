@@ -12,7 +12,11 @@ Rows of the result (``{row: {metric: {"mean", "std", "values"}}}``, as the harne
 - ``base``: the env's base sampler: Guidance w = 1, γ = 0 (the plain conditional model) on
   the env's schedule; Clock a = 0 (the base schedule);
 - ``const-...``: every constant action: Guidance every (w, γ) of the action table
-  (``const-wW-gG``), Clock the clock speeds a ∈ {±0.25, ±0.5, ±0.75, ±1} (``const-aA``).
+  (``const-wW-gG``), Clock the clock speeds a ∈ {±0.25, ±0.5, ±0.75, ±1} (``const-aA``);
+- Clock, with ``schedules={name: σ}``: each fixed σ schedule (e.g. the oracle, a published
+  or distilled schedule), run by :func:`diffusion_gym.steps.sample` with the env's solver on
+  the same bank entries (x_T, class, x_ref) as the policy row; this is how a closed-loop
+  (state-dependent) policy is compared with the best fixed schedule on the same noise.
 
 Held out by default: the Guidance rows run on the harness's noise of ``seed``
 (sample i: ``derive_keys(i, salt=seed)``); training episodes use ``derive_keys(s + i,
@@ -33,8 +37,10 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from diffusion_gym import steps
 from diffusion_gym.data import check_data
 from diffusion_gym.envs import ClockVectorEnv, GuidanceVectorEnv, batch_of
+from diffusion_gym.schedules import validate as validate_schedule
 from diffusion_gym.steps import nfe_of
 
 from .evaluate import FixedSchedule, Strategy, evaluate, markdown_table
@@ -77,6 +83,9 @@ class PolicyEvaluation:
     """The row of the best constant action under :attr:`metric` (``base`` is a candidate)."""
     seeds: list[int]
     """The held-out seeds."""
+    policy_schedules: list[np.ndarray] = dataclasses.field(default_factory=list)
+    """Clock: the policy row's realised σ schedules, ``[num_samples, K+1]`` per seed (a
+    closed-loop policy gives every sample its own schedule); empty for Guidance."""
 
     def __getitem__(self, row: str) -> dict[str, dict[str, Any]]:
         return self.results[row]
@@ -101,6 +110,7 @@ def evaluate_policy(
     obs_transform: Callable[[np.ndarray], np.ndarray] | None = None,
     env_kwargs: dict[str, Any] | None = None,
     progress: bool = False,
+    schedules: dict[str, Any] | None = None,
 ) -> PolicyEvaluation:
     """Score ``policy`` on held-out noise against the env's base and its best constant action.
 
@@ -123,17 +133,25 @@ def evaluate_policy(
         ``VecNormalize.normalize_obs`` of a policy trained behind ``VecNormalize``).
     :param env_kwargs: keyword arguments of the env when ``env`` is an id.
     :param progress: show the harness's progress bar.
+    :param schedules: Clock only: ``{row name: σ}`` fixed schedules (K+1 descending values
+        ending in 0, K = the env's budget) scored on the policy row's bank entries with the
+        env's solver, guidance and ``lower_order_final`` (rows named ``policy``, ``base`` or
+        ``const-...`` are refused).
     """
     batch = _batch(env, env_kwargs)
     seeds = _seeds(seed)
     if not isinstance(num_samples, int) or isinstance(num_samples, bool) or num_samples < 2:
         raise ValueError(f"num_samples must be an int >= 2, got {num_samples!r}")
     actor = _actor(policy, obs_transform)
+    policy_schedules: list[np.ndarray] = []
     if isinstance(batch, ClockVectorEnv):
         metrics = with_companions(_CLOCK_METRICS if metrics is None else metrics)
         _check_metrics(metrics, batch)
-        results = _clock_rows(batch, actor, num_samples, seeds, metrics)
+        fixed = _check_schedules(schedules, batch)
+        results = _clock_rows(batch, actor, num_samples, seeds, metrics, fixed, policy_schedules)
     else:
+        if schedules:
+            raise TypeError("schedules= is for Clock envs (fixed σ rows); this is a Guidance env")
         metrics = with_companions(_GUIDANCE_METRICS if metrics is None else metrics)
         _check_metrics(metrics, batch)
         rows = [_GuidancePolicy(batch, actor), *_guidance_constants(batch)]
@@ -152,7 +170,10 @@ def evaluate_policy(
     m = ranked[0]
     pick = max if m in HIGHER_IS_BETTER else min
     best = pick((r for r in results if r != "policy"), key=lambda r: results[r][m]["mean"])
-    return PolicyEvaluation(results=results, metric=m, best_constant=best, seeds=seeds)
+    return PolicyEvaluation(
+        results=results, metric=m, best_constant=best, seeds=seeds,
+        policy_schedules=policy_schedules,
+    )  # fmt: skip
 
 
 # -- inputs ------------------------------------------------------------------------------------
@@ -286,25 +307,60 @@ def _held_out_clock(env: ClockVectorEnv, num_samples: int, seed: int) -> ClockVe
     return ClockVectorEnv(env.preset, num_envs=num_samples, device=env.device, **kw)
 
 
-def _clock_rows(env, actor, num_samples, seeds, metrics) -> dict:
+def _check_schedules(schedules, env: ClockVectorEnv) -> dict[str, torch.Tensor]:
+    """``{name: [K+1] float64 σ}`` validated against the env's budget."""
+    if schedules is None:
+        return {}
+    if not isinstance(schedules, dict):
+        raise TypeError(f"schedules must be a dict name -> sigmas, got {type(schedules).__name__}")
+    out = {}
+    for name, sig in schedules.items():
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"schedule names must be non-empty str, got {name!r}")
+        if name in ("policy", "base") or name.startswith("const-"):
+            raise ValueError(f"schedule name {name!r} is taken by a row of its own")
+        t = validate_schedule(torch.as_tensor(sig, dtype=torch.float64).reshape(-1))
+        if t.numel() != env.budget + 1:
+            raise ValueError(
+                f"schedule {name!r} has {t.numel() - 1} steps; the env's budget is {env.budget}"
+            )
+        out[name] = t
+    return out
+
+
+def _clock_rows(env, actor, num_samples, seeds, metrics, fixed, schedules_out) -> dict:
     nfe = nfe_of(env.budget, env.solver)
     names = ["policy", "base", *(f"const-a{a:g}" for a in CLOCK_CONSTANTS)]
     speeds = dict(zip(names[1:], (0.0, *CLOCK_CONSTANTS), strict=True))
-    collected: dict[str, dict[str, list[float]]] = {n: {} for n in names}
+    collected: dict[str, dict[str, list[float]]] = {n: {} for n in [*names, *fixed]}
+    spec = env.clock_spec
     for seed in seeds:
         held = _held_out_clock(env, num_samples, seed)
-        for name in names:
-            play = actor if name == "policy" else _constant(speeds[name])
-            run = held.rollout(play, seed=seed)
-            labels = run.class_labels
+        entries = None  # (x_T, labels, x_ref) of the policy row: the fixed rows' inputs
+        for name in [*names, *fixed]:
+            if name in fixed:
+                x_T, labels, x_ref = entries  # noqa: N806 - the paper's name
+                x0 = steps.sample(
+                    env.denoiser, x_T, fixed[name].to(x_T.device), class_labels=labels,
+                    guidance=1.0 if spec.guidance is None else spec.guidance,
+                    solver=env.solver, lower_order_final=spec.lower_order_final,
+                )  # fmt: skip
+            else:
+                play = actor if name == "policy" else _constant(speeds[name])
+                run = held.rollout(play, seed=seed)
+                x0, x_ref = run.x0, run.x_ref
+                if name == "policy":
+                    entries = (run.x_T, run.class_labels, run.x_ref)
+                    schedules_out.append(run.schedule.detach().cpu().numpy())
+                labels = run.class_labels
             if labels is not None and bool((labels < 0).any()):
                 labels = None  # the unconditional call of a conditional model
             real = None
             if callable(getattr(env.preset.data, "sample", None)):
                 g = torch.Generator().manual_seed(1_000_003 + seed)
-                real = env.preset.data.sample(num_samples, labels, generator=g).to(run.x0.device)
-            ctx = {"x0": run.x0, "real": real, "labels": labels, "preset": env.preset,
-                   "x_ref": run.x_ref, "strategy": _ClockRow(name, nfe), "seed": seed,
+                real = env.preset.data.sample(num_samples, labels, generator=g).to(x0.device)
+            ctx = {"x0": x0, "real": real, "labels": labels, "preset": env.preset,
+                   "x_ref": x_ref, "strategy": _ClockRow(name, nfe), "seed": seed,
                    "cache": {}}  # fmt: skip
             for m in metrics:
                 v = METRICS[m](ctx)

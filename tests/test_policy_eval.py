@@ -13,7 +13,7 @@ from agents.vec_env import SB3VecEnv
 from baselines import evaluate_policy
 from baselines.evaluate import FixedSchedule, evaluate
 from baselines.policy_eval import HELD_OUT_SEED
-from diffusion_gym import metrics, presets
+from diffusion_gym import metrics, presets, steps
 from diffusion_gym.envs import ClockVectorEnv, GuidanceVectorEnv
 
 CLOCK = {"bank_size": 32, "reference_steps": 16, "budget": 3}
@@ -34,6 +34,42 @@ def test_clock_constant_policy_equals_its_constant_row_and_rmse_is_independent()
     assert ev.best_constant == best
     with pytest.raises(ValueError, match="bank_seed"):
         evaluate_policy(env, lambda o: np.zeros((len(o), 1)), num_samples=8, seed=0)
+
+
+@pytest.mark.parametrize("solver", ["heun", "unipc-2"])
+def test_clock_fixed_schedule_rows_run_on_the_policy_rows_bank_entries(solver):
+    env = ClockVectorEnv(num_envs=2, **{**CLOCK, "solver": solver})
+
+    def per_sample(obs):  # a closed-loop policy: the action depends on the sample's state
+        return np.tanh(obs[:, -2:-1] * 3.0).astype(np.float32)
+
+    base, other = env.base_schedule.cpu(), env.base_schedule.cpu().clone()
+    other[1:-1] *= 0.5
+    ev = evaluate_policy(env, per_sample, num_samples=64, seed=[3, 4],
+                         schedules={"fixed-base": base, "fixed-other": other})  # fmt: skip
+    # the env's base schedule through steps.sample = the env's a = 0 rollout, bit for bit
+    assert ev["fixed-base"]["rmse"]["values"] == ev["base"]["rmse"]["values"]
+    assert ev["fixed-other"]["rmse"]["mean"] != ev["base"]["rmse"]["mean"]
+    assert ev["fixed-other"]["nfe"]["mean"] == ev["base"]["nfe"]["mean"]
+    # the policy's realised schedules, one [64, K+1] array per seed, differ across samples
+    assert [s.shape for s in ev.policy_schedules] == [(64, 4), (64, 4)]
+    assert float(ev.policy_schedules[0][:, 1].std()) > 0
+    # a fixed row scored independently: x_T, labels and x_ref of the policy row's entries
+    held = ClockVectorEnv(num_envs=64, **{**CLOCK, "solver": solver, "bank_size": 64,
+                                          "bank_seed": 3})  # fmt: skip
+    run = held.rollout(lambda o, k: per_sample(o.numpy()), seed=3)
+    assert np.array_equal(run.schedule.numpy(), ev.policy_schedules[0])
+    x0 = steps.sample(held.denoiser, run.x_T, other, class_labels=run.class_labels,
+                      solver=solver)  # fmt: skip
+    want = metrics.rmse(x0.reshape(64, -1), run.x_ref.reshape(64, -1))
+    assert ev["fixed-other"]["rmse"]["values"][0] == pytest.approx(float(want), rel=1e-12)
+    with pytest.raises(ValueError, match="budget is 3"):
+        evaluate_policy(env, per_sample, num_samples=8, seed=3, schedules={"s": base[1:]})
+    with pytest.raises(ValueError, match="taken"):
+        evaluate_policy(env, per_sample, num_samples=8, seed=3, schedules={"base": base})
+    with pytest.raises(TypeError, match="Clock"):
+        evaluate_policy(GuidanceVectorEnv(2, num_steps=3), lambda o: np.zeros(len(o), int),
+                        num_samples=8, schedules={"s": base})  # fmt: skip
 
 
 def test_guidance_policy_rows_match_the_harness_and_sb3_model_works():
