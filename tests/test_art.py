@@ -408,3 +408,49 @@ def test_art_ac_restarts_use_their_own_actor_critic_seeds(tmp_path, monkeypatch)
     sig = [json.loads((tmp_path / f"restart{r}" / "distilled.json").read_text())["sigmas"]
            for r in range(2)]  # fmt: skip
     assert sig[0] != sig[1]  # restart r: actor_critic.seed + r
+
+
+def test_state_dependent_policy_is_evaluated_closed_loop_on_the_fixed_rows_noise(tmp_path):
+    """policy_inputs: full → closed_loop.json: the policy as a policy, every fixed schedule of
+    the run on the same held-out bank entries; the rows are checked against independent runs."""
+    from stable_baselines3 import PPO
+
+    from agents.art.closed_loop import final_model_path
+    from baselines import evaluate_policy
+    from diffusion_gym.envs import ClockVectorEnv
+
+    ev = EvalConfig(num_samples=64, seeds=[0, 1], metrics=["rmse"], rho_grid=[2.0, 7.0],
+                    oracle=False)  # fmt: skip
+    cfg = _tiny(preset="gmm-ring8", budget=3, solver="unipc-2", base="edm",
+                policy_inputs="full", obs_history=True, reward_transform="scale",
+                algo_kwargs={"n_steps": 3, "batch_size": 96}, eval=ev)  # fmt: skip
+    run(cfg, tmp_path)
+    rec = json.loads((tmp_path / "closed_loop.json").read_text())
+    rows = rec["results"]
+    assert {"policy (closed loop)", "art-ppo", "edm-rho7", "base"} <= set(rows)
+    assert (
+        rec["seeds"] == [0, 1]
+        and rec["bank_seeds"] == [2**40, 2**40 + 1]
+        and rec["nfe"] == 3
+        and rec["obs_history"] is True
+    )
+    # the Clock env's base (EDM rho = 7, a = 0) and the harness's EDM rho = 7 through
+    # steps.sample: the same schedule on the same entries, so the same RMSE bit for bit
+    assert rows["edm-rho7"]["rmse"]["values"] == rows["base"]["rmse"]["values"]
+    best = min((r for r in rows if r not in ("policy (closed loop)", "base")),
+               key=lambda r: rows[r]["rmse"]["mean"])  # fmt: skip
+    assert rec["best_fixed"] == best
+    assert rec["policy_over_best_fixed"] == pytest.approx(
+        rows["policy (closed loop)"]["rmse"]["mean"] / rows[best]["rmse"]["mean"], rel=1e-12
+    )
+    assert len(rec["policy_schedule"]["log_sigma_std"]) == 2  # K − 1 free steps
+    # the policy row, re-scored from the saved model by the public helper
+    model = PPO.load(final_model_path(tmp_path), device="cpu")
+    assert rec["model"] == str(final_model_path(tmp_path))
+    env = ClockVectorEnv("gmm-ring8", budget=3, solver="unipc-2", obs_history=True,
+                         reference_steps=32, bank_size=8, num_envs=1)  # fmt: skip
+    again = evaluate_policy(env, model, num_samples=64, seed=[2**40, 2**40 + 1], metrics=["rmse"])
+    assert again["policy"]["rmse"]["values"] == rows["policy (closed loop)"]["rmse"]["values"]
+    assert "closed loop" in (tmp_path / "closed_loop.md").read_text()
+    with pytest.raises(TypeError, match="obs_history"):
+        _tiny(obs_history=1)

@@ -129,6 +129,9 @@ class Config:
         open-loop and distils exactly, while the critic V sees the whole observation, x
         included: a per-sample baseline that removes the spread of terminal errors across
         x_T from the advantages).
+    :param obs_history: append the multistep solver's state (the history the next step
+        reads) to the Clock observation (the env's ``obs_history``); a ``full`` policy then
+        sees everything the solver's next step depends on.
     :param num_envs: batch size of the vector env.
     :param total_timesteps: env steps (SB3; summed over envs).
     :param learning_rate: optimiser step (SB3).
@@ -179,6 +182,7 @@ class Config:
     reward_transform: str = "log"
     algo: str = "ppo"
     policy_inputs: str = "time"
+    obs_history: bool = False
     num_envs: int = 64
     total_timesteps: int = 60_000
     learning_rate: float = 3e-4
@@ -216,6 +220,8 @@ class Config:
             if value not in valid:
                 raise ValueError(f"{name} must be one of {valid}, got {value!r}")
         _presets.check_name(self.preset)  # registered, or a user's "package.module:function"
+        if not isinstance(self.obs_history, bool):
+            raise TypeError(f"obs_history must be true or false, got {self.obs_history!r}")
         for name in ("budget", "num_envs", "total_timesteps", "distill_samples", "restarts"):
             v = getattr(self, name)
             if not isinstance(v, int) or v < 1:

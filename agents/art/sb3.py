@@ -67,7 +67,7 @@ def make_env(
         cfg.preset, budget=cfg.budget, solver=cfg.solver, base=cfg.base, rho=cfg.rho,
         speed_scale=cfg.speed_scale, reward=cfg.reward, reference_steps=cfg.reference_steps,
         bank_size=bank_size or cfg.bank_size, bank_seed=fit_seed(cfg.seed), device=cfg.device,
-        num_envs=num_envs or cfg.num_envs,
+        num_envs=num_envs or cfg.num_envs, obs_history=cfg.obs_history,
     )  # fmt: skip
     env: VecEnv = SB3VecEnv(venv)
     env.seed(fit_seed(cfg.seed))

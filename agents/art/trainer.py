@@ -35,6 +35,7 @@ from ..checkpoint import (
 )
 from ..parallel import run_pieces
 from .actor_critic import ContinuousActorCritic
+from .closed_loop import evaluate_closed_loop
 from .config import Config
 from .report import evaluate_schedule
 from .sb3 import ArtCallback, distill, make_env, make_model, restore_sb3
@@ -161,7 +162,10 @@ def run(config: Config, out_dir: str | Path, resume: bool = False) -> dict:
     Writes into ``out_dir``: ``checkpoints/`` (``--resume`` continues from the latest;
     with ``restarts`` > 1 each restart's files are in ``restart<r>/``),
     ``tb/`` (TensorBoard), ``schedule.json``, ``distilled.json`` (mean actions or speeds),
-    ``eval.json``/``eval.md``/PNGs, and ``transfer.json``/``transfer.md`` when asked for.
+    ``eval.json``/``eval.md``/PNGs, ``transfer.json``/``transfer.md`` when asked for, and
+    for a state-dependent policy (``policy_inputs: full``) ``closed_loop.json``/``.md``: the
+    policy run closed loop against the fixed schedules on the same held-out bank entries
+    (:mod:`.closed_loop`).
     """
     cfg, out = config, Path(out_dir)
     if cfg.num_threads is not None:
@@ -191,4 +195,8 @@ def run(config: Config, out_dir: str | Path, resume: bool = False) -> dict:
               "config_num_threads": cfg.num_threads, **extra}  # fmt: skip
     atomic_write_json(out / "distilled.json", record)
     print(f"distilled schedule ({train_s:.0f} s): {[round(float(s), 4) for s in sigmas]}")
-    return evaluate_schedule(cfg, sigmas, out)
+    results = evaluate_schedule(cfg, sigmas, out)
+    if cfg.policy_inputs == "full" and cfg.algo != "art_ac":  # a state-dependent policy
+        model_dir = out if cfg.restarts == 1 else out / f"restart{extra['restart']}"
+        evaluate_closed_loop(cfg, out, model_dir)
+    return results
