@@ -223,6 +223,32 @@ def test_schedule_from_actions_shapes_and_forced_last_step():
 
 
 @pytest.mark.parametrize("base", ["edm", "linear"])
+def test_actions_from_schedule_inverts_the_clock(base):
+    clock = Clock(5, base, 0.002, 80.0, 7.0, 3.0)
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        a = rng.uniform(-1, 1, 5)
+        a[-1] = 0.0  # the last action is ignored; the inverse returns 0 there
+        sig = schedule_from_actions(a, base=base)
+        back = clock.actions_for(sig)
+        np.testing.assert_allclose(back.numpy(), a, atol=1e-9)
+        torch.testing.assert_close(schedule_from_actions(back, base=base), sig, rtol=1e-12,
+                                   atol=1e-12)  # fmt: skip
+    env = small_vec(budget=5, base=base)
+    torch.testing.assert_close(env.actions_from_schedule(env.base_schedule),
+                               torch.zeros(5, dtype=torch.float64), atol=1e-12, rtol=0)  # fmt: skip
+    far = schedule_from_actions([1.0, 1.0, -1.0, 1.0, 0.0], base=base)
+    too_far = far.clone()
+    too_far[1] = 79.99  # a first step far shorter than any action in [-1, 1] gives
+    with pytest.raises(ValueError, match="speed_scale"):
+        clock.actions_for(too_far)
+    with pytest.raises(ValueError, match="K\\+1 = 6"):
+        clock.actions_for(far[1:])
+    with pytest.raises(ValueError, match="sigma_max"):
+        clock.actions_for(far * 0.5)
+
+
+@pytest.mark.parametrize("base", ["edm", "linear"])
 def test_host_clock_update_equals_tensor_update_bit_for_bit(base):
     """On CPU, a clock step with no a_k = 0 runs its arithmetic on numpy views
     (Clock._advance_host); the tensor code (any_zero=None: it tests for zeros itself) is the

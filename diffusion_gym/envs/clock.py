@@ -470,6 +470,11 @@ class ClockVectorEnv(BatchedSamplerEnv):
             rho=c.rho, speed_scale=c.speed_scale,
         )  # fmt: skip
 
+    def actions_from_schedule(self, sigmas) -> torch.Tensor:
+        """The K clock actions (float64, the last 0) that realise ``sigmas`` on this env's
+        clock: the inverse of :meth:`schedule_from_actions` (:meth:`Clock.actions_for`)."""
+        return self._clock.actions_for(sigmas)
+
     @torch.no_grad()
     def rollout(
         self, policy: Callable[[torch.Tensor, int], Any], *, seed: int | Sequence[int] | None = None

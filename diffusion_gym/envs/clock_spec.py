@@ -302,6 +302,40 @@ class Clock:
             return (self._hi + u * (self._lo - self._hi)) ** self.rho
         return self.sigma_max * (1 - u)
 
+    def actions_for(self, sigmas) -> torch.Tensor:
+        """The inverse of the clock: the K actions whose schedule is ``sigmas`` (K+1 float
+        σ from σ_max down to 0; the free σ_1..σ_{K−1} must lie on the base curve's range), with
+        the last (ignored) action 0. Raises ``ValueError`` if ``sigmas`` does not start at
+        σ_max, is not descending, or needs an action outside [−1, 1] at this speed scale
+        (then a larger ``speed_scale`` may express it).
+
+        u_k = σ_base⁻¹(σ_k), f_k = (u_{k+1} − u_k)/(u* − u_k) and
+        a_k = (logit f_k − logit f_k^base)/β: :func:`schedule_from_actions` of the result
+        returns ``sigmas`` to round-off."""
+        s = schedules.validate(torch.as_tensor(sigmas, dtype=torch.float64)).cpu()
+        k = self.budget
+        if s.numel() != k + 1:
+            raise ValueError(f"sigmas must hold K+1 = {k + 1} values, got {s.numel()}")
+        if not math.isclose(float(s[0]), self.sigma_max, rel_tol=1e-12):
+            raise ValueError(
+                f"sigmas must start at sigma_max = {self.sigma_max}, got {float(s[0])}"
+            )
+        free = s[:-1]
+        if self.base == "edm":
+            u = (free ** (1.0 / self.rho) - self._hi) / (self._lo - self._hi)
+        else:
+            u = 1.0 - free / self.sigma_max
+        u[0] = 0.0
+        f = (u[1:] - u[:-1]) / (self.u_star - u[:-1])
+        a = (torch.logit(f) - self.logit_f_base.cpu()) / self.speed_scale
+        worst = float(a.abs().max()) if a.numel() else 0.0
+        if not worst <= 1.0 + 1e-9:
+            raise ValueError(
+                f"the schedule needs clock actions up to |a| = {worst:.4g} at speed_scale "
+                f"{self.speed_scale}; actions live in [-1, 1] (a larger speed_scale widens them)"
+            )
+        return torch.cat([a.clamp(-1.0, 1.0), torch.zeros(1, dtype=torch.float64)])
+
     def start(self, batch: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Initial ``(u, sigma, on_base)`` for a batch: u = 0, σ = σ_max, on the base path."""
         u = torch.zeros(batch, dtype=torch.float64, device=self.device)
