@@ -454,3 +454,45 @@ def test_state_dependent_policy_is_evaluated_closed_loop_on_the_fixed_rows_noise
     assert "closed loop" in (tmp_path / "closed_loop.md").read_text()
     with pytest.raises(TypeError, match="obs_history"):
         _tiny(obs_history=1)
+
+
+def test_residual_schedule_policy_starts_at_the_fixed_schedule(tmp_path):
+    """residual_schedule: the env receives clip(a + a*_k); a zero policy is the fixed schedule
+    in training, in distillation and in the closed-loop evaluation."""
+    from agents.art.closed_loop import _ResidualPolicy
+    from agents.art.wrappers import ResidualActions
+    from baselines import evaluate_policy
+    from diffusion_gym.envs.clock import schedule_from_actions
+
+    target = schedule_from_actions([0.4, -0.3, 0.0], base="edm")  # a reachable schedule
+    path = tmp_path / "start.json"
+    schedules.save_schedule(path, target, "unipc-2", 3, "gmm-ring8")
+    cfg = _tiny(preset="gmm-ring8", budget=3, solver="unipc-2", base="edm",
+                policy_inputs="full", reward_transform="scale", residual_schedule=str(path),
+                algo_kwargs={"n_steps": 3, "batch_size": 96})  # fmt: skip
+    env, venv = make_env(cfg)
+    res = find_wrapper(env, ResidualActions)
+    np.testing.assert_allclose(res.offsets, [0.4, -0.3, 0.0], atol=1e-12)
+    np.testing.assert_array_equal(res.env_actions(np.array([[0.9], [-0.5]]), 0),
+                                  np.float32([[1.0], [-0.1]]))  # clipped to [-1, 1]  # fmt: skip
+    model = make_model(cfg, env)
+    with torch.no_grad():  # a policy whose mean output is 0 everywhere
+        model.policy.action_net.weight.zero_()
+        model.policy.action_net.bias.zero_()
+    sig, actions = distill(model, cfg)
+    np.testing.assert_allclose(actions, np.float32([0.4, -0.3, 0.0]), atol=1e-7)
+    torch.testing.assert_close(sig, target, rtol=1e-6, atol=1e-9)  # float32 actions
+    # the closed-loop actor adds the step's offset from the observation's k / K column
+    pol = _ResidualPolicy(model, res, 3)
+    ev = evaluate_policy(venv, pol, num_samples=32, seed=2**40, metrics=["rmse"],
+                         schedules={"start": target})  # fmt: skip
+    got = ev.policy_schedules[0]
+    np.testing.assert_allclose(got, np.broadcast_to(sig.numpy(), got.shape), rtol=1e-5)
+    assert ev.mean("policy") == pytest.approx(ev.mean("start"), rel=1e-5)
+    env.close()
+    with pytest.raises(FileNotFoundError, match="residual_schedule"):
+        _tiny(residual_schedule=str(tmp_path / "missing.json"))
+    with pytest.raises(ValueError, match="no schedule is shipped"):
+        _tiny(residual_schedule="published")  # nothing shipped for art-gauss1d × euler
+    with pytest.raises(ValueError, match="budget is 5"):
+        _tiny(residual_schedule=str(path))

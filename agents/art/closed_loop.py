@@ -12,7 +12,9 @@ NFE when the package ships one, all on the *same* entries (x_T, class, x_ref). S
 "does a per-sample schedule beat the best fixed schedule?" is answered on one noise.
 
 Writes ``closed_loop.json`` (the rows, the per-step spread of the policy's σ across samples,
-the policy's mean σ per step) and ``closed_loop.md``.
+the policy's mean σ per step) and ``closed_loop.md``. With ``residual_schedule`` the policy
+acts around that schedule (as in training), and the schedule itself is a row
+(``residual-start``, unless the run's rows already hold it under another name).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from diffusion_gym.io import atomic_write_json, atomic_write_text
 from ..checkpoint import latest
 from .config import Config
 from .sb3 import SB3_ALGOS, make_env
+from .wrappers import ResidualActions, find_wrapper
 
 __all__ = ["evaluate_closed_loop", "fixed_rows", "final_model_path"]
 
@@ -66,6 +69,20 @@ def fixed_rows(cfg: Config, out: Path) -> dict[str, list[float]]:
         if pub.numel() == cfg.budget + 1:
             rows[f"published-{cfg.solver}"] = pub.tolist()
     return rows
+
+
+class _ResidualPolicy:
+    """``obs -> actions`` for :func:`evaluate_policy`: the model's deterministic output plus
+    the fixed schedule's clock action of each row's step k (column 1 of the Clock
+    observation is k/K)."""
+
+    def __init__(self, model, residual: ResidualActions, budget: int):
+        self.model, self.residual, self.budget = model, residual, budget
+
+    def __call__(self, obs: np.ndarray) -> np.ndarray:
+        a, _ = self.model.predict(obs, deterministic=True)
+        k = np.clip(np.rint(obs[:, 1] * self.budget).astype(np.int64), 0, self.budget - 1)
+        return self.residual.env_actions(a, k)
 
 
 def _spread(schedules: list[np.ndarray]) -> dict[str, list[float]]:
@@ -103,9 +120,14 @@ def evaluate_closed_loop(cfg: Config, out: Path, model_dir: Path | None = None) 
     model = SB3_ALGOS[cfg.algo].load(path, device=cfg.device)
     env, venv = make_env(cfg, num_envs=1, bank_size=1, reward_transform=False)
     fixed = fixed_rows(cfg, out)
+    policy: Any = model
+    residual = find_wrapper(env, ResidualActions)
+    if residual is not None:  # the policy's output is a deviation from the fixed schedule
+        policy = _ResidualPolicy(model, residual, cfg.budget)
+        fixed.setdefault("residual-start", venv.schedule_from_actions(residual.offsets).tolist())
     bank_seeds = [HELD_OUT_SEED + s for s in cfg.eval.seeds]  # never a training bank's seed
     ev = evaluate_policy(
-        venv, model, num_samples=cfg.eval.num_samples, seed=bank_seeds,
+        venv, policy, num_samples=cfg.eval.num_samples, seed=bank_seeds,
         metrics=["rmse", "nfe"], schedules=fixed, progress=cfg.progress,
     )  # fmt: skip
     env.close()
@@ -121,6 +143,7 @@ def evaluate_closed_loop(cfg: Config, out: Path, model_dir: Path | None = None) 
         "budget": cfg.budget,
         "nfe": _steps.nfe_of(cfg.budget, cfg.solver),
         "obs_history": cfg.obs_history,
+        "residual_schedule": cfg.residual_schedule,
         "results": results,
         "best_fixed": best_fixed,
         "policy_over_best_fixed": (

@@ -8,9 +8,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from baselines.schedules import CLASSIC, OracleConfig
 from diffusion_gym import presets as _presets
+from diffusion_gym import schedules as _schedules
 from diffusion_gym import steps as _steps
 
 from ..checkpoint import MAX_SEED, check_eval_basics, check_seed
@@ -132,6 +134,13 @@ class Config:
     :param obs_history: append the multistep solver's state (the history the next step
         reads) to the Clock observation (the env's ``obs_history``); a ``full`` policy then
         sees everything the solver's next step depends on.
+    :param residual_schedule: None, ``"published"`` (the schedule the package ships for the
+        preset × solver × NFE, :func:`diffusion_gym.schedules.load_published`) or the path of
+        a ``schedule.json``: the policy acts around that schedule (the env receives
+        clip(a + a*_k, −1, 1), a* its clock actions; :class:`.wrappers.ResidualActions`), so
+        it starts at the best fixed schedule and a ``full`` policy learns per-sample
+        deviations from it. The schedule must start at the preset's σ_max, have K+1 values
+        and be reachable with actions in [−1, 1] at ``speed_scale``.
     :param num_envs: batch size of the vector env.
     :param total_timesteps: env steps (SB3; summed over envs).
     :param learning_rate: optimiser step (SB3).
@@ -183,6 +192,7 @@ class Config:
     algo: str = "ppo"
     policy_inputs: str = "time"
     obs_history: bool = False
+    residual_schedule: str | None = None
     num_envs: int = 64
     total_timesteps: int = 60_000
     learning_rate: float = 3e-4
@@ -222,6 +232,7 @@ class Config:
         _presets.check_name(self.preset)  # registered, or a user's "package.module:function"
         if not isinstance(self.obs_history, bool):
             raise TypeError(f"obs_history must be true or false, got {self.obs_history!r}")
+        _check_residual(self)
         for name in ("budget", "num_envs", "total_timesteps", "distill_samples", "restarts"):
             v = getattr(self, name)
             if not isinstance(v, int) or v < 1:
@@ -253,6 +264,31 @@ class Config:
             raise ValueError(
                 "algo 'art_ac' is ART's Euler surrogate: needs base=linear, solver=euler"
             )
+
+
+def _check_residual(cfg: Config) -> None:
+    """``residual_schedule``: None, "published" (shipped for this preset × solver × NFE) or an
+    existing ``schedule.json`` with K+1 values (checked before any work)."""
+    r = cfg.residual_schedule
+    if r is None:
+        return
+    if not isinstance(r, str) or not r:
+        raise TypeError(f"residual_schedule must be None, 'published' or a path, got {r!r}")
+    if cfg.algo == "art_ac":
+        raise ValueError("residual_schedule is for the SB3 algorithms (ppo, a2c, sac)")
+    nfe = _steps.nfe_of(cfg.budget, cfg.solver)
+    if r == "published":
+        if (cfg.preset, cfg.solver, nfe) not in _schedules.published():
+            raise ValueError(
+                f"residual_schedule 'published': no schedule is shipped for {cfg.preset} × "
+                f"{cfg.solver} × NFE {nfe}; shipped: {_schedules.published()}"
+            )
+        return
+    if not Path(r).is_file():
+        raise FileNotFoundError(f"residual_schedule: no schedule.json at {r}")
+    n = len(_schedules.load_schedule(r)["sigmas"])
+    if n != cfg.budget + 1:
+        raise ValueError(f"residual_schedule {r} has {n - 1} steps; budget is {cfg.budget}")
 
 
 def _check_run(cfg: Config) -> None:

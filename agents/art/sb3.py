@@ -22,6 +22,8 @@ from stable_baselines3.common.vec_env import VecEnv
 from torch import nn
 
 from agents.vec_env import SB3VecEnv
+from diffusion_gym import schedules as _schedules
+from diffusion_gym import steps as _steps
 from diffusion_gym.envs.clock import ClockVectorEnv
 from diffusion_gym.io import append_line
 
@@ -34,7 +36,13 @@ from ..checkpoint import (
     set_rng_state,
 )
 from .config import Config
-from .wrappers import RewardTransform, SelfCriticalReward, TimeInputs, find_wrapper
+from .wrappers import (
+    ResidualActions,
+    RewardTransform,
+    SelfCriticalReward,
+    TimeInputs,
+    find_wrapper,
+)
 
 __all__ = [
     "SB3_ALGOS",
@@ -71,6 +79,8 @@ def make_env(
     )  # fmt: skip
     env: VecEnv = SB3VecEnv(venv)
     env.seed(fit_seed(cfg.seed))
+    if cfg.residual_schedule is not None:
+        env = ResidualActions(env, residual_offsets(cfg, venv))
     if cfg.policy_inputs == "time":
         env = TimeInputs(env)
     if reward_transform and cfg.reward_transform.endswith("self_critical"):
@@ -80,6 +90,19 @@ def make_env(
     elif reward_transform and cfg.reward_transform != "none":
         env = RewardTransform(env, cfg.reward_transform)
     return env, venv
+
+
+def residual_offsets(cfg: Config, venv: ClockVectorEnv) -> np.ndarray:
+    """The clock actions ``[K]`` of ``cfg.residual_schedule`` on ``venv``'s clock:
+    ``"published"`` (the package's schedule of the preset × solver × NFE) or a
+    ``schedule.json`` path (its ``sigmas``)."""
+    if cfg.residual_schedule == "published":
+        sig = _schedules.load_published(
+            cfg.preset, cfg.solver, _steps.nfe_of(cfg.budget, cfg.solver)
+        )
+    else:
+        sig = _schedules.load_schedule(cfg.residual_schedule)["sigmas"]
+    return venv.actions_from_schedule(sig).numpy()
 
 
 def algo_defaults(cfg: Config) -> dict[str, Any]:
@@ -163,9 +186,11 @@ def mean_schedule(
     action per step, and those actions [K]."""
     obs = env.reset()
     actions = []
-    for _ in range(budget):
+    residual = find_wrapper(env, ResidualActions)
+    for k in range(budget):
         a, _ = model.predict(obs, deterministic=True)  # the policy's mean, squashed/clipped
-        actions.append(np.clip(a[:, 0], -1.0, 1.0))
+        sent = a if residual is None else residual.env_actions(a, k)  # what the env gets
+        actions.append(np.clip(sent[:, 0], -1.0, 1.0))
         obs, _, _, _ = env.step(a)
     mean = np.stack(actions, 1).mean(0)
     return venv.schedule_from_actions(torch.as_tensor(mean, dtype=torch.float64)), mean
@@ -349,6 +374,9 @@ def restore_sb3(model: BaseAlgorithm, state: dict[str, Any]) -> None:
         w = find_wrapper(env, cls)
         if w is not None and cls.__name__ in state["wrappers"]:
             w.load_state(state["wrappers"][cls.__name__])
+    residual = find_wrapper(env, ResidualActions)
+    if residual is not None:  # the episodes restart below, at k = 0
+        residual.k = 0
     obs = _clock_env(env).restore_episodes(
         state["env"]["base_seeds"].numpy(), state["env"]["episode_index"].numpy()
     )

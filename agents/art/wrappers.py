@@ -4,6 +4,7 @@
 - :class:`RewardTransform`: the log error, or the reward over a running mean |r|.
 - :class:`SelfCriticalReward`: the error minus the error of the policy's current mean
   schedule on the same (x_T, x_ref), optionally with error-proportional bank sampling.
+- :class:`ResidualActions`: the policy acts around a fixed schedule (``residual_schedule``).
 
 They read the Clock env only through its public API (``x_T``, ``x_ref``, ``class_labels``,
 ``bank_index``, ``bank``, ``bank_weight``, ``set_bank_probs``, ``denoiser``, ``guidance``,
@@ -20,7 +21,7 @@ from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 from diffusion_gym import steps as _steps
 from diffusion_gym.envs.clock import ClockVectorEnv
 
-__all__ = ["TimeInputs", "RewardTransform", "SelfCriticalReward", "find_wrapper"]
+__all__ = ["TimeInputs", "RewardTransform", "SelfCriticalReward", "ResidualActions", "find_wrapper"]
 
 #: Bank entries per batched baseline solve when the whole bank is scored.
 _SCORE_CHUNK = 1024
@@ -43,6 +44,43 @@ class TimeInputs(VecEnvWrapper):
             if "terminal_observation" in info:
                 info["terminal_observation"] = info["terminal_observation"][:3]
         return obs[:, :3], rew, done, infos
+
+
+class ResidualActions(VecEnvWrapper):
+    """The policy acts around a fixed schedule: step k sends clip(a + a*_k, −1, 1) to the env,
+    a* the clock actions that realise the schedule
+    (:meth:`~diffusion_gym.envs.ClockVectorEnv.actions_from_schedule`). A zero output samples
+    with that schedule, so a state-dependent policy starts at it and learns per-sample
+    deviations. The envs of a Clock batch step in lockstep (every episode has K steps), so
+    the wrapper counts k; it restarts at 0 with every reset (and on resume, where the
+    episodes restart).
+
+    :param offsets: a* ``[K]`` (the last one is ignored by the env).
+    """
+
+    def __init__(self, venv: VecEnv, offsets):
+        super().__init__(venv)
+        self.offsets = np.asarray(offsets, dtype=np.float64).reshape(-1)
+        self.k = 0
+
+    def env_actions(self, actions: np.ndarray, k) -> np.ndarray:
+        """What the env receives for the policy's ``actions`` ``[B, 1]`` at step(s) ``k``
+        (an int, or one per row)."""
+        a = np.asarray(actions, dtype=np.float64).reshape(-1, 1)
+        off = self.offsets[np.asarray(k)].reshape(-1, 1)
+        return np.clip(a + off, -1.0, 1.0).astype(np.float32)
+
+    def reset(self):
+        self.k = 0
+        return self.venv.reset()
+
+    def step_async(self, actions: np.ndarray) -> None:
+        self.venv.step_async(self.env_actions(actions, self.k))
+
+    def step_wait(self):
+        out = self.venv.step_wait()
+        self.k = (self.k + 1) % len(self.offsets)
+        return out
 
 
 class RewardTransform(VecEnvWrapper):
