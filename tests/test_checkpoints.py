@@ -159,6 +159,30 @@ def test_art_ppo_sigkill_inside_writes_then_resume_is_bit_identical(tmp_path):
     assert _kill_and_resume(tmp_path, ART, points) == len(points)
 
 
+def test_art_closed_loop_residual_sigkill_then_resume_is_bit_identical(tmp_path):
+    """A state-dependent policy acting around a fixed schedule (ResidualActions): killed in a
+    checkpoint write and resumed, the run ends with the same eval.json and closed_loop.json."""
+    from diffusion_gym import schedules
+    from diffusion_gym.envs.clock import schedule_from_actions
+
+    start = tmp_path / "start.json"
+    schedules.save_schedule(start, schedule_from_actions([0.3, -0.4, 0.0]), "unipc-2", 3,
+                            "gmm-ring8")  # fmt: skip
+    data = {**ART, "preset": "gmm-ring8", "solver": "unipc-2", "base": "edm",
+            "policy_inputs": "full", "obs_history": True, "reward_transform": "scale",
+            "residual_schedule": str(start)}  # fmt: skip
+    cfg = _config(tmp_path, data)
+    assert main([cfg, "--out", str(tmp_path / "ref")]) == 0
+    want = [(tmp_path / "ref" / f).read_text() for f in ("eval.json", "closed_loop.json")]
+    out = tmp_path / "run"
+    assert killed_run([cfg, "--out", str(out)], 3, PHASES[0], tmp_path / "marker")
+    assert main([cfg, "--out", str(out), "--resume"]) == 0
+    got = [(out / f).read_text() for f in ("eval.json", "closed_loop.json")]
+    assert got[0] == want[0]
+    # closed_loop.json names the model file it scored: the runs' own directories differ
+    assert got[1] == want[1].replace(str(tmp_path / "ref"), str(out))
+
+
 def test_art_sac_sigkill_then_resume_restores_the_replay_buffer(tmp_path):
     sac = {"learning_starts": 16, "batch_size": 16, "buffer_size": 1000}
     data = {**ART, "algo": "sac", "reward_transform": "log", "algo_kwargs": sac}
