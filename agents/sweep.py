@@ -27,7 +27,9 @@ storage every node sees). Checkpoints: a train trial is ``train --resume`` on it
 directory, so when a worker dies Ray restarts the trial (``--max-failures``, default 2) and
 it continues from the newest complete checkpoint of the package (``checkpoints/``);
 running the same ``sweep`` command again reuses every finished trial (a ``trial.json`` with
-the same spec) and resumes the others.
+the same spec; such trials are not handed to Ray at all, so a rerun costs no Ray start-up per
+finished trial) and resumes the others. ``--collect`` runs nothing: it merges the finished
+trials and lists the others as ``pending`` (a report of a sweep still running or stopped).
 
 Outputs in ``--out``: ``trials/<name>/`` (each trial's own outputs), ``sweep.json`` (the
 trials with their overrides, status and wall time, and the merged rows: one per trial ×
@@ -214,6 +216,16 @@ def _action_space(env_cfg: bench.EnvConfig):
 # One trial (in a Ray worker or here)
 
 
+def finished(spec: dict, trial_dir: str | Path) -> bool:
+    """Whether ``trial_dir`` holds a finished trial of ``spec`` (``trial.json``, status ok,
+    the same spec)."""
+    marker = Path(trial_dir) / "trial.json"
+    if not marker.is_file():
+        return False
+    rec = json.loads(marker.read_text())
+    return rec.get("spec") == spec and rec.get("status") == "ok"
+
+
 def run_trial(spec: dict, trial_dir: str | Path, num_threads: int = 1) -> dict:
     """Run one trial into ``trial_dir`` (resuming what is there) and write ``trial.json``
     (the spec, status, wall time) last; a finished trial with the same spec is not rerun.
@@ -222,10 +234,8 @@ def run_trial(spec: dict, trial_dir: str | Path, num_threads: int = 1) -> dict:
     """
     out = Path(trial_dir)
     marker = out / "trial.json"
-    if marker.is_file():
-        rec = json.loads(marker.read_text())
-        if rec.get("spec") == spec and rec.get("status") == "ok":
-            return rec
+    if finished(spec, out):
+        return json.loads(marker.read_text())
     out.mkdir(parents=True, exist_ok=True)
     threads = torch.get_num_threads()
     torch.set_num_threads(num_threads)
@@ -293,12 +303,16 @@ def run_sweep(
     num_cpus: int | None = None,
     max_failures: int = 2,
     num_threads: int = 1,
+    collect_only: bool = False,
 ) -> dict:
-    """Plan the trials, run them as Ray Tune trials, write the merged table; returns the
-    ``sweep.json`` record. See the module docstring for the arguments."""
-    parallel.require_ray("diffusion-gym sweep")
-    import ray  # optional extra
-    from ray import tune  # optional extra
+    """Plan the trials, run the unfinished ones as Ray Tune trials, write the merged table;
+    returns the ``sweep.json`` record. See the module docstring for the arguments.
+
+    Trials already finished in ``out_dir`` (:func:`finished`) are not handed to Ray at all.
+    ``collect_only``: run nothing (Ray is not needed); merge the finished trials and list the
+    others as ``pending``."""
+    if not collect_only:
+        parallel.require_ray("diffusion-gym sweep")
 
     if cpus_per_trial <= 0 or gpus_per_trial < 0 or max_failures < 0 or num_threads < 1:
         raise ValueError(
@@ -312,6 +326,28 @@ def run_sweep(
     if not specs:
         raise ValueError("the sweep has no trial (every algorithm skipped on every env?)")
     t0 = time.perf_counter()
+    todo = [] if collect_only else [s for s in specs if not finished(s, out / "trials" / s["name"])]
+    if todo:
+        _tune(todo, out, address, cpus_per_trial, gpus_per_trial, num_cpus, max_failures,
+              num_threads)  # fmt: skip
+    record = collect(out, kind, specs, missing="pending" if collect_only else "failed")
+    record["sweep"] = {"config": str(config), "grid": grid or [], "seeds": seeds,
+                       "overrides": overrides or [], "address": address,
+                       "cpus_per_trial": cpus_per_trial, "gpus_per_trial": gpus_per_trial,
+                       "num_threads": num_threads, "wall_s": time.perf_counter() - t0,
+                       "ran": len(todo), "reused": len(specs) - len(todo),
+                       "collect_only": collect_only,
+                       "machine": bench.machine_info()}  # fmt: skip
+    write_sweep(record, out)
+    return record
+
+
+def _tune(specs, out, address, cpus_per_trial, gpus_per_trial, num_cpus, max_failures,
+          num_threads) -> None:  # fmt: skip
+    """Run ``specs`` as Ray Tune trials (a local Ray unless ``address``)."""
+    import ray  # optional extra
+    from ray import tune  # optional extra
+
     started = not ray.is_initialized()
     if started:
         ray.init(address=address, num_cpus=None if address else num_cpus,
@@ -338,23 +374,16 @@ def run_sweep(
     finally:
         if started:
             ray.shutdown()
-    record = collect(out, kind, specs)
-    record["sweep"] = {"config": str(config), "grid": grid or [], "seeds": seeds,
-                       "overrides": overrides or [], "address": address,
-                       "cpus_per_trial": cpus_per_trial, "gpus_per_trial": gpus_per_trial,
-                       "num_threads": num_threads, "wall_s": time.perf_counter() - t0,
-                       "machine": bench.machine_info()}  # fmt: skip
-    write_sweep(record, out)
-    return record
 
 
 def _trial_dirname(trial) -> str:
     return f"trial_{trial.trial_id}"
 
 
-def collect(out: Path, kind: str, specs: list[dict]) -> dict:
+def collect(out: Path, kind: str, specs: list[dict], missing: str = "failed") -> dict:
     """The trials' records and merged rows from ``out/trials/<name>`` (a benchmark sweep
-    also gets its merged benchmark report, with the reference rows computed here)."""
+    also gets its merged benchmark report, with the reference rows computed here); a trial
+    without a finished record gets the status ``missing``."""
     trials, dirs = [], []
     for s in specs:
         d = out / "trials" / s["name"]
@@ -362,7 +391,7 @@ def collect(out: Path, kind: str, specs: list[dict]) -> dict:
         rec = json.loads(marker.read_text()) if marker.is_file() else {}
         ok = rec.get("status") == "ok" and rec.get("spec") == s
         trials.append({"name": s["name"], "params": s["params"], "status": "ok" if ok else
-                       "failed", "wall_s": rec.get("wall_s", math.nan)})  # fmt: skip
+                       missing, "wall_s": rec.get("wall_s", math.nan)})  # fmt: skip
         if ok:
             dirs.append((s, d))
     record: dict[str, Any] = {"kind": kind, "trials": trials}
@@ -517,6 +546,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--num-cpus", type=int, help="CPUs of the local Ray (default: all)")
     p.add_argument("--max-failures", type=int, default=2, help="restarts of a failed trial")
     p.add_argument("--threads", type=int, default=1, help="torch threads per trial")
+    p.add_argument(
+        "--collect",
+        action="store_true",
+        help="run nothing: merge the finished trials, list the others as pending",
+    )
     return p
 
 
@@ -527,8 +561,8 @@ def main(argv: list[str] | None = None) -> int:
         args.config, args.out, grid=args.grid, seeds=args.seeds, overrides=args.overrides,
         address=args.address, cpus_per_trial=args.cpus_per_trial,
         gpus_per_trial=args.gpus_per_trial, num_cpus=args.num_cpus,
-        max_failures=args.max_failures, num_threads=args.threads,
+        max_failures=args.max_failures, num_threads=args.threads, collect_only=args.collect,
     )  # fmt: skip
     print(sweep_markdown(record))
     print(f"wrote {Path(args.out) / 'sweep.md'}, sweep.json, sweep.png, trials/")
-    return 1 if any(t["status"] != "ok" for t in record["trials"]) else 0
+    return 1 if any(t["status"] == "failed" for t in record["trials"]) else 0

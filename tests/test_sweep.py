@@ -92,6 +92,15 @@ def test_two_trial_sweep_equals_the_runs_done_one_by_one(tmp_path, local_ray):
     again = sweep.run_sweep(ART, tmp_path / "sweep", seeds=2, overrides=TINY_ART)
     assert again["rows"] == rec["rows"]
     assert (tmp_path / "sweep" / "trials" / "seed=0" / "trial.json").read_text() == before
+    assert again["sweep"]["ran"] == 0 and again["sweep"]["reused"] == 2  # not handed to Ray
+    # --collect merges the finished trials and lists the others as pending, running nothing
+    (tmp_path / "sweep" / "trials" / "seed=1" / "trial.json").unlink()
+    assert sweep.main([str(ART), "--out", str(tmp_path / "sweep"), "--seeds", "2",
+                       *TINY_ART, "--collect"]) == 0  # fmt: skip
+    part = json.loads((tmp_path / "sweep" / "sweep.json").read_text())
+    assert [t["status"] for t in part["trials"]] == ["ok", "pending"]
+    assert part["rows"] == [r for r in rec["rows"] if r["trial"] == "seed=0"]
+    assert not (tmp_path / "sweep" / "trials" / "seed=1" / "trial.json").exists()
 
 
 def _tiny_art(**kw) -> Config:
