@@ -216,14 +216,26 @@ def _action_space(env_cfg: bench.EnvConfig):
 # One trial (in a Ray worker or here)
 
 
+def same_trial(a: dict | None, b: dict | None) -> bool:
+    """Whether two trial specs run the same trial: equal in everything but the override
+    strings that produced them (``resolved``, the loaded config, is compared), so a sweep
+    whose overrides changed (e.g. ``algos=[...]`` narrowing a benchmark config) still reuses
+    the trials whose own config did not change."""
+    if a is None or b is None:
+        return False
+    return {k: v for k, v in a.items() if k != "overrides"} == {
+        k: v for k, v in b.items() if k != "overrides"
+    }
+
+
 def finished(spec: dict, trial_dir: str | Path) -> bool:
     """Whether ``trial_dir`` holds a finished trial of ``spec`` (``trial.json``, status ok,
-    the same spec)."""
+    :func:`same_trial`)."""
     marker = Path(trial_dir) / "trial.json"
     if not marker.is_file():
         return False
     rec = json.loads(marker.read_text())
-    return rec.get("spec") == spec and rec.get("status") == "ok"
+    return same_trial(rec.get("spec"), spec) and rec.get("status") == "ok"
 
 
 def run_trial(spec: dict, trial_dir: str | Path, num_threads: int = 1) -> dict:
@@ -389,7 +401,7 @@ def collect(out: Path, kind: str, specs: list[dict], missing: str = "failed") ->
         d = out / "trials" / s["name"]
         marker = d / "trial.json"
         rec = json.loads(marker.read_text()) if marker.is_file() else {}
-        ok = rec.get("status") == "ok" and rec.get("spec") == s
+        ok = rec.get("status") == "ok" and same_trial(rec.get("spec"), s)
         trials.append({"name": s["name"], "params": s["params"], "status": "ok" if ok else
                        missing, "wall_s": rec.get("wall_s", math.nan)})  # fmt: skip
         if ok:

@@ -93,6 +93,9 @@ def test_two_trial_sweep_equals_the_runs_done_one_by_one(tmp_path, local_ray):
     assert again["rows"] == rec["rows"]
     assert (tmp_path / "sweep" / "trials" / "seed=0" / "trial.json").read_text() == before
     assert again["sweep"]["ran"] == 0 and again["sweep"]["reused"] == 2  # not handed to Ray
+    # other override strings that resolve to the same trials reuse them too
+    same = sweep.run_sweep(ART, tmp_path / "sweep", seeds=2, overrides=[*TINY_ART, "seed=0"])
+    assert same["sweep"]["ran"] == 0 and same["rows"] == rec["rows"]
     # --collect merges the finished trials and lists the others as pending, running nothing
     (tmp_path / "sweep" / "trials" / "seed=1" / "trial.json").unlink()
     assert sweep.main([str(ART), "--out", str(tmp_path / "sweep"), "--seeds", "2",
