@@ -84,6 +84,21 @@ def test_references_cli_updates_only_the_named_envs(tmp_path, monkeypatch):
     assert next(e for k, e in refs.items() if k != "kept")["command"].endswith("--envs Clock-v0")
 
 
+def test_clock_search_starts_from_the_published_schedule_where_one_is_shipped():
+    from diffusion_gym import schedules
+    from diffusion_gym.envs import ClockVectorEnv
+
+    env = ClockVectorEnv("gmm-64d", solver="unipc-2", budget=5, bank_size=4, num_envs=1)
+    a = R._published_actions(env)
+    pub = schedules.load_published("gmm-64d", "unipc-2", 5)
+    torch.testing.assert_close(env.schedule_from_actions(torch.as_tensor(a)), pub,
+                               rtol=1e-12, atol=1e-12)  # fmt: skip
+    assert R._published_actions(ClockVectorEnv("gmm-ring8", bank_size=4, num_envs=1)) is None
+    # a budget the published NFE-5 schedule does not have: none either
+    assert R._published_actions(ClockVectorEnv("gmm-64d", solver="unipc-2", budget=4,
+                                                bank_size=4, num_envs=1)) is None  # fmt: skip
+
+
 def test_score_formula_and_results_table():
     ref = {"default": {"policy": "d", "metric": 2.0}, "best": {"policy": "b", "metric": 1.0,
            "actions": []}, "date": "today"}  # fmt: skip

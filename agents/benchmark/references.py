@@ -16,7 +16,9 @@ better than the best fixed strategy scores above 1, one worse than the default b
     (a table entry on steps [i, j), w = 1 γ = 0 elsewhere), the best on the search batch;
   - Clock: the oracle speed schedule for the env's solver: coordinate descent over the K − 1
     free speeds (the last step is forced to σ = 0) on a grid of ``grid`` values in [−1, 1],
-    ``sweeps`` passes, from a = 0 and from the best constant speed.
+    ``sweeps`` passes, from a = 0, from the best constant speed and, when the package ships
+    one for the preset × solver × NFE, from the clock actions of that published (oracle)
+    schedule (``ClockVectorEnv.actions_from_schedule``).
 
 A reference applies to an env config of the benchmark only when its id, its kwargs (except
 ``reward``, which does not change the metric) and the evaluation batch (``num_samples``,
@@ -43,6 +45,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from diffusion_gym import schedules as _schedules
+from diffusion_gym import steps as _steps
 from diffusion_gym.envs import ClockVectorEnv, batch_of
 from diffusion_gym.io import atomic_write_json
 
@@ -119,8 +123,23 @@ def _guidance_candidates(batch) -> dict[str, list]:
     return out
 
 
-def _clock_search(env: Any, seed: int, grid: int, sweeps: int) -> tuple[str, list, int]:
-    k = batch_of(env).budget
+def _published_actions(batch: ClockVectorEnv) -> np.ndarray | None:
+    """The clock actions of the schedule the package publishes for the env's preset × solver
+    × NFE (:func:`diffusion_gym.schedules.load_published`), or None when none is shipped or
+    it is out of the clock's reach."""
+    nfe = _steps.nfe_of(batch.budget, batch.solver)
+    if (batch.preset.name, batch.solver, nfe) not in _schedules.published():
+        return None
+    try:
+        sig = _schedules.load_published(batch.preset.name, batch.solver, nfe)
+        return batch.actions_from_schedule(sig).numpy()
+    except ValueError:  # another σ range or budget, or |a| > 1 at this speed scale
+        return None
+
+
+def _clock_search(env: Any, seed: int, grid: int, sweeps: int) -> tuple[str, list, int, bool]:
+    batch = batch_of(env)
+    k = batch.budget
     values = np.linspace(-1.0, 1.0, grid)
     evals = 0
 
@@ -131,6 +150,9 @@ def _clock_search(env: Any, seed: int, grid: int, sweeps: int) -> tuple[str, lis
 
     consts = {float(v): score(np.full(k, v)) for v in values}
     starts = [np.zeros(k), np.full(k, min(consts, key=consts.get))]
+    published = _published_actions(batch)
+    if published is not None:  # the oracle schedule the package ships for this solver
+        starts.append(published)
     best_a, best_m = None, math.inf
     for a in starts:
         a, m = a.copy(), score(a)
@@ -144,8 +166,8 @@ def _clock_search(env: Any, seed: int, grid: int, sweeps: int) -> tuple[str, lis
                         a, m = trial, mt
         if m < best_m:
             best_a, best_m = a, m
-    name = "speeds [" + ", ".join(f"{v:g}" for v in best_a) + "]"
-    return name, [np.array([v], dtype=np.float32) for v in best_a], evals
+    name = "speeds [" + ", ".join(f"{v:.4g}" for v in best_a) + "]"
+    return name, [np.array([v], dtype=np.float32) for v in best_a], evals, published is not None
 
 
 def find_reference(
@@ -161,10 +183,12 @@ def find_reference(
     batch = batch_of(env)
     if isinstance(batch, ClockVectorEnv):
         default = ("base schedule (a=0)", [np.zeros(1, dtype=np.float32)] * batch.budget)
-        name, best, evals = _clock_search(env, search_seed, grid, sweeps)
+        name, best, evals, from_published = _clock_search(env, search_seed, grid, sweeps)
+        pub = (" and from the published schedule of the preset x solver x NFE "
+               "(diffusion_gym.schedules.load_published)") if from_published else ""  # fmt: skip
         how = (f"coordinate descent over the {batch.budget - 1} free clock speeds, grid of "
-               f"{grid} values in [-1, 1], {sweeps} sweeps, from a=0 and from the best "
-               f"constant; {evals} evaluations on the search batch")  # fmt: skip
+               f"{grid} values in [-1, 1], {sweeps} sweeps, from a=0, from the best "
+               f"constant{pub}; {evals} evaluations on the search batch")  # fmt: skip
     else:
         cands = _guidance_candidates(batch)
         table = batch.action_table
