@@ -345,10 +345,11 @@ def _to_params(sigmas: torch.Tensor, sigma_max: float) -> torch.Tensor:
 
 
 def _from_params(u: torch.Tensor, sigma_max: float) -> torch.Tensor:
-    """σ_0 = σ_max, log σ_i = log σ_max − Σ_{j≤i} softplus(u_j) (strictly decreasing), then 0."""
-    logs = math.log(sigma_max) - torch.cumsum(F.softplus(u), 0)
-    head = torch.tensor([sigma_max], dtype=torch.float64)
-    return torch.cat([head, logs.exp(), torch.zeros(1, dtype=torch.float64)])
+    """σ_0 = σ_max, log σ_i = log σ_max − Σ_{j≤i} softplus(u_j) (strictly decreasing), then 0;
+    ``u`` ``[K−1]`` → ``[K+1]``, or a batch of them ``[B, K−1]`` → ``[B, K+1]``."""
+    logs = math.log(sigma_max) - torch.cumsum(F.softplus(u), -1)
+    head = torch.full((*u.shape[:-1], 1), sigma_max, dtype=torch.float64)
+    return torch.cat([head, logs.exp(), torch.zeros_like(head)], -1)
 
 
 def _sample_diff(preset, x_T, labels, sigmas, solver) -> torch.Tensor:  # noqa: N803

@@ -39,26 +39,19 @@ import numpy as np
 import torch
 import torch.nn.functional as F  # noqa: N812
 
+from baselines import schedules as B  # noqa: N812
 from baselines.evaluate import make_labels, make_noise
 from diffusion_gym import presets, schedules, steps
 from diffusion_gym.io import atomic_write_json
 from diffusion_gym.splits import TEST_SEEDS, TRAIN_SALT
 
-
-def _sigmas(u: torch.Tensor, sigma_max: float) -> torch.Tensor:
-    """``[B, K+1]`` schedules from log-gap parameters ``u`` ``[B, K−1]``: σ_0 = σ_max,
-    log σ_i = log σ_max − Σ_{j≤i} softplus(u_j), then 0 (strictly decreasing)."""
-    logs = math.log(sigma_max) - torch.cumsum(F.softplus(u), 1)
-    b = u.shape[0]
-    head = torch.full((b, 1), sigma_max, dtype=torch.float64)
-    return torch.cat([head, logs.exp(), torch.zeros(b, 1, dtype=torch.float64)], 1)
+#: ``[B, K−1]`` log-gap parameters → ``[B, K+1]`` schedules (the oracle's parametrisation).
+_sigmas = B._from_params
 
 
 def _params(sig: torch.Tensor) -> torch.Tensor:
-    """Inverse of :func:`_sigmas` for one schedule ``[K+1]`` → ``[K−1]``."""
-    logs = torch.log(sig[:-1].to(torch.float64))
-    gaps = logs[:-1] - logs[1:]
-    return torch.where(gaps > 20, gaps, torch.log(torch.expm1(gaps.clamp_min(1e-12))))
+    """One schedule ``[K+1]`` → its log-gap parameters ``[K−1]`` (the oracle's)."""
+    return B._to_params(sig, float(sig[0]))
 
 
 def _run(preset, x_T, labels, sig: torch.Tensor, solver: str) -> torch.Tensor:  # noqa: N803

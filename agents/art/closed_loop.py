@@ -64,10 +64,9 @@ def fixed_rows(cfg: Config, out: Path) -> dict[str, list[float]]:
         if d.get("solver") == cfg.solver and sig is not None and len(sig) == cfg.budget + 1:
             rows[name] = [float(s) for s in sig]
     nfe = _steps.nfe_of(cfg.budget, cfg.solver)
-    if (cfg.preset, cfg.solver, nfe) in _schedules.published():
-        pub = _schedules.load_published(cfg.preset, cfg.solver, nfe)
-        if pub.numel() == cfg.budget + 1:
-            rows[f"published-{cfg.solver}"] = pub.tolist()
+    pub = _schedules.find_published(cfg.preset, cfg.solver, nfe)
+    if pub is not None and pub["sigmas"].numel() == cfg.budget + 1:
+        rows[f"published-{cfg.solver}"] = pub["sigmas"].tolist()
     return rows
 
 

@@ -276,19 +276,29 @@ def _check_residual(cfg: Config) -> None:
         raise TypeError(f"residual_schedule must be None, 'published' or a path, got {r!r}")
     if cfg.algo == "art_ac":
         raise ValueError("residual_schedule is for the SB3 algorithms (ppo, a2c, sac)")
-    nfe = _steps.nfe_of(cfg.budget, cfg.solver)
+    n = residual_sigmas(cfg).numel()
+    if n != cfg.budget + 1:
+        raise ValueError(f"residual_schedule {r} has {n - 1} steps; budget is {cfg.budget}")
+
+
+def residual_sigmas(cfg: Config):
+    """The σ schedule of ``cfg.residual_schedule`` (a float64 tensor): the package's
+    published schedule of the preset × solver × NFE (``"published"``) or a ``schedule.json``'s
+    ``sigmas``. ``ValueError`` if nothing is shipped, ``FileNotFoundError`` for a missing
+    file."""
+    r = cfg.residual_schedule
     if r == "published":
-        if (cfg.preset, cfg.solver, nfe) not in _schedules.published():
+        nfe = _steps.nfe_of(cfg.budget, cfg.solver)
+        rec = _schedules.find_published(cfg.preset, cfg.solver, nfe)
+        if rec is None:
             raise ValueError(
                 f"residual_schedule 'published': no schedule is shipped for {cfg.preset} × "
                 f"{cfg.solver} × NFE {nfe}; shipped: {_schedules.published()}"
             )
-        return
+        return rec["sigmas"]
     if not Path(r).is_file():
         raise FileNotFoundError(f"residual_schedule: no schedule.json at {r}")
-    n = len(_schedules.load_schedule(r)["sigmas"])
-    if n != cfg.budget + 1:
-        raise ValueError(f"residual_schedule {r} has {n - 1} steps; budget is {cfg.budget}")
+    return _schedules.load_schedule(r)["sigmas"]
 
 
 def _check_run(cfg: Config) -> None:

@@ -22,8 +22,6 @@ from stable_baselines3.common.vec_env import VecEnv
 from torch import nn
 
 from agents.vec_env import SB3VecEnv
-from diffusion_gym import schedules as _schedules
-from diffusion_gym import steps as _steps
 from diffusion_gym.envs.clock import ClockVectorEnv
 from diffusion_gym.io import append_line
 
@@ -35,7 +33,7 @@ from ..checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from .config import Config
+from .config import Config, residual_sigmas
 from .wrappers import (
     ResidualActions,
     RewardTransform,
@@ -95,14 +93,8 @@ def make_env(
 def residual_offsets(cfg: Config, venv: ClockVectorEnv) -> np.ndarray:
     """The clock actions ``[K]`` of ``cfg.residual_schedule`` on ``venv``'s clock:
     ``"published"`` (the package's schedule of the preset × solver × NFE) or a
-    ``schedule.json`` path (its ``sigmas``)."""
-    if cfg.residual_schedule == "published":
-        sig = _schedules.load_published(
-            cfg.preset, cfg.solver, _steps.nfe_of(cfg.budget, cfg.solver)
-        )
-    else:
-        sig = _schedules.load_schedule(cfg.residual_schedule)["sigmas"]
-    return venv.actions_from_schedule(sig).numpy()
+    ``schedule.json`` path (its ``sigmas``; :func:`.config.residual_sigmas`)."""
+    return venv.actions_from_schedule(residual_sigmas(cfg)).numpy()
 
 
 def algo_defaults(cfg: Config) -> dict[str, Any]:

@@ -127,12 +127,13 @@ def _published_actions(batch: ClockVectorEnv) -> np.ndarray | None:
     """The clock actions of the schedule the package publishes for the env's preset × solver
     × NFE (:func:`diffusion_gym.schedules.load_published`), or None when none is shipped or
     it is out of the clock's reach."""
-    nfe = _steps.nfe_of(batch.budget, batch.solver)
-    if (batch.preset.name, batch.solver, nfe) not in _schedules.published():
+    rec = _schedules.find_published(
+        batch.preset.name, batch.solver, _steps.nfe_of(batch.budget, batch.solver)
+    )
+    if rec is None:
         return None
     try:
-        sig = _schedules.load_published(batch.preset.name, batch.solver, nfe)
-        return batch.actions_from_schedule(sig).numpy()
+        return batch.actions_from_schedule(rec["sigmas"]).numpy()
     except ValueError:  # another σ range or budget, or |a| > 1 at this speed scale
         return None
 
