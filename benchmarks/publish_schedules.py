@@ -31,16 +31,27 @@ from diffusion_gym import presets, schedules, steps
 LEARNED_ROWS = ("oracle",)
 
 
-def _rows(run: Path, preset: str, nfe: int, solver: str) -> dict[str, torch.Tensor]:
-    """The compare run's denoise-convention rows of ``solver`` at ``nfe``: {name: σ's}."""
+def _rows(
+    run: Path, preset: str, nfe: int, solver: str, *, smin: bool = False
+) -> dict[str, torch.Tensor]:
+    """The compare run's denoise-convention rows of ``solver`` at ``nfe``: {name: σ's}.
+    ``smin``: also the ``@smin`` rows (n σ's down to σ_min, no final denoise), turned into
+    the denoise convention by replacing their last step into σ_min with a denoise (the same
+    n σ's, then 0): starts for the continued oracle, which at low NFE are the best
+    off-the-shelf rows (docs/solvers.md)."""
     path = run / preset / f"nfe{nfe}" / "strategies.json"
     if not path.is_file():
         raise FileNotFoundError(f"no compare output at {path}")
     out = {}
     for name, d in json.loads(path.read_text()).items():
         head, _, row = name.partition("/")
-        if head == solver and d.get("last_step", "denoise") == "denoise":
-            out[row] = torch.tensor(d["sigmas"], dtype=torch.float64)
+        if head != solver:
+            continue
+        sig = torch.tensor(d["sigmas"], dtype=torch.float64)
+        if d.get("last_step", "denoise") == "denoise":
+            out[row] = sig
+        elif smin and sig[-1] == 0 and len(sig) >= 3:  # [σ_0 .. σ_{n-1}, σ_min, 0]
+            out[row] = torch.cat([sig[:-2], sig.new_zeros(1)])
     return out
 
 
@@ -80,8 +91,9 @@ def main(argv: list[str] | None = None) -> int:
                 n = steps.steps_for_nfe(nfe, sv)
                 rows = _rows(Path(a.run), pname, nfe, sv)
                 learned = {k: rows[k] for k in LEARNED_ROWS if k in rows}
-                if a.iterations:  # the oracle continued from the best row
-                    start = [s for s in rows.values() if s.shape[0] == n + 1]
+                if a.iterations:  # the oracle continued from the best row (σ_min rows too)
+                    starts = _rows(Path(a.run), pname, nfe, sv, smin=True).values()
+                    start = [s for s in starts if s.shape[0] == n + 1]
                     learned["oracle-continued"] = B.oracle(
                         p, n, sv, data=train, iterations=a.iterations, lr=a.lr, restarts=1,
                         extra_inits=start, num_random=0,

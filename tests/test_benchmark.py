@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch
@@ -258,7 +259,33 @@ def test_throughput_delegates_to_throughput_module(tmp_path):
     rows = json.loads((tmp_path / "throughput.json").read_text())
     assert [(r["id"], r["batch"]) for r in rows] == [("Guidance-v0", 2)]
     assert rows[0]["env_steps_per_s"] > 0 and rows[0]["raw_ms"] > 0
+    assert rows[0]["host_ms"] > 0 and rows[0]["host_share"] > 0
     assert "| Guidance-v0 | 2 |" in (tmp_path / "throughput.md").read_text()
+
+
+def test_throughput_host_only_restores_the_sampler():
+    """The host-only timing stubs steps.step / churn_noise for its block only: the env is
+    stepped through the stubs (the state stays x_T) and the real functions are back after,
+    also when the env raises."""
+    from agents.benchmark import throughput as T
+
+    real = (steps.step, steps.churn_noise)
+    env = gym.make_vec(
+        "diffusion_gym/Clock-v0", num_envs=2, vectorization_mode="vector_entry_point"
+    )
+    env.reset(seed=0)
+    x_T = batch_of(env).x_T.clone()
+    assert T._host_only(lambda i: env.step(np.zeros((2, 1), np.float32)), 2) > 0
+    assert torch.equal(batch_of(env).x, x_T)  # the stub returned copies of its input
+    assert (steps.step, steps.churn_noise) == real
+
+    def boom(i):
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        T._host_only(boom, 1)
+    assert (steps.step, steps.churn_noise) == real
+    env.close()
 
 
 def test_reference_accuracy_script_reports_the_extrapolation_gain():

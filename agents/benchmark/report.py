@@ -249,14 +249,16 @@ def _reference_lines(ref: dict) -> list[str]:
 def throughput_markdown(rows: Sequence[dict]) -> str:
     """Markdown table of the throughput benchmark's rows."""
     lines = [
-        "| env id | batch | env steps/s | vector steps/s | env ms | raw ms | overhead | in-run |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| env id | batch | env steps/s | vector steps/s | env ms | raw ms | overhead | in-run "
+        "| host ms | host |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         lines.append(
             f"| {r['id']} | {r['batch']} | {r['env_steps_per_s']:.0f} "
             f"| {r['vector_steps_per_s']:.1f} | {r['env_ms']:.3f} | {r['raw_ms']:.3f} "
-            f"| {100 * r['overhead']:.1f}% | {100 * r['overhead_in_run']:.1f}% |"
+            f"| {100 * r['overhead']:.1f}% | {100 * r['overhead_in_run']:.1f}% "
+            f"| {r['host_ms']:.3f} | {100 * r['host_share']:.1f}% |"
         )
     return "\n".join(lines) + "\n"
 

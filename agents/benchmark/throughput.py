@@ -12,7 +12,12 @@ raw :func:`diffusion_gym.steps.step` is timed doing the same numerical work:
 Env and raw blocks alternate ``--repeats`` times and the medians are reported, so a busy
 machine affects both alike. ``overhead = env step time / raw step time − 1``. On CPU the
 ``in-run`` column is load-robust: within the same env steps, the time outside ``steps.step``
-and ``steps.churn_noise`` divided by the time inside them.
+and ``steps.churn_noise`` divided by the time inside them. ``host ms`` is the env step with
+those two functions stubbed out (they return copies of their input): the env's own work
+alone (actions, clock or action table, observation, reward, info, autoreset's
+``final_obs``), and ``host`` that time over the raw step. It is a lower bound on the
+overhead: ``in-run`` also counts what the sampler's memory traffic costs the env's code
+(cold caches), which ``host`` does not see.
 
     python -m agents.benchmark.throughput --device cpu --batch-sizes 256 4096 --ids Guidance-v0
 
@@ -284,6 +289,7 @@ def measure(env_id: str, batch: int, args: Args) -> dict:
             raws.append(_time(raw, reps, device))
             if device.type == "cpu":
                 inside.append(_inside_fraction(env_step, reps))
+        host = [_host_only(env_step, reps) for _ in range(args.repeats)]
     env.close()
     te, tr = statistics.median(envs), statistics.median(raws)
     # Share of the env step spent outside the sampler's own work (same calls, load-robust).
@@ -298,6 +304,8 @@ def measure(env_id: str, batch: int, args: Args) -> dict:
         "raw_ms": tr * 1e3,
         "overhead": te / tr - 1,
         "overhead_in_run": outside / (1 - outside),
+        "host_ms": statistics.median(host) * 1e3,
+        "host_share": statistics.median(host) / tr,
     }
 
 
@@ -328,6 +336,31 @@ def _inside_fraction(env_step, n: int) -> float:
         for name, fn in originals.items():
             setattr(steps, name, fn)
     return spent[0] / total
+
+
+def _host_only(env_step, n: int) -> float:
+    """Seconds per env step of the env's own work alone: ``steps.step`` and
+    ``steps.churn_noise`` replaced by stubs that return copies of their input (no denoiser
+    call, no solver arithmetic), the rest of the step unchanged (actions, clock or action
+    table, observation, reward, info, autoreset). A lower bound on the env's overhead: the
+    in-run share also holds what the sampler's memory traffic costs the env's code."""
+    originals = {name: getattr(steps, name) for name in ("step", "churn_noise")}
+
+    def stub_step(denoiser, x, *a, **kw):
+        return x.clone(), x.clone()
+
+    def stub_noise(streams, k, x):
+        return torch.zeros_like(x)
+
+    steps.step, steps.churn_noise = stub_step, stub_noise
+    try:
+        t0 = _now()
+        for i in range(n):
+            env_step(i)
+        return (_now() - t0) / n
+    finally:
+        for name, fn in originals.items():
+            setattr(steps, name, fn)
 
 
 def _compile_denoiser(den, trajectory, mode: str) -> tuple[bool, str]:
@@ -525,7 +558,8 @@ def _env_table(args: Args, report: _Report, rows: list[dict]) -> None:
     )
     head = (
         f"{'env id':28s} {'batch':>6s} {'env steps/s':>12s} {'vec steps/s':>11s} "
-        f"{'env ms':>8s} {'raw ms':>8s} {'overhead':>9s} {'in-run':>8s}"
+        f"{'env ms':>8s} {'raw ms':>8s} {'overhead':>9s} {'in-run':>8s} {'host ms':>8s} "
+        f"{'host':>6s}"
     )
     print(head)
     print("-" * len(head))
@@ -538,7 +572,8 @@ def _env_table(args: Args, report: _Report, rows: list[dict]) -> None:
             print(
                 f"{r['id']:28s} {b:6d} {r['env_steps_per_s']:12.0f} "
                 f"{r['vector_steps_per_s']:11.1f} {r['env_ms']:8.3f} {r['raw_ms']:8.3f} "
-                f"{100 * r['overhead']:8.1f}% {100 * r['overhead_in_run']:7.1f}%",
+                f"{100 * r['overhead']:8.1f}% {100 * r['overhead_in_run']:7.1f}% "
+                f"{r['host_ms']:8.3f} {100 * r['host_share']:5.1f}%",
                 flush=True,
             )
 
