@@ -23,10 +23,20 @@ from typing import Any
 import torch
 
 from .data.protocol import check_data
+from .denoisers.autoguided import AutoguidancePair
 from .denoisers.base import Denoiser
 from .denoisers.mixture import GaussianMixture
 
-__all__ = ["Preset", "check_name", "describe", "is_entry_point", "make", "names", "register"]
+__all__ = [
+    "Preset",
+    "autoguided",
+    "check_name",
+    "describe",
+    "is_entry_point",
+    "make",
+    "names",
+    "register",
+]
 
 
 @dataclass
@@ -75,6 +85,29 @@ class Preset:
 
 
 _REGISTRY: dict[str, tuple[Callable[..., Preset] | str, str]] = {}
+
+
+def autoguided(preset: Preset, guide: str | Denoiser | Preset, device=None) -> Preset:
+    """``preset`` with ``guide`` as the guiding model of its guided calls: its denoiser
+    becomes :class:`~diffusion_gym.denoisers.autoguided.AutoguidancePair` (good =
+    ``preset.denoiser``), so a guidance weight w means D_guide + w (D − D_guide) at the
+    sample's class (autoguidance, Karras et al. 2024) instead of classifier-free guidance.
+    ``guide``: a preset name (e.g. ``"digits-imperfect-guide"``), a Preset or a Denoiser,
+    with the model's shape, classes and σ range. The copy keeps the name, data and defaults."""
+    if isinstance(guide, str):
+        check_name(guide)
+        guide = make(guide, device=device if device is not None else preset.denoiser.device)
+    if isinstance(guide, Preset):
+        guide = guide.denoiser
+    if not isinstance(guide, Denoiser):
+        raise TypeError(
+            f"guide must be a preset name, a Preset or a Denoiser, got {type(guide).__name__}"
+        )
+    if isinstance(preset.denoiser, AutoguidancePair):
+        raise ValueError(f"preset {preset.name!r} is already autoguided")
+    pair = AutoguidancePair(preset.denoiser, guide.to(preset.denoiser.device))
+    desc = f"{preset.description} (autoguided)" if preset.description else "autoguided"
+    return Preset(preset.name, pair, preset.data, preset.prior_std, dict(preset.defaults), desc)
 
 
 def register(name: str, factory: Callable[..., Preset] | str, description: str = "") -> None:

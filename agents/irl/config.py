@@ -65,7 +65,11 @@ class EnvConfig:
     ART's export, a published schedule; its solver must be ``solver``, its preset, if
     recorded, ``preset``)"""
     guidance_weights: list[float] = field(default_factory=lambda: [0.0, 1.0, 1.5, 2.0, 3.0, 5.0])
-    """table of CFG weights w"""
+    """table of CFG weights w (autoguidance weights with ``guide``)"""
+    guide: str | None = None
+    """the guiding model of autoguidance, a preset name (``digits-imperfect-guide``): w then
+    weighs the model against it at the sample's class instead of against the unconditional
+    model (``GuidanceVectorEnv(guide=...)``); None: classifier-free guidance"""
     gammas: list[float] = field(default_factory=lambda: [0.0, 0.1, 0.4])
     """table of churn values γ"""
     obs_mode: str = "state"
@@ -223,6 +227,8 @@ class Config:
 
     def __post_init__(self):
         _presets.check_name(self.env.preset)  # registered, or "package.module:function"
+        if self.env.guide is not None:
+            _presets.check_name(self.env.guide)
         resolve_schedule(self.env)  # names, explicit σ's and schedule.json, checked now
         _choice("algo.name", self.algo.name, ALGOS)
         _choice("algo.policy", self.algo.policy, POLICIES)

@@ -63,6 +63,8 @@ def make_env(cfg: EnvConfig, num_envs: int | None = None, preset=None) -> Guidan
     """The native :class:`GuidanceVectorEnv` of the config (on ``preset`` if given)."""
     if preset is None:
         preset = presets.make(cfg.preset, device=cfg.device, **cfg.preset_overrides)
+        if cfg.guide is not None:  # a given preset (the trainer's own env's) already is
+            preset = presets.autoguided(preset, cfg.guide, cfg.device)
     schedule = resolve_schedule(cfg)
     named = isinstance(schedule, str)
     return GuidanceVectorEnv(

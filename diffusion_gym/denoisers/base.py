@@ -79,6 +79,13 @@ class Denoiser(nn.Module):
         """Estimate x0 from validated ``x [B, *shape]``, ``sigma [B]``, labels or None."""
         raise NotImplementedError
 
+    def guide_labels(self, labels: torch.Tensor) -> torch.Tensor:
+        """The labels of the guiding half of a guided call (:func:`guided_denoise`):
+        classifier-free guidance's unconditional model, :data:`NULL_LABEL` for every sample.
+        :class:`~diffusion_gym.denoisers.autoguided.AutoguidancePair` routes that half to a
+        weaker model at the sample's own class instead (autoguidance)."""
+        return torch.full_like(labels, NULL_LABEL)
+
     def workspace_bytes(self, batch: int) -> int:
         """A lower estimate of the memory one call on ``batch`` samples allocates besides its
         input and output (for the envs' up-front memory check, :mod:`diffusion_gym.memory`):
@@ -183,6 +190,12 @@ class DenoiserWrapper(Denoiser):
     def denoise(self, x, sigma, class_labels):
         return self.inner.denoise(x, sigma, class_labels)
 
+    def guide_labels(self, labels: torch.Tensor) -> torch.Tensor:
+        return self.inner.guide_labels(labels)
+
+    def labels_in_range(self, labels: torch.Tensor) -> torch.Tensor:
+        return self.inner.labels_in_range(labels)
+
     def workspace_bytes(self, batch: int) -> int:
         return self.inner.workspace_bytes(batch)
 
@@ -196,7 +209,9 @@ def guided_denoise(
     *,
     checked: bool = False,
 ) -> torch.Tensor:
-    """Classifier-free guided estimate D_w = D_u + w (D_c − D_u) (Ho & Salimans 2022).
+    """Classifier-free guided estimate D_w = D_u + w (D_c − D_u) (Ho & Salimans 2022), with
+    D_u the half labelled by :meth:`Denoiser.guide_labels` (the unconditional model; a weaker
+    model at the same class for an ``AutoguidancePair``: autoguidance).
 
     ``guidance`` is a scalar or a ``[B]`` tensor of per-sample weights (w = 1: conditional
     model, w = 0: unconditional). The conditional and unconditional halves go through the
@@ -209,11 +224,13 @@ def guided_denoise(
     batch = x.shape[0]
     sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device).expand(batch)
     labels = denoiser.check_labels(class_labels, batch, x.device, values=not checked)
+    if not checked:  # σ's values, once on B (the labels: just above; the guiding half's
+        denoiser.check_inputs(x, sigma, None)  # are the denoiser's own, never the caller's)
     both = denoiser(
         torch.cat([x, x]),
         torch.cat([sigma, sigma]),
-        torch.cat([labels, torch.full_like(labels, NULL_LABEL)]),
-        checked=checked,
+        torch.cat([labels, denoiser.guide_labels(labels)]),
+        checked=True,
     )
     d_c, d_u = both[:batch], both[batch:]
     w = torch.as_tensor(guidance, dtype=d_c.dtype, device=x.device)

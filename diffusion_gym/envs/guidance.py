@@ -40,7 +40,7 @@ from gymnasium.error import ResetNeeded
 from gymnasium.vector import AutoresetMode
 from gymnasium.vector.utils import batch_space
 
-from .. import schedules, steps
+from .. import presets, schedules, steps
 from ..checks import as_int, as_real
 from ..denoisers.base import Denoiser, DenoiserWrapper, guided_denoise
 from ..noise import SampleStreams, draw_normal, randn
@@ -278,6 +278,12 @@ class GuidanceVectorEnv(BatchedSamplerEnv):
     :param renoise_steps: r >= 1 adds the renoise switch (restart: back r schedule steps);
         None (default): no renoise. Needs ``euler`` or ``heun``.
     :param max_renoises: renoises per env and episode (default 1).
+    :param guide: the guiding model of **autoguidance** (Karras et al. 2024): a preset name
+        (``"digits-imperfect-guide"``), a ``Preset`` or a ``Denoiser`` (the model's shape,
+        classes and σ range). Then w weighs the model against this weaker version at the
+        sample's own class, D_w = D_guide + w (D − D_guide), in place of CFG's
+        unconditional model (:func:`diffusion_gym.presets.autoguided`); the weight table,
+        the action formats and the agents are unchanged. None (default): CFG.
     :param autoreset_mode: ``"same_step"`` (default; ``final_obs``/``final_info``),
         ``"next_step"`` (gymnasium's default, needed by its vector observation wrappers: the
         step after the last one returns the next episode's first observation with reward 0
@@ -314,8 +320,11 @@ class GuidanceVectorEnv(BatchedSamplerEnv):
         prior_std: float | None = None,
         renoise_steps: int | None = None,
         max_renoises: int = 1,
+        guide: str | Denoiser | None = None,
     ):
         self._init_batch(num_envs, denoiser, data, device, render_mode, autoreset_mode)
+        if guide is not None:  # autoguidance: w weighs the model against its weaker version
+            self._preset = presets.autoguided(self._preset, guide, self.device)
         if prior_std is not None:  # the same keyword as Clock's: x_T = prior_std · ε
             self._preset = _with_prior_std(self._preset, prior_std)
         guidance_weights = _unconditional_weights(guidance_weights, self.num_classes)
