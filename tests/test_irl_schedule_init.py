@@ -305,9 +305,9 @@ def test_over_seeds_table_and_temperature_plot(tmp_path):
         runs.append(d)
     table = over_seeds(load_evals(runs))
     assert table["irl-policy"]["energy"]["mean"] == pytest.approx(0.2)
-    assert table["irl-policy"]["energy"]["std"] == pytest.approx(0.1)
+    assert table["irl-policy"]["energy"]["std"] == pytest.approx(0.02**0.5)  # sample std
     md = seeds_markdown(table, ["energy", "precision"], 2)
-    assert "| irl-tau1 | 0.4 ± 0.2 |" in md
+    assert "| irl-tau1 | 0.4 ± 0.28 |" in md
     assert "const-w1-g0 (best constant: energy)" in md
     assert "const-w2-g0 (best constant: precision)" in md
     plot_temperature(table, ["energy", "precision"], tmp_path / "t.png")
