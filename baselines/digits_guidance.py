@@ -160,13 +160,24 @@ def run(
     seed: int = 0,
     progress: bool = True,
     samples_out: dict | None = None,
+    select_every: int = 0,
+    select_samples: int = 500,
+    select_seed: int = 7919,
+    cfg_l2g: bool = True,
 ) -> dict:
     """Train, pick and evaluate every row (see the module docstring); returns the results
-    ``{"settings", "rows": {name: {metrics, nfe, weights, seconds}}, "summary"}``."""
+    ``{"settings", "rows": {name: {metrics, nfe, weights, seconds}}, "summary"}``.
+
+    ``select_every`` k ≥ 1: every Learn to Guide row keeps its best parameters by FD_digits
+    of ``select_samples`` samples on the validation noise ``select_seed`` (neither the
+    evaluation seed nor training noise), scored at the start and every k iterations.
+    ``cfg_l2g=False`` leaves out the Learn to Guide rows on classifier-free guidance."""
     if nfe < 3 or nfe % 2 == 0:
         raise ValueError(f"nfe must be odd and >= 3 (Heun), got {nfe}")
     if not train_seeds:
         raise ValueError("train_seeds must name at least one training seed")
+    if select_every and seed == select_seed:
+        raise ValueError(f"select_seed {select_seed} is the evaluation seed: pick another")
     preset = presets.make(preset_name)
     n = steps_for_nfe(nfe, "heun")
     sig = schedules.karras(n, preset.sigma_min, preset.sigma_max)
@@ -195,7 +206,7 @@ def run(
             "seconds_fit": round(time.time() - t0, 1),
         }
     cfg = dict(l2g or {})
-    runs = [(f"learn-to-guide-s{k}", {"seed": int(k)}) for k in train_seeds]
+    runs = [(f"learn-to-guide-s{k}", {"seed": int(k)}) for k in train_seeds if cfg_l2g]
     runs += [(f"learn-to-guide-tilt{lam:g}", {"seed": int(train_seeds[0]), "tilt": float(lam)})
              for lam in tilts if lam != 0]  # fmt: skip
     if auto_l2g:
@@ -204,11 +215,16 @@ def run(
         w0 = max(float(info["autoguidance"]["pick"]) - 1, 0.05)
         runs += [(f"learn-to-guide-auto-s{k}", {"seed": int(k), "guide": GUIDES[preset_name],
                   "init_omega": w0}) for k in train_seeds]  # fmt: skip
+    clf = load_digits_classifier()
     for name, extra in runs:
         t0 = time.time()
+        picked: dict = {}
         net, hist = train_learn_to_guide(
-            preset, sig, "heun", digits_l2g_config(**{**cfg, **extra}), progress=progress
-        )
+            preset, sig, "heun", digits_l2g_config(**{**cfg, **extra}), progress=progress,
+            select=_fd_select(preset, sig, extra.get("guide"), clf, select_samples, select_seed)
+            if select_every else None,
+            select_every=select_every, selection=picked,
+        )  # fmt: skip
         rows.append(LearnedGuidance(name, sig, net, "heun", extra.get("guide")))
         k = max(len(hist) // 10, 1)
         info[name] = {
@@ -217,7 +233,8 @@ def run(
             "loss_last": sum(hist[-k:]) / k,
             **extra,
         }
-    clf = load_digits_classifier()
+        if select_every:
+            info[name]["selected"] = picked
     samples = {} if samples_out is None else samples_out
     t0 = time.time()
     res = evaluate(
@@ -259,9 +276,27 @@ def run(
         "tilts": list(tilts),
         "auto_l2g": auto_l2g,
         "l2g": vars(digits_l2g_config(**cfg)),
+        "select": {"every": select_every, "samples": select_samples, "seed": select_seed}
+        if select_every
+        else None,
         "threads": torch.get_num_threads(),
     }
     return {"settings": settings, "rows": out_rows, "summary": summarize(out_rows)}
+
+
+def _fd_select(preset, sig, guide, clf, num_samples: int, seed: int):
+    """``select(net)`` of :func:`~baselines.guidance.train_learn_to_guide`: FD_digits of the
+    deployed sampler (the row as it would be evaluated) on ``num_samples`` samples of the
+    validation noise ``seed``."""
+
+    def score(net) -> float:
+        row = LearnedGuidance("select", sig, net, "heun", guide)
+        res = evaluate([row], preset, num_samples=num_samples, seeds=[seed],
+                       metrics=["fd_digits"], progress=False,
+                       extra_metrics=digits_metric_fns(clf), noise=digits_noise)  # fmt: skip
+        return res["select"]["fd_digits"]["mean"]
+
+    return score
 
 
 def summarize(rows: dict) -> dict:
@@ -388,6 +423,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--start", choices=["sampler", "forward"], default="sampler",
                    help="where x_t comes from (L2GConfig.start)")  # fmt: skip
     p.add_argument("--init-omega", type=float, default=0.1)
+    p.add_argument("--select-every", type=int, default=0,
+                   help="keep each Learn to Guide row's best parameters by validation FD_digits, "
+                   "scored every this many iterations (0: the last iterate)")  # fmt: skip
+    p.add_argument("--select-samples", type=int, default=500)
+    p.add_argument("--select-seed", type=int, default=7919, help="validation noise seed")
+    p.add_argument("--no-cfg-l2g", action="store_true",
+                   help="no Learn to Guide rows on CFG (with --auto-l2g: auto only)")  # fmt: skip
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--no-progress", action="store_true")
     return p
@@ -424,6 +466,10 @@ def main(argv: list[str] | None = None) -> dict:
         seed=a.seed,
         progress=not a.no_progress,
         samples_out=samples,
+        select_every=a.select_every,
+        select_samples=a.select_samples,
+        select_seed=a.select_seed,
+        cfg_l2g=not a.no_cfg_l2g,
     )
     result["settings"]["seconds_total"] = round(time.time() - t0, 1)
     out, stem = Path(a.out), f"{a.preset}_nfe{a.nfe}"
@@ -432,7 +478,10 @@ def main(argv: list[str] | None = None) -> dict:
     md = markdown(result)
     atomic_write_text(out / f"{stem}.md", md)
     best, l2g_row = result["summary"]["best_constant"], f"learn-to-guide-s{a.train_seeds[0]}"
-    names, titles = [best, l2g_row], [f"best constant ({best})", l2g_row]
+    names, titles = [best], [f"best constant ({best})"]
+    if l2g_row in samples:
+        names.append(l2g_row)
+        titles.append(l2g_row)
     if "autoguidance" in samples:
         names.append("autoguidance")
         titles.append(f"autoguidance (w = {result['rows']['autoguidance']['pick']:g})")

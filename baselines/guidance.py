@@ -425,6 +425,9 @@ def train_learn_to_guide(
     config: L2GConfig | None = None,
     reward: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
     progress: bool = False,
+    select: Callable[[GuidanceNet], float] | None = None,
+    select_every: int = 0,
+    selection: dict | None = None,
 ) -> tuple[GuidanceNet, list[float]]:
     """Learn to Guide (arXiv 2510.00815): fit ω_φ(c, s, t) by the self-consistency loss.
 
@@ -447,6 +450,12 @@ def train_learn_to_guide(
     classifier on digits).
 
     :param progress: show a tqdm bar.
+    :param select: ``select(net) -> score`` (lower is better: e.g. FD_digits of the deployed
+        sampler on validation noise). With ``select_every`` k ≥ 1 the network is scored at
+        the start, every k iterations and at the end, and the best-scoring parameters are
+        returned (the loss pulls ω_φ where the score does not follow it: docs/image_scale.md).
+        Started at a good constant, the result then never scores worse than it.
+    :param selection: a dict filled with ``{"iteration", "score", "history": [(it, score)]}``.
     :returns: the network and the loss per iteration.
     """
     cfg = config or L2GConfig()
@@ -464,6 +473,8 @@ def train_learn_to_guide(
         raise ValueError(f"targets must be 0 (= particles) or an int >= 2, got {cfg.targets!r}")
     if not math.isfinite(float(cfg.tilt)):
         raise ValueError(f"tilt must be finite, got {cfg.tilt}")
+    if select_every and select is None or select is not None and select_every < 1:
+        raise ValueError("select and select_every >= 1 go together")
     if (cfg.reward_weight or cfg.tilt) and reward is None:
         if not hasattr(preset.data, "class_log_posterior"):
             raise ValueError("reward_weight/tilt need reward= or data.class_log_posterior")
@@ -482,7 +493,9 @@ def train_learn_to_guide(
     g = torch.Generator().manual_seed(TRAIN_SALT + cfg.seed)
     b, m, history = cfg.conditions, cfg.particles, []
     k = cfg.targets or m
-    for _ in trange(cfg.iterations, desc="learn-to-guide", disable=not progress, leave=False):
+    best = _Best(select, selection)
+    best.offer(net, 0)
+    for it in trange(cfg.iterations, desc="learn-to-guide", disable=not progress, leave=False):
         c = torch.randint(0, preset.num_classes, (b,), generator=g)
         if cfg.start == "sampler":
             i = torch.randint(
@@ -528,7 +541,33 @@ def train_learn_to_guide(
         loss.backward()
         opt.step()
         history.append(float(loss.detach()))
+        if select is not None and ((it + 1) % select_every == 0 or it + 1 == cfg.iterations):
+            best.offer(net, it + 1)
+    best.restore(net)
     return net, history
+
+
+class _Best:
+    """The best-scoring parameters seen by :func:`train_learn_to_guide` (``select``)."""
+
+    def __init__(self, select, selection: dict | None):
+        self.select, self.out = select, selection if selection is not None else {}
+        self.state, self.score, self.out["history"] = None, math.inf, []
+
+    def offer(self, net: GuidanceNet, iteration: int) -> None:
+        if self.select is None:
+            return
+        with torch.no_grad():
+            score = float(self.select(net))
+        self.out["history"].append((iteration, score))
+        if score < self.score:  # ties keep the earlier (the start first)
+            self.score = score
+            self.state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+            self.out.update(iteration=iteration, score=score)
+
+    def restore(self, net: GuidanceNet) -> None:
+        if self.state is not None:
+            net.load_state_dict(self.state)
 
 
 class LearnedGuidance(Strategy):

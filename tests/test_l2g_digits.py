@@ -204,3 +204,58 @@ def test_autoguidance_pair_and_learned_autoguidance(ring8):
         xx, _ = St.step(pair, xx, sched[i], sched[i + 1], class_labels=labels, guidance=None)
     assert torch.equal(got, xx)
     assert "autoguidance" in row.describe() and row.describe()["guidance"] == [1.0] * 3
+
+
+def test_select_keeps_the_best_scored_parameters(ring8):
+    """``select``: the network is scored at the start, every ``select_every`` iterations and
+    at the end; the best-scoring parameters are returned (ties: the earliest), the history
+    says when. A score that prefers the start returns the start bit for bit."""
+    sig = torch.tensor([80.0, 1.4101, 0.3168, 0.0], dtype=torch.float64)
+    cfg = G.L2GConfig(start="sampler", iterations=5, conditions=4, particles=8, lr=5e-2)
+    probe = torch.tensor([0, 3]), torch.tensor([0.3, 0.0]), torch.tensor([1.4, 0.3])
+    start = G.train_learn_to_guide(ring8, sig, config=G.L2GConfig(**{**vars(cfg), "iterations": 0}))
+    w0 = start[0](*probe)
+    # a score that is lowest at the start: distance of ω to its initial value
+    picked: dict = {}
+    net, hist = G.train_learn_to_guide(
+        ring8, sig, config=cfg, select=lambda n: float((n(*probe) - w0).abs().sum()),
+        select_every=2, selection=picked,
+    )  # fmt: skip
+    assert len(hist) == 5 and [it for it, _ in picked["history"]] == [0, 2, 4, 5]
+    assert picked["iteration"] == 0 and picked["score"] == 0.0
+    torch.testing.assert_close(net(*probe), w0, rtol=0, atol=0)
+    # a score that is lowest at the end: the last iterate
+    last = G.train_learn_to_guide(ring8, sig, config=cfg)[0](*probe)
+    counter = iter(range(10, 0, -1))
+    net2, _ = G.train_learn_to_guide(
+        ring8, sig, config=cfg, select=lambda n: next(counter), select_every=2, selection=picked
+    )
+    assert picked["iteration"] == 5
+    torch.testing.assert_close(net2(*probe), last, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="select and select_every"):
+        G.train_learn_to_guide(ring8, sig, config=cfg, select_every=2)
+
+
+def test_digits_guidance_cli_selects_on_validation_fd(digits, tmp_path):
+    """``--select-every`` with ``--auto-l2g --no-cfg-l2g``: only the autoguidance-direction
+    rows, each with its selection record (scored at the start and every k iterations)."""
+    res = DG.main(
+        [
+            "--nfe", "5", "--num-samples", "30", "--constants", "1", "--interval-w", "2",
+            "--ramp-w", "2", "--autoguidance-w", "1", "1.5", "--search-samples", "20",
+            "--iterations", "2", "--conditions", "2", "--particles", "2", "--targets", "4",
+            "--train-seeds", "0", "--auto-l2g", "--no-cfg-l2g", "--preset", "digits-imperfect",
+            "--select-every", "1", "--select-samples", "30",
+            "--out", str(tmp_path), "--no-progress",
+        ]
+    )  # fmt: skip
+    rows = res["rows"]
+    assert "learn-to-guide-s0" not in rows and "learn-to-guide-auto-s0" in rows
+    sel = rows["learn-to-guide-auto-s0"]["selected"]
+    assert [it for it, _ in sel["history"]] == [0, 1, 2]
+    assert sel["score"] == min(s for _, s in sel["history"])
+    assert res["settings"]["select"] == {"every": 1, "samples": 30, "seed": 7919}
+    with pytest.raises(ValueError, match="evaluation seed"):
+        DG.run("digits", 5, seed=7919, select_every=1, train_seeds=[0], constants=(1.0,),
+               interval_w=(2.0,), ramp_w=(2.0,), auto_w=(), search_samples=10,
+               num_samples=10, progress=False)  # fmt: skip
