@@ -65,6 +65,7 @@ from .guidance import (
     training_energy,
 )
 from .metrics import aggregate_seeds
+from .plotting import plot_image_grids
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402 - after the backend is chosen
@@ -347,25 +348,11 @@ def markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _grid_image(x: torch.Tensor, labels: torch.Tensor, per_class: int = 10) -> torch.Tensor:
-    cells = torch.nn.functional.pad(x[:, 0].clamp(-1, 1), (1, 1, 1, 1), value=-1.0)
-    rows = [cells[labels == c][:per_class] for c in range(10)]
-    return torch.cat([torch.cat(list(r), dim=1) for r in rows], dim=0)
-
-
 def plot_grids(samples: dict, names: list[str], titles: list[str], path: Path) -> Path:
-    """Side-by-side 10 × 10 digit grids (row = requested class) of the named rows."""
+    """Side-by-side 10 × 10 digit grids (row = requested class) of the named rows (the
+    labels of :func:`~baselines.digits.digits_noise`: i mod 10)."""
     labels = torch.arange(next(iter(samples.values())).shape[0]) % 10
-    fig, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names), 3.6), dpi=100)
-    for ax, name, title in zip(axes, names, titles, strict=True):
-        img = _grid_image(samples[name].cpu(), labels)
-        ax.imshow(img.numpy(), cmap="gray_r", vmin=-1, vmax=1, interpolation="nearest")
-        ax.set_title(title, fontsize=8)
-        ax.set_axis_off()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    atomic_save_via(path, lambda tmp: fig.savefig(tmp, bbox_inches="tight", pad_inches=0.05))
-    plt.close(fig)
-    return Path(path)
+    return plot_image_grids(samples, labels, names, titles, path)
 
 
 def plot_tilt(result: dict, path: Path) -> Path:

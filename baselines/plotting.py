@@ -87,6 +87,34 @@ def plot_samples(samples: dict[str, torch.Tensor], path: Path, title: str = "") 
     return path
 
 
+def plot_image_grids(
+    samples: dict[str, torch.Tensor],
+    labels: torch.Tensor,
+    names: list[str],
+    titles: list[str],
+    path: Path,
+    per_class: int = 10,
+) -> Path:
+    """Side-by-side grids of image samples ``[B, 1, H, W]`` in [−1, 1], one panel per named
+    row, each panel one row of ``per_class`` samples per class (``labels [B]``: the requested
+    classes, shared by the rows: the harness samples every row on the same x_T and labels)."""
+    labels = torch.as_tensor(labels).cpu()
+    classes = sorted(int(c) for c in labels.unique())
+    fig, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names), 3.6), dpi=100, squeeze=False)
+    for ax, name, title in zip(axes[0], names, titles, strict=True):
+        x = samples[name].detach().cpu().float()
+        cells = torch.nn.functional.pad(x[:, 0].clamp(-1, 1), (1, 1, 1, 1), value=-1.0)
+        rows = [cells[labels == c][:per_class] for c in classes]
+        img = torch.cat([torch.cat(list(r), dim=1) for r in rows], dim=0)
+        ax.imshow(img.numpy(), cmap="gray_r", vmin=-1, vmax=1, interpolation="nearest")
+        ax.set_title(title, fontsize=8)
+        ax.set_axis_off()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    atomic_save_via(path, lambda tmp: fig.savefig(tmp, bbox_inches="tight", pad_inches=0.05))
+    plt.close(fig)
+    return Path(path)
+
+
 def plot_metric_vs_nfe(
     by_nfe: dict[str, dict[int, dict]], metric: str, path: Path, title: str = ""
 ) -> Path:

@@ -314,3 +314,31 @@ def test_over_seeds_table_and_temperature_plot(tmp_path):
     assert (tmp_path / "t.png").stat().st_size > 0
     with pytest.raises(FileNotFoundError, match="no eval.json"):
         load_evals([tmp_path])
+
+
+def test_report_cli_reevaluates_a_finished_run(tmp_path):
+    """``python -m agents.irl.report RUN --out DIR`` scores the run's kept policy again on its
+    eval config: the same eval.json as the run's own evaluation; a missing run exits 2."""
+    from agents.irl import report
+
+    cfg = tiny(["rounds=2", "policy.keep_best=true", "policy.select_every=1",
+                "checkpoint_every=2"])  # fmt: skip
+    run(cfg, tmp_path / "run")
+    atomic_write_yaml(tmp_path / "run" / "config.yaml", to_dict(cfg))
+    assert report.main([str(tmp_path / "run"), "--out", str(tmp_path / "re"), "--no-progress"]) == 0
+    own = json.loads((tmp_path / "run" / "eval.json").read_text())
+    again = json.loads((tmp_path / "re" / "eval.json").read_text())
+    assert again["irl-policy"]["energy"]["mean"] == pytest.approx(
+        own["irl-policy"]["energy"]["mean"], rel=1e-12
+    )
+    assert report.main([str(tmp_path / "nothing"), "--out", str(tmp_path / "x")]) == 2
+
+
+def test_image_grids_put_each_rows_samples_side_by_side(tmp_path):
+    from baselines.plotting import plot_image_grids
+
+    g = torch.Generator().manual_seed(0)
+    samples = {"a": torch.rand(40, 1, 8, 8, generator=g) * 2 - 1, "b": -torch.ones(40, 1, 8, 8)}
+    path = plot_image_grids(samples, torch.arange(40) % 4, ["a", "b"], ["A", "B"],
+                            tmp_path / "g.png")  # fmt: skip
+    assert path.stat().st_size > 1000

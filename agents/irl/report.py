@@ -1,9 +1,17 @@
 """Evaluation of a trained :class:`~agents.irl.trainer.IRLTrainer` through the harness
 (:mod:`baselines.evaluate`): the learned policy (and its τ sweep) against every constant
-(w, γ) on the same noise → ``eval.json``, ``eval.md``, ``summary.json`` and PNGs."""
+(w, γ) on the same noise → ``eval.json``, ``eval.md``, ``summary.json`` and PNGs (image
+presets: ``samples_grid.png``, the best constant beside the policy on the same x_T).
+
+``python -m agents.irl.report RUN_DIR --out DIR`` re-evaluates a finished run (its config's
+``eval`` section, the policy its own evaluation used) into ``DIR``: the same figures, and
+the files of a run made before a report file existed.
+"""
 
 from __future__ import annotations
 
+import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +20,7 @@ import torch
 from matplotlib.figure import Figure
 
 from baselines.evaluate import HIGHER_IS_BETTER, evaluate, markdown_table, write_report
+from baselines.plotting import plot_image_grids
 from diffusion_gym.io import atomic_save_via, atomic_write_json
 from diffusion_gym.noise import make_labels, make_noise
 
@@ -59,6 +68,14 @@ def evaluate_trainer(trainer: IRLTrainer, out_dir: Path | None, progress: bool =
         )
         atomic_write_json(out_dir / "summary.json", summary)
         _plot_policy(trainer, out_dir / "policy_actions.png")
+        pol = samples.get("irl-policy")
+        if best and pol is not None and pol.ndim == 4:  # images: the best constant beside
+            # the policy, same x_T and labels (the first evaluation seed)
+            labels = make_labels(trainer.env.preset, cfg.num_samples, cfg.seeds[0],
+                                 cfg.class_labels)  # fmt: skip
+            plot_image_grids(samples, labels, [best, "irl-policy"],
+                             [f"best constant ({best})", "IRL policy"],
+                             out_dir / "samples_grid.png")  # fmt: skip
         if cfg.temperatures:
             _plot_temperature(results, policy_rows, out_dir / "temperature.png")
     print(markdown_table(results, f"IRL policy vs constant guidance ({trainer.env.preset.name})"))
@@ -211,3 +228,27 @@ def quick_eval(trainer: IRLTrainer, writer, r: int) -> dict[str, float]:
     for m, v in res["irl-policy"].items():
         writer.add_scalar(f"eval/{m}", v["mean"], r)
     return {m: v["mean"] for m, v in res["irl-policy"].items()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m agents.irl.report RUN_DIR --out DIR``: re-evaluate a finished run."""
+    from .diagnose import load_run  # diagnose imports this module's neighbours, not it
+
+    ap = argparse.ArgumentParser(prog="python -m agents.irl.report", description=__doc__)
+    ap.add_argument("run", help="an IRL run directory (config.yaml, checkpoints/)")
+    ap.add_argument("--out", required=True, help="directory of the new report files")
+    ap.add_argument("--no-progress", action="store_true")
+    a = ap.parse_args(argv)
+    try:
+        trainer = load_run(a.run)
+    except FileNotFoundError as e:
+        print(f"agents.irl.report: error: {e}", file=sys.stderr)
+        return 2
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    evaluate_trainer(trainer, out, progress=not a.no_progress)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
