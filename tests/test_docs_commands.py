@@ -98,9 +98,9 @@ RULES: list[tuple[str, str, str]] = [
      "measurement"),
     (r"python -m baselines\.digits_baselines\b.*", "covered",
      "tests/test_digits_baselines.py runs it on a tiny grid (the documented run: minutes)"),
-    (r"python -m agents\.irl\.(compare|diagnose|seeds)\b.*", "module",
-     "minutes: IRL runs in the compare harness, the reward diagnosis of a run "
-     "(tests/test_irl_schedule_init.py runs both on tiny runs)"),
+    (r"python -m agents\.irl\.(compare|diagnose|seeds|report)\b.*", "module",
+     "minutes: IRL runs in the compare harness, the reward diagnosis or re-evaluation of a "
+     "run (tests/test_irl_schedule_init.py runs them on tiny runs)"),
     (r"python benchmarks/claims\.py --quick.*", "covered",
      "tests/test_claims_quick.py runs python benchmarks/claims.py --quick (then --reuse)"),
     (r"python benchmarks/\S+\.py.*", "script", "a throughput / accuracy measurement"),
