@@ -15,11 +15,14 @@ more spread-out samples: recall). See ``docs/irl_agent.md`` for a measured sweep
 
 from __future__ import annotations
 
+import math
+
 import gymnasium as gym
 import numpy as np
 import torch
 from stable_baselines3.common.distributions import (
     CategoricalDistribution,
+    DiagGaussianDistribution,
     MultiCategoricalDistribution,
 )
 from stable_baselines3.common.policies import ActorCriticPolicy
@@ -32,6 +35,7 @@ __all__ = [
     "action_logits",
     "select_actions",
     "start_at_action",
+    "start_gaussian_at",
 ]
 
 
@@ -117,13 +121,27 @@ def select_actions(
     deterministic: bool = False,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """Actions ``[B]`` (``Discrete``) or ``[B, m]`` (``MultiDiscrete``) from softmax(logits/τ).
+    """Actions ``[B]`` (``Discrete``) or ``[B, m]`` (``MultiDiscrete``) from softmax(logits/τ);
+    for a ``Box`` (diagonal Gaussian) policy ``[B, m]`` from N(μ, τ σ²) (π^(1/τ), normalised:
+    the same tempering as the categorical one), clipped to the box as SB3 clips its rollouts.
 
-    :param temperature: τ > 0; ignored when ``deterministic`` (argmax, the τ → 0 limit).
-    :param generator: source of the categorical draws (a trajectory then depends on its seed).
+    :param temperature: τ > 0; ignored when ``deterministic`` (argmax / the mean μ, the τ → 0
+        limit).
+    :param generator: source of the draws (a trajectory then depends on its seed).
     """
     if not deterministic and not temperature > 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
+    dist = policy.get_distribution(obs)
+    if isinstance(dist, DiagGaussianDistribution):
+        normal = dist.distribution
+        a = normal.mean
+        if not deterministic:
+            eps = torch.randn(a.shape, generator=generator, device=a.device, dtype=a.dtype)
+            a = a + math.sqrt(temperature) * normal.stddev * eps
+        space = policy.action_space
+        low = torch.as_tensor(space.low, device=a.device, dtype=a.dtype)
+        high = torch.as_tensor(space.high, device=a.device, dtype=a.dtype)
+        return torch.minimum(torch.maximum(a, low), high)
     out = []
     for logits in action_logits(policy, obs):
         if deterministic:
@@ -132,6 +150,31 @@ def select_actions(
         p = torch.softmax(logits.double() / temperature, -1)
         out.append(torch.multinomial(p, 1, generator=generator).squeeze(-1))
     return out[0] if len(out) == 1 else torch.stack(out, -1)
+
+
+@torch.no_grad()
+def start_gaussian_at(policy: ActorCriticPolicy, action, std: float) -> None:
+    """Set a ``Box`` (diagonal Gaussian) policy to N(``action``, std²) in every state: the
+    mean layer (``action_net``) gets weight 0 and bias ``action``, ``log_std`` = log ``std``.
+    The deterministic (mean) policy is then exactly that constant action; as with
+    :func:`start_at_action` the hidden layers keep their initialisation, so the policy can
+    learn to depend on the state from the first update."""
+    space = policy.action_space
+    if not isinstance(space, gym.spaces.Box) or not isinstance(
+        policy.action_dist, DiagGaussianDistribution
+    ):
+        raise TypeError(f"start_gaussian_at needs a Box (Gaussian) policy, got {space}")
+    a = torch.as_tensor(np.asarray(action, dtype=np.float64)).reshape(-1)
+    if a.shape != (space.shape[0],) or not bool(
+        ((a >= torch.as_tensor(space.low)) & (a <= torch.as_tensor(space.high))).all()
+    ):
+        raise ValueError(f"action must be {space.shape[0]} values in the box, got {a.tolist()}")
+    if not (math.isfinite(std) and std > 0):
+        raise ValueError(f"std must be finite and > 0, got {std}")
+    net = policy.action_net
+    net.weight.zero_()
+    net.bias.copy_(a.to(net.bias))
+    policy.log_std.fill_(math.log(std))
 
 
 @torch.no_grad()

@@ -236,8 +236,9 @@ def test_rank_agreement():
     assert rank_agreement(rows, "energy") == pytest.approx(-1.0)
 
 
-def test_reward_diagnosis_rows_are_the_policy_and_every_constant():
-    tr = IRLTrainer(tiny(["discriminator.divergence=reverse_kl"]))
+@pytest.mark.parametrize("fmt", ["discrete", "box"])
+def test_reward_diagnosis_rows_are_the_policy_and_every_constant(fmt):
+    tr = IRLTrainer(tiny(["discriminator.divergence=reverse_kl", f"env.action_format={fmt}"]))
     tr.train_round()
     n = tr.env.num_steps
     prof = {"same": [(1.0, 0.4)] * n, "interval": [(1.0, 0.0)] * (n - 1) + [(2.0, 0.0)]}
@@ -342,3 +343,53 @@ def test_image_grids_put_each_rows_samples_side_by_side(tmp_path):
     path = plot_image_grids(samples, torch.arange(40) % 4, ["a", "b"], ["A", "B"],
                             tmp_path / "g.png")  # fmt: skip
     assert path.stat().st_size > 1000
+
+
+# -- the Gaussian IRL policy (env.action_format=box) ---------------------------------------------
+
+
+def test_gaussian_start_samples_like_the_constant_row():
+    """``env.action_format=box``: the untrained Gaussian policy started at (w, γ) = (2, 0.4)
+    has that constant as its mean, so its deterministic samples are the constant row's."""
+    cfg = tiny(["env.action_format=box", "policy.init=constant", "policy.init_action=[2.0, 0.4]",
+                "policy.init_std=0.05"])  # fmt: skip
+    tr = IRLTrainer(cfg)
+    assert tr.start["mean"] == [2.0, 0.4] and tr.env.action_table.box_names == ("w", "gamma")
+    const = FixedSchedule("c", tr.env.sigmas.cpu(), "heun", guidance=2.0, gamma=0.4)
+    samples: dict = {}
+    evaluate([tr.strategy(), const], tr.env.preset, num_samples=64, seeds=[5],
+             metrics=["energy"], progress=False, samples_out=samples)  # fmt: skip
+    torch.testing.assert_close(samples["irl-policy"], samples["c"].to(samples["irl-policy"]))
+
+
+def test_gaussian_irl_trains_keeps_best_and_evaluates(tmp_path):
+    """A box run: PPO-Gaussian rounds, the KL penalty to N(start, std²) in the buffer, the
+    chosen w per step inside the box, keep_best, the report (τ rows: N(μ, τσ²) draws)."""
+    cfg = tiny(["env.action_format=box", "policy.init=best_constant", "policy.keep_best=true",
+                "policy.select_every=1", "policy.kl_coef=0.5", "policy.init_std=0.2",
+                "eval.temperatures=[1.0]", "rounds=2", "checkpoint_every=2"])  # fmt: skip
+    tr = IRLTrainer(cfg)
+    tr.train_round()
+    buf = tr.model.rollout_buffer
+    w, g = tr.chosen_per_step()
+    assert w.shape == (tr.env.num_steps,) and ((w >= 0.0) & (w <= 2.0)).all()
+    assert ((g >= 0.0) & (g <= 0.4)).all()
+    acts = torch.as_tensor(buf.actions.reshape(-1, 2), dtype=torch.float64)
+    pi0 = torch.distributions.Normal(torch.tensor(tr.start["mean"], dtype=torch.float64), 0.2)
+    expect = torch.as_tensor(buf.log_probs.reshape(-1), dtype=torch.float64) - pi0.log_prob(
+        acts
+    ).sum(-1)
+    torch.testing.assert_close(tr.kl_to_start(buf.log_probs, buf.actions), expect)
+    run(cfg, tmp_path)
+    ev = json.loads((tmp_path / "eval.json").read_text())
+    assert {"irl-policy", "irl-tau1"} <= set(ev)
+    assert (tmp_path / "policy_actions.png").stat().st_size > 1000
+
+
+def test_gaussian_policy_config_errors():
+    with pytest.raises(ValueError, match="Gaussian policy"):
+        tiny(["env.action_format=box", "algo.name=maskable_ppo"])
+    with pytest.raises(ValueError, match="init_std"):
+        tiny(["env.action_format=box", "policy.init_std=0"])
+    with pytest.raises(ValueError, match="action_format"):
+        tiny(["env.action_format=cube"])

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -74,6 +75,10 @@ class EnvConfig:
     """table of churn values γ"""
     obs_mode: str = "state"
     """``state`` or ``features``"""
+    action_format: str = "discrete"
+    """``discrete`` (the (w, γ) table, a categorical policy) or ``box`` (w ∈ [min, max] of
+    ``guidance_weights``, γ ∈ [0, max(gammas)], a diagonal Gaussian policy: SB3 clips its
+    draws to the box)"""
     class_labels: int | None = None
     """fixed class for every env, or None: drawn per episode from the data's histogram"""
     device: str = "cpu"
@@ -156,6 +161,9 @@ class PolicyConfig:
     """``[w, γ]`` of ``init: constant`` (an entry of the env's action table)"""
     init_prob: float = 0.9
     """probability of the start action in every state (exploration = 1 − init_prob)"""
+    init_std: float = 0.1
+    """``env.action_format=box``: the start is N((w, γ), init_std²) in every state (the mean
+    is the constant; exploration = init_std, in the units of w and γ)"""
     init_metric: str | None = None
     """metric that ranks the constants (None = the first ranked one of ``eval.metrics``)"""
     init_samples: int = 1024
@@ -306,6 +314,15 @@ def _check_policy(cfg: Config) -> None:
         raise ValueError("policy.kl_coef needs a start to stay near (policy.init != default)")
     if p.select_every < 1:
         raise ValueError(f"policy.select_every must be >= 1, got {p.select_every}")
+    if not (math.isfinite(p.init_std) and p.init_std > 0):
+        raise ValueError(f"policy.init_std must be finite and > 0, got {p.init_std}")
+    _choice("env.action_format", cfg.env.action_format, ("discrete", "box"))
+    if cfg.env.action_format == "box":
+        if cfg.algo.name == "maskable_ppo" or cfg.algo.policy == "dual_head":
+            raise ValueError(
+                "env.action_format=box needs a Gaussian policy: algo.name ppo or a2c with "
+                f"algo.policy mlp (got {cfg.algo.name}, {cfg.algo.policy})"
+            )
     if p.init == "best_constant" or p.keep_best:
         if p.init_samples < 2:
             raise ValueError(f"policy.init_samples must be >= 2, got {p.init_samples}")

@@ -39,8 +39,10 @@ from .trainer import IRLTrainer, decode_step_class
 __all__ = ["diagnosis_markdown", "load_run", "main", "rank_agreement", "reward_diagnosis"]
 
 
-def _constant_actor(index: int):
-    return lambda obs, k: torch.full((obs.shape[0],), index, dtype=torch.long)
+def _constant_actor(action):
+    """The same action (a table index, or a box action ``[m]``) for every sample and step."""
+    a = torch.as_tensor(np.asarray(action))
+    return lambda obs, k: a.expand(obs.shape[0], *a.shape).clone()
 
 
 @torch.no_grad()
@@ -65,7 +67,8 @@ def reward_diagnosis(
     actors = {"irl-policy": trainer.strategy().actor()}
     for wi, w in enumerate(table.weights):
         for gi, g in enumerate(table.gammas):
-            actors[f"const-w{w:g}-g{g:g}"] = _constant_actor(wi * len(table.gammas) + gi)
+            act = table.encode(np.array(wi), np.array(gi))  # an index, or a box action
+            actors[f"const-w{w:g}-g{g:g}"] = _constant_actor(act)
     extra = []
     for name, seq in (profiles or {}).items():
         if len(seq) != penv.num_steps:
@@ -107,15 +110,18 @@ def reward_diagnosis(
             "rank_agreement": rank_agreement(rows, metric)}  # fmt: skip
 
 
-def _sequence_actor(idx: list[int]):
-    return lambda obs, k: torch.full((obs.shape[0],), idx[k], dtype=torch.long)
+def _sequence_actor(actions: list):
+    """Step k's action (a table index or a box action) for every sample."""
+    seq = [torch.as_tensor(np.asarray(a)) for a in actions]
+    return lambda obs, k: seq[k].expand(obs.shape[0], *seq[k].shape).clone()
 
 
-def _index(table, w: float, g: float) -> int:
+def _index(table, w: float, g: float):
+    """The action of the table entry (w, γ) in the table's format (an index or a box row)."""
     wi, gi = np.flatnonzero(table.weights == w), np.flatnonzero(table.gammas == g)
     if not len(wi) or not len(gi):
         raise ValueError(f"(w, gamma) = ({w}, {g}) is not in the action table")
-    return int(wi[0]) * len(table.gammas) + int(gi[0])
+    return table.encode(np.array(int(wi[0])), np.array(int(gi[0])))
 
 
 def _clipped_share(trainer: IRLTrainer, ell: torch.Tensor) -> float:

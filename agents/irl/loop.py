@@ -32,8 +32,9 @@ def run(config: Config, out_dir: Path, resume: bool = False) -> dict:
     trainer = IRLTrainer(config)
     if trainer.start:  # policy.init: the constant the policy starts from (and the search)
         atomic_write_json(out_dir / "start.json", trainer.start)
-        print(f"policy starts at w, gamma = {trainer.start['action']} "
-              f"(p = {trainer.start['prob']})")  # fmt: skip
+        how = (f"p = {trainer.start['prob']}" if "prob" in trainer.start
+               else f"Gaussian, std {trainer.start['std']}")  # fmt: skip
+        print(f"policy starts at w, gamma = {trainer.start['action']} ({how})")
     found = latest(ckpts, "round_") if resume else None
     if found is not None:
         trainer.load(found)

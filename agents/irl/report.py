@@ -160,6 +160,26 @@ def summary_markdown(summary: dict) -> str:
     return "\n".join(lines)
 
 
+def _plot_policy_values(roll, num_steps: int, path: Path) -> None:
+    """Box actions: per step, the median and the 5–95 % and 25–75 % bands of the w and γ
+    the deterministic policy chose over the samples."""
+    fig = Figure(figsize=(10, 3.5))
+    axes = fig.subplots(1, 2)
+    ks = np.arange(num_steps)
+    for ax, per_step, label in ((axes[0], roll.guidance, "w"), (axes[1], roll.gamma, "γ")):
+        v = np.stack([t.detach().cpu().double().numpy() for t in per_step])  # [N, B]
+        q = np.quantile(v, [0.05, 0.25, 0.5, 0.75, 0.95], axis=1)
+        ax.fill_between(ks, q[0], q[4], alpha=0.2, label="5–95 %")
+        ax.fill_between(ks, q[1], q[3], alpha=0.4, label="25–75 %")
+        ax.plot(ks, q[2], "o-", label="median")
+        ax.set_xlabel("step k")
+        ax.set_ylabel(label)
+        ax.set_title(f"{label} chosen per step (deterministic policy)")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    atomic_save_via(path, lambda tmp: fig.savefig(tmp, dpi=100))
+
+
 def _plot_policy(trainer: IRLTrainer, path: Path) -> None:
     """Per step: the share of samples choosing each w and each γ (deterministic policy), on
     the evaluation's first seed (at most 2048 samples)."""
@@ -167,8 +187,12 @@ def _plot_policy(trainer: IRLTrainer, path: Path) -> None:
     n = min(cfg.num_samples, 2048)
     x_T, streams = make_noise(env.preset, n, cfg.seeds[0])  # noqa: N806
     labels = make_labels(env.preset, n, cfg.seeds[0], cfg.class_labels)
-    actions = trainer.strategy().rollout(x_T, labels, streams).actions
+    roll = trainer.strategy().rollout(x_T, labels, streams)
     table = env.action_table
+    if table.action_format == "box":
+        _plot_policy_values(roll, env.num_steps, path)
+        return
+    actions = roll.actions
     counts_w = np.zeros((env.num_steps, len(table.weights)))
     counts_g = np.zeros((env.num_steps, len(table.gammas)))
     for k in range(env.num_steps):

@@ -34,7 +34,7 @@ from diffusion_gym.envs.guidance import GuidanceVectorEnv
 
 from ..checkpoint import fit_seed, load_state, rng_state, save_checkpoint, set_rng_state
 from ..discriminator import Discriminator, reward_from_logit, train_discriminator
-from ..policies import DualHeadPolicy, start_at_action
+from ..policies import DualHeadPolicy, start_at_action, start_gaussian_at
 from ..vec_env import SB3VecEnv
 from .config import Config, EnvConfig, EvalConfig, resolve_schedule
 from .strategy import PolicyStrategy, baseline_strategies
@@ -75,6 +75,7 @@ def make_env(cfg: EnvConfig, num_envs: int | None = None, preset=None) -> Guidan
         schedule=schedule,
         guidance_weights=cfg.guidance_weights,
         gammas=cfg.gammas,
+        action_format=cfg.action_format,
         obs_mode=cfg.obs_mode,
         class_labels=cfg.class_labels,
         device=cfg.device,
@@ -228,9 +229,14 @@ class IRLTrainer:
         table = self.env.action_table
         wi = int(np.flatnonzero(table.weights == w)[0])
         gi = int(np.flatnonzero(table.gammas == g)[0])
-        index = wi * len(table.gammas) + gi
-        start_at_action(self.model.policy, index, p.init_prob)
-        self.start.update(index=index, prob=p.init_prob)
+        if table.action_format == "box":  # a Gaussian at the constant's box action
+            mean = table.encode(np.array(wi), np.array(gi))
+            start_gaussian_at(self.model.policy, mean, p.init_std)
+            self.start.update(mean=[float(v) for v in mean], std=p.init_std)
+        else:
+            index = wi * len(table.gammas) + gi
+            start_at_action(self.model.policy, index, p.init_prob)
+            self.start.update(index=index, prob=p.init_prob)
         set_rng_state(saved)
 
     def metric(self) -> str:
@@ -355,7 +361,16 @@ class IRLTrainer:
         start distribution of ``policy.init``; None without the penalty."""
         if not self.cfg.policy.kl_coef > 0:
             return None
-        n = int(self.env.single_action_space.n)  # the trainer's env is Discrete
+        if "mean" in self.start:  # box: π_0 = N(mean, std² I)
+            a = torch.as_tensor(
+                actions.reshape(len(log_probs.reshape(-1)), -1), dtype=torch.float64
+            )
+            pi0 = torch.distributions.Normal(
+                torch.as_tensor(self.start["mean"], dtype=torch.float64), self.start["std"]
+            )
+            log_pi0 = pi0.log_prob(a).sum(-1)
+            return torch.as_tensor(log_probs.reshape(-1), dtype=torch.float64) - log_pi0
+        n = int(self.env.single_action_space.n)  # the discrete table
         prob = self.start["prob"]
         log_pi0 = torch.full((n,), float(np.log((1 - prob) / (n - 1))), dtype=torch.float64)
         log_pi0[self.start["index"]] = float(np.log(prob))
@@ -392,10 +407,15 @@ class IRLTrainer:
         """Mean w and γ chosen at each step k in the last rollout, ``[N]`` each."""
         n, b = self.env.num_steps, self.env.num_envs
         table = self.env.action_table
-        wi, gi = table.decode(self.last_rollout["actions"].reshape(-1).astype(np.int64))
-        w = table.weights[wi].reshape(-1, n, b).mean(axis=(0, 2))
-        g = table.gammas[gi].reshape(-1, n, b).mean(axis=(0, 2))
-        return w, g
+        acts = self.last_rollout["actions"]
+        if table.action_format == "box":  # the values the env stepped with (SB3 clips)
+            space = self.env.single_action_space
+            acts = np.clip(acts.reshape(-1, space.shape[0]), space.low, space.high)
+            w, g = (t.cpu().numpy() for t in table.values(acts.astype(np.float32), len(acts)))
+        else:
+            wi, gi = table.decode(acts.reshape(-1).astype(np.int64))
+            w, g = table.weights[wi], table.gammas[gi]
+        return w.reshape(-1, n, b).mean(axis=(0, 2)), g.reshape(-1, n, b).mean(axis=(0, 2))
 
     # -- checkpoints --------------------------------------------------------------------
 
