@@ -52,7 +52,7 @@ def over_seeds(evals: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any
             if not all(isinstance(e[row][m], dict) and "mean" in e[row][m] for e in evals):
                 continue
             v = np.array([float(e[row][m]["mean"]) for e in evals])
-            std = float(v.std(ddof=1)) if len(v) > 1 else 0.0  # the sample std, as
+            std = float(v.std(ddof=1)) if len(v) > 1 and np.ptp(v) > 0 else 0.0  # sample std, as
             # baselines.aggregate_seeds (before 2026-12-01 evening: the population std)
             out[row][m] = {"mean": float(v.mean()), "std": std, "values": v.tolist()}
     return out
