@@ -124,7 +124,9 @@ def test_published_schedules_load_and_are_valid():
         rec = schedules.find_published(preset, solver, nfe)
         assert rec["solver"] == solver and rec["preset"] == preset and rec["nfe"] == nfe
         assert solver in steps.SOLVERS and steps.nfe_of(sig.shape[0] - 1, solver) == nfe
-        assert math.isclose(float(sig[0]), 80.0) and rec["source"]
+        top = rec.get("sigma_max") or presets.make(preset).sigma_max  # the preset's σ_max
+        assert math.isclose(float(sig[0]), top) and float(sig[-1]) == 0.0 and rec["source"]
+        assert bool((sig[1:] < sig[:-1]).all())
     with pytest.raises(ValueError, match="published:"):
         schedules.load_published("gmm-64d", "euler", 10_000)
 
