@@ -104,8 +104,10 @@ def plot_image_grids(
     for ax, name, title in zip(axes[0], names, titles, strict=True):
         x = samples[name].detach().cpu().float()
         cells = torch.nn.functional.pad(x[:, 0].clamp(-1, 1), (1, 1, 1, 1), value=-1.0)
-        rows = [cells[labels == c][:per_class] for c in classes]
-        img = torch.cat([torch.cat(list(r), dim=1) for r in rows], dim=0)
+        blank = torch.full_like(cells[0], -1.0)  # a class with fewer samples: blank cells
+        rows = [list(cells[labels == c][:per_class]) for c in classes]
+        rows = [r + [blank] * (per_class - len(r)) for r in rows]
+        img = torch.cat([torch.cat(r, dim=1) for r in rows], dim=0)
         ax.imshow(img.numpy(), cmap="gray_r", vmin=-1, vmax=1, interpolation="nearest")
         ax.set_title(title, fontsize=8)
         ax.set_axis_off()

@@ -343,6 +343,10 @@ def test_image_grids_put_each_rows_samples_side_by_side(tmp_path):
     path = plot_image_grids(samples, torch.arange(40) % 4, ["a", "b"], ["A", "B"],
                             tmp_path / "g.png")  # fmt: skip
     assert path.stat().st_size > 1000
+    # classes with fewer than per_class samples (32 samples, 10 classes) are padded
+    few = {"a": samples["a"][:32], "b": samples["b"][:32]}
+    plot_image_grids(few, torch.arange(32) % 10, ["a", "b"], ["A", "B"], tmp_path / "h.png")
+    assert (tmp_path / "h.png").stat().st_size > 1000
 
 
 # -- the Gaussian IRL policy (env.action_format=box) ---------------------------------------------

@@ -25,6 +25,7 @@ from diffusion_gym.io import atomic_save_via, atomic_write_json
 from diffusion_gym.noise import make_labels, make_noise
 
 from .config import EvalConfig
+from .diagnose import load_run
 from .strategy import baseline_strategies
 from .trainer import IRLTrainer
 
@@ -256,8 +257,6 @@ def quick_eval(trainer: IRLTrainer, writer, r: int) -> dict[str, float]:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m agents.irl.report RUN_DIR --out DIR``: re-evaluate a finished run."""
-    from .diagnose import load_run  # diagnose imports this module's neighbours, not it
-
     ap = argparse.ArgumentParser(prog="python -m agents.irl.report", description=__doc__)
     ap.add_argument("run", help="an IRL run directory (config.yaml, checkpoints/)")
     ap.add_argument("--out", required=True, help="directory of the new report files")
