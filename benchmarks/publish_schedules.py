@@ -44,14 +44,17 @@ def _rows(
         raise FileNotFoundError(f"no compare output at {path}")
     out = {}
     for name, d in json.loads(path.read_text()).items():
-        head, _, row = name.partition("/")
-        if head != solver:
+        # "<solver>/<row>" in a compare run of several solvers, "<row>" in a run of one
+        head, _, row = name.rpartition("/")
+        if d.get("solver", head) != solver or (head and head != solver):
             continue
         sig = torch.tensor(d["sigmas"], dtype=torch.float64)
         if d.get("last_step", "denoise") == "denoise":
             out[row] = sig
         elif smin and sig[-1] == 0 and len(sig) >= 3:  # [σ_0 .. σ_{n-1}, σ_min, 0]
             out[row] = torch.cat([sig[:-2], sig.new_zeros(1)])
+    if not out:
+        raise ValueError(f"the compare run {path} has no {solver} rows at NFE {nfe}")
     return out
 
 

@@ -164,6 +164,23 @@ def test_publish_picks_the_best_learned_on_validation(tmp_path):
         assert B.schedule_rmse(ring, rec["sigmas"], sv, val) <= B.schedule_rmse(
             ring, rows["oracle"], sv, val
         )
+    # a compare run of ONE solver names its rows without the "<solver>/" prefix; they are
+    # found by the records' solver, and a solver the run does not have is an error (not an
+    # unvalidated oracle published from scratch)
+    over = ["nfe=[5]", "solvers=[heun]", "seeds=[0]", "last_step=[denoise, sigma-min]",
+            "strategies=[edm-rho7, oracle]"]  # fmt: skip
+    one = C.load_config(TINY, over)
+    C.run_compare(one, tmp_path / "one", progress=False)
+    rows = pub._rows(tmp_path / "one", "gmm-ring8", 5, "heun", smin=True)
+    assert {"edm-rho7", "oracle"} <= set(rows)
+    with pytest.raises(ValueError, match="no euler rows"):
+        pub._rows(tmp_path / "one", "gmm-ring8", 5, "euler")
+    args1 = ["--from", str(tmp_path / "one"), "--presets", "gmm-ring8", "--solvers", "heun",
+             "--nfe", "5", "--iterations", "3", "--train-samples", "64", "--val-samples", "32",
+             "--reference-steps", "16", "--out", str(tmp_path / "pub1")]  # fmt: skip
+    assert pub.main(args1) == 0
+    rec = schedules.load_schedule(tmp_path / "pub1" / "gmm-ring8" / "heun" / "nfe5.json")
+    assert "validation RMSE" in rec["source"]
 
 
 @pytest.mark.parametrize("solver", ["ipndm"])
