@@ -28,6 +28,14 @@ def _load(dirs: list[str], preset: str) -> dict[int, dict[str, dict]]:
     for d in dirs:
         for sec in sorted((Path(d) / preset).glob("nfe*")):
             ev = json.loads((sec / "eval.json").read_text())
+            strat = sec / "strategies.json"  # a run of one solver names rows without it
+            solver_of = {}
+            if strat.is_file():
+                solver_of = {k: v.get("solver") for k, v in json.loads(strat.read_text()).items()}
+            ev = {
+                r if "/" in r or not solver_of.get(r) else f"{solver_of[r]}/{r}": m
+                for r, m in ev.items()
+            }
             out.setdefault(int(sec.name[3:]), {}).update(ev)
     return out
 

@@ -56,3 +56,18 @@ def test_learned_ratio_still_printed(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "| 5 | ipndm/edm-rho7 0.4 ± 0 | ipndm/oracle 0.1 ± 0 | 0.25 |" in out
     assert "| ipndm | 0.4 (edm-rho7) / 0.1 (1.00 s) |" in out
+
+
+def test_one_solver_run_rows_take_their_solver(tmp_path, capsys):
+    """A compare run of one solver names its rows without "<solver>/": the table reads the
+    solver from strategies.json and merges them with a multi-solver run's rows."""
+    one, multi = tmp_path / "one", tmp_path / "multi"
+    _write(one, "digits", 5, {"gits-dp": {"rmse": _m(0.18)}, "oracle": {"rmse": _m(0.12)}})
+    (one / "digits" / "nfe5" / "strategies.json").write_text(
+        json.dumps({"gits-dp": {"solver": "heun"}, "oracle": {"solver": "heun"}})
+    )
+    _write(multi, "digits", 5, {"ipndm/gits-dp": {"rmse": _m(0.06)}})
+    assert _module().main([str(one), str(multi), "--preset", "digits"]) == 0
+    out = capsys.readouterr().out
+    assert "| 5 | ipndm/gits-dp 0.06 ± 0 | heun/oracle 0.12 ± 0 | 2.00 |" in out
+    assert "| heun | 0.18 (gits-dp) / 0.12" in out
