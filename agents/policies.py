@@ -98,7 +98,11 @@ class DualHeadPolicy(ActorCriticPolicy):
 def action_logits(policy: ActorCriticPolicy, obs: torch.Tensor) -> list[torch.Tensor]:
     """The policy's action logits per categorical component (one for ``Discrete``, one per
     dimension for ``MultiDiscrete``), each ``[B, n_i]``."""
-    dist = policy.get_distribution(obs)
+    return _logits(policy.get_distribution(obs))
+
+
+def _logits(dist) -> list[torch.Tensor]:
+    """:func:`action_logits` of an SB3 distribution already computed for the observations."""
     if isinstance(dist, CategoricalDistribution):
         return [dist.distribution.logits]
     if isinstance(dist, MultiCategoricalDistribution):
@@ -143,7 +147,7 @@ def select_actions(
         high = torch.as_tensor(space.high, device=a.device, dtype=a.dtype)
         return torch.minimum(torch.maximum(a, low), high)
     out = []
-    for logits in action_logits(policy, obs):
+    for logits in _logits(dist):  # the same forward pass: one policy call per batch
         if deterministic:
             out.append(logits.argmax(-1))
             continue

@@ -46,7 +46,7 @@ def _rows(
     for name, d in json.loads(path.read_text()).items():
         # "<solver>/<row>" in a compare run of several solvers, "<row>" in a run of one
         head, _, row = name.rpartition("/")
-        if d.get("solver", head) != solver or (head and head != solver):
+        if (head or d.get("solver")) != solver:
             continue
         sig = torch.tensor(d["sigmas"], dtype=torch.float64)
         if d.get("last_step", "denoise") == "denoise":
@@ -92,11 +92,10 @@ def main(argv: list[str] | None = None) -> int:
         for nfe in a.nfe:
             for sv in a.solvers:
                 n = steps.steps_for_nfe(nfe, sv)
-                rows = _rows(Path(a.run), pname, nfe, sv)
+                rows = _rows(Path(a.run), pname, nfe, sv, smin=True)  # σ_min rows: starts
                 learned = {k: rows[k] for k in LEARNED_ROWS if k in rows}
-                if a.iterations:  # the oracle continued from the best row (σ_min rows too)
-                    starts = _rows(Path(a.run), pname, nfe, sv, smin=True).values()
-                    start = [s for s in starts if s.shape[0] == n + 1]
+                if a.iterations:  # the oracle continued from the best row
+                    start = [s for s in rows.values() if s.shape[0] == n + 1]
                     learned["oracle-continued"] = B.oracle(
                         p, n, sv, data=train, iterations=a.iterations, lr=a.lr, restarts=1,
                         extra_inits=start, num_random=0,

@@ -51,6 +51,7 @@ writes the machine, the options and every row (env, sampler, errors), rewritten 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -309,13 +310,38 @@ def measure(env_id: str, batch: int, args: Args) -> dict:
     }
 
 
+_SAMPLER_FNS = ("step", "churn_noise")  # the sampler's own work inside an env step
+
+
+@contextlib.contextmanager
+def _sampler_replaced(make):
+    """``steps.step`` and ``steps.churn_noise`` replaced by ``make(name, fn)`` for the block
+    (the envs call them through the ``steps`` module); the originals are back after it,
+    also when it raises."""
+    originals = {name: getattr(steps, name) for name in _SAMPLER_FNS}
+    for name, fn in originals.items():
+        setattr(steps, name, make(name, fn))
+    try:
+        yield
+    finally:
+        for name, fn in originals.items():
+            setattr(steps, name, fn)
+
+
+def _steps_time(env_step, n: int) -> float:
+    """Seconds of ``n`` env steps."""
+    t0 = _now()
+    for i in range(n):
+        env_step(i)
+    return _now() - t0
+
+
 def _inside_fraction(env_step, n: int) -> float:
     """Fraction of env-step wall time spent inside ``steps.step`` and ``steps.churn_noise``
     (CPU: timed by wrapping the two functions for the duration of ``n`` env steps)."""
     spent = [0.0]
-    originals = {name: getattr(steps, name) for name in ("step", "churn_noise")}
 
-    def timed(fn):
+    def timed(name, fn):
         def wrapper(*a, **kw):
             t0 = _now()
             try:
@@ -325,16 +351,8 @@ def _inside_fraction(env_step, n: int) -> float:
 
         return wrapper
 
-    for name, fn in originals.items():
-        setattr(steps, name, timed(fn))
-    try:
-        t0 = _now()
-        for i in range(n):
-            env_step(i)
-        total = _now() - t0
-    finally:
-        for name, fn in originals.items():
-            setattr(steps, name, fn)
+    with _sampler_replaced(timed):
+        total = _steps_time(env_step, n)
     return spent[0] / total
 
 
@@ -344,23 +362,14 @@ def _host_only(env_step, n: int) -> float:
     call, no solver arithmetic), the rest of the step unchanged (actions, clock or action
     table, observation, reward, info, autoreset). A lower bound on the env's overhead: the
     in-run share also holds what the sampler's memory traffic costs the env's code."""
-    originals = {name: getattr(steps, name) for name in ("step", "churn_noise")}
 
-    def stub_step(denoiser, x, *a, **kw):
-        return x.clone(), x.clone()
+    def stub(name, fn):
+        if name == "step":
+            return lambda denoiser, x, *a, **kw: (x.clone(), x.clone())
+        return lambda streams, k, x: torch.zeros_like(x)
 
-    def stub_noise(streams, k, x):
-        return torch.zeros_like(x)
-
-    steps.step, steps.churn_noise = stub_step, stub_noise
-    try:
-        t0 = _now()
-        for i in range(n):
-            env_step(i)
-        return (_now() - t0) / n
-    finally:
-        for name, fn in originals.items():
-            setattr(steps, name, fn)
+    with _sampler_replaced(stub):
+        return _steps_time(env_step, n) / n
 
 
 def _compile_denoiser(den, trajectory, mode: str) -> tuple[bool, str]:

@@ -24,6 +24,20 @@ from .base import Denoiser
 __all__ = ["AutoguidedDenoiser", "AutoguidancePair"]
 
 
+def _check_pair(good, bad) -> None:
+    """``TypeError`` / ``ValueError`` unless ``bad`` can guide ``good`` (both Denoisers, the
+    same sample shape and number of classes)."""
+    if not isinstance(good, Denoiser) or not isinstance(bad, Denoiser):
+        raise TypeError(
+            f"good and bad must be Denoisers, got {type(good).__name__}, {type(bad).__name__}"
+        )
+    if good.shape != bad.shape or good.num_classes != bad.num_classes:
+        raise ValueError(
+            f"the guiding model must match the good one: shape {bad.shape} vs {good.shape}, "
+            f"classes {bad.num_classes} vs {good.num_classes}"
+        )
+
+
 class AutoguidedDenoiser(Denoiser):
     """D_w = w·D_good + (1 − w)·D_bad.
 
@@ -35,15 +49,7 @@ class AutoguidedDenoiser(Denoiser):
     """
 
     def __init__(self, good: Denoiser, bad: Denoiser, weight: float | torch.Tensor = 1.0):
-        if not isinstance(good, Denoiser) or not isinstance(bad, Denoiser):
-            raise TypeError(
-                f"good and bad must be Denoisers, got {type(good).__name__}, {type(bad).__name__}"
-            )
-        if good.shape != bad.shape or good.num_classes != bad.num_classes:
-            raise ValueError(
-                f"the guiding model must match the good one: shape {bad.shape} vs {good.shape}, "
-                f"classes {bad.num_classes} vs {good.num_classes}"
-            )
+        _check_pair(good, bad)
         super().__init__(
             good.shape, good.num_classes, good.sigma_min, good.sigma_max, good.sigma_data,
             good.dtype,
@@ -105,7 +111,7 @@ class AutoguidancePair(Denoiser):
     """
 
     def __init__(self, good: Denoiser, bad: Denoiser):
-        AutoguidedDenoiser(good, bad)  # the same checks of the two models
+        _check_pair(good, bad)
         if good.num_classes < 1:
             raise ValueError(
                 "an AutoguidancePair needs a class-conditional model: a guided call needs "
