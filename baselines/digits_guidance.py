@@ -410,6 +410,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--start", choices=["sampler", "forward"], default="sampler",
                    help="where x_t comes from (L2GConfig.start)")  # fmt: skip
     p.add_argument("--init-omega", type=float, default=0.1)
+    p.add_argument("--space", choices=["pixel", "features"], default="pixel",
+                   help="where the energy distance is taken (L2GConfig.space): pixels, or the "
+                   "classifier's features of the denoised estimate")  # fmt: skip
     p.add_argument("--select-every", type=int, default=0,
                    help="keep each Learn to Guide row's best parameters by validation FD_digits, "
                    "scored every this many iterations (0: the last iterate)")  # fmt: skip
@@ -433,6 +436,7 @@ def main(argv: list[str] | None = None) -> dict:
         lr=a.lr,
         start=a.start,
         init_omega=a.init_omega,
+        space=a.space,
     )
     samples: dict[str, torch.Tensor] = {}
     t0 = time.time()

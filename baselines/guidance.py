@@ -271,6 +271,13 @@ class L2GConfig:
         autoguidance direction instead (Karras et al. 2024), D_bad + (1 + ω)(D_good −
         D_bad), both conditional (:class:`~diffusion_gym.denoisers.autoguided.AutoguidedDenoiser`);
         same loss, same targets.
+    :param space: where the energy distance is taken. ``"pixel"`` (the paper): on x̃_s and
+        y themselves, divided by sqrt(s² + σ_data²). ``"features"``: on T_s(x) =
+        φ(D(x; s, c)), φ the data's feature map (``preset.data.features``: the shipped
+        classifier's penultimate features on digits, where FD_digits is measured) and D the
+        unguided conditional model's denoised estimate at s (T_0(x) = φ(x)). T_s is one
+        fixed map for particles and targets, so the loss is still zero where the step's law
+        equals the noised data's; it only changes which differences it sees.
     :param hidden: width of :class:`GuidanceNet`.
     :param init_omega: ω at initialisation (near 0: from ω = 1 a first big step's loss at
         w = 2 can push the softplus into saturation, where ω stays at 0 for every step).
@@ -292,6 +299,7 @@ class L2GConfig:
     targets: int = 0
     embed_dim: int = 0
     guide: str | None = None
+    space: str = "pixel"
     hidden: int = 64
     init_omega: float = 0.1
     seed: int = 0
@@ -404,6 +412,24 @@ def tilted_energy(
     return _energy_loss(x, y, log_w) - yy
 
 
+def _feature_embedding(preset: Preset) -> Callable:
+    """T(x, s, c) = φ(D(x; s, c)) ``[N, F]`` of :attr:`L2GConfig.space` ``"features"``: the
+    data's feature map of the unguided conditional denoised estimate (x itself where s = 0,
+    where D(x; 0) = x)."""
+    features = getattr(preset.data, "features", None)
+    if features is None:
+        raise ValueError(
+            f"space='features' needs a data feature map (data.features), which "
+            f"{type(preset.data).__name__} lacks; use space='pixel'"
+        )
+
+    def embed(x: torch.Tensor, s: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        d = preset.denoiser(x, s.clamp_min(preset.sigma_min).to(x.dtype), c)
+        return features(torch.where(_expand(s, x) == 0, x, d))
+
+    return embed
+
+
 def _expand(v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """``[B]`` → shaped to broadcast against ``x [B, ...]``, in x's dtype."""
     return v.to(x.dtype).reshape(-1, *[1] * (x.ndim - 1))
@@ -473,6 +499,11 @@ def train_learn_to_guide(
         raise ValueError(f"targets must be 0 (= particles) or an int >= 2, got {cfg.targets!r}")
     if not math.isfinite(float(cfg.tilt)):
         raise ValueError(f"tilt must be finite, got {cfg.tilt}")
+    if cfg.space not in ("pixel", "features"):
+        raise ValueError(f"space must be 'pixel' or 'features', got {cfg.space!r}")
+    if cfg.space == "features" and cfg.loss != "energy":
+        raise ValueError("space='features' needs loss='energy'")
+    embed = _feature_embedding(preset) if cfg.space == "features" else None
     if select_every and select is None or select is not None and select_every < 1:
         raise ValueError("select and select_every >= 1 go together")
     if (cfg.reward_weight or cfg.tilt) and reward is None:
@@ -526,9 +557,13 @@ def train_learn_to_guide(
             if cfg.tilt:
                 with torch.no_grad():
                     log_w = tilt_log_weights(reward(y, ck).reshape(b, k), cfg.tilt)
-            y = y + _expand(s.repeat_interleave(k), y) * torch.randn(
-                y.shape, generator=g, dtype=y.dtype
-            )
+            sk = s.repeat_interleave(k)
+            y = y + _expand(sk, y) * torch.randn(y.shape, generator=g, dtype=y.dtype)
+            if embed is not None:  # T_s = φ∘D(·; s, c): one fixed map for both sides
+                x_s = embed(x_s, ss, cc)
+                with torch.no_grad():
+                    y = embed(y, sk, ck)
+                scale = torch.ones_like(scale)  # features of denoised images: no σ growth
             per = _energy_loss(x_s.reshape(b, m, -1), y.reshape(b, k, -1), log_w)
             loss = (per / scale).mean()
         else:

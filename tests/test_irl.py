@@ -235,6 +235,31 @@ def test_state_input_discriminator_sees_the_true_states_in_features_mode():
         tiny(["discriminator.input=pixels"])
 
 
+def test_classifier_input_discriminator_sees_classifier_features_of_x0():
+    """``discriminator.input=classifier`` (digits): the discriminator's states are the env's
+    classifier encoding, and a final x_0 carries the standardised classifier features of x_0
+    itself (D(x; 0) = x), which expert x_0 share; refused on a preset without a classifier."""
+    over = ["env.preset=digits", "env.num_envs=8", "env.num_steps=2", "env.obs_mode=features",
+            "discriminator.input=classifier", "discriminator.batch_size=16",
+            "algo.batch_size=16", "rounds=1"]  # fmt: skip
+    tr = IRLTrainer(tiny(over))
+    denv = tr.disc_env
+    assert denv is not None and denv.obs_mode == "classifier"
+    assert tr.obs_dim == denv.single_observation_space.shape[0]
+    tr.train_round()
+    states = tr.last_rollout["states"]
+    assert bool(torch.isfinite(states).all())
+    labels = torch.arange(8) % 10
+    x0 = denv.preset.data.sample(8, labels, generator=torch.Generator().manual_seed(0)).double()
+    obs = denv.encode_obs(x0, 2, labels)
+    feats = denv._features(x0)
+    torch.testing.assert_close(obs[:, -feats.shape[1] :], feats.to(obs), rtol=1e-4, atol=1e-4)
+    assert float(tr.is_final(obs).min()) == 1.0
+    assert float(obs[:, -feats.shape[1] - 1].abs().max()) == 0.0  # no residual at σ = 0
+    with pytest.raises(ValueError, match="classifier"):
+        IRLTrainer(tiny(["discriminator.input=classifier"]))
+
+
 def test_harness_digits_metrics_match_digits_metrics_and_skip_mixtures():
     data = presets.make("digits").data
     labels = torch.arange(200) % 10

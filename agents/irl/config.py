@@ -34,7 +34,7 @@ __all__ = [
 ALGOS = ("ppo", "a2c", "maskable_ppo")
 POLICIES = ("mlp", "dual_head")
 SOURCES = ("separate", "policy")
-DISC_INPUTS = ("obs", "state")
+DISC_INPUTS = ("obs", "state", "classifier")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -132,7 +132,10 @@ class IRLDiscriminatorConfig(DiscriminatorConfig):
     input: str = "obs"
     """``obs``: the policy's observation; ``state``: the state encoding of x_k itself
     (x_k / sqrt(σ_k² + σ_data²), log σ_k, k/N, one-hot c), for ``env.obs_mode=features``
-    where the observation only holds a few norms of x_k"""
+    where the observation only holds a few norms of x_k; ``classifier`` (digits presets): the
+    env's ``obs_mode=classifier`` encoding of x_k (log σ_k, k/N, one-hot c, the norms and the
+    shipped classifier's 64 standardised features of the denoised estimate D(x_k; σ_k, c),
+    of x_0 itself at σ = 0): the space FD_digits is measured in"""
     expert_seed: int = 12345
     """seed of the expert-state draws (combined with the round)"""
     grad_penalty_final: float | None = None
@@ -248,8 +251,11 @@ class Config:
             raise ValueError(f"discriminator.grad_penalty_final must be >= 0, got {gpf}")
         if gpf and not self.discriminator.grad_penalty > 0:
             raise ValueError("discriminator.grad_penalty_final > 0 needs grad_penalty > 0")
-        if self.discriminator.input == "state" and self.discriminator.source == "policy":
-            raise ValueError("discriminator.input=state needs discriminator.source=separate")
+        if self.discriminator.input != "obs" and self.discriminator.source == "policy":
+            raise ValueError(
+                f"discriminator.input={self.discriminator.input} needs "
+                "discriminator.source=separate"
+            )
         if self.discriminator.source == "policy" and self.algo.policy != "dual_head":
             raise ValueError("discriminator.source=policy needs algo.policy=dual_head")
         if self.algo.policy == "dual_head" and self.algo.name == "maskable_ppo":

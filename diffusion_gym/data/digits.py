@@ -127,6 +127,15 @@ class DigitsData:
         with torch.no_grad():
             return self._classifier.log_probs(x.to(self.device, torch.float32)).to(x.device)
 
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The shipped classifier's penultimate features ``[B, 64]`` (float64) of images
+        ``x [B, 1, 8, 8]``: the space FD_digits, precision and recall are measured in.
+        Differentiable in ``x`` (the classifier's own parameters are frozen), so a loss can be
+        taken there (:attr:`baselines.guidance.L2GConfig.space`)."""
+        if self._classifier is None:
+            self._classifier = load_digits_classifier(device=self.device)
+        return self._classifier.features(x.to(self.device)).to(x.device, torch.float64)
+
     def sample_labels(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """``n`` labels drawn uniformly over the 10 classes."""
         dev = generator.device if generator is not None else torch.device("cpu")

@@ -166,7 +166,8 @@ class GuidanceObservation:
         """Observations ``[n, obs_dim]`` (float32, on ``device``) of states ``x [n, *shape]``
         at steps ``step_index`` (int or ``[n]`` long), encoded like the policy's states. In
         ``"features"`` mode the denoiser features come from one guided call (w = 1) at the
-        states themselves (zeros where k = 0)."""
+        states themselves (zeros where k = 0; at σ = 0 those of D(x; 0) = x itself: no guided
+        difference, ‖D‖ = ‖x‖, no residual, and in ``"classifier"`` mode the features of x)."""
         x = torch.as_tensor(x, device=self.device).to(self.dtype)
         if tuple(x.shape[1:]) != self.denoiser.shape:
             raise ValueError(f"x must have shape [n, {self.denoiser.shape}], got {tuple(x.shape)}")
@@ -200,7 +201,11 @@ class GuidanceObservation:
         w = None if labels is None else 1.0
         denoised = guided_denoise(rec, x, safe, labels, w)
         stats = self._call_stats(x, safe, denoised, rec.last)
-        stats[(kk == 0) | (sigma == 0)] = 0.0
+        final = sigma == 0
+        if bool(final.any()):  # D(x; 0) = x: the statistics of x_0 itself, no guided call
+            xf = x[final]
+            stats[final] = self._call_stats(xf, torch.ones_like(safe[final]), xf, None)
+        stats[kk == 0] = 0.0
         return stats
 
     def _call_stats(self, x_hat, sigma_hat, denoised, both) -> torch.Tensor:
