@@ -30,6 +30,11 @@ exactly as ``python -m baselines.digits`` scores its rows:
   p(x|c)·p(c|x)^λ (R = log p(c | x) of the shipped classifier; training seed of the first
   ``--train-seeds``).
 
+``--space features`` trains every Learn to Guide row in the features of the shipped
+*training* classifier (:attr:`~baselines.guidance.L2GConfig.space`); FD_digits and the other
+metrics use the metric classifier, and ``FD (clf B)`` (``fd_digits_b``) is FD in the training
+classifier's features, shown for every row.
+
 Writes ``<out>/<preset>_nfe<N>.json`` and ``.md`` (table, per-step mean learned w, seconds),
 ``<out>/img/<preset>_nfe<N>_grids.png`` (best constant beside learn-to-guide and autoguidance,
 same x_T) and,
@@ -48,7 +53,7 @@ import matplotlib
 import torch
 
 from diffusion_gym import presets, schedules
-from diffusion_gym.denoisers.classifier import load_digits_classifier
+from diffusion_gym.denoisers.classifier import TRAINING_CLASSIFIER, load_digits_classifier
 from diffusion_gym.io import atomic_save_via, atomic_write_text
 from diffusion_gym.steps import steps_for_nfe
 
@@ -90,6 +95,7 @@ COLUMNS = {
     "digits_recall": "recall",
     "digits_class_acc": "class_accuracy",
     "digits_class_tv": "class_tv",
+    "fd_digits_b": "fd_b",
 }
 
 
@@ -246,7 +252,10 @@ def run(
         metrics=list(COLUMNS),
         progress=progress,
         samples_out=samples,
-        extra_metrics=digits_metric_fns(clf),
+        extra_metrics={
+            **digits_metric_fns(clf),
+            **digits_metric_fns(load_digits_classifier(TRAINING_CLASSIFIER), "_b"),
+        },
         noise=digits_noise,
     )
     sec = round((time.time() - t0) / len(rows), 1)
@@ -321,16 +330,17 @@ def markdown(result: dict) -> str:
     lines = [
         f"#### {st['preset']}, NFE {st['nfe']} (Heun, EDM ρ = 7), {st['num_samples']} samples",
         "",
-        "| strategy | FD_digits | precision | recall | class acc. | class TV | w per step "
-        "(mean over classes) | fit s |",
-        "|---|---|---|---|---|---|---|---|",
+        "| strategy | FD_digits | precision | recall | class acc. | class TV | FD (clf B) | "
+        "w per step (mean over classes) | fit s |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for name, r in rows.items():
         w = ", ".join(f"{v:.3g}" for v in r["w_per_step"])
         b = "**" if name == sm["best_constant"] else ""
         lines.append(
             f"| {b}{name}{b} | {r['fd']:.2f} | {r['precision']:.3f} | {r['recall']:.3f} | "
-            f"{r['class_accuracy']:.3f} | {r['class_tv']:.3f} | [{w}] | {r['seconds_fit']:.0f} |"
+            f"{r['class_accuracy']:.3f} | {r['class_tv']:.3f} | {r['fd_b']:.2f} | [{w}] | "
+            f"{r['seconds_fit']:.0f} |"
         )
     lines.append("")
     for tag, label in (("l2g", "learn-to-guide"), ("l2g_auto", "learn-to-guide-auto")):

@@ -142,14 +142,16 @@ _DIGITS_KEYS = {
 }
 
 
-def digits_metric_fns(classifier=None) -> dict[str, MetricFn]:
+def digits_metric_fns(classifier=None, suffix: str = "") -> dict[str, MetricFn]:
     """The image metrics of :func:`diffusion_gym.metrics.digits_metrics` (classifier
     features, against the 450 test images) as harness metrics: ``fd_digits``,
     ``digits_precision``, ``digits_recall``, ``digits_class_acc``, ``digits_class_tv``; None
-    for samples not shaped [N, 1, 8, 8]. ``digits_metrics`` runs once per sample set (cached
-    in ``ctx["cache"]``).
+    for samples not shaped [N, 1, 8, 8]. ``digits_metrics`` runs once per sample set and
+    classifier (cached in ``ctx["cache"]``).
 
     :param classifier: the classifier (None: the shipped one, loaded per sample set).
+    :param suffix: appended to every name (``"_b"``: ``fd_digits_b``, ...), so metrics of a
+        second classifier sit beside the first's.
     """
 
     def metric(key: str) -> MetricFn:
@@ -157,14 +159,15 @@ def digits_metric_fns(classifier=None) -> dict[str, MetricFn]:
             if tuple(ctx["x0"].shape[1:]) != (1, 8, 8):
                 return None
             cache = ctx.setdefault("cache", {})
-            if "digits" not in cache:
+            tag = "digits" + suffix
+            if tag not in cache:
                 x = ctx["x0"].float().cpu()
-                cache["digits"] = _metrics.digits_metrics(x, ctx["labels"], classifier=classifier)
-            return float(cache["digits"][key])
+                cache[tag] = _metrics.digits_metrics(x, ctx["labels"], classifier=classifier)
+            return float(cache[tag][key])
 
         return fn
 
-    return {name: metric(key) for name, key in _DIGITS_KEYS.items()}
+    return {name + suffix: metric(key) for name, key in _DIGITS_KEYS.items()}
 
 
 #: name → :data:`MetricFn`. Add to it with :func:`register_metric`.

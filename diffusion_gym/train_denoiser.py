@@ -4,6 +4,7 @@
     python -m diffusion_gym.train_denoiser digits     --out digits_unet.safetensors
     python -m diffusion_gym.train_denoiser ring8-mlp  --out ring8_mlp.safetensors
     python -m diffusion_gym.train_denoiser classifier --out digits_classifier.safetensors
+    python -m diffusion_gym.train_denoiser classifier --seed 1 --out digits_classifier_b.safetensors
     python -m diffusion_gym.train_denoiser digits-imperfect --out digits_imperfect.safetensors
     python -m diffusion_gym.train_denoiser digits-imperfect-guide \
         --out digits_imperfect_guide.safetensors

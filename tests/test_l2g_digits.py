@@ -20,6 +20,7 @@ from diffusion_gym import metrics as M  # noqa: N812
 from diffusion_gym import presets, schedules
 from diffusion_gym import steps as St  # noqa: N812
 from diffusion_gym.denoisers.autoguided import AutoguidedDenoiser
+from diffusion_gym.denoisers.classifier import load_digits_classifier
 
 
 def test_tilt_weights_are_uniform_at_zero_and_softmax_otherwise():
@@ -168,6 +169,8 @@ def test_feature_space_map_is_phi_of_the_denoised_estimate(digits, ring8):
         d = p.denoiser(x[2:], s[2:], c[2:])
         assert torch.allclose(t[2:], p.data.features(d), atol=1e-5)
         assert not torch.allclose(t[2:4], p.data.features(x[2:4]))  # s > 0: not φ(x)
+    metric = load_digits_classifier()  # φ is the *training* classifier's, not the metric's
+    assert not torch.allclose(t[:2].detach(), metric.features(x[:2].detach()).double(), atol=0.1)
     t.sum().backward()
     assert x.grad is not None and bool((x.grad[:2] != 0).any()) and bool((x.grad[2:] != 0).any())
     with pytest.raises(ValueError, match="data.features"):
@@ -217,6 +220,8 @@ def test_digits_guidance_cli_writes_table_json_and_plots(digits, tmp_path):
                 "learn-to-guide-s0", "learn-to-guide-s1", "learn-to-guide-tilt2"}  # fmt: skip
     assert set(rows) == expected
     assert len(rows["learn-to-guide-s0"]["w_per_class"]) == 10
+    # FD in the training classifier's features beside the metric classifier's, every row
+    assert all(r["fd_b"] > 0 and r["fd_b"] != r["fd"] for r in rows.values())
     saved = json.loads((tmp_path / "digits_nfe5.json").read_text())
     assert saved["summary"]["best_constant"] in ("cfg-1", "cfg-2")
     assert (tmp_path / "digits_nfe5.md").read_text().startswith("#### digits, NFE 5")

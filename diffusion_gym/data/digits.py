@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from sklearn.datasets import load_digits as _sk_load
 
-from ..denoisers.classifier import load_digits_classifier
+from ..denoisers.classifier import TRAINING_CLASSIFIER, load_digits_classifier
 
 __all__ = ["DigitsData", "load_digits", "SPLIT_SEED", "TEST_FRACTION"]
 
@@ -64,6 +64,7 @@ class DigitsData:
         self.train_images, self.train_labels = x[~test].to(device), y[~test].to(device)
         self.test_images, self.test_labels = x[test].to(device), y[test].to(device)
         self._classifier = None
+        self._train_classifier = None
         self._by_class = [
             (self.train_labels == c).nonzero().squeeze(1) for c in range(self.num_classes)
         ]
@@ -78,8 +79,9 @@ class DigitsData:
         for name in ("train_images", "train_labels", "test_images", "test_labels"):
             setattr(self, name, getattr(self, name).to(device))
         self._by_class = [i.to(device) for i in self._by_class]
-        if self._classifier is not None:
-            self._classifier.to(device)
+        for clf in (self._classifier, self._train_classifier):
+            if clf is not None:
+                clf.to(device)
         return self
 
     def sample(
@@ -128,13 +130,15 @@ class DigitsData:
             return self._classifier.log_probs(x.to(self.device, torch.float32)).to(x.device)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        """The shipped classifier's penultimate features ``[B, 64]`` (float64) of images
-        ``x [B, 1, 8, 8]``: the space FD_digits, precision and recall are measured in.
-        Differentiable in ``x`` (the classifier's own parameters are frozen), so a loss can be
-        taken there (:attr:`baselines.guidance.L2GConfig.space`)."""
-        if self._classifier is None:
-            self._classifier = load_digits_classifier(device=self.device)
-        return self._classifier.features(x.to(self.device)).to(x.device, torch.float64)
+        """Penultimate features ``[B, 64]`` (float64) of images ``x [B, 1, 8, 8]`` from the
+        shipped *training* classifier (:data:`~diffusion_gym.denoisers.classifier.
+        TRAINING_CLASSIFIER`: the metric classifier's design trained with another seed),
+        differentiable in ``x`` (its parameters are frozen), for losses taken in a feature
+        space (:attr:`baselines.guidance.L2GConfig.space`). FD_digits, precision and recall
+        use the other classifier, so a learner is scored in features it never trained on."""
+        if self._train_classifier is None:
+            self._train_classifier = load_digits_classifier(TRAINING_CLASSIFIER, self.device)
+        return self._train_classifier.features(x.to(self.device)).to(x.device, torch.float64)
 
     def sample_labels(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """``n`` labels drawn uniformly over the 10 classes."""

@@ -5,6 +5,11 @@ The classifier plays the role Inception plays for FID: its penultimate features
 samples and the held-out test set, and its predictions give the class accuracy of
 class-conditional samples (does the classifier agree with the requested label) and their
 class histogram. Those metrics are :func:`diffusion_gym.metrics.digits_metrics`.
+
+A second classifier of the same design, trained with another seed
+(:data:`TRAINING_CLASSIFIER`, ``python -m diffusion_gym.train_denoiser classifier --seed 1``),
+gives the feature space that *losses* may use (``DigitsData.features``: Learn to Guide's
+``space="features"``), so that a learner is still scored in features it never trained on.
 """
 
 from __future__ import annotations
@@ -22,9 +27,13 @@ __all__ = [
     "load_digits_classifier",
     "augment",
     "DEFAULT_CLASSIFIER",
+    "TRAINING_CLASSIFIER",
 ]
 
+#: The metric classifier (FD_digits, precision/recall, class accuracy).
 DEFAULT_CLASSIFIER = CHECKPOINT_DIR / "digits_classifier.safetensors"
+#: The same network trained with seed 1: the features losses may be taken in.
+TRAINING_CLASSIFIER = CHECKPOINT_DIR / "digits_classifier_b.safetensors"
 
 
 class DigitsClassifier(nn.Module):
