@@ -81,14 +81,14 @@ def default_guide(preset_name: str) -> str:
     return GUIDES[preset_name]
 
 
-def _per_step(weight, n: int) -> list[float]:
+def _per_step(weight, n: int, what: str = "weight") -> list[float]:
     if isinstance(weight, (int, float)) and not isinstance(weight, bool):
-        return [float(weight)] * n
+        weight = [float(weight)] * n
     w = [float(v) for v in torch.as_tensor(weight, dtype=torch.float64).reshape(-1)]
     if len(w) != n:
-        raise ValueError(f"weight must be a scalar or have one value per step ({n}), got {len(w)}")
+        raise ValueError(f"{what} must be a scalar or have one value per step ({n}), got {len(w)}")
     if not all(torch.isfinite(torch.tensor(w))):
-        raise ValueError("weight must be finite")
+        raise ValueError(f"{what} must be finite")
     return w
 
 
@@ -101,6 +101,9 @@ class Autoguidance(Strategy):
         :class:`Denoiser`; None = :func:`default_guide` of the preset sampled.
     :param weight: w, a scalar or one value per step (w = 1: the good model alone).
     :param solver: a solver of :data:`diffusion_gym.steps.SOLVERS`.
+    :param gamma: EDM churn γ ≥ 0, a scalar or one value per step (as
+        :class:`~baselines.evaluate.FixedSchedule`'s; noise from the harness's per-sample
+        streams).
     """
 
     def __init__(
@@ -110,6 +113,7 @@ class Autoguidance(Strategy):
         guide: str | _presets.Preset | Denoiser | None = None,
         weight: float | Sequence[float] = 2.0,
         solver: str = "heun",
+        gamma: float | Sequence[float] = 0.0,
     ):
         if not isinstance(name, str) or not name:
             raise TypeError(f"name must be a non-empty str, got {name!r}")
@@ -124,6 +128,9 @@ class Autoguidance(Strategy):
         self.name, self.solver, self.guide = name, solver, guide
         self.sigmas = _schedules.validate(torch.as_tensor(sigmas, dtype=torch.float64)).clone()
         self.weights = _per_step(weight, self.num_steps)
+        self.gammas = _per_step(gamma, self.num_steps, "gamma")
+        if any(not g >= 0 for g in self.gammas):
+            raise ValueError(f"gamma must be >= 0, got {gamma!r}")
         self._bad: dict[Any, Denoiser] = {}
 
     @property
@@ -136,7 +143,7 @@ class Autoguidance(Strategy):
 
     @property
     def deterministic(self) -> bool:
-        return True
+        return not any(self.gammas)
 
     def guide_name(self, preset_name: str | None = None) -> str:
         """The guiding model's name (the preset name, or the denoiser's class)."""
@@ -177,6 +184,7 @@ class Autoguidance(Strategy):
             self.sigmas.to(x_T.device),
             class_labels=class_labels,
             solver=self.solver,
+            gamma=self.gammas,
             generator=streams,
             callback=next_weight,
         )
@@ -191,7 +199,7 @@ class Autoguidance(Strategy):
             "sigmas": [float(s) for s in self.sigmas],
             "autoguidance": list(self.weights),
             "guidance": [1.0] * self.num_steps,
-            "gamma": [0.0] * self.num_steps,
+            "gamma": list(self.gammas),
         }
 
 

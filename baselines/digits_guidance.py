@@ -57,7 +57,7 @@ from diffusion_gym.denoisers.classifier import TRAINING_CLASSIFIER, load_digits_
 from diffusion_gym.io import atomic_save_via, atomic_write_text
 from diffusion_gym.steps import steps_for_nfe
 
-from .autoguidance import GUIDES, Autoguidance, search_autoguidance
+from .autoguidance import GUIDES, Autoguidance, search_autoguidance, training_score
 from .digits import digits_noise
 from .evaluate import FixedSchedule, digits_metric_fns, evaluate
 from .guidance import (
@@ -65,9 +65,7 @@ from .guidance import (
     LearnedGuidance,
     interval_weights,
     ramp_weights,
-    search_ramp,
     train_learn_to_guide,
-    training_energy,
 )
 from .metrics import aggregate_seeds
 from .plotting import plot_image_grids
@@ -117,12 +115,21 @@ def interval_candidates(sigmas, weights, stride: int = 1) -> dict:
 
 
 def search_interval_coarse(
-    preset, sigmas, weights=(1.5, 2.0, 3.0), stride: int = 1, num_samples: int = 256, seed=0
+    preset,
+    sigmas,
+    weights=(1.5, 2.0, 3.0),
+    stride: int = 1,
+    num_samples: int = 256,
+    seed=0,
+    metric: str = "energy",
 ) -> tuple[tuple[float, float, float], dict]:
-    """Best (w, σ_lo, σ_hi) of :func:`interval_candidates` by training energy distance (the
-    rule of :func:`baselines.guidance.search_interval`, on a coarser candidate set)."""
+    """Best (w, σ_lo, σ_hi) of :func:`interval_candidates` by ``metric`` on training noise
+    (:func:`~baselines.autoguidance.training_score`: ``"energy"``, the rule of
+    :func:`baselines.guidance.search_interval`, or ``"fd_digits"``)."""
     scores = {
-        key: training_energy(preset, FixedSchedule("cand", sigmas, "heun", w), num_samples, seed)
+        key: training_score(
+            preset, FixedSchedule("cand", sigmas, "heun", w), num_samples, seed, metric
+        )
         for key, w in interval_candidates(sigmas, weights, stride).items()
     }
     return min(scores, key=scores.get), scores
@@ -171,6 +178,9 @@ def run(
     select_samples: int = 500,
     select_seed: int = 7919,
     cfg_l2g: bool = True,
+    gammas=(0.0,),
+    auto_constants=(),
+    search_metric: str = "energy",
 ) -> dict:
     """Train, pick and evaluate every row (see the module docstring); returns the results
     ``{"settings", "rows": {name: {metrics, nfe, weights, seconds}}, "summary"}``.
@@ -178,7 +188,14 @@ def run(
     ``select_every`` k ≥ 1: every Learn to Guide row keeps its best parameters by FD_digits
     of ``select_samples`` samples on the validation noise ``select_seed`` (neither the
     evaluation seed nor training noise), scored at the start and every k iterations.
-    ``cfg_l2g=False`` leaves out the Learn to Guide rows on classifier-free guidance."""
+    ``cfg_l2g=False`` leaves out the Learn to Guide rows on classifier-free guidance.
+    ``gammas``: the constant rows are every (w, γ) of ``constants`` × ``gammas`` (EDM churn
+    at every step; ``cfg-<w>-g<γ>``, ``cfg-<w>`` where γ = 0); ``auto_constants``: every
+    autoguidance (w, γ) of those × ``gammas`` is a row too (``auto-<w>[-g<γ>]``), all
+    evaluated like the CFG constants. ``search_metric``: what the interval, ramp and
+    autoguidance searches minimise on training noise (``"energy"`` or ``"fd_digits"``,
+    :func:`~baselines.autoguidance.training_score`). ``l2g["gamma"]``: the Learn to Guide
+    rows' churn (:attr:`~baselines.guidance.L2GConfig.gamma`)."""
     if nfe < 3 or nfe % 2 == 0:
         raise ValueError(f"nfe must be odd and >= 3 (Heun), got {nfe}")
     if not train_seeds:
@@ -189,23 +206,44 @@ def run(
     n = steps_for_nfe(nfe, "heun")
     sig = schedules.karras(n, preset.sigma_min, preset.sigma_max)
     rows, info = [], {}
-    for w in constants:
-        rows.append(FixedSchedule(f"cfg-{w:g}", sig, "heun", float(w)))
-        info[rows[-1].name] = {"seconds_fit": 0.0}
+    guide = GUIDES.get(preset_name)
+    if auto_constants and guide is None:
+        raise ValueError(f"auto_constants need a shipped guide for {preset_name!r}")
+    for tag, ws in (("cfg", constants), ("auto", auto_constants)):
+        for w in ws:
+            for gm in gammas:
+                name = f"{tag}-{w:g}" + (f"-g{gm:g}" if gm else "")
+                if tag == "cfg":
+                    rows.append(FixedSchedule(name, sig, "heun", float(w), float(gm)))
+                else:
+                    rows.append(Autoguidance(name, sig, None, float(w), "heun", float(gm)))
+                info[name] = {"w": float(w), "gamma": float(gm), "seconds_fit": 0.0}
     t0 = time.time()
     (w_i, lo, hi), _ = search_interval_coarse(
-        preset, sig, interval_w, interval_stride, search_samples, seed
+        preset, sig, interval_w, interval_stride, search_samples, seed, search_metric
     )
     rows.append(FixedSchedule("interval", sig, "heun", interval_weights(sig, w_i, lo, hi)))
     info["interval"] = {"pick": [w_i, lo, hi], "seconds_fit": round(time.time() - t0, 1)}
     for kind in ("linear", "cosine"):
         t0 = time.time()
-        w_max, _ = search_ramp(preset, sig, kind, "heun", ramp_w, search_samples, seed)
+        scores = {
+            float(w): training_score(
+                preset,
+                FixedSchedule("cand", sig, "heun", ramp_weights(sig, w, kind)),
+                search_samples,
+                seed,
+                search_metric,
+            )
+            for w in ramp_w
+        }
+        w_max = min(scores, key=scores.get)
         rows.append(FixedSchedule(f"ramp-{kind}", sig, "heun", ramp_weights(sig, w_max, kind)))
         info[f"ramp-{kind}"] = {"pick": w_max, "seconds_fit": round(time.time() - t0, 1)}
     if preset_name in GUIDES and auto_w:
         t0 = time.time()
-        w_a, _ = search_autoguidance(preset, sig, None, "heun", auto_w, search_samples, seed)
+        w_a, _ = search_autoguidance(
+            preset, sig, None, "heun", auto_w, search_samples, seed, search_metric
+        )
         rows.append(Autoguidance("autoguidance", sig, None, w_a, "heun"))
         info["autoguidance"] = {
             "pick": w_a,
@@ -213,6 +251,7 @@ def run(
             "seconds_fit": round(time.time() - t0, 1),
         }
     cfg = dict(l2g or {})
+    l2g_gamma = float(cfg.get("gamma", 0.0))
     runs = [(f"learn-to-guide-s{k}", {"seed": int(k)}) for k in train_seeds if cfg_l2g]
     runs += [(f"learn-to-guide-tilt{lam:g}", {"seed": int(train_seeds[0]), "tilt": float(lam)})
              for lam in tilts if lam != 0]  # fmt: skip
@@ -228,11 +267,11 @@ def run(
         picked: dict = {}
         net, hist = train_learn_to_guide(
             preset, sig, "heun", digits_l2g_config(**{**cfg, **extra}), progress=progress,
-            select=_fd_select(preset, sig, extra.get("guide"), clf, select_samples, select_seed)
-            if select_every else None,
+            select=_fd_select(preset, sig, extra.get("guide"), clf, select_samples, select_seed,
+                              l2g_gamma) if select_every else None,
             select_every=select_every, selection=picked,
         )  # fmt: skip
-        rows.append(LearnedGuidance(name, sig, net, "heun", extra.get("guide")))
+        rows.append(LearnedGuidance(name, sig, net, "heun", extra.get("guide"), l2g_gamma))
         k = max(len(hist) // 10, 1)
         info[name] = {
             "seconds_fit": round(time.time() - t0, 1),
@@ -281,7 +320,9 @@ def run(
         "num_samples": num_samples,
         "seed": seed,
         "search_samples": search_samples,
-        "search_rule": "training energy distance (TRAIN_SALT noise), except cfg-<w>: all shown",
+        "search_rule": f"training {search_metric} (TRAIN_SALT noise), except the constant "
+        "rows cfg-* and auto-*: all shown",
+        "gammas": list(gammas),
         "train_seeds": list(train_seeds),
         "tilts": list(tilts),
         "auto_l2g": auto_l2g,
@@ -294,13 +335,13 @@ def run(
     return {"settings": settings, "rows": out_rows, "summary": summarize(out_rows)}
 
 
-def _fd_select(preset, sig, guide, clf, num_samples: int, seed: int):
+def _fd_select(preset, sig, guide, clf, num_samples: int, seed: int, gamma: float = 0.0):
     """``select(net)`` of :func:`~baselines.guidance.train_learn_to_guide`: FD_digits of the
-    deployed sampler (the row as it would be evaluated) on ``num_samples`` samples of the
-    validation noise ``seed``."""
+    deployed sampler (the row as it would be evaluated, churn ``gamma``) on ``num_samples``
+    samples of the validation noise ``seed``."""
 
     def score(net) -> float:
-        row = LearnedGuidance("select", sig, net, "heun", guide)
+        row = LearnedGuidance("select", sig, net, "heun", guide, gamma)
         res = evaluate([row], preset, num_samples=num_samples, seeds=[seed],
                        metrics=["fd_digits"], progress=False,
                        extra_metrics=digits_metric_fns(clf), noise=digits_noise)  # fmt: skip
@@ -310,10 +351,14 @@ def _fd_select(preset, sig, guide, clf, num_samples: int, seed: int):
 
 
 def summarize(rows: dict) -> dict:
-    """Best constant (by FD_digits) and mean ± std of the learn-to-guide seeds."""
+    """Best CFG constant (by FD_digits), best autoguidance constant (``auto-*`` rows, if
+    any) and mean ± std of the learn-to-guide seeds."""
     cfg = {k: v for k, v in rows.items() if k.startswith("cfg-")}
     best = min(cfg, key=lambda k: cfg[k]["fd"])
     out = {"best_constant": best}
+    auto = {k: v for k, v in rows.items() if k.startswith("auto-")}
+    if auto:
+        out["best_auto_constant"] = min(auto, key=lambda k: auto[k]["fd"])
     for prefix, tag in (("learn-to-guide-s", "l2g"), ("learn-to-guide-auto-s", "l2g_auto")):
         seeds = [v for k, v in rows.items() if k.startswith(prefix)]
         if seeds:
@@ -336,7 +381,7 @@ def markdown(result: dict) -> str:
     ]
     for name, r in rows.items():
         w = ", ".join(f"{v:.3g}" for v in r["w_per_step"])
-        b = "**" if name == sm["best_constant"] else ""
+        b = "**" if name in (sm["best_constant"], sm.get("best_auto_constant")) else ""
         lines.append(
             f"| {b}{name}{b} | {r['fd']:.2f} | {r['precision']:.3f} | {r['recall']:.3f} | "
             f"{r['class_accuracy']:.3f} | {r['class_tv']:.3f} | {r['fd_b']:.2f} | [{w}] | "
@@ -369,11 +414,15 @@ def plot_tilt(result: dict, path: Path) -> Path:
     """Class accuracy against FD_digits: the tilted learn-to-guide rows (λ) and the constants."""
     rows = result["rows"]
     fig, ax = plt.subplots(figsize=(5, 3.6), dpi=100)
-    cfg = sorted((k for k in rows if k.startswith("cfg-")), key=lambda k: float(k[4:]))
+    cfg = sorted(
+        (k for k in rows if k.startswith("cfg-") and not rows[k].get("gamma")),
+        key=lambda k: rows[k].get("w", float(k[4:])),
+    )
     ax.plot([rows[k]["fd"] for k in cfg], [rows[k]["class_accuracy"] for k in cfg], "s--",
             color="grey", label="constant w")  # fmt: skip
     for k in cfg:
-        ax.annotate(k[4:], (rows[k]["fd"], rows[k]["class_accuracy"]), fontsize=7)
+        ax.annotate(f"{rows[k].get('w', k[4:]):g}" if "w" in rows[k] else k[4:],
+                    (rows[k]["fd"], rows[k]["class_accuracy"]), fontsize=7)  # fmt: skip
     seed0 = f"learn-to-guide-s{result['settings']['train_seeds'][0]}"
     tilt = [(0.0, seed0)] + sorted(
         (float(k[len("learn-to-guide-tilt") :]), k)
@@ -407,6 +456,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--auto-l2g", action="store_true",
                    help="also learn ω of the autoguidance direction (-auto-s<k> rows)")  # fmt: skip
     p.add_argument("--constants", type=float, nargs="+", default=[1.0, 1.25, 1.5, 2.0, 3.0])
+    p.add_argument("--gammas", type=float, nargs="+", default=[0.0],
+                   help="churn γ of the constant rows: every (w, γ) is a row")  # fmt: skip
+    p.add_argument("--auto-constants", type=float, nargs="*", default=[],
+                   help="autoguidance weights shown as rows auto-<w>, × --gammas")  # fmt: skip
+    p.add_argument("--search-metric", choices=["energy", "fd_digits"], default="energy",
+                   help="what the searches minimise on training noise")  # fmt: skip
+    p.add_argument("--l2g-gamma", type=float, default=0.0,
+                   help="churn γ of the Learn to Guide rows (L2GConfig.gamma)")  # fmt: skip
     p.add_argument("--interval-w", type=float, nargs="+", default=[1.5, 2.0, 3.0])
     p.add_argument("--interval-stride", type=int, default=1)
     p.add_argument("--ramp-w", type=float, nargs="+", default=[1.5, 2.0, 3.0])
@@ -447,6 +504,7 @@ def main(argv: list[str] | None = None) -> dict:
         start=a.start,
         init_omega=a.init_omega,
         space=a.space,
+        gamma=a.l2g_gamma,
     )
     samples: dict[str, torch.Tensor] = {}
     t0 = time.time()
@@ -471,6 +529,9 @@ def main(argv: list[str] | None = None) -> dict:
         select_samples=a.select_samples,
         select_seed=a.select_seed,
         cfg_l2g=not a.no_cfg_l2g,
+        gammas=a.gammas,
+        auto_constants=a.auto_constants,
+        search_metric=a.search_metric,
     )
     result["settings"]["seconds_total"] = round(time.time() - t0, 1)
     out, stem = Path(a.out), f"{a.preset}_nfe{a.nfe}"

@@ -278,6 +278,10 @@ class L2GConfig:
         unguided conditional model's denoised estimate at s (T_0(x) = φ(x)). T_s is one
         fixed map for particles and targets, so the loss is still zero where the step's law
         equals the noised data's; it only changes which differences it sees.
+    :param gamma: EDM churn γ ≥ 0 at every step of the sampler ω_φ is trained for (and
+        deployed with, :class:`LearnedGuidance`): the trained step and the sampler-start
+        rollouts churn x to σ̂ = (1 + γ)σ with fresh noise before the guided step, as the
+        harness's constant (w, γ) rows do. 0 = the deterministic sampler.
     :param hidden: width of :class:`GuidanceNet`.
     :param init_omega: ω at initialisation (near 0: from ω = 1 a first big step's loss at
         w = 2 can push the softplus into saturation, where ω stays at 0 for every step).
@@ -300,6 +304,7 @@ class L2GConfig:
     embed_dim: int = 0
     guide: str | None = None
     space: str = "pixel"
+    gamma: float = 0.0
     hidden: int = 64
     init_omega: float = 0.1
     seed: int = 0
@@ -322,30 +327,35 @@ def _draw_times(cfg: L2GConfig, sigmas, lo: float, hi: float, g) -> tuple[torch.
     return torch.where(pick, t_sched, t_rand.double()), torch.where(pick, s_sched, s_rand)
 
 
-def _guided_step(preset: Preset, pair, x, t, s, c, w, solver: str):
+def _guided_step(preset: Preset, pair, x, t, s, c, w, solver: str, gamma: float = 0.0, g=None):
     """One step with weight ``w [B]``: classifier-free guidance, or the autoguidance
     direction of ``pair`` (an
-    :class:`~diffusion_gym.denoisers.autoguided.AutoguidedDenoiser`) when it is not None."""
+    :class:`~diffusion_gym.denoisers.autoguided.AutoguidedDenoiser`) when it is not None;
+    churn ``gamma`` with noise from the generator ``g``."""
+    kw = dict(class_labels=c, solver=solver)
+    if gamma:
+        kw.update(gamma=float(gamma), noise=torch.randn(x.shape, generator=g, dtype=x.dtype))
     if pair is None:
-        return _steps.step(preset.denoiser, x, t, s, class_labels=c, guidance=w, solver=solver)
+        return _steps.step(preset.denoiser, x, t, s, guidance=w, **kw)
     pair.weight = w
     try:
-        return _steps.step(pair, x, t, s, class_labels=c, guidance=None, solver=solver)
+        return _steps.step(pair, x, t, s, guidance=None, **kw)
     finally:
         pair.weight = 1.0
 
 
 @torch.no_grad()
 def _sampler_states(
-    preset: Preset, net: GuidanceNet, sig: torch.Tensor, solver: str, c, i, g, pair=None
+    preset: Preset, net: GuidanceNet, sig: torch.Tensor, solver: str, c, i, g, pair=None, gamma=0.0
 ) -> torch.Tensor:
-    """x at σ_{i_j} of the guided sampler (current ω_φ) from x_T = prior_std·ε, per sample j."""
+    """x at σ_{i_j} of the guided sampler (current ω_φ, churn ``gamma``) from x_T =
+    prior_std·ε, per sample j."""
     x = preset.prior_std * torch.randn(
         (c.shape[0], *preset.denoiser.shape), generator=g, dtype=preset.denoiser.dtype
     )
     for k in range(int(i.max())):
         t, s = sig[k].expand(c.shape[0]), sig[k + 1].expand(c.shape[0])
-        x_next, _ = _guided_step(preset, pair, x, t, s, c, 1 + net(c, s, t), solver)
+        x_next, _ = _guided_step(preset, pair, x, t, s, c, 1 + net(c, s, t), solver, gamma, g)
         x = torch.where((i > k).reshape(-1, *[1] * (x.ndim - 1)), x_next, x)  # stop at σ_i
     return x
 
@@ -499,6 +509,10 @@ def train_learn_to_guide(
         raise ValueError(f"targets must be 0 (= particles) or an int >= 2, got {cfg.targets!r}")
     if not math.isfinite(float(cfg.tilt)):
         raise ValueError(f"tilt must be finite, got {cfg.tilt}")
+    if not (math.isfinite(float(cfg.gamma)) and cfg.gamma >= 0):
+        raise ValueError(f"gamma must be a finite float >= 0, got {cfg.gamma!r}")
+    if cfg.gamma and cfg.loss != "energy":
+        raise ValueError("gamma > 0 needs loss='energy' (the l2 target is the ODE's coupling)")
     if cfg.space not in ("pixel", "features"):
         raise ValueError(f"space must be 'pixel' or 'features', got {cfg.space!r}")
     if cfg.space == "features" and cfg.loss != "energy":
@@ -537,7 +551,9 @@ def train_learn_to_guide(
             t, s = _draw_times(cfg, sigmas, preset.sigma_min, preset.sigma_max, g)
         cc, tt, ss = c.repeat_interleave(m), t.repeat_interleave(m), s.repeat_interleave(m)
         if cfg.start == "sampler":
-            x_t = _sampler_states(preset, net, sig, solver, cc, i.repeat_interleave(m), g, pair)
+            x_t = _sampler_states(
+                preset, net, sig, solver, cc, i.repeat_interleave(m), g, pair, cfg.gamma
+            )
         else:
             x0 = preset.data.sample(b * m, cc, generator=g)
             if cfg.tilt:  # x_t ~ p_λ,t: x_0 resampled from p(·|c) by the tilt's weights
@@ -549,7 +565,7 @@ def train_learn_to_guide(
         # Per-conditioning scale of x_s (distances grow like s): equalises the σ range.
         scale = torch.sqrt(s**2 + preset.denoiser.sigma_data**2)
         w = 1 + net(cc, ss, tt)
-        x_s, denoised = _guided_step(preset, pair, x_t, tt, ss, cc, w, solver)
+        x_s, denoised = _guided_step(preset, pair, x_t, tt, ss, cc, w, solver, cfg.gamma, g)
         if cfg.loss == "energy":
             ck = c.repeat_interleave(k)
             y = preset.data.sample(b * k, ck, generator=g)
@@ -616,9 +632,19 @@ class LearnedGuidance(Strategy):
         :class:`~diffusion_gym.denoisers.Denoiser` of the weaker model the net was trained to
         weigh (:attr:`L2GConfig.guide`): w weights the autoguidance direction
         D_bad + w(D_good − D_bad) (same NFE; two networks per NFE instead of one on 2B).
+    :param gamma: EDM churn γ ≥ 0 at every step (:attr:`L2GConfig.gamma`, the value the net
+        was trained with), noise from the harness's per-sample streams.
     """
 
-    def __init__(self, name: str, sigmas, net: GuidanceNet, solver: str = "heun", guide=None):
+    def __init__(
+        self,
+        name: str,
+        sigmas,
+        net: GuidanceNet,
+        solver: str = "heun",
+        guide=None,
+        gamma: float = 0.0,
+    ):
         self.name, self.net, self.solver = name, net, solver
         self.sigmas = S.validate(torch.as_tensor(sigmas, dtype=torch.float64)).clone()
         self.num_steps = self.sigmas.shape[0] - 1
@@ -628,6 +654,9 @@ class LearnedGuidance(Strategy):
                 f"guide must be a preset name or a Denoiser, got {type(guide).__name__}"
             )
         self.guide = guide
+        if not (math.isfinite(float(gamma)) and gamma >= 0):
+            raise ValueError(f"gamma must be a finite float >= 0, got {gamma!r}")
+        self.gamma = float(gamma)
 
     @property
     def nfe(self) -> int:
@@ -635,7 +664,7 @@ class LearnedGuidance(Strategy):
 
     @property
     def deterministic(self) -> bool:
-        return True
+        return self.gamma == 0
 
     @torch.no_grad()
     def weights(self, class_labels: torch.Tensor) -> torch.Tensor:
@@ -650,23 +679,17 @@ class LearnedGuidance(Strategy):
             raise ValueError(f"strategy {self.name!r} needs class labels")
         w = self.weights(class_labels).to(x_T.device)
         sig = self.sigmas.to(x_T.device)
+        kw = dict(class_labels=class_labels, gamma=self.gamma, solver=self.solver)
         if self.guide is None:
-            return _steps.sample(
-                preset.denoiser,
-                x_T,
-                sig,
-                class_labels=class_labels,
-                guidance=w,
-                solver=self.solver,
-                generator=streams,
-            )
+            return _steps.sample(preset.denoiser, x_T, sig, guidance=w, generator=streams, **kw)
         bad = _presets.make(self.guide).denoiser if isinstance(self.guide, str) else self.guide
-        pair, x = AutoguidedDenoiser(preset.denoiser, bad.to(x_T.device)), x_T
-        for i in range(self.num_steps):
-            x, _ = _guided_step(
-                preset, pair, x, sig[i], sig[i + 1], class_labels, w[i], self.solver
-            )
-        return x
+        pair = AutoguidedDenoiser(preset.denoiser, bad.to(x_T.device), w[0])
+
+        def next_weight(info: dict) -> None:  # step i done: step i + 1 uses w[i + 1]
+            if info["i"] + 1 < self.num_steps:
+                pair.weight = w[info["i"] + 1]
+
+        return _steps.sample(pair, x_T, sig, generator=streams, callback=next_weight, **kw)
 
     def describe(self) -> dict:
         per_class = self.weights(torch.arange(self.net.num_classes))  # [n, C]
@@ -676,7 +699,7 @@ class LearnedGuidance(Strategy):
             "solver": self.solver,
             "sigmas": [float(v) for v in self.sigmas],
             "guidance": per_class.tolist(),
-            "gamma": [0.0] * self.num_steps,
+            "gamma": [self.gamma] * self.num_steps,
         }
         if self.guide is not None:
             out["autoguidance"], out["guidance"] = out["guidance"], [1.0] * self.num_steps

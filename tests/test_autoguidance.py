@@ -78,6 +78,31 @@ def test_per_step_weights_follow_the_steps(ring):
     assert not torch.equal(out, _run(AG.Autoguidance("c", sig, bad, 2.0), good))
 
 
+def test_churn_follows_the_harness_streams(ring):
+    """``gamma``: the same churn as the step-by-step autoguided sampler with the harness's
+    per-sample streams; at w = 1 exactly the plain model's FixedSchedule with that γ."""
+    good, bad = ring
+    sig = schedules.karras(3, good.sigma_min, good.sigma_max)
+    g = [0.3, 0.0, 0.2]
+    ag = AG.Autoguidance("ch", sig, bad, 2.0, gamma=g)
+    assert not ag.deterministic and ag.describe()["gamma"] == g
+    assert AG.Autoguidance("d", sig, bad, 2.0).deterministic
+    out = _run(ag, good)
+    x_T, streams = make_noise(good, 64, 3)  # noqa: N806
+    labels = make_labels(good, 64, 3)
+    den = AG.AutoguidedDenoiser(good.denoiser, bad.denoiser, 2.0)
+    x = steps.sample(den, x_T, sig, class_labels=labels, gamma=g, generator=streams)
+    assert torch.equal(out, x)
+    assert not torch.equal(out, _run(AG.Autoguidance("n", sig, bad, 2.0), good))
+    one = _run(AG.Autoguidance("w1", sig, bad, 1.0, gamma=0.3), good)
+    # (FixedSchedule hands γ over as a tensor: equal up to its round-off)
+    assert torch.allclose(one, _run(FixedSchedule("f", sig, gamma=0.3), good), atol=1e-6)
+    with pytest.raises(ValueError, match="gamma must be >= 0"):
+        AG.Autoguidance("x", sig, bad, 2.0, gamma=-0.1)
+    with pytest.raises(ValueError, match="gamma must be a scalar or have one value per step"):
+        AG.Autoguidance("x", sig, bad, 2.0, gamma=[0.1, 0.2])
+
+
 def test_errors(ring):
     good, _ = ring
     sig = schedules.karras(3, good.sigma_min, good.sigma_max)

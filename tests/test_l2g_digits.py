@@ -16,11 +16,14 @@ import torch
 
 from baselines import digits_guidance as DG  # noqa: N812
 from baselines import guidance as G  # noqa: N812
+from baselines.autoguidance import Autoguidance
+from baselines.evaluate import FixedSchedule
 from diffusion_gym import metrics as M  # noqa: N812
 from diffusion_gym import presets, schedules
 from diffusion_gym import steps as St  # noqa: N812
 from diffusion_gym.denoisers.autoguided import AutoguidedDenoiser
 from diffusion_gym.denoisers.classifier import load_digits_classifier
+from diffusion_gym.noise import make_labels, make_noise
 
 
 def test_tilt_weights_are_uniform_at_zero_and_softmax_otherwise():
@@ -262,6 +265,37 @@ def test_autoguidance_pair_and_learned_autoguidance(ring8):
     assert "autoguidance" in row.describe() and row.describe()["guidance"] == [1.0] * 3
 
 
+def test_learned_guidance_with_churn_is_the_harness_sampler(ring8):
+    """``gamma``: a net whose ω is constant deploys exactly like the harness's constant
+    (w, γ) rows (FixedSchedule for CFG, Autoguidance for the autoguidance direction) on the
+    same per-sample streams; training with churn runs; bad γ is refused."""
+    sched = torch.tensor([80.0, 1.4101, 0.3168, 0.0], dtype=torch.float64)
+    net = G.GuidanceNet(8, init_omega=0.5)
+    with torch.no_grad():
+        net.net[-1].weight.zero_()  # ω = softplus(bias) = 0.5 for every (c, s, t)
+    x_T, streams = make_noise(ring8, 32, 5)  # noqa: N806
+    labels = make_labels(ring8, 32, 5)
+    bad = "gmm-ring8-imperfect"
+    for guide, fixed in ((None, FixedSchedule("f", sched, "heun", 1.5, 0.3)),
+                         (bad, Autoguidance("a", sched, bad, 1.5, "heun", 0.3))):  # fmt: skip
+        row = G.LearnedGuidance("l", sched, net, guide=guide, gamma=0.3)
+        assert not row.deterministic and row.describe()["gamma"] == [0.3] * 3
+        got = row.sample(ring8, x_T, labels, streams)
+        want = fixed.sample(ring8, x_T, labels, streams)
+        assert torch.allclose(got, want, atol=1e-6)
+        plain = G.LearnedGuidance("l", sched, net, guide=guide).sample(ring8, x_T, labels, streams)
+        assert not torch.allclose(got, plain, atol=1e-3)
+    cfg = G.L2GConfig(start="sampler", iterations=3, conditions=4, particles=4, gamma=0.3)
+    _, hist = G.train_learn_to_guide(ring8, sched, config=cfg)
+    assert all(math.isfinite(h) for h in hist)
+    with pytest.raises(ValueError, match="gamma must be a finite float >= 0"):
+        G.train_learn_to_guide(ring8, sched, config=G.L2GConfig(gamma=-0.1, iterations=1))
+    with pytest.raises(ValueError, match="gamma > 0 needs loss='energy'"):
+        G.train_learn_to_guide(ring8, sched, config=G.L2GConfig(gamma=0.3, loss="l2"))
+    with pytest.raises(ValueError, match="gamma must be a finite float >= 0"):
+        G.LearnedGuidance("l", sched, net, gamma=float("nan"))
+
+
 def test_select_keeps_the_best_scored_parameters(ring8):
     """``select``: the network is scored at the start, every ``select_every`` iterations and
     at the end; the best-scoring parameters are returned (ties: the earliest), the history
@@ -315,3 +349,30 @@ def test_digits_guidance_cli_selects_on_validation_fd(digits, tmp_path):
         DG.run("digits", 5, seed=7919, select_every=1, train_seeds=[0], constants=(1.0,),
                interval_w=(2.0,), ramp_w=(2.0,), auto_w=(), search_samples=10,
                num_samples=10, progress=False)  # fmt: skip
+
+
+def test_digits_guidance_cli_churn_autoguidance_constants_and_fd_search(digits, tmp_path):
+    """``--gammas`` × ``--constants`` and ``--auto-constants`` rows (all evaluated, the best
+    of each family in the summary), ``--search-metric fd_digits`` and ``--l2g-gamma``."""
+    res = DG.main(
+        [
+            "--nfe", "5", "--num-samples", "30", "--constants", "1", "1.5", "--gammas", "0",
+            "0.3", "--auto-constants", "1.5", "--interval-w", "2", "--ramp-w", "2",
+            "--autoguidance-w", "1", "1.5", "--search-samples", "20",
+            "--search-metric", "fd_digits", "--iterations", "2", "--conditions", "2",
+            "--particles", "2", "--targets", "4", "--train-seeds", "0", "--auto-l2g",
+            "--no-cfg-l2g", "--l2g-gamma", "0.3", "--preset", "digits-imperfect",
+            "--out", str(tmp_path), "--no-progress",
+        ]
+    )  # fmt: skip
+    rows, sm = res["rows"], res["summary"]
+    assert {"cfg-1", "cfg-1-g0.3", "cfg-1.5", "cfg-1.5-g0.3", "auto-1.5", "auto-1.5-g0.3"} <= set(
+        rows
+    )
+    assert rows["cfg-1.5-g0.3"]["gamma"] == 0.3 and rows["auto-1.5"]["w"] == 1.5
+    assert rows["cfg-1.5-g0.3"]["fd"] != rows["cfg-1.5"]["fd"]
+    assert sm["best_constant"].startswith("cfg-") and sm["best_auto_constant"].startswith("auto-")
+    assert res["settings"]["l2g"]["gamma"] == 0.3
+    assert res["settings"]["search_rule"].startswith("training fd_digits")
+    with pytest.raises(ValueError, match="auto_constants need a shipped guide"):
+        DG.run("gmm-ring8", 5, auto_constants=(1.5,), train_seeds=[0], progress=False)
