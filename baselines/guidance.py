@@ -273,9 +273,10 @@ class L2GConfig:
         same loss, same targets.
     :param space: where the energy distance is taken. ``"pixel"`` (the paper): on x̃_s and
         y themselves, divided by sqrt(s² + σ_data²). ``"features"``: on T_s(x) =
-        φ(D(x; s, c)), φ the data's feature map (``preset.data.features``: the shipped
-        classifier's penultimate features on digits, where FD_digits is measured) and D the
-        unguided conditional model's denoised estimate at s (T_0(x) = φ(x)). T_s is one
+        φ(D(x; s, c)), φ the data's feature map (``preset.data.features``: on digits the
+        penultimate features of the shipped *training* classifier, a second network beside
+        the one FD_digits uses) and D the unguided conditional model's denoised estimate at
+        s (T_0(x) = φ(x)). T_s is one
         fixed map for particles and targets, so the loss is still zero where the step's law
         equals the noised data's; it only changes which differences it sees.
     :param gamma: EDM churn γ ≥ 0 at every step of the sampler ω_φ is trained for (and
