@@ -421,8 +421,8 @@ def plot_tilt(result: dict, path: Path) -> Path:
     ax.plot([rows[k]["fd"] for k in cfg], [rows[k]["class_accuracy"] for k in cfg], "s--",
             color="grey", label="constant w")  # fmt: skip
     for k in cfg:
-        ax.annotate(f"{rows[k].get('w', k[4:]):g}" if "w" in rows[k] else k[4:],
-                    (rows[k]["fd"], rows[k]["class_accuracy"]), fontsize=7)  # fmt: skip
+        label = f"{rows[k]['w']:g}" if "w" in rows[k] else k[4:]  # older results: no "w"
+        ax.annotate(label, (rows[k]["fd"], rows[k]["class_accuracy"]), fontsize=7)
     seed0 = f"learn-to-guide-s{result['settings']['train_seeds'][0]}"
     tilt = [(0.0, seed0)] + sorted(
         (float(k[len("learn-to-guide-tilt") :]), k)
