@@ -57,7 +57,7 @@ from diffusion_gym.denoisers.classifier import TRAINING_CLASSIFIER, load_digits_
 from diffusion_gym.io import atomic_save_via, atomic_write_text
 from diffusion_gym.steps import steps_for_nfe
 
-from .autoguidance import GUIDES, Autoguidance, search_autoguidance, training_score
+from .autoguidance import GUIDES, Autoguidance, search_autoguidance, search_strategies
 from .digits import digits_noise
 from .evaluate import FixedSchedule, digits_metric_fns, evaluate
 from .guidance import (
@@ -124,15 +124,13 @@ def search_interval_coarse(
     metric: str = "energy",
 ) -> tuple[tuple[float, float, float], dict]:
     """Best (w, σ_lo, σ_hi) of :func:`interval_candidates` by ``metric`` on training noise
-    (:func:`~baselines.autoguidance.training_score`: ``"energy"``, the rule of
+    (:func:`~baselines.autoguidance.search_strategies`: ``"energy"``, the rule of
     :func:`baselines.guidance.search_interval`, or ``"fd_digits"``)."""
-    scores = {
-        key: training_score(
-            preset, FixedSchedule("cand", sigmas, "heun", w), num_samples, seed, metric
-        )
+    cands = {
+        key: FixedSchedule("cand", sigmas, "heun", w)
         for key, w in interval_candidates(sigmas, weights, stride).items()
     }
-    return min(scores, key=scores.get), scores
+    return search_strategies(preset, cands, num_samples, seed, metric)
 
 
 def digits_l2g_config(**overrides) -> L2GConfig:
@@ -226,17 +224,10 @@ def run(
     info["interval"] = {"pick": [w_i, lo, hi], "seconds_fit": round(time.time() - t0, 1)}
     for kind in ("linear", "cosine"):
         t0 = time.time()
-        scores = {
-            float(w): training_score(
-                preset,
-                FixedSchedule("cand", sig, "heun", ramp_weights(sig, w, kind)),
-                search_samples,
-                seed,
-                search_metric,
-            )
-            for w in ramp_w
+        cands = {
+            float(w): FixedSchedule("cand", sig, "heun", ramp_weights(sig, w, kind)) for w in ramp_w
         }
-        w_max = min(scores, key=scores.get)
+        w_max, _ = search_strategies(preset, cands, search_samples, seed, search_metric)
         rows.append(FixedSchedule(f"ramp-{kind}", sig, "heun", ramp_weights(sig, w_max, kind)))
         info[f"ramp-{kind}"] = {"pick": w_max, "seconds_fit": round(time.time() - t0, 1)}
     if preset_name in GUIDES and auto_w:

@@ -201,8 +201,8 @@ class IRLTrainer:
         self.venv = SB3VecEnv(self.env)
         self.model = make_model(config, self.venv)
         self.disc_env = None
-        disc_mode = {"state": "state", "classifier": "classifier"}.get(config.discriminator.input)
-        if disc_mode is not None and config.env.obs_mode != disc_mode:
+        disc_mode = config.discriminator.input  # "state"/"classifier": that env encoding
+        if disc_mode != "obs" and config.env.obs_mode != disc_mode:
             self.disc_env = make_env(replace(config.env, obs_mode=disc_mode), 1, self.env.preset)
         space = (self.disc_env or self.env).single_observation_space
         self.obs_dim = int(space.shape[0])

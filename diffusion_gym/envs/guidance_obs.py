@@ -195,16 +195,19 @@ class GuidanceObservation:
         n = x.shape[0]
         kk = torch.as_tensor(k, device=self.device).expand(n)
         sigma = self._sigmas[kk].to(x.dtype)
-        safe = torch.where(sigma > 0, sigma, torch.ones_like(sigma))
+        final = sigma == 0
+        ones = torch.ones_like(sigma)
+        if bool(final.all()):  # D(x; 0) = x: the statistics of x_0 itself, no guided call
+            return self._call_stats(x, ones, x, None)
+        safe = torch.where(final, ones, sigma)
         rec = self._recorder
         rec.arm()
         w = None if labels is None else 1.0
         denoised = guided_denoise(rec, x, safe, labels, w)
         stats = self._call_stats(x, safe, denoised, rec.last)
-        final = sigma == 0
-        if bool(final.any()):  # D(x; 0) = x: the statistics of x_0 itself, no guided call
+        if bool(final.any()):
             xf = x[final]
-            stats[final] = self._call_stats(xf, torch.ones_like(safe[final]), xf, None)
+            stats[final] = self._call_stats(xf, ones[final], xf, None)
         stats[kk == 0] = 0.0
         return stats
 
